@@ -1,0 +1,195 @@
+//! Request extractors whose every rejection is a [`Problem`] that says what was wrong and where.
+//!
+//! - malformed JSON, an empty body or an unreadable query string: 400;
+//! - a body over the route's limit: 413; a body that is not JSON: 415;
+//! - well-formed JSON with a missing, unknown or wrongly typed field (including numbers out of
+//!   range): 422 naming the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{FieldError, Problem, ProblemKind};
+
+/// A JSON body, deserialized strictly (see the module docs for the rejections).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers().get(CONTENT_TYPE)) {
+            return Err(Problem::new(
+                ProblemKind::UnsupportedMediaType,
+                "expected a body with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(ProblemKind::PayloadTooLarge, "the request body exceeds the limit of this route")
+            } else {
+                Problem::malformed(format!("the request body could not be read: {rejection}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON document into `T`, turning every failure into a 400 or 422 [`Problem`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::malformed("the request body is empty; expected a JSON document"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(json_problem)?;
+    de.end().map_err(|e| Problem::malformed(format!("trailing characters after the JSON document: {e}")))?;
+    Ok(value)
+}
+
+fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    use serde_json::error::Category;
+    match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            Problem::malformed(format!("malformed JSON: {inner}"))
+        }
+        Category::Data => {
+            let message = strip_position(&inner.to_string());
+            let (field, message) = locate_field(&path, message);
+            Problem::validation(vec![FieldError::new(field, message)])
+        }
+    }
+}
+
+/// serde's messages end with " at line 1 column 17"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// "missing field `name`" at path "." names the field `name`, not the root.
+fn locate_field(path: &str, message: String) -> (String, String) {
+    let join = |name: &str| if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.find('`')
+        {
+            let name = &rest[..end];
+            let what = if prefix.starts_with("missing") { "is required".to_owned() } else { "is not a known field".to_owned() };
+            let tail = rest[end + 1..].trim_start_matches(',').trim();
+            let what = if tail.is_empty() { what } else { format!("{what} ({tail})") };
+            return (join(name), what);
+        }
+    }
+    let field = if path == "." { "(body)".to_owned() } else { path.to_owned() };
+    (field, message)
+}
+
+fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A query string deserialized into `T`; a bad parameter is a 400 naming it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| Problem::malformed(format!("invalid query string: {e}")))
+    }
+}
+
+/// Path parameters; a parameter that does not parse is a 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e| Problem::malformed(format!("invalid path parameter: {}", e.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Price {
+        amount_minor: i64,
+        currency: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        price: Price,
+    }
+
+    fn err(json: &str) -> Problem {
+        parse_json::<Body>(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let p = err(r#"{"price":{"amount_minor":1,"currency":"EUR"}}"#);
+        assert_eq!((p.kind, p.errors[0].field.as_str()), (ProblemKind::ValidationFailed, "name"));
+        let p = err(r#"{"name":"a","price":{"amount_minor":"x","currency":"EUR"}}"#);
+        assert_eq!(p.errors[0].field, "price.amount_minor");
+        let p = err(r#"{"name":"a","price":{"amount_minor":1e400,"currency":"EUR"}}"#);
+        assert!(matches!(p.kind, ProblemKind::ValidationFailed | ProblemKind::MalformedRequest), "{p:?}");
+        let p = err(r#"{"name":"a","price":{"amount_minor":99999999999999999999999,"currency":"EUR"}}"#);
+        assert_eq!(p.kind.status().as_u16() / 100, 4);
+        let p = err(r#"{"name":"a","nope":1,"price":{"amount_minor":1,"currency":"EUR"}}"#);
+        assert_eq!(p.errors[0].field, "nope");
+        assert_eq!(err("{\"name\":").kind, ProblemKind::MalformedRequest);
+        assert_eq!(err("  ").kind, ProblemKind::MalformedRequest);
+        assert_eq!(err("{} x").kind, ProblemKind::MalformedRequest);
+    }
+
+    #[test]
+    fn json_content_types() {
+        use axum::http::HeaderValue;
+        let ok = |s: &'static str| is_json_content_type(Some(&HeaderValue::from_static(s)));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=utf-8"));
+        assert!(ok("application/merge-patch+json"));
+        assert!(!ok("text/plain"));
+        assert!(!is_json_content_type(None));
+    }
+}

@@ -1,0 +1,163 @@
+//! The database handle: which backend, and the pools to read and write through.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::error::StoreError;
+use crate::migrate::{self, Migration};
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (WAL mode).
+    Sqlite,
+    /// A PostgreSQL server (or a wire-compatible one).
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name, as used in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// How many connections to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Most connections to a PostgreSQL server, or reader connections to a SQLite file.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the store reports itself unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSize {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Connection counts of a pool, for the `/metrics` page.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Most connections the pool may open.
+    pub max: u32,
+}
+
+/// A handle on the system of record. Cheap to clone.
+///
+/// Reads go through [`Db::reader`]; writes through [`Db::begin`] (or [`Db::writer`]). On SQLite the
+/// writer pool has exactly one connection: SQLite allows one writer at a time, and queueing in the
+/// pool is cheaper and fairer than spinning on `SQLITE_BUSY`. On PostgreSQL both are one pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+    max_read: u32,
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite file `dermis.sqlite` in `dir`.
+    pub async fn open_data_dir(dir: &Path, size: PoolSize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let file = dir.join("dermis.sqlite");
+        Self::connect(&format!("sqlite://{}?mode=rwc", file.display()), size).await
+    }
+
+    /// Connects to `sqlite://PATH?mode=rwc` or `postgres://...`.
+    pub async fn connect(url: &str, size: PoolSize) -> Result<Self, StoreError> {
+        install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let read = sqlite_pool(url, size.max_connections.clamp(1, 64), size).await?;
+            let write = sqlite_pool(url, 1, size).await?;
+            Ok(Self { backend: Backend::Sqlite, read, write, max_read: size.max_connections.clamp(1, 64) })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(size.max_connections)
+                .acquire_timeout(size.acquire_timeout)
+                .connect(url)
+                .await?;
+            Ok(Self { backend: Backend::Postgres, read: pool.clone(), write: pool, max_read: size.max_connections })
+        } else {
+            Err(StoreError::Unavailable(
+                "database URL must start with sqlite:// or postgres://".to_owned(),
+            ))
+        }
+    }
+
+    /// The backend behind this handle.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Pool for reads.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Pool for writes (one connection on SQLite).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(self.write.begin().await?)
+    }
+
+    /// Applies the given migrations that are not applied yet, in order.
+    pub async fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
+        migrate::run(self, migrations).await
+    }
+
+    /// Checks that the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Statistics of the read and write pools (the same pool on PostgreSQL).
+    pub fn pool_stats(&self) -> [(&'static str, PoolStats); 2] {
+        let stats = |p: &AnyPool, max: u32| PoolStats { size: p.size(), idle: p.num_idle() as u32, max };
+        [("read", stats(&self.read, self.max_read)), ("write", stats(&self.write, if self.backend == Backend::Sqlite { 1 } else { self.max_read }))]
+    }
+
+    /// Closes every connection (on shutdown, after in-flight requests finished).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+async fn sqlite_pool(url: &str, max: u32, size: PoolSize) -> Result<AnyPool, StoreError> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(size.acquire_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL: readers never block the writer. synchronous=FULL: a commit that returned is on
+                // disk even if the machine loses power (orders and stock must not be lost).
+                // busy_timeout: wait for a checkpoint instead of failing.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}

@@ -1,0 +1,63 @@
+//! Storage errors, classified so callers can answer 409 for a duplicate and 503 for an outage.
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint rejected the write; `constraint` names it (PostgreSQL) or its columns
+    /// (SQLite: `table.column`).
+    #[error("unique constraint violated: {constraint}")]
+    Unique {
+        /// The constraint or columns.
+        constraint: String,
+    },
+    /// The database could not be reached or the pool is exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A migration could not be applied.
+    #[error("migration {domain}/{version} failed: {reason}")]
+    Migration {
+        /// Domain that owns the migration.
+        domain: String,
+        /// Its version.
+        version: i64,
+        /// Why.
+        reason: String,
+    },
+    /// Anything else: a bug or a corrupt row.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// True when this is a unique violation on a constraint whose name or columns contain `hint`.
+    pub fn is_unique_on(&self, hint: &str) -> bool {
+        matches!(self, Self::Unique { constraint } if constraint.contains(hint))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| {
+                    // SQLite: "UNIQUE constraint failed: products.external_id"
+                    db.message().rsplit(": ").next().unwrap_or_default().to_owned()
+                });
+                Self::Unique { constraint }
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => Self::Unavailable(e.to_string()),
+            _ => Self::Other(e.to_string()),
+        }
+    }
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL connection and serialization failures.
+fn is_busy(code: Option<&str>) -> bool {
+    matches!(code, Some("5" | "6" | "517" | "40001" | "40P01" | "57P01" | "57P03"))
+        || code.is_some_and(|c| c.starts_with("08"))
+}
