@@ -1,0 +1,321 @@
+//! Bearer JWTs: HS256 signed with the configured secret (what `dermis token` issues), and
+//! RS256/ES256 (and their 384/512 and PSS siblings) verified against a JWKS, so an OIDC provider
+//! can issue tokens. An algorithm is only ever checked with a key of its own family: a token that
+//! claims HS256 is checked with the secret, never with a public key from the JWKS.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use crate::AuthError;
+use crate::role::{Credential, Principal, Role};
+
+/// Shortest HS256 secret accepted (bytes), per RFC 7518 §3.2.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Where the public keys of an OIDC provider come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// A JWKS document on disk.
+    File(PathBuf),
+    /// A JWKS URL (`https://issuer/.well-known/jwks.json`), refreshed periodically and when a token
+    /// names an unknown key id.
+    Url(String),
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The HS256 secret.
+    pub hs256_secret: Option<SecretString>,
+    /// The JWKS for RS256/ES256 tokens.
+    pub jwks: Option<JwksSource>,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    pub audience: Option<String>,
+    /// The claim holding the role (default `role`; a string, or an array whose first known role wins).
+    pub role_claim: String,
+    /// The claim holding the store id (default `store`).
+    pub store_claim: String,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            jwks: None,
+            issuer: None,
+            audience: None,
+            role_claim: "role".into(),
+            store_claim: "store".into(),
+        }
+    }
+}
+
+const ASYMMETRIC: [Algorithm; 7] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// Verifies bearer JWTs.
+pub struct JwtVerifier {
+    cfg: JwtConfig,
+    hs: Option<DecodingKey>,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    http: reqwest::Client,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier").field("hs256", &self.hs.is_some()).field("jwks", &self.cfg.jwks).finish()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds a verifier, loading the JWKS if one is configured.
+    pub async fn new(cfg: JwtConfig) -> Result<Self, String> {
+        let hs = match &cfg.hs256_secret {
+            Some(s) if s.expose_secret().len() < MIN_SECRET_LEN => {
+                return Err(format!("the JWT secret must be at least {MIN_SECRET_LEN} bytes"));
+            }
+            Some(s) => Some(DecodingKey::from_secret(s.expose_secret().as_bytes())),
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let v = Self { cfg, hs, keys: RwLock::new(HashMap::new()), http, last_fetch: tokio::sync::Mutex::new(None) };
+        if v.cfg.jwks.is_some() {
+            v.refresh().await?;
+        }
+        Ok(v)
+    }
+
+    /// Reloads the JWKS. Keys without a `kid` are stored under the empty id.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let text = match &self.cfg.jwks {
+            None => return Ok(0),
+            Some(JwksSource::File(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))?,
+            Some(JwksSource::Url(url)) => {
+                *self.last_fetch.lock().await = Some(Instant::now());
+                let res = self.http.get(url).send().await.map_err(|e| format!("JWKS fetch from {url}: {e}"))?;
+                res.error_for_status()
+                    .map_err(|e| format!("JWKS fetch from {url}: {e}"))?
+                    .text()
+                    .await
+                    .map_err(|e| format!("JWKS fetch from {url}: {e}"))?
+            }
+        };
+        let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("invalid JWKS: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => {
+                    keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
+                }
+                Err(e) => tracing::warn!(kid = ?jwk.common.key_id, error = %e, "skipping unusable JWK"),
+            }
+        }
+        let n = keys.len();
+        *self.keys.write().expect("jwks lock") = keys;
+        Ok(n)
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let keys = self.keys.read().expect("jwks lock");
+        match kid {
+            Some(kid) => keys.get(kid).cloned(),
+            None if keys.len() == 1 => keys.values().next().cloned(),
+            None => keys.get("").cloned(),
+        }
+    }
+
+    /// Verifies a token and returns the caller it names.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let bad = |m: String| AuthError::InvalidToken(m);
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(e.to_string()))?;
+        let key = if header.alg == Algorithm::HS256 {
+            self.hs.clone().ok_or_else(|| bad("HS256 tokens are not accepted: no secret is configured".into()))?
+        } else if ASYMMETRIC.contains(&header.alg) {
+            match self.key_for(header.kid.as_deref()) {
+                Some(k) => k,
+                None => {
+                    self.refresh_if_stale().await;
+                    self.key_for(header.kid.as_deref()).ok_or_else(|| bad("unknown signing key".into()))?
+                }
+            }
+        } else {
+            return Err(bad(format!("algorithm {:?} is not accepted", header.alg)));
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &self.cfg.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &self.cfg.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| bad(e.to_string()))?;
+        self.principal(&data.claims)
+    }
+
+    /// An unknown `kid` may mean the provider rotated keys: refetch, at most every 30 seconds.
+    async fn refresh_if_stale(&self) {
+        if !matches!(self.cfg.jwks, Some(JwksSource::Url(_))) {
+            return;
+        }
+        let recent = self.last_fetch.lock().await.is_some_and(|t| t.elapsed() < Duration::from_secs(30));
+        if !recent && let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "JWKS refresh failed");
+        }
+    }
+
+    fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, AuthError> {
+        let bad = |m: &str| AuthError::InvalidToken(m.to_owned());
+        let subject = claims.get("sub").and_then(Value::as_str).ok_or_else(|| bad("`sub` must be a string"))?;
+        let role = match claims.get(&self.cfg.role_claim) {
+            Some(Value::String(s)) => Role::parse(s),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).find_map(Role::parse),
+            _ => None,
+        }
+        .ok_or_else(|| bad("the token carries no known role"))?;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let p = Principal {
+            subject: subject.to_owned(),
+            role,
+            store_id: text(&self.cfg.store_claim),
+            channel: text("channel"),
+            credential: Credential::Jwt,
+        };
+        p.check_bindings().map_err(AuthError::InvalidToken)?;
+        Ok(p)
+    }
+}
+
+/// Signs an HS256 token for `dermis token` and tests.
+pub fn issue(
+    secret: &SecretString,
+    role: Role,
+    subject: &str,
+    store: Option<&str>,
+    ttl: Duration,
+) -> Result<String, String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let mut claims = Map::new();
+    claims.insert("sub".into(), subject.into());
+    claims.insert("role".into(), role.as_str().into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + ttl.as_secs()).into());
+    if let Some(store) = store {
+        claims.insert("store".into(), store.into());
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Reads the HS256 secret from `path`, or creates one there (readable by the owner only) and
+/// says so. Returns the secret and whether it was created.
+pub fn load_or_create_secret(path: &std::path::Path) -> std::io::Result<(SecretString, bool)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok((SecretString::from(text.trim().to_owned()), false));
+    }
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(path, &secret)?;
+    Ok((SecretString::from(secret), true))
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> SecretString {
+        SecretString::from("0123456789abcdef0123456789abcdef".to_owned())
+    }
+
+    async fn verifier() -> JwtVerifier {
+        JwtVerifier::new(JwtConfig { hs256_secret: Some(secret()), ..JwtConfig::default() }).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_verify_with_their_bindings() {
+        let v = verifier().await;
+        let t = issue(&secret(), Role::StoreAssociate, "anna", Some("paris-1"), Duration::from_secs(60)).unwrap();
+        let p = v.verify(&t).await.unwrap();
+        assert_eq!((p.role, p.subject.as_str(), p.store_id.as_deref()), (Role::StoreAssociate, "anna", Some("paris-1")));
+    }
+
+    #[tokio::test]
+    async fn rejects_wrong_secret_expired_unbound_and_short_secrets() {
+        let v = verifier().await;
+        let other = SecretString::from("another-secret-another-secret-xx".to_owned());
+        let t = issue(&other, Role::Admin, "x", None, Duration::from_secs(60)).unwrap();
+        assert!(v.verify(&t).await.is_err());
+        let t = issue(&secret(), Role::StoreAssociate, "x", None, Duration::from_secs(60)).unwrap();
+        assert!(v.verify(&t).await.is_err(), "store associates need a store");
+        let mut claims = Map::new();
+        claims.insert("sub".into(), "x".into());
+        claims.insert("role".into(), "admin".into());
+        claims.insert("exp".into(), 1_000_000.into());
+        let t = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef")).unwrap();
+        assert!(v.verify(&t).await.is_err(), "expired");
+        assert!(v.verify("not.a.jwt").await.is_err());
+        let short = JwtConfig { hs256_secret: Some(SecretString::from("short".to_owned())), ..JwtConfig::default() };
+        assert!(JwtVerifier::new(short).await.is_err());
+    }
+
+    #[test]
+    fn created_secret_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt-secret");
+        let (a, created) = load_or_create_secret(&path).unwrap();
+        assert!(created);
+        let (b, created) = load_or_create_secret(&path).unwrap();
+        assert!(!created);
+        assert_eq!(a.expose_secret(), b.expose_secret());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}
