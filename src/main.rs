@@ -1,1 +1,226 @@
-fn main() {}
+//! The `dermis` command: serve the API, load the demo, issue tokens, manage API keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dermis_auth::Role;
+use dermis_auth::api_keys::{ApiKeys, NewApiKey};
+use dermis_server::{Application, Config, app, demo, init_tracing, shutdown_signal};
+
+/// Dermis: the backend of a multi-channel skincare brand.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (default: ./dermis.toml if it exists).
+    #[arg(long, global = true, env = "DERMIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the embedded database (default ./dermis-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (SQLite in the data dir, or PostgreSQL with DERMIS_DATABASE_URL).
+    Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Load the bundled demo data first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Serve with the bundled demo catalog loaded, and print what to try.
+    Demo {
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Directory of the embedded database.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print a bearer token signed with the configured secret.
+    Token {
+        /// admin, merchandiser, store_associate, analyst, customer or service.
+        #[arg(long)]
+        role: String,
+        /// Subject (the customer id for customers).
+        #[arg(long, default_value = "local-user")]
+        sub: String,
+        /// Store id (required for store_associate).
+        #[arg(long)]
+        store: Option<String>,
+        /// Lifetime: 90s, 30m, 12h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Directory holding the generated secret.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Manage API keys for machine clients.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+        /// Directory of the embedded database.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Create a key and print it (it is shown only once).
+    Create {
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+        /// The role the key acts with.
+        #[arg(long)]
+        role: String,
+        /// Store the key is bound to.
+        #[arg(long)]
+        store: Option<String>,
+        /// Channel the key is bound to.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// List keys.
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (key_...).
+        id: String,
+    },
+}
+
+fn parse_role(s: &str) -> anyhow::Result<Role> {
+    Role::parse(s).with_context(|| {
+        let all: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown role {s:?}; expected one of {}", all.join(", "))
+    })
+}
+
+fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().with_context(|| format!("invalid ttl {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => anyhow::bail!("invalid ttl unit in {s:?}; use s, m, h or d"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn apply(config: &mut Config, args: &ServeArgs) {
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    init_tracing(&config.log);
+    match cli.command {
+        Command::Serve { args, demo } => {
+            apply(&mut config, &args);
+            serve(config, demo).await
+        }
+        Command::Demo { args } => {
+            apply(&mut config, &args);
+            serve(config, true).await
+        }
+        Command::Migrate { data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let db = app::open_store(&config).await?;
+            println!("migrations applied ({})", db.backend().name());
+            Ok(())
+        }
+        Command::Token { role, sub, store, ttl, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let role = parse_role(&role)?;
+            if role == Role::StoreAssociate && store.is_none() {
+                anyhow::bail!("a store_associate token needs --store STORE_ID");
+            }
+            let secret = app::jwt_secret(&config)?;
+            let token = dermis_auth::jwt::issue(&secret, role, &sub, store.as_deref(), parse_ttl(&ttl)?)
+                .map_err(anyhow::Error::msg)?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::ApiKey { action, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let keys = ApiKeys::new(app::open_store(&config).await?);
+            match action {
+                ApiKeyAction::Create { name, role, store, channel } => {
+                    let role = parse_role(&role)?;
+                    if role == Role::StoreAssociate && store.is_none() {
+                        anyhow::bail!("a store_associate key needs --store STORE_ID");
+                    }
+                    let (info, secret) = keys.create(NewApiKey { name, role, store_id: store, channel }).await?;
+                    eprintln!("created {} ({}); the key below is shown only once:", info.id, info.role);
+                    println!("{secret}");
+                }
+                ApiKeyAction::List => {
+                    for k in keys.list().await? {
+                        let state = k.revoked_at.as_deref().map_or("active".to_owned(), |t| format!("revoked {t}"));
+                        println!("{}\t{}\t{}\t{}\t{}", k.id, k.name, k.role, k.store_id.unwrap_or_default(), state);
+                    }
+                }
+                ApiKeyAction::Revoke { id } => {
+                    if keys.revoke(&id).await? {
+                        println!("revoked {id}");
+                    } else {
+                        anyhow::bail!("no API key {id}");
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
+    let app = Application::build(config.clone()).await?;
+    let base = format!("http://{}:{}", display_host(&config), app.port());
+    if with_demo {
+        let report = demo::load(app.db()).await.context("loading the demo data")?;
+        let secret = app::jwt_secret(&config)?;
+        let token = dermis_auth::jwt::issue(&secret, Role::Merchandiser, "demo-merchandiser", None, Duration::from_secs(12 * 3600))
+            .map_err(anyhow::Error::msg)?;
+        demo::print_welcome(&base, &report, &token);
+    } else {
+        eprintln!("Dermis listening on {base} ({} store); API reference at {base}/docs", app.db().backend().name());
+    }
+    app.run_until(shutdown_signal()).await
+}
+
+fn display_host(config: &Config) -> String {
+    let ip = config.listen.ip();
+    if ip.is_unspecified() { "127.0.0.1".into() } else { ip.to_string() }
+}

@@ -98,7 +98,7 @@ impl Policy for AnyRole {
 
 /// An authenticated caller that policy `P` allows.
 #[derive(Debug, Clone)]
-pub struct Auth<P>(pub Principal, PhantomData<fn() -> P>);
+pub struct Auth<P>(pub Principal, pub PhantomData<fn() -> P>);
 
 impl<P> Auth<P> {
     /// The caller.

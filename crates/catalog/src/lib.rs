@@ -1,1 +1,75 @@
-//! placeholder
+//! The product catalog: products, their SKUs (variants by shade, size, scent or formula, each
+//! with a price, a currency and a barcode), and the catalog's domain events.
+//!
+//! # Layout
+//! - [`model`]: what the catalog stores and returns ([`Product`], [`Sku`], [`Money`]).
+//! - [`input`]: requests as clients send them, and their parsing into validated changes
+//!   ("parse, don't validate": nothing past this module sees an unchecked string).
+//! - [`store`]: the SQL, written once for SQLite and PostgreSQL.
+//! - [`service`]: [`Catalog`], the operations (idempotent creates, optimistic concurrency).
+//! - [`routes`]: `/v1/products` and `/v1/products/{id}/skus`.
+//!
+//! This crate owns the `products`, `skus` and `catalog_outbox` tables. Other domains use
+//! [`Catalog`] or the catalog's events, never these tables.
+
+pub mod input;
+pub mod model;
+pub mod routes;
+pub mod service;
+pub mod store;
+
+use dermis_store::{Migration, StoreError};
+
+pub use model::{Money, Product, ProductStatus, Sku, Variant};
+pub use service::Catalog;
+
+/// Migrations of the tables this crate owns.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    domain: "catalog",
+    version: 1,
+    name: "products, skus, outbox",
+    sqlite: include_str!("../migrations/sqlite/0001_catalog.sql"),
+    postgres: include_str!("../migrations/postgres/0001_catalog.sql"),
+}];
+
+/// Everything a catalog operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// No product with this id.
+    #[error("no product {0}")]
+    ProductNotFound(String),
+    /// No SKU with this id under this product.
+    #[error("no SKU {sku_id} under product {product_id}")]
+    SkuNotFound {
+        /// The product.
+        product_id: String,
+        /// The SKU.
+        sku_id: String,
+    },
+    /// A unique value is already taken.
+    #[error("{field} {value:?} is already used by another {entity}")]
+    Duplicate {
+        /// Which kind of thing holds it.
+        entity: &'static str,
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// `If-Match` named another version than the current one.
+    #[error("the {entity} is at version {actual}, not {expected}")]
+    VersionMismatch {
+        /// Which kind of thing.
+        entity: &'static str,
+        /// What the client expected.
+        expected: i64,
+        /// What is stored.
+        actual: i64,
+    },
+    /// The idempotency key was used for a different request.
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -6,9 +6,9 @@
 //!   range): 422 naming the field.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -26,21 +26,43 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json_content_type(req.headers().get(CONTENT_TYPE)) {
-            return Err(Problem::new(
-                ProblemKind::UnsupportedMediaType,
-                "expected a body with Content-Type: application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let bytes = read_json_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A JSON body with its raw bytes (to digest for idempotency keys).
+#[derive(Debug, Clone)]
+pub struct ApiJsonBytes<T>(pub T, pub Bytes);
+
+impl<T, S> FromRequest<S> for ApiJsonBytes<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_json_body(req, state).await?;
+        let value = parse_json(&bytes)?;
+        Ok(Self(value, bytes))
+    }
+}
+
+async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
+    if !is_json_content_type(req.headers().get(CONTENT_TYPE)) {
+        return Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "expected a body with Content-Type: application/json",
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Problem::new(ProblemKind::PayloadTooLarge, "the request body exceeds the limit of this route")
             } else {
-                Problem::malformed(format!("the request body could not be read: {rejection}"))
-            }
-        })?;
-        parse_json(&bytes).map(ApiJson)
-    }
+            Problem::malformed(format!("the request body could not be read: {rejection}"))
+        }
+    })
 }
 
 /// Parses a JSON document into `T`, turning every failure into a 400 or 422 [`Problem`].
@@ -102,6 +124,65 @@ fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A client-chosen `Idempotency-Key` (1 to 255 visible ASCII characters). As an extractor,
+/// `Option<IdempotencyKey>` is `None` without the header and a 400 with a bad one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates a key.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        if raw.is_empty() || raw.len() > 255 {
+            return Err("must be 1 to 255 characters");
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be visible ASCII characters without spaces");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(None) };
+        let bad = |m: &str| Problem::malformed(format!("the Idempotency-Key header {m}"));
+        let text = value.to_str().map_err(|_| bad("must be visible ASCII"))?;
+        Self::parse(text).map(Some).map_err(bad)
+    }
+}
+
+/// The version an `If-Match` header names (`"3"` or `W/"3"`). As an extractor, `Option<IfMatch>`
+/// is `None` without the header and a 400 with one that is not a version this API issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfMatch(pub i64);
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for IfMatch {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let Some(value) = parts.headers.get(IF_MATCH) else { return Ok(None) };
+        let text = value.to_str().unwrap_or("").trim();
+        let tag = text.strip_prefix("W/").unwrap_or(text);
+        tag.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|v| Some(IfMatch(v)))
+            .ok_or_else(|| Problem::malformed("If-Match must be an ETag returned by this API, such as \"3\""))
+    }
+}
+
+/// The `ETag` header value for a version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
 /// A query string deserialized into `T`; a bad parameter is a 400 naming it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
@@ -133,7 +214,7 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
+        <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| ApiPath(v))
             .map_err(|e| Problem::malformed(format!("invalid path parameter: {}", e.body_text())))
@@ -180,6 +261,15 @@ mod tests {
         assert_eq!(err("{\"name\":").kind, ProblemKind::MalformedRequest);
         assert_eq!(err("  ").kind, ProblemKind::MalformedRequest);
         assert_eq!(err("{} x").kind, ProblemKind::MalformedRequest);
+    }
+
+    #[test]
+    fn keys_are_bounded_visible_ascii() {
+        assert!(IdempotencyKey::parse("order-123_ABC").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse("has space").is_err());
+        assert!(IdempotencyKey::parse("é").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
     }
 
     #[test]

@@ -18,6 +18,6 @@ pub mod page;
 pub mod patch;
 pub mod problem;
 
-pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use extract::{ApiJson, ApiJsonBytes, ApiPath, ApiQuery, IdempotencyKey, IfMatch, etag};
 pub use page::{Cursor, Limit, Page};
 pub use problem::{FieldError, Problem, ProblemKind};

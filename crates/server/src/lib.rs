@@ -1,1 +1,32 @@
-//! placeholder
+//! The Dermis server: configuration, the assembly of every domain's routes behind one middleware
+//! stack, and the operations endpoints.
+//!
+//! # Layout
+//! - [`config`]: layered configuration (defaults → `dermis.toml` → `DERMIS_*`).
+//! - [`app`]: [`Application`]: store, migrations, auth, router, listener, graceful shutdown.
+//! - [`http`]: the problem+json guarantee for errors produced outside handlers.
+//! - [`metrics`]: Prometheus request metrics and pool gauges.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
+//! - [`openapi`]: the document's frame.
+//!
+//! This crate owns no tables and decides nothing about the business: handlers live in the
+//! domain crates.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+
+pub use app::{Application, shutdown_signal};
+pub use config::Config;
+
+/// Installs the log subscriber (`RUST_LOG` wins over the configured filter).
+pub fn init_tracing(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}

@@ -8,33 +8,13 @@
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
+pub use dermis_core::IdempotencyKey;
+
 use crate::db::Db;
 use crate::error::StoreError;
 
 /// How long a key is remembered: 24 hours.
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
-
-/// A client-chosen key (1 to 255 visible ASCII characters).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    /// Validates a header value.
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        if raw.is_empty() || raw.len() > 255 {
-            return Err("must be 1 to 255 characters");
-        }
-        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("must be visible ASCII characters without spaces");
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// What an earlier attempt with the same key did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,18 +85,4 @@ pub async fn purge_expired(db: &Db) -> Result<u64, StoreError> {
         .execute(db.writer())
         .await?;
     Ok(done.rows_affected())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_bounded_visible_ascii() {
-        assert!(IdempotencyKey::parse("order-123_ABC").is_ok());
-        assert!(IdempotencyKey::parse("").is_err());
-        assert!(IdempotencyKey::parse("has space").is_err());
-        assert!(IdempotencyKey::parse("é").is_err());
-        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
-    }
 }

@@ -1,0 +1,260 @@
+//! [`Catalog`]: the catalog's operations. Creates take an optional idempotency key and are
+//! recorded with it in one transaction; updates use optimistic concurrency on `version`; every
+//! change appends its domain event to the outbox in the same transaction.
+
+use dermis_core::clock::now_ms;
+use dermis_core::ids::new_id;
+use dermis_core::page::{Cursor, Limit, Page};
+use dermis_store::idempotency::{self, IdempotencyKey, Prior};
+use dermis_store::sqlx::AnyConnection;
+use dermis_store::{Db, StoreError};
+use serde_json::json;
+
+use crate::CatalogError;
+use crate::input::{NewProduct, NewSku, ProductChanges, SkuChanges};
+use crate::model::{Product, ProductStatus, Sku};
+use crate::store::{self, ProductFilter};
+
+/// An idempotency key with what it protects.
+#[derive(Debug, Clone)]
+pub struct Idempotent {
+    /// Operation and caller the key is scoped to.
+    pub scope: String,
+    /// The client's key.
+    pub key: IdempotencyKey,
+    /// Digest of the request body.
+    pub request_hash: String,
+}
+
+/// The result of a create.
+#[derive(Debug, Clone)]
+pub struct Created<T> {
+    /// What was created (or, for a replay, what the first attempt created, as it is now).
+    pub value: T,
+    /// True when this was a retry answered from the first attempt.
+    pub replayed: bool,
+}
+
+/// The catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    db: Db,
+}
+
+fn duplicate(e: StoreError, new_product: Option<&NewProduct>, new_sku: Option<(&Option<String>, &str)>) -> CatalogError {
+    if e.is_unique_on("barcode") {
+        let value = new_sku.and_then(|(b, _)| b.clone()).unwrap_or_default();
+        return CatalogError::Duplicate { entity: "SKU", field: "barcode", value };
+    }
+    if e.is_unique_on("code") {
+        let value = new_sku.map(|(_, c)| c.to_owned()).unwrap_or_default();
+        return CatalogError::Duplicate { entity: "SKU", field: "code", value };
+    }
+    if e.is_unique_on("external_id") {
+        let value = new_product.and_then(|p| p.external_id.clone()).unwrap_or_default();
+        return CatalogError::Duplicate { entity: "product", field: "external_id", value };
+    }
+    CatalogError::Store(e)
+}
+
+/// A concurrent retry with the same key won the race (PostgreSQL): answer from its result.
+fn lost_idempotency_race(e: &CatalogError) -> bool {
+    matches!(e, CatalogError::Store(s) if s.is_unique_on("idempotency_keys") || s.is_unique_on("idem_key") || s.is_unique_on("scope"))
+}
+
+async fn check_prior(conn: &mut AnyConnection, idem: Option<&Idempotent>) -> Result<Option<String>, CatalogError> {
+    let Some(i) = idem else { return Ok(None) };
+    match idempotency::prior(conn, &i.scope, &i.key, &i.request_hash).await? {
+        Prior::None => Ok(None),
+        Prior::Created(id) => Ok(Some(id)),
+        Prior::Mismatch => Err(CatalogError::IdempotencyKeyReused),
+    }
+}
+
+async fn record(conn: &mut AnyConnection, idem: Option<&Idempotent>, id: &str) -> Result<(), CatalogError> {
+    if let Some(i) = idem {
+        idempotency::record(conn, &i.scope, &i.key, &i.request_hash, id).await?;
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// The catalog stored in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Creates a product.
+    pub async fn create_product(&self, idem: Option<Idempotent>, new: NewProduct) -> Result<Created<Product>, CatalogError> {
+        for attempt in 0..2 {
+            match self.try_create_product(idem.as_ref(), &new).await {
+                Err(e) if attempt == 0 && lost_idempotency_race(&e) => continue,
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn try_create_product(&self, idem: Option<&Idempotent>, new: &NewProduct) -> Result<Created<Product>, CatalogError> {
+        let mut tx = self.db.begin().await?;
+        if let Some(id) = check_prior(&mut tx, idem).await? {
+            drop(tx);
+            let value = self.product(&id).await?;
+            return Ok(Created { value, replayed: true });
+        }
+        let id = new_id("prd");
+        let now = now_ms();
+        store::insert_product(&mut tx, &id, new, now).await.map_err(|e| duplicate(e, Some(new), None))?;
+        record(&mut tx, idem, &id).await?;
+        let product = store::get_product(&mut *tx, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
+        store::append_event(&mut tx, "catalog.product.created", &id, &json!(product), now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Created { value: product, replayed: false })
+    }
+
+    /// Reads a product.
+    pub async fn product(&self, id: &str) -> Result<Product, CatalogError> {
+        store::get_product(self.db.reader(), id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))
+    }
+
+    /// Lists products.
+    pub async fn products(&self, filter: &ProductFilter, cursor: Option<&Cursor>, limit: Limit) -> Result<Page<Product>, CatalogError> {
+        let rows = store::list_products(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
+        Ok(Page::from_rows(rows, limit, |p| p.id.clone()))
+    }
+
+    /// Applies changes to a product. With `if_version`, refuses if the product has moved on.
+    pub async fn update_product(&self, id: &str, changes: ProductChanges, if_version: Option<i64>) -> Result<Product, CatalogError> {
+        for _ in 0..3 {
+            let mut tx = self.db.begin().await?;
+            let current = store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+            if let Some(expected) = if_version
+                && expected != current.version
+            {
+                return Err(CatalogError::VersionMismatch { entity: "product", expected, actual: current.version });
+            }
+            let was_active = current.status == ProductStatus::Active;
+            let mut next = current.clone();
+            let ch = changes.clone();
+            if let Some(v) = ch.name { next.name = v }
+            if let Some(v) = ch.brand { next.brand = v }
+            if let Some(v) = ch.external_id { next.external_id = v }
+            if let Some(v) = ch.category { next.category = v }
+            if let Some(v) = ch.description { next.description = v }
+            if let Some(v) = ch.ingredients { next.ingredients = v }
+            if let Some(v) = ch.status { next.status = v }
+            if next == current {
+                return Ok(current);
+            }
+            next.version += 1;
+            let now = now_ms();
+            let probe = NewProduct {
+                name: String::new(),
+                brand: String::new(),
+                external_id: next.external_id.clone(),
+                category: None,
+                description: None,
+                ingredients: None,
+            };
+            if !store::update_product(&mut tx, &next, now).await.map_err(|e| duplicate(e, Some(&probe), None))? {
+                continue; // changed under us (PostgreSQL): read again
+            }
+            let updated = store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+            let event = if was_active && updated.status == ProductStatus::Discontinued {
+                "catalog.product.discontinued"
+            } else {
+                "catalog.product.updated"
+            };
+            store::append_event(&mut tx, event, id, &json!(updated), now).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Ok(updated);
+        }
+        Err(CatalogError::Store(StoreError::Unavailable("the product kept changing; retry".into())))
+    }
+
+    /// Creates a SKU under a product.
+    pub async fn create_sku(&self, product_id: &str, idem: Option<Idempotent>, new: NewSku) -> Result<Created<Sku>, CatalogError> {
+        for attempt in 0..2 {
+            match self.try_create_sku(product_id, idem.as_ref(), &new).await {
+                Err(e) if attempt == 0 && lost_idempotency_race(&e) => continue,
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn try_create_sku(&self, product_id: &str, idem: Option<&Idempotent>, new: &NewSku) -> Result<Created<Sku>, CatalogError> {
+        let mut tx = self.db.begin().await?;
+        if store::get_product(&mut *tx, product_id).await?.is_none() {
+            return Err(CatalogError::ProductNotFound(product_id.to_owned()));
+        }
+        if let Some(id) = check_prior(&mut tx, idem).await? {
+            drop(tx);
+            let value = self.sku(product_id, &id).await?;
+            return Ok(Created { value, replayed: true });
+        }
+        let id = new_id("sku");
+        let now = now_ms();
+        store::insert_sku(&mut tx, &id, product_id, new, now)
+            .await
+            .map_err(|e| duplicate(e, None, Some((&new.barcode, &new.code))))?;
+        record(&mut tx, idem, &id).await?;
+        let sku = store::get_sku(&mut *tx, product_id, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
+        store::append_event(&mut tx, "catalog.sku.created", &id, &json!(sku), now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Created { value: sku, replayed: false })
+    }
+
+    /// Reads a SKU of a product.
+    pub async fn sku(&self, product_id: &str, id: &str) -> Result<Sku, CatalogError> {
+        store::get_sku(self.db.reader(), product_id, id)
+            .await?
+            .ok_or_else(|| CatalogError::SkuNotFound { product_id: product_id.to_owned(), sku_id: id.to_owned() })
+    }
+
+    /// Lists a product's SKUs (404 if the product does not exist).
+    pub async fn skus(&self, product_id: &str, cursor: Option<&Cursor>, limit: Limit) -> Result<Page<Sku>, CatalogError> {
+        if store::get_product(self.db.reader(), product_id).await?.is_none() {
+            return Err(CatalogError::ProductNotFound(product_id.to_owned()));
+        }
+        let rows = store::list_skus(self.db.reader(), product_id, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
+        Ok(Page::from_rows(rows, limit, |s| s.id.clone()))
+    }
+
+    /// Applies changes to a SKU.
+    pub async fn update_sku(&self, product_id: &str, id: &str, changes: SkuChanges, if_version: Option<i64>) -> Result<Sku, CatalogError> {
+        let not_found = || CatalogError::SkuNotFound { product_id: product_id.to_owned(), sku_id: id.to_owned() };
+        for _ in 0..3 {
+            let mut tx = self.db.begin().await?;
+            let current = store::get_sku(&mut *tx, product_id, id).await?.ok_or_else(not_found)?;
+            if let Some(expected) = if_version
+                && expected != current.version
+            {
+                return Err(CatalogError::VersionMismatch { entity: "SKU", expected, actual: current.version });
+            }
+            let mut next = current.clone();
+            let ch = changes.clone();
+            if let Some(v) = ch.code { next.code = v }
+            if let Some(v) = ch.barcode { next.barcode = v }
+            if let Some(v) = ch.variant { next.variant = v }
+            if let Some(v) = ch.price { next.price = v }
+            if let Some(v) = ch.status { next.status = v }
+            if next == current {
+                return Ok(current);
+            }
+            next.version += 1;
+            let now = now_ms();
+            if !store::update_sku(&mut tx, &next, now)
+                .await
+                .map_err(|e| duplicate(e, None, Some((&next.barcode, &next.code))))?
+            {
+                continue;
+            }
+            let updated = store::get_sku(&mut *tx, product_id, id).await?.ok_or_else(not_found)?;
+            store::append_event(&mut tx, "catalog.sku.updated", id, &json!(updated), now).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Ok(updated);
+        }
+        Err(CatalogError::Store(StoreError::Unavailable("the SKU kept changing; retry".into())))
+    }
+}

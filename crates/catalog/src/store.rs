@@ -1,0 +1,263 @@
+//! The catalog's SQL, one text for both backends (portable subset: `$n` parameters, BIGINT
+//! millisecond timestamps, TEXT). Functions take an executor, so the service decides what runs in
+//! one transaction.
+
+use dermis_core::clock::rfc3339;
+use dermis_store::StoreError;
+use dermis_store::sqlx::{self, Any, AnyConnection, Executor, Row, any::AnyRow};
+
+use crate::input::{NewProduct, NewSku};
+use crate::model::{Money, Product, ProductStatus, Sku, Variant};
+
+const PRODUCT_COLUMNS: &str =
+    "id, external_id, name, brand, category, description, ingredients, status, version, created_at, updated_at";
+const SKU_COLUMNS: &str = "id, product_id, code, barcode, shade, size, scent, formula, price_minor, currency, status, version, created_at, updated_at";
+
+fn status(row: &AnyRow, col: &str) -> Result<ProductStatus, StoreError> {
+    let s: String = row.try_get(col).map_err(StoreError::from)?;
+    ProductStatus::parse(&s).ok_or_else(|| StoreError::Other(format!("unknown status {s:?} in the catalog")))
+}
+
+fn product(row: &AnyRow) -> Result<Product, StoreError> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        external_id: row.try_get("external_id")?,
+        name: row.try_get("name")?,
+        brand: row.try_get("brand")?,
+        category: row.try_get("category")?,
+        description: row.try_get("description")?,
+        ingredients: row.try_get("ingredients")?,
+        status: status(row, "status")?,
+        version: row.try_get("version")?,
+        created_at: rfc3339(row.try_get("created_at")?),
+        updated_at: rfc3339(row.try_get("updated_at")?),
+    })
+}
+
+fn sku(row: &AnyRow) -> Result<Sku, StoreError> {
+    Ok(Sku {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        code: row.try_get("code")?,
+        barcode: row.try_get("barcode")?,
+        variant: Variant {
+            shade: row.try_get("shade")?,
+            size: row.try_get("size")?,
+            scent: row.try_get("scent")?,
+            formula: row.try_get("formula")?,
+        },
+        price: Money { amount_minor: row.try_get("price_minor")?, currency: row.try_get("currency")? },
+        status: status(row, "status")?,
+        version: row.try_get("version")?,
+        created_at: rfc3339(row.try_get("created_at")?),
+        updated_at: rfc3339(row.try_get("updated_at")?),
+    })
+}
+
+/// Inserts a new product.
+pub async fn insert_product(conn: &mut AnyConnection, id: &str, p: &NewProduct, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO products (id, external_id, name, brand, category, description, ingredients, status, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8)",
+    )
+    .bind(id)
+    .bind(p.external_id.clone())
+    .bind(&p.name)
+    .bind(&p.brand)
+    .bind(p.category.clone())
+    .bind(p.description.clone())
+    .bind(p.ingredients.clone())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads one product.
+pub async fn get_product<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<Product>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?;
+    row.as_ref().map(product).transpose()
+}
+
+/// Filters of a product listing.
+#[derive(Debug, Default, Clone)]
+pub struct ProductFilter {
+    /// Exact brand.
+    pub brand: Option<String>,
+    /// Exact category.
+    pub category: Option<String>,
+    /// Status.
+    pub status: Option<ProductStatus>,
+    /// External id.
+    pub external_id: Option<String>,
+}
+
+/// Lists products in id order after `after`, at most `limit` rows.
+pub async fn list_products<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    filter: &ProductFilter,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Product>, StoreError> {
+    let mut sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    let mut cond = |sql: &mut String, column: &str, value: String| {
+        args.push(value);
+        sql.push_str(&format!(" AND {column} ${}", args.len()));
+    };
+    if let Some(v) = &filter.brand {
+        cond(&mut sql, "brand =", v.clone());
+    }
+    if let Some(v) = &filter.category {
+        cond(&mut sql, "category =", v.clone());
+    }
+    if let Some(v) = filter.status {
+        cond(&mut sql, "status =", v.as_str().to_owned());
+    }
+    if let Some(v) = &filter.external_id {
+        cond(&mut sql, "external_id =", v.clone());
+    }
+    if let Some(v) = after {
+        cond(&mut sql, "id >", v.to_owned());
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    let mut q = sqlx::query(&sql);
+    for a in args {
+        q = q.bind(a);
+    }
+    q.fetch_all(ex).await?.iter().map(product).collect()
+}
+
+/// Writes every mutable column of `p` if the stored version is still `p.version - 1`. Returns
+/// whether a row was written.
+pub async fn update_product(conn: &mut AnyConnection, p: &Product, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE products SET external_id = $1, name = $2, brand = $3, category = $4, description = $5,
+                ingredients = $6, status = $7, version = $8, updated_at = $9
+         WHERE id = $10 AND version = $11",
+    )
+    .bind(p.external_id.clone())
+    .bind(&p.name)
+    .bind(&p.brand)
+    .bind(p.category.clone())
+    .bind(p.description.clone())
+    .bind(p.ingredients.clone())
+    .bind(p.status.as_str())
+    .bind(p.version)
+    .bind(now)
+    .bind(&p.id)
+    .bind(p.version - 1)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Inserts a new SKU.
+pub async fn insert_sku(conn: &mut AnyConnection, id: &str, product_id: &str, s: &NewSku, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO skus (id, product_id, code, barcode, shade, size, scent, formula, price_minor, currency, status, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', 1, $11, $11)",
+    )
+    .bind(id)
+    .bind(product_id)
+    .bind(&s.code)
+    .bind(s.barcode.clone())
+    .bind(s.variant.shade.clone())
+    .bind(s.variant.size.clone())
+    .bind(s.variant.scent.clone())
+    .bind(s.variant.formula.clone())
+    .bind(s.price.amount_minor)
+    .bind(&s.price.currency)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads one SKU of a product.
+pub async fn get_sku<'c, E: Executor<'c, Database = Any>>(ex: E, product_id: &str, id: &str) -> Result<Option<Sku>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {SKU_COLUMNS} FROM skus WHERE id = $1 AND product_id = $2"))
+        .bind(id)
+        .bind(product_id)
+        .fetch_optional(ex)
+        .await?;
+    row.as_ref().map(sku).transpose()
+}
+
+/// Lists a product's SKUs in id order after `after`.
+pub async fn list_skus<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    product_id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Sku>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SKU_COLUMNS} FROM skus WHERE product_id = $1 AND id > $2 ORDER BY id LIMIT {limit}"
+    ))
+    .bind(product_id)
+    .bind(after.unwrap_or(""))
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(sku).collect()
+}
+
+/// Writes every mutable column of `s` if the stored version is still `s.version - 1`.
+pub async fn update_sku(conn: &mut AnyConnection, s: &Sku, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE skus SET code = $1, barcode = $2, shade = $3, size = $4, scent = $5, formula = $6,
+                price_minor = $7, currency = $8, status = $9, version = $10, updated_at = $11
+         WHERE id = $12 AND version = $13",
+    )
+    .bind(&s.code)
+    .bind(s.barcode.clone())
+    .bind(s.variant.shade.clone())
+    .bind(s.variant.size.clone())
+    .bind(s.variant.scent.clone())
+    .bind(s.variant.formula.clone())
+    .bind(s.price.amount_minor)
+    .bind(&s.price.currency)
+    .bind(s.status.as_str())
+    .bind(s.version)
+    .bind(now)
+    .bind(&s.id)
+    .bind(s.version - 1)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Appends a domain event to the outbox, in the caller's transaction.
+pub async fn append_event(
+    conn: &mut AnyConnection,
+    event_type: &str,
+    aggregate_id: &str,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO catalog_outbox (id, event_type, aggregate_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(dermis_core::ids::new_id("evt"))
+        .bind(event_type)
+        .bind(aggregate_id)
+        .bind(payload.to_string())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The outbox, oldest first (for the relay, and for tests).
+pub async fn outbox<'c, E: Executor<'c, Database = Any>>(ex: E, limit: u32) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT event_type, aggregate_id, payload FROM catalog_outbox ORDER BY id LIMIT {limit}"))
+        .fetch_all(ex)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let payload: String = r.try_get(2)?;
+            let value = serde_json::from_str(&payload).map_err(|e| StoreError::Other(e.to_string()))?;
+            Ok((r.try_get(0)?, r.try_get(1)?, value))
+        })
+        .collect()
+}

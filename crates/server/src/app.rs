@@ -1,0 +1,233 @@
+//! [`Application`]: opens the store, runs migrations, wires the domains' routers behind the
+//! middleware, and binds the listener (port 0 in tests).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn;
+use dermis_auth::api_keys::ApiKeys;
+use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret};
+use dermis_auth::Authenticator;
+use dermis_catalog::Catalog;
+use dermis_catalog::routes::CatalogState;
+use dermis_store::db::PoolSize;
+use dermis_store::{Db, Migration};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::ops::{self, OpsState};
+use crate::{http, metrics, openapi};
+
+/// Every domain's migrations, in the order they apply.
+pub const MIGRATIONS: &[&[Migration]] = &[dermis_store::MIGRATIONS, dermis_auth::MIGRATIONS, dermis_catalog::MIGRATIONS];
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    db: Db,
+    grace: Duration,
+}
+
+/// Opens the configured store (PostgreSQL if `database_url` is set, else SQLite in the data dir)
+/// and applies every migration.
+pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
+    let size = PoolSize { max_connections: config.database_max_connections, ..PoolSize::default() };
+    let db = match &config.database_url {
+        Some(url) => Db::connect(url.expose_secret(), size).await.context("connecting to DERMIS_DATABASE_URL")?,
+        None => Db::open_data_dir(&config.data_dir, size)
+            .await
+            .with_context(|| format!("opening the embedded database in {}", config.data_dir.display()))?,
+    };
+    for set in MIGRATIONS {
+        db.migrate(set).await.context("applying migrations")?;
+    }
+    Ok(db)
+}
+
+/// The HS256 secret: configured, or read from / generated into `DATA_DIR/jwt-secret`.
+pub fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
+    if let Some(s) = &config.auth.jwt_secret {
+        return Ok(s.clone());
+    }
+    let path: PathBuf = config.data_dir.join("jwt-secret");
+    let (secret, created) = load_or_create_secret(&path).with_context(|| format!("JWT secret file {}", path.display()))?;
+    if created {
+        eprintln!("generated a JWT signing secret in {} (mode 0600)", path.display());
+    }
+    Ok(secret)
+}
+
+impl Application {
+    /// Builds everything from `config` and binds `config.listen`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = open_store(&config).await?;
+        let jwks = match (&config.auth.jwks_file, &config.auth.jwks_url) {
+            (Some(f), _) => Some(JwksSource::File(f.clone())),
+            (None, Some(u)) => Some(JwksSource::Url(u.clone())),
+            (None, None) => None,
+        };
+        let jwt = JwtVerifier::new(JwtConfig {
+            hs256_secret: Some(jwt_secret(&config)?),
+            jwks,
+            issuer: config.auth.issuer.clone(),
+            audience: config.auth.audience.clone(),
+            role_claim: config.auth.role_claim.clone(),
+            store_claim: config.auth.store_claim.clone(),
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("configuring token verification")?;
+        let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
+        let router = build_router(&config, db.clone(), auth)?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self { listener, router, db, grace: Duration::from_secs(config.http.shutdown_grace_secs) })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The store.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
+    /// period) and closes the store.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, db, grace } = self;
+        let purge_db = db.clone();
+        let purger = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                match dermis_store::idempotency::purge_expired(&purge_db).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+                }
+            }
+        });
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            r = server.into_future() => r.context("serving HTTP")?,
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
+        }
+        purger.abort();
+        db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
+    let origins = &config.http.cors_origins;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| HeaderValue::from_str(o).with_context(|| format!("CORS origin {o:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([header::ETAG, header::LOCATION, HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600)))
+}
+
+/// The whole router: API, ops and docs, behind the middleware.
+pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>) -> anyhow::Result<Router> {
+    let catalog = CatalogState { catalog: Catalog::new(db.clone()), auth: auth.clone() };
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(ops::router().with_state(OpsState { db: db.clone() }))
+        .merge(dermis_auth::routes::router().with_state(auth))
+        .merge(dermis_catalog::routes::router().with_state(catalog))
+        .split_for_parts();
+    let doc_json = Arc::new(doc.to_pretty_json().context("serializing the OpenAPI document")?);
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, subject = tracing::field::Empty)
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(cors(config)?)
+        .layer(from_fn(metrics::track))
+        .layer(from_fn(http::problem_bodies))
+        .layer(CatchPanicLayer::custom(http::panic_response))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(config.http.request_timeout_secs)))
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes));
+
+    Ok(api
+        .merge(ops::undocumented(db, doc_json))
+        .fallback(http::not_found)
+        .layer(middleware))
+}

@@ -1,0 +1,170 @@
+//! Configuration: built-in defaults, then an optional `dermis.toml`, then `DERMIS_*` environment
+//! variables (nested keys with `__`: `DERMIS_AUTH__JWT_SECRET`). Secrets are [`SecretString`]s:
+//! their `Debug` output is redacted, so logging the config never leaks them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything Dermis can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (`DERMIS_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory of the embedded database and generated secrets (`DERMIS_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `postgres://...` to run on PostgreSQL instead of the embedded SQLite file (`DERMIS_DATABASE_URL`).
+    pub database_url: Option<SecretString>,
+    /// Most database connections per node (`DERMIS_DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// HTTP limits and CORS.
+    pub http: HttpConfig,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// HTTP limits and CORS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes (`DERMIS_HTTP__BODY_LIMIT_BYTES`).
+    pub body_limit_bytes: usize,
+    /// Longest a request may take, in seconds (`DERMIS_HTTP__REQUEST_TIMEOUT_SECS`).
+    pub request_timeout_secs: u64,
+    /// Origins allowed by CORS; empty = no cross-origin access; `["*"]` = any
+    /// (`DERMIS_HTTP__CORS_ORIGINS=https://shop.example,https://app.example`).
+    #[serde(deserialize_with = "list")]
+    pub cors_origins: Vec<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM (`DERMIS_HTTP__SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+}
+
+/// Token verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// HS256 secret (at least 32 bytes). When unset, one is generated into `DATA_DIR/jwt-secret`
+    /// (`DERMIS_AUTH__JWT_SECRET`).
+    pub jwt_secret: Option<SecretString>,
+    /// JWKS file of an OIDC provider (`DERMIS_AUTH__JWKS_FILE`).
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of an OIDC provider (`DERMIS_AUTH__JWKS_URL`).
+    pub jwks_url: Option<String>,
+    /// Required `iss` (`DERMIS_AUTH__ISSUER`).
+    pub issuer: Option<String>,
+    /// Required `aud` (`DERMIS_AUTH__AUDIENCE`).
+    pub audience: Option<String>,
+    /// Claim with the role (`DERMIS_AUTH__ROLE_CLAIM`, default `role`).
+    pub role_claim: String,
+    /// Claim with the store id (`DERMIS_AUTH__STORE_CLAIM`, default `store`).
+    pub store_claim: String,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` or `json` (`DERMIS_LOG__FORMAT`).
+    pub format: String,
+    /// A tracing filter such as `info,dermis=debug` (`DERMIS_LOG__FILTER`; `RUST_LOG` wins if set).
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("dermis-data"),
+            database_url: None,
+            database_max_connections: 16,
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30, cors_origins: Vec::new(), shutdown_grace_secs: 30 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwks_file: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            role_claim: "role".into(),
+            store_claim: "store".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), filter: "info".into() }
+    }
+}
+
+/// Accepts a list either as a TOML/JSON array or as one comma-separated string (from the environment).
+fn list<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(de)? {
+        Either::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Either::Many(v) => v,
+    })
+}
+
+impl Config {
+    /// Loads the layers: defaults, then `file` (or `./dermis.toml` if it exists), then `DERMIS_*`.
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let toml = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("dermis.toml"));
+        if file.is_some() && !toml.exists() {
+            return Err(figment::Error::from(format!("config file {} does not exist", toml.display())));
+        }
+        Figment::new()
+            .merge(Toml::file(toml))
+            .merge(Env::prefixed("DERMIS_").split("__").ignore(&["test_database_url", "test_redis_url", "test_nats_url", "require_services"]))
+            .extract()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn layers_apply_in_order_and_secrets_stay_hidden() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("dermis.toml", "listen = \"0.0.0.0:9000\"\n[http]\nbody_limit_bytes = 2048\n")?;
+            jail.set_env("DERMIS_HTTP__BODY_LIMIT_BYTES", "4096");
+            jail.set_env("DERMIS_AUTH__JWT_SECRET", "a-very-secret-value-that-is-long-enough");
+            jail.set_env("DERMIS_HTTP__CORS_ORIGINS", "https://shop.example, https://app.example");
+            let c = Config::load(None).expect("config");
+            assert_eq!(c.listen.port(), 9000, "file over defaults");
+            assert_eq!(c.http.body_limit_bytes, 4096, "environment over file");
+            assert_eq!(c.http.cors_origins, ["https://shop.example", "https://app.example"]);
+            assert_eq!(c.auth.jwt_secret.as_ref().unwrap().expose_secret(), "a-very-secret-value-that-is-long-enough");
+            assert!(!format!("{c:?}").contains("a-very-secret"), "Debug output redacts secrets");
+            assert_eq!(c.data_dir, PathBuf::from("dermis-data"), "defaults fill the rest");
+            Ok(())
+        });
+    }
+}
