@@ -198,6 +198,8 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
 
 /// The whole router: API, ops and docs, behind the middleware.
 pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>) -> anyhow::Result<Router> {
+    // Install the recorder before the first request records anything.
+    let _ = metrics::handle();
     let catalog = CatalogState { catalog: Catalog::new(db.clone()), auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router().with_state(OpsState { db: db.clone() }))

@@ -21,6 +21,7 @@ pub struct TestDb {
     db: Db,
     _dir: Option<tempfile::TempDir>,
     pg_drop: Option<(String, String)>,
+    url: String,
 }
 
 impl TestDb {
@@ -31,7 +32,8 @@ impl TestDb {
         for set in migrations {
             db.migrate(set).await.expect("migrate sqlite");
         }
-        Self { db, _dir: Some(dir), pg_drop: None }
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("dermis.sqlite").display());
+        Self { db, _dir: Some(dir), pg_drop: None, url }
     }
 
     /// A migrated, fresh PostgreSQL database, or `None` (with a message) when no server is configured.
@@ -63,12 +65,22 @@ impl TestDb {
         for set in migrations {
             db.migrate(set).await.expect("migrate postgres");
         }
-        Some(Self { db, _dir: None, pg_drop: Some((admin_url, name)) })
+        Some(Self { db, _dir: None, pg_drop: Some((admin_url, name)), url })
     }
 
     /// The handle.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The URL of this database, to start a server on it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The data directory of a SQLite test database.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
     }
 }
 

@@ -1,0 +1,170 @@
+//! `spawn_app()` and a typed client.
+
+use std::time::Duration;
+
+use dermis_auth::Role;
+use dermis_server::{Application, Config};
+use dermis_store::testing::TestDb;
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::SecretString;
+use serde_json::Value;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// Which store a test app runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running app on its own store and port.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub test_db: TestDb,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
+    config.log.filter = "warn".into();
+    config
+}
+
+/// An app on SQLite.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(Backend::Sqlite).await.expect("sqlite is always available")
+}
+
+/// An app on the given backend, or `None` when that backend is not configured (PostgreSQL
+/// without `DERMIS_TEST_DATABASE_URL`).
+pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
+    spawn_with(backend, |_| {}).await
+}
+
+/// An app with a tweaked configuration.
+pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let migrations = dermis_server::app::MIGRATIONS;
+    let test_db = match backend {
+        Backend::Sqlite => TestDb::sqlite(migrations).await,
+        Backend::Postgres => TestDb::postgres(migrations).await?,
+    };
+    let mut config = test_config();
+    match backend {
+        Backend::Sqlite => config.data_dir = test_db.data_dir().unwrap().to_path_buf(),
+        Backend::Postgres => config.database_url = Some(SecretString::from(test_db.url().to_owned())),
+    }
+    tweak(&mut config);
+    if std::env::var("TEST_LOG").is_ok() {
+        config.log.filter = "debug".into();
+        dermis_server::init_tracing(&config.log);
+    }
+    let app = Application::build(config).await.expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    Some(TestApp { base, client, test_db, stop: Some(stop), server: Some(server) })
+}
+
+/// A bearer token for a role.
+pub fn token(role: Role) -> String {
+    token_for(role, "tester", (role == Role::StoreAssociate).then_some("store-1"))
+}
+
+pub fn token_for(role: Role, sub: &str, store: Option<&str>) -> String {
+    dermis_auth::jwt::issue(&SecretString::from(SECRET.to_owned()), role, sub, store, Duration::from_secs(600)).unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str, role: Option<Role>) -> RequestBuilder {
+        let rb = self.client.request(method, self.url(path));
+        match role {
+            Some(r) => rb.bearer_auth(token(r)),
+            None => rb,
+        }
+    }
+
+    pub async fn get(&self, path: &str, role: Role) -> Response {
+        self.request(Method::GET, path, Some(role)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, role: Role, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(role)).json(body).send().await.unwrap()
+    }
+
+    pub async fn patch_json(&self, path: &str, role: Role, body: &Value) -> Response {
+        self.request(Method::PATCH, path, Some(role)).json(body).send().await.unwrap()
+    }
+
+    /// Creates a product as a merchandiser and returns its JSON.
+    pub async fn create_product(&self, body: Value) -> Value {
+        let res = self.post_json("/v1/products", Role::Merchandiser, &body).await;
+        assert_eq!(res.status(), 201, "create product: {}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    /// Creates a SKU as a merchandiser and returns its JSON.
+    pub async fn create_sku(&self, product_id: &str, body: Value) -> Value {
+        let res = self.post_json(&format!("/v1/products/{product_id}/skus"), Role::Merchandiser, &body).await;
+        assert_eq!(res.status(), 201, "create sku: {}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Asserts a problem+json answer with this status and returns its body.
+pub async fn assert_problem(res: Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status of {}", res.url());
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"), "{body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    body
+}
+
+/// Generates a SQLite and a PostgreSQL variant of each test, which takes a `TestApp`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = $crate::helpers::spawn_app_on($crate::helpers::Backend::Sqlite).await.unwrap();
+                    super::$name(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(app) = $crate::helpers::spawn_app_on($crate::helpers::Backend::Postgres).await else { return };
+                    super::$name(app).await;
+                }
+            )+
+        }
+    };
+}

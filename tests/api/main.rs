@@ -1,0 +1,9 @@
+//! Behaviour of Dermis through HTTP: one binary, one isolated store and one random port per test.
+
+mod helpers;
+
+mod auth_test;
+mod catalog_test;
+mod errors_test;
+mod ops_test;
+mod shutdown_test;
