@@ -211,8 +211,14 @@ async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
     if with_demo {
         let report = demo::load(app.db()).await.context("loading the demo data")?;
         let secret = app::jwt_secret(&config)?;
-        let token = dermis_auth::jwt::issue(&secret, Role::Merchandiser, "demo-merchandiser", None, Duration::from_secs(12 * 3600))
-            .map_err(anyhow::Error::msg)?;
+        let token = dermis_auth::jwt::issue(
+            &secret,
+            Role::Merchandiser,
+            "demo-merchandiser",
+            None,
+            Duration::from_secs(12 * 3600),
+        )
+        .map_err(anyhow::Error::msg)?;
         demo::print_welcome(&base, &report, &token);
     } else {
         eprintln!("Dermis listening on {base} ({} store); API reference at {base}/docs", app.db().backend().name());

@@ -85,7 +85,13 @@ async fn wrong_roles_are_403_and_readers_can_read() {
 }
 
 async fn api_keys_work_until_revoked(app: TestApp) {
-    let res = app.post_json("/v1/api-keys", Role::Admin, &json!({"name": "pos-paris", "role": "store_associate", "store_id": "paris-1"})).await;
+    let res = app
+        .post_json(
+            "/v1/api-keys",
+            Role::Admin,
+            &json!({"name": "pos-paris", "role": "store_associate", "store_id": "paris-1"}),
+        )
+        .await;
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await.unwrap();
     let secret = created["secret"].as_str().unwrap().to_owned();
@@ -94,15 +100,27 @@ async fn api_keys_work_until_revoked(app: TestApp) {
 
     let read = || app.client.get(app.url("/v1/products")).bearer_auth(&secret).send();
     assert_eq!(read().await.unwrap().status(), 200);
-    let write = app.client.post(app.url("/v1/products")).bearer_auth(&secret).json(&json!({"name": "x", "brand": "y"})).send().await.unwrap();
+    let write = app
+        .client
+        .post(app.url("/v1/products"))
+        .bearer_auth(&secret)
+        .json(&json!({"name": "x", "brand": "y"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(write, 403).await;
 
     let listed: Value = app.get("/v1/api-keys", Role::Admin).await.json().await.unwrap();
     let listed_text = listed.to_string();
     assert!(listed_text.contains(&id) && !listed_text.contains(&secret), "listing never shows secrets");
 
-    assert_problem(app.post_json("/v1/api-keys", Role::Admin, &json!({"name": "x", "role": "store_associate"})).await, 422).await;
-    assert_problem(app.post_json("/v1/api-keys", Role::Admin, &json!({"name": "x", "role": "emperor"})).await, 422).await;
+    assert_problem(
+        app.post_json("/v1/api-keys", Role::Admin, &json!({"name": "x", "role": "store_associate"})).await,
+        422,
+    )
+    .await;
+    assert_problem(app.post_json("/v1/api-keys", Role::Admin, &json!({"name": "x", "role": "emperor"})).await, 422)
+        .await;
 
     let revoke = app.request(Method::DELETE, &format!("/v1/api-keys/{id}"), Some(Role::Admin)).send().await.unwrap();
     assert_eq!(revoke.status(), 204);

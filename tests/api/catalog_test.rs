@@ -18,10 +18,14 @@ crate::both_backends!(
 
 async fn products_round_trip_with_etags_and_merge_patch(app: TestApp) {
     let res = app
-        .post_json("/v1/products", Role::Merchandiser, &json!({
-            "name": "  Ceramide Barrier Cream ", "brand": "Dermis Labs", "external_id": "P100",
-            "category": "Skincare/Moisturizers", "ingredients": "Aqua, Glycerin, Ceramide NP"
-        }))
+        .post_json(
+            "/v1/products",
+            Role::Merchandiser,
+            &json!({
+                "name": "  Ceramide Barrier Cream ", "brand": "Dermis Labs", "external_id": "P100",
+                "category": "Skincare/Moisturizers", "ingredients": "Aqua, Glycerin, Ceramide NP"
+            }),
+        )
         .await;
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
@@ -39,18 +43,34 @@ async fn products_round_trip_with_etags_and_merge_patch(app: TestApp) {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["etag"], "\"2\"");
     let p2: Value = res.json().await.unwrap();
-    assert_eq!((p2["description"].as_str(), p2.get("category"), p2["name"].as_str()), (Some("Rich"), None, Some("Ceramide Barrier Cream")));
+    assert_eq!(
+        (p2["description"].as_str(), p2.get("category"), p2["name"].as_str()),
+        (Some("Rich"), None, Some("Ceramide Barrier Cream"))
+    );
 
     // If-Match with a stale version is refused; with the current one it applies.
-    let stale = app.request(Method::PATCH, &location, Some(Role::Admin)).header("if-match", "\"1\"").json(&json!({"name": "X"})).send().await.unwrap();
+    let stale = app
+        .request(Method::PATCH, &location, Some(Role::Admin))
+        .header("if-match", "\"1\"")
+        .json(&json!({"name": "X"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(stale, 412).await;
-    let fresh = app.request(Method::PATCH, &location, Some(Role::Admin)).header("if-match", "\"2\"").json(&json!({"status": "discontinued"})).send().await.unwrap();
+    let fresh = app
+        .request(Method::PATCH, &location, Some(Role::Admin))
+        .header("if-match", "\"2\"")
+        .json(&json!({"status": "discontinued"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fresh.status(), 200);
     let p3: Value = fresh.json().await.unwrap();
     assert_eq!((p3["status"].as_str(), p3["version"].as_i64()), (Some("discontinued"), Some(3)));
 
     // A patch that changes nothing does not bump the version.
-    let same: Value = app.patch_json(&location, Role::Admin, &json!({"status": "discontinued"})).await.json().await.unwrap();
+    let same: Value =
+        app.patch_json(&location, Role::Admin, &json!({"status": "discontinued"})).await.json().await.unwrap();
     assert_eq!(same["version"], 3);
 
     assert_problem(app.get("/v1/products/prd_nope", Role::Admin).await, 404).await;
@@ -80,40 +100,88 @@ async fn skus_belong_to_their_product(app: TestApp) {
     let empty: Value = app.get(&format!("/v1/products/{b}/skus"), Role::Analyst).await.json().await.unwrap();
     assert!(empty["items"].as_array().unwrap().is_empty());
     assert_problem(app.get("/v1/products/prd_nope/skus", Role::Analyst).await, 404).await;
-    assert_problem(app.post_json("/v1/products/prd_nope/skus", Role::Admin, &json!({"code": "Z", "price": {"amount_minor": 1, "currency": "EUR"}})).await, 404).await;
+    assert_problem(
+        app.post_json(
+            "/v1/products/prd_nope/skus",
+            Role::Admin,
+            &json!({"code": "Z", "price": {"amount_minor": 1, "currency": "EUR"}}),
+        )
+        .await,
+        404,
+    )
+    .await;
 
     let patched: Value = app
-        .patch_json(&format!("/v1/products/{a}/skus/{sku_id}"), Role::Merchandiser, &json!({"price": {"amount_minor": 2999, "currency": "EUR"}, "barcode": null}))
+        .patch_json(
+            &format!("/v1/products/{a}/skus/{sku_id}"),
+            Role::Merchandiser,
+            &json!({"price": {"amount_minor": 2999, "currency": "EUR"}, "barcode": null}),
+        )
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!((patched["price"]["amount_minor"].as_i64(), patched.get("barcode"), patched["version"].as_i64()), (Some(2999), None, Some(2)));
+    assert_eq!(
+        (patched["price"]["amount_minor"].as_i64(), patched.get("barcode"), patched["version"].as_i64()),
+        (Some(2999), None, Some(2))
+    );
 }
 
 async fn unique_codes_barcodes_and_external_ids_are_409(app: TestApp) {
     let a = app.create_product(json!({"name": "A", "brand": "B", "external_id": "EXT-1"})).await;
     let a = a["id"].as_str().unwrap();
-    let p = assert_problem(app.post_json("/v1/products", Role::Admin, &json!({"name": "A2", "brand": "B", "external_id": "EXT-1"})).await, 409).await;
+    let p = assert_problem(
+        app.post_json("/v1/products", Role::Admin, &json!({"name": "A2", "brand": "B", "external_id": "EXT-1"})).await,
+        409,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("external_id"), "{p}");
-    app.create_sku(a, json!({"code": "C-1", "barcode": "96385074", "price": {"amount_minor": 100, "currency": "USD"}})).await;
-    let p = assert_problem(app.post_json(&format!("/v1/products/{a}/skus"), Role::Admin, &json!({"code": "C-1", "price": {"amount_minor": 1, "currency": "USD"}})).await, 409).await;
+    app.create_sku(a, json!({"code": "C-1", "barcode": "96385074", "price": {"amount_minor": 100, "currency": "USD"}}))
+        .await;
+    let p = assert_problem(
+        app.post_json(
+            &format!("/v1/products/{a}/skus"),
+            Role::Admin,
+            &json!({"code": "C-1", "price": {"amount_minor": 1, "currency": "USD"}}),
+        )
+        .await,
+        409,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("code"), "{p}");
-    let p = assert_problem(app.post_json(&format!("/v1/products/{a}/skus"), Role::Admin, &json!({"code": "C-2", "barcode": "96385074", "price": {"amount_minor": 1, "currency": "USD"}})).await, 409).await;
+    let p = assert_problem(
+        app.post_json(
+            &format!("/v1/products/{a}/skus"),
+            Role::Admin,
+            &json!({"code": "C-2", "barcode": "96385074", "price": {"amount_minor": 1, "currency": "USD"}}),
+        )
+        .await,
+        409,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("barcode"), "{p}");
     // Nothing already stored was touched.
     let skus: Value = app.get(&format!("/v1/products/{a}/skus"), Role::Admin).await.json().await.unwrap();
     assert_eq!(skus["items"].as_array().unwrap().len(), 1);
     // Renaming a second product's external id onto a taken one is also a 409.
     let b = app.create_product(json!({"name": "B", "brand": "B"})).await;
-    let res = app.patch_json(&format!("/v1/products/{}", b["id"].as_str().unwrap()), Role::Admin, &json!({"external_id": "EXT-1"})).await;
+    let res = app
+        .patch_json(
+            &format!("/v1/products/{}", b["id"].as_str().unwrap()),
+            Role::Admin,
+            &json!({"external_id": "EXT-1"}),
+        )
+        .await;
     assert_problem(res, 409).await;
 }
 
 async fn creates_are_idempotent_with_a_key(app: TestApp) {
     let body = json!({"name": "Retry Serum", "brand": "B"});
     let send = |key: &'static str, body: Value| {
-        app.request(Method::POST, "/v1/products", Some(Role::Merchandiser)).header("idempotency-key", key).json(&body).send()
+        app.request(Method::POST, "/v1/products", Some(Role::Merchandiser))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
     };
     let first = send("k-1", body.clone()).await.unwrap();
     assert_eq!(first.status(), 201);
@@ -124,7 +192,16 @@ async fn creates_are_idempotent_with_a_key(app: TestApp) {
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"], "the retry returns the first product");
     assert_problem(send("k-1", json!({"name": "Other", "brand": "B"})).await.unwrap(), 422).await;
-    assert_problem(app.request(Method::POST, "/v1/products", Some(Role::Merchandiser)).header("idempotency-key", "bad key").json(&body).send().await.unwrap(), 400).await;
+    assert_problem(
+        app.request(Method::POST, "/v1/products", Some(Role::Merchandiser))
+            .header("idempotency-key", "bad key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
 
     // Concurrent retries of one request create exactly one product.
     let racers: Vec<_> = (0..8).map(|_| send("k-race", json!({"name": "Race", "brand": "B"}))).collect();
@@ -142,8 +219,23 @@ async fn creates_are_idempotent_with_a_key(app: TestApp) {
     let pid = first["id"].as_str().unwrap();
     let sku = json!({"code": "RS-30", "price": {"amount_minor": 1900, "currency": "EUR"}});
     let path = format!("/v1/products/{pid}/skus");
-    let a: Value = app.request(Method::POST, &path, Some(Role::Merchandiser)).header("idempotency-key", "s-1").json(&sku).send().await.unwrap().json().await.unwrap();
-    let b = app.request(Method::POST, &path, Some(Role::Merchandiser)).header("idempotency-key", "s-1").json(&sku).send().await.unwrap();
+    let a: Value = app
+        .request(Method::POST, &path, Some(Role::Merchandiser))
+        .header("idempotency-key", "s-1")
+        .json(&sku)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b = app
+        .request(Method::POST, &path, Some(Role::Merchandiser))
+        .header("idempotency-key", "s-1")
+        .json(&sku)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(b.status(), 201);
     assert_eq!(b.json::<Value>().await.unwrap()["id"], a["id"]);
 }
@@ -151,7 +243,9 @@ async fn creates_are_idempotent_with_a_key(app: TestApp) {
 async fn pagination_visits_every_product_once(app: TestApp) {
     let mut made = HashSet::new();
     for i in 0..7 {
-        let p = app.create_product(json!({"name": format!("P{i}"), "brand": if i % 2 == 0 { "Even" } else { "Odd" }})).await;
+        let p = app
+            .create_product(json!({"name": format!("P{i}"), "brand": if i % 2 == 0 { "Even" } else { "Odd" }}))
+            .await;
         made.insert(p["id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();
@@ -177,7 +271,14 @@ async fn pagination_visits_every_product_once(app: TestApp) {
     assert_eq!(seen, sorted, "creation order");
     let evens: Value = app.get("/v1/products?brand=Even&limit=500", Role::Analyst).await.json().await.unwrap();
     assert_eq!(evens["items"].as_array().unwrap().len(), 4);
-    for bad in ["/v1/products?limit=0", "/v1/products?limit=501", "/v1/products?limit=abc", "/v1/products?cursor=%21%21", "/v1/products?color=red", "/v1/products?status=sold"] {
+    for bad in [
+        "/v1/products?limit=0",
+        "/v1/products?limit=501",
+        "/v1/products?limit=abc",
+        "/v1/products?cursor=%21%21",
+        "/v1/products?color=red",
+        "/v1/products?status=sold",
+    ] {
         let res = app.get(bad, Role::Analyst).await;
         assert!(matches!(res.status().as_u16(), 400 | 422), "{bad}: {}", res.status());
         assert_eq!(res.headers()["content-type"], "application/problem+json");

@@ -22,11 +22,36 @@ async fn write_routes(app: &TestApp) -> Vec<Route> {
     let s = app.create_sku(&pid, json!({"code": "FZ-1", "price": {"amount_minor": 100, "currency": "EUR"}})).await;
     let sid = s["id"].as_str().unwrap().to_owned();
     vec![
-        Route { method: Method::POST, path: "/v1/products".into(), valid: json!({"name": "N", "brand": "B", "external_id": "E1", "category": "C", "description": "D", "ingredients": "Aqua"}), required: Some("brand") },
-        Route { method: Method::PATCH, path: format!("/v1/products/{pid}"), valid: json!({"name": "N2", "category": null, "status": "active"}), required: None },
-        Route { method: Method::POST, path: format!("/v1/products/{pid}/skus"), valid: json!({"code": "C-9", "barcode": "4006381333931", "variant": {"size": "50 mL"}, "price": {"amount_minor": 1250, "currency": "EUR"}}), required: Some("price") },
-        Route { method: Method::PATCH, path: format!("/v1/products/{pid}/skus/{sid}"), valid: json!({"price": {"amount_minor": 1300, "currency": "EUR"}, "barcode": null}), required: None },
-        Route { method: Method::POST, path: "/v1/api-keys".into(), valid: json!({"name": "svc", "role": "service"}), required: Some("role") },
+        Route {
+            method: Method::POST,
+            path: "/v1/products".into(),
+            valid: json!({"name": "N", "brand": "B", "external_id": "E1", "category": "C", "description": "D", "ingredients": "Aqua"}),
+            required: Some("brand"),
+        },
+        Route {
+            method: Method::PATCH,
+            path: format!("/v1/products/{pid}"),
+            valid: json!({"name": "N2", "category": null, "status": "active"}),
+            required: None,
+        },
+        Route {
+            method: Method::POST,
+            path: format!("/v1/products/{pid}/skus"),
+            valid: json!({"code": "C-9", "barcode": "4006381333931", "variant": {"size": "50 mL"}, "price": {"amount_minor": 1250, "currency": "EUR"}}),
+            required: Some("price"),
+        },
+        Route {
+            method: Method::PATCH,
+            path: format!("/v1/products/{pid}/skus/{sid}"),
+            valid: json!({"price": {"amount_minor": 1300, "currency": "EUR"}, "barcode": null}),
+            required: None,
+        },
+        Route {
+            method: Method::POST,
+            path: "/v1/api-keys".into(),
+            valid: json!({"name": "svc", "role": "service"}),
+            required: Some("role"),
+        },
     ]
 }
 
@@ -94,7 +119,8 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems() {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("{what} to {}: {e}", route.path));
-            let (status, ct) = (res.status().as_u16(), res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()));
+            let (status, ct) =
+                (res.status().as_u16(), res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()));
             let text = res.text().await.unwrap();
             assert_4xx_problem(what, route, status, ct.as_deref());
             let problem: Value = serde_json::from_str(&text).unwrap();
@@ -102,7 +128,9 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems() {
                 assert!(problem["errors"][0]["field"].is_string(), "{what}: {problem}");
             }
         }
-        for (ct, body) in [(None, "{}"), (Some("text/plain"), "{}"), (Some("application/x-www-form-urlencoded"), "name=x")] {
+        for (ct, body) in
+            [(None, "{}"), (Some("text/plain"), "{}"), (Some("application/x-www-form-urlencoded"), "name=x")]
+        {
             let mut rb = app.request(route.method.clone(), &route.path, Some(Role::Admin)).body(body);
             if let Some(ct) = ct {
                 rb = rb.header("content-type", ct);
@@ -150,7 +178,13 @@ async fn random_mutations_of_valid_bodies_never_cause_5xx() {
                 .await
                 .unwrap();
             let status = res.status().as_u16();
-            assert!(status < 500, "{} {} with {:?} answered {status}", route.method, route.path, String::from_utf8_lossy(&body));
+            assert!(
+                status < 500,
+                "{} {} with {:?} answered {status}",
+                route.method,
+                route.path,
+                String::from_utf8_lossy(&body)
+            );
             if status >= 400 {
                 assert_eq!(res.headers()["content-type"], "application/problem+json");
             }
@@ -164,11 +198,23 @@ async fn bad_headers_and_paths_are_4xx() {
     let p = app.create_product(json!({"name": "H", "brand": "B"})).await;
     let path = format!("/v1/products/{}", p["id"].as_str().unwrap());
     for if_match in ["garbage", "\"\"", "\"99999999999999999999999\"", "*"] {
-        let res = app.request(Method::PATCH, &path, Some(Role::Admin)).header("if-match", if_match).json(&json!({"name": "x"})).send().await.unwrap();
+        let res = app
+            .request(Method::PATCH, &path, Some(Role::Admin))
+            .header("if-match", if_match)
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 400, "If-Match {if_match}");
     }
     let long_key = "k".repeat(300);
-    let res = app.request(Method::POST, "/v1/products", Some(Role::Admin)).header("idempotency-key", long_key).json(&json!({"name": "x", "brand": "y"})).send().await.unwrap();
+    let res = app
+        .request(Method::POST, "/v1/products", Some(Role::Admin))
+        .header("idempotency-key", long_key)
+        .json(&json!({"name": "x", "brand": "y"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     let res = app.get(&format!("/v1/products/{}", "x".repeat(5000)), Role::Admin).await;
     assert_eq!(res.status(), 404);

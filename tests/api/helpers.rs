@@ -28,8 +28,7 @@ pub struct TestApp {
 }
 
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
     config.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
     config.log.filter = "warn".into();
     config

@@ -31,7 +31,15 @@ async fn metrics_count_requests_by_route(app: TestApp) {
 async fn openapi_documents_the_api_and_docs_work_offline() {
     let app = crate::helpers::spawn_app().await;
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for path in ["/v1/products", "/v1/products/{id}", "/v1/products/{id}/skus", "/v1/products/{id}/skus/{sku_id}", "/v1/api-keys", "/healthz", "/readyz"] {
+    for path in [
+        "/v1/products",
+        "/v1/products/{id}",
+        "/v1/products/{id}/skus",
+        "/v1/products/{id}/skus/{sku_id}",
+        "/v1/api-keys",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
     assert!(doc["paths"]["/v1/products"]["post"]["requestBody"].is_object());
@@ -47,8 +55,18 @@ async fn openapi_documents_the_api_and_docs_work_offline() {
 async fn router_errors_are_problems_and_requests_have_ids() {
     let app = crate::helpers::spawn_app().await;
     assert_problem(app.client.get(app.url("/nope")).send().await.unwrap(), 404).await;
-    assert_problem(app.client.get(app.url("/v1/nope")).bearer_auth(crate::helpers::token(Role::Admin)).send().await.unwrap(), 404).await;
-    let res = app.client.delete(app.url("/v1/products")).bearer_auth(crate::helpers::token(Role::Admin)).send().await.unwrap();
+    assert_problem(
+        app.client.get(app.url("/v1/nope")).bearer_auth(crate::helpers::token(Role::Admin)).send().await.unwrap(),
+        404,
+    )
+    .await;
+    let res = app
+        .client
+        .delete(app.url("/v1/products"))
+        .bearer_auth(crate::helpers::token(Role::Admin))
+        .send()
+        .await
+        .unwrap();
     assert!(res.headers().contains_key("allow"));
     assert_problem(res, 405).await;
 

@@ -17,9 +17,16 @@ async fn acknowledged_writes_survive_a_shutdown_during_load() {
         .map(|i| {
             let (client, url, token) = (client.clone(), url.clone(), token.clone());
             tokio::spawn(async move {
-                let res = client.post(url).bearer_auth(token).json(&json!({"name": format!("Load {i}"), "brand": "B"})).send().await;
+                let res = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"name": format!("Load {i}"), "brand": "B"}))
+                    .send()
+                    .await;
                 match res {
-                    Ok(r) if r.status() == 201 => Some(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()),
+                    Ok(r) if r.status() == 201 => {
+                        Some(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned())
+                    }
                     _ => None,
                 }
             })

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dermis_core::clock::{now_ms, rfc3339};
@@ -137,7 +137,8 @@ impl ApiKeys {
                 Ok(ApiKeyInfo {
                     id: r.get(0),
                     name: r.get(1),
-                    role: Role::parse(&role).ok_or_else(|| StoreError::Other(format!("unknown role {role} in api_keys")))?,
+                    role: Role::parse(&role)
+                        .ok_or_else(|| StoreError::Other(format!("unknown role {role} in api_keys")))?,
                     store_id: r.get(3),
                     channel: r.get(4),
                     created_at: rfc3339(r.get(5)),

@@ -109,8 +109,9 @@ impl JwtVerifier {
     pub async fn refresh(&self) -> Result<usize, String> {
         let text = match &self.cfg.jwks {
             None => return Ok(0),
-            Some(JwksSource::File(path)) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))?,
+            Some(JwksSource::File(path)) => {
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))?
+            }
             Some(JwksSource::Url(url)) => {
                 *self.last_fetch.lock().await = Some(Instant::now());
                 let res = self.http.get(url).send().await.map_err(|e| format!("JWKS fetch from {url}: {e}"))?;
@@ -172,7 +173,8 @@ impl JwtVerifier {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| bad(e.to_string()))?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| bad(e.to_string()))?;
         self.principal(&data.claims)
     }
 
@@ -281,7 +283,10 @@ mod tests {
         let v = verifier().await;
         let t = issue(&secret(), Role::StoreAssociate, "anna", Some("paris-1"), Duration::from_secs(60)).unwrap();
         let p = v.verify(&t).await.unwrap();
-        assert_eq!((p.role, p.subject.as_str(), p.store_id.as_deref()), (Role::StoreAssociate, "anna", Some("paris-1")));
+        assert_eq!(
+            (p.role, p.subject.as_str(), p.store_id.as_deref()),
+            (Role::StoreAssociate, "anna", Some("paris-1"))
+        );
     }
 
     #[tokio::test]
@@ -296,7 +301,12 @@ mod tests {
         claims.insert("sub".into(), "x".into());
         claims.insert("role".into(), "admin".into());
         claims.insert("exp".into(), 1_000_000.into());
-        let t = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef")).unwrap();
+        let t = jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
         assert!(v.verify(&t).await.is_err(), "expired");
         assert!(v.verify("not.a.jwt").await.is_err());
         let short = JwtConfig { hs256_secret: Some(SecretString::from("short".to_owned())), ..JwtConfig::default() };

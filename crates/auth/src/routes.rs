@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use dermis_core::{ApiJson, ApiPath, FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -104,7 +104,10 @@ async fn create_api_key(
 /// List API keys (without secrets).
 #[utoipa::path(get, path = "/v1/api-keys", tag = "auth",
     responses((status = 200, body = ApiKeyList)), security(("bearer" = [])))]
-async fn list_api_keys(_auth: Auth<AdminOnly>, State(auth): State<Arc<Authenticator>>) -> Result<Json<ApiKeyList>, Problem> {
+async fn list_api_keys(
+    _auth: Auth<AdminOnly>,
+    State(auth): State<Arc<Authenticator>>,
+) -> Result<Json<ApiKeyList>, Problem> {
     Ok(Json(ApiKeyList { items: auth.api_keys().list().await.map_err(store_problem)? }))
 }
 

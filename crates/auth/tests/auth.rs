@@ -16,12 +16,20 @@ dermis_store::backend_tests!(ALL; api_keys_verify_until_revoked, tampered_and_un
 async fn api_keys_verify_until_revoked(db: Db) {
     let keys = ApiKeys::new(db.clone());
     let (info, secret) = keys
-        .create(NewApiKey { name: "pos-paris".into(), role: Role::StoreAssociate, store_id: Some("paris-1".into()), channel: Some("pos".into()) })
+        .create(NewApiKey {
+            name: "pos-paris".into(),
+            role: Role::StoreAssociate,
+            store_id: Some("paris-1".into()),
+            channel: Some("pos".into()),
+        })
         .await
         .unwrap();
     assert!(secret.starts_with("dmk_"));
     let p = keys.verify(&secret).await.unwrap();
-    assert_eq!((p.role, p.store_id.as_deref(), p.channel.as_deref()), (Role::StoreAssociate, Some("paris-1"), Some("pos")));
+    assert_eq!(
+        (p.role, p.store_id.as_deref(), p.channel.as_deref()),
+        (Role::StoreAssociate, Some("paris-1"), Some("pos"))
+    );
     assert_eq!(p.credential, Credential::ApiKey { key_id: info.id.clone() });
 
     // The secret is not stored: only its argon2 hash.
@@ -88,6 +96,7 @@ async fn oidc_tokens_verify_against_the_jwks() {
     // A key id the JWKS does not have, a key of the wrong family, and HS256 without a secret all fail.
     assert!(v.verify(&token(Algorithm::ES256, "other", es.clone(), "admin")).await.is_err());
     assert!(v.verify(&token(Algorithm::ES256, "test-rs256", es, "admin")).await.is_err());
-    let hs = token(Algorithm::HS256, "test-es256", EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"), "admin");
+    let hs =
+        token(Algorithm::HS256, "test-es256", EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"), "admin");
     assert!(v.verify(&hs).await.is_err());
 }

@@ -390,7 +390,14 @@ mod tests {
         .parse()
         .unwrap();
         assert_eq!(ok.name, "Hydra Cream");
-        let long = CreateProduct { name: "x".repeat(301), brand: "b".into(), external_id: None, category: None, description: None, ingredients: None };
+        let long = CreateProduct {
+            name: "x".repeat(301),
+            brand: "b".into(),
+            external_id: None,
+            category: None,
+            description: None,
+            ingredients: None,
+        };
         assert_eq!(long.parse().unwrap_err().errors[0].field, "name");
     }
 }

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use dermis_auth::{AnyRole, Auth, Authenticator};
 use dermis_core::page::Cursor;
 use dermis_core::problem::ProblemBody;
-use dermis_core::{ApiJson, ApiJsonBytes, ApiPath, ApiQuery, IdempotencyKey, IfMatch, Page, Problem, ProblemKind, etag};
+use dermis_core::{
+    ApiJson, ApiJsonBytes, ApiPath, ApiQuery, IdempotencyKey, IfMatch, Page, Problem, ProblemKind, etag,
+};
 use dermis_store::idempotency::request_hash;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -67,7 +69,13 @@ impl From<CatalogError> for Problem {
     }
 }
 
-fn with_etag<T: serde::Serialize>(status: StatusCode, version: i64, body: T, location: Option<String>, replayed: bool) -> Response {
+fn with_etag<T: serde::Serialize>(
+    status: StatusCode,
+    version: i64,
+    body: T,
+    location: Option<String>,
+    replayed: bool,
+) -> Response {
     let mut res = (status, Json(body)).into_response();
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag(version)) {
@@ -129,7 +137,11 @@ async fn list_products(
     params(("id" = String, Path, description = "Product id")),
     responses((status = 200, body = Product, headers(("ETag" = String))), (status = 404, body = ProblemBody)),
     security(("bearer" = [])))]
-async fn get_product(_auth: Auth<AnyRole>, State(s): State<CatalogState>, ApiPath(id): ApiPath<String>) -> Result<Response, Problem> {
+async fn get_product(
+    _auth: Auth<AnyRole>,
+    State(s): State<CatalogState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Problem> {
     let p = s.catalog.product(&id).await?;
     Ok(with_etag(StatusCode::OK, p.version, p, None, false))
 }
@@ -215,4 +227,3 @@ async fn update_sku(
     let sku = s.catalog.update_sku(&product_id, &sku_id, changes, if_match.map(|m| m.0)).await?;
     Ok(with_etag(StatusCode::OK, sku.version, sku, None, false))
 }
-

@@ -41,7 +41,11 @@ pub struct Catalog {
     db: Db,
 }
 
-fn duplicate(e: StoreError, new_product: Option<&NewProduct>, new_sku: Option<(&Option<String>, &str)>) -> CatalogError {
+fn duplicate(
+    e: StoreError,
+    new_product: Option<&NewProduct>,
+    new_sku: Option<(&Option<String>, &str)>,
+) -> CatalogError {
     if e.is_unique_on("barcode") {
         let value = new_sku.and_then(|(b, _)| b.clone()).unwrap_or_default();
         return CatalogError::Duplicate { entity: "SKU", field: "barcode", value };
@@ -85,7 +89,11 @@ impl Catalog {
     }
 
     /// Creates a product.
-    pub async fn create_product(&self, idem: Option<Idempotent>, new: NewProduct) -> Result<Created<Product>, CatalogError> {
+    pub async fn create_product(
+        &self,
+        idem: Option<Idempotent>,
+        new: NewProduct,
+    ) -> Result<Created<Product>, CatalogError> {
         for attempt in 0..2 {
             match self.try_create_product(idem.as_ref(), &new).await {
                 Err(e) if attempt == 0 && lost_idempotency_race(&e) => continue,
@@ -95,7 +103,11 @@ impl Catalog {
         unreachable!("the loop returns on its second attempt")
     }
 
-    async fn try_create_product(&self, idem: Option<&Idempotent>, new: &NewProduct) -> Result<Created<Product>, CatalogError> {
+    async fn try_create_product(
+        &self,
+        idem: Option<&Idempotent>,
+        new: &NewProduct,
+    ) -> Result<Created<Product>, CatalogError> {
         let mut tx = self.db.begin().await?;
         if let Some(id) = check_prior(&mut tx, idem).await? {
             drop(tx);
@@ -106,7 +118,8 @@ impl Catalog {
         let now = now_ms();
         store::insert_product(&mut tx, &id, new, now).await.map_err(|e| duplicate(e, Some(new), None))?;
         record(&mut tx, idem, &id).await?;
-        let product = store::get_product(&mut *tx, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
+        let product =
+            store::get_product(&mut *tx, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
         store::append_event(&mut tx, "catalog.product.created", &id, &json!(product), now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Created { value: product, replayed: false })
@@ -118,16 +131,28 @@ impl Catalog {
     }
 
     /// Lists products.
-    pub async fn products(&self, filter: &ProductFilter, cursor: Option<&Cursor>, limit: Limit) -> Result<Page<Product>, CatalogError> {
-        let rows = store::list_products(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
+    pub async fn products(
+        &self,
+        filter: &ProductFilter,
+        cursor: Option<&Cursor>,
+        limit: Limit,
+    ) -> Result<Page<Product>, CatalogError> {
+        let rows =
+            store::list_products(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
         Ok(Page::from_rows(rows, limit, |p| p.id.clone()))
     }
 
     /// Applies changes to a product. With `if_version`, refuses if the product has moved on.
-    pub async fn update_product(&self, id: &str, changes: ProductChanges, if_version: Option<i64>) -> Result<Product, CatalogError> {
+    pub async fn update_product(
+        &self,
+        id: &str,
+        changes: ProductChanges,
+        if_version: Option<i64>,
+    ) -> Result<Product, CatalogError> {
         for _ in 0..3 {
             let mut tx = self.db.begin().await?;
-            let current = store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+            let current =
+                store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
             if let Some(expected) = if_version
                 && expected != current.version
             {
@@ -136,13 +161,27 @@ impl Catalog {
             let was_active = current.status == ProductStatus::Active;
             let mut next = current.clone();
             let ch = changes.clone();
-            if let Some(v) = ch.name { next.name = v }
-            if let Some(v) = ch.brand { next.brand = v }
-            if let Some(v) = ch.external_id { next.external_id = v }
-            if let Some(v) = ch.category { next.category = v }
-            if let Some(v) = ch.description { next.description = v }
-            if let Some(v) = ch.ingredients { next.ingredients = v }
-            if let Some(v) = ch.status { next.status = v }
+            if let Some(v) = ch.name {
+                next.name = v
+            }
+            if let Some(v) = ch.brand {
+                next.brand = v
+            }
+            if let Some(v) = ch.external_id {
+                next.external_id = v
+            }
+            if let Some(v) = ch.category {
+                next.category = v
+            }
+            if let Some(v) = ch.description {
+                next.description = v
+            }
+            if let Some(v) = ch.ingredients {
+                next.ingredients = v
+            }
+            if let Some(v) = ch.status {
+                next.status = v
+            }
             if next == current {
                 return Ok(current);
             }
@@ -159,7 +198,8 @@ impl Catalog {
             if !store::update_product(&mut tx, &next, now).await.map_err(|e| duplicate(e, Some(&probe), None))? {
                 continue; // changed under us (PostgreSQL): read again
             }
-            let updated = store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+            let updated =
+                store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
             let event = if was_active && updated.status == ProductStatus::Discontinued {
                 "catalog.product.discontinued"
             } else {
@@ -173,7 +213,12 @@ impl Catalog {
     }
 
     /// Creates a SKU under a product.
-    pub async fn create_sku(&self, product_id: &str, idem: Option<Idempotent>, new: NewSku) -> Result<Created<Sku>, CatalogError> {
+    pub async fn create_sku(
+        &self,
+        product_id: &str,
+        idem: Option<Idempotent>,
+        new: NewSku,
+    ) -> Result<Created<Sku>, CatalogError> {
         for attempt in 0..2 {
             match self.try_create_sku(product_id, idem.as_ref(), &new).await {
                 Err(e) if attempt == 0 && lost_idempotency_race(&e) => continue,
@@ -183,7 +228,12 @@ impl Catalog {
         unreachable!("the loop returns on its second attempt")
     }
 
-    async fn try_create_sku(&self, product_id: &str, idem: Option<&Idempotent>, new: &NewSku) -> Result<Created<Sku>, CatalogError> {
+    async fn try_create_sku(
+        &self,
+        product_id: &str,
+        idem: Option<&Idempotent>,
+        new: &NewSku,
+    ) -> Result<Created<Sku>, CatalogError> {
         let mut tx = self.db.begin().await?;
         if store::get_product(&mut *tx, product_id).await?.is_none() {
             return Err(CatalogError::ProductNotFound(product_id.to_owned()));
@@ -199,7 +249,9 @@ impl Catalog {
             .await
             .map_err(|e| duplicate(e, None, Some((&new.barcode, &new.code))))?;
         record(&mut tx, idem, &id).await?;
-        let sku = store::get_sku(&mut *tx, product_id, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
+        let sku = store::get_sku(&mut *tx, product_id, &id)
+            .await?
+            .ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
         store::append_event(&mut tx, "catalog.sku.created", &id, &json!(sku), now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Created { value: sku, replayed: false })
@@ -213,16 +265,28 @@ impl Catalog {
     }
 
     /// Lists a product's SKUs (404 if the product does not exist).
-    pub async fn skus(&self, product_id: &str, cursor: Option<&Cursor>, limit: Limit) -> Result<Page<Sku>, CatalogError> {
+    pub async fn skus(
+        &self,
+        product_id: &str,
+        cursor: Option<&Cursor>,
+        limit: Limit,
+    ) -> Result<Page<Sku>, CatalogError> {
         if store::get_product(self.db.reader(), product_id).await?.is_none() {
             return Err(CatalogError::ProductNotFound(product_id.to_owned()));
         }
-        let rows = store::list_skus(self.db.reader(), product_id, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
+        let rows =
+            store::list_skus(self.db.reader(), product_id, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
         Ok(Page::from_rows(rows, limit, |s| s.id.clone()))
     }
 
     /// Applies changes to a SKU.
-    pub async fn update_sku(&self, product_id: &str, id: &str, changes: SkuChanges, if_version: Option<i64>) -> Result<Sku, CatalogError> {
+    pub async fn update_sku(
+        &self,
+        product_id: &str,
+        id: &str,
+        changes: SkuChanges,
+        if_version: Option<i64>,
+    ) -> Result<Sku, CatalogError> {
         let not_found = || CatalogError::SkuNotFound { product_id: product_id.to_owned(), sku_id: id.to_owned() };
         for _ in 0..3 {
             let mut tx = self.db.begin().await?;
@@ -234,11 +298,21 @@ impl Catalog {
             }
             let mut next = current.clone();
             let ch = changes.clone();
-            if let Some(v) = ch.code { next.code = v }
-            if let Some(v) = ch.barcode { next.barcode = v }
-            if let Some(v) = ch.variant { next.variant = v }
-            if let Some(v) = ch.price { next.price = v }
-            if let Some(v) = ch.status { next.status = v }
+            if let Some(v) = ch.code {
+                next.code = v
+            }
+            if let Some(v) = ch.barcode {
+                next.barcode = v
+            }
+            if let Some(v) = ch.variant {
+                next.variant = v
+            }
+            if let Some(v) = ch.price {
+                next.price = v
+            }
+            if let Some(v) = ch.status {
+                next.status = v
+            }
             if next == current {
                 return Ok(current);
             }

@@ -156,7 +156,13 @@ pub async fn update_product(conn: &mut AnyConnection, p: &Product, now: i64) -> 
 }
 
 /// Inserts a new SKU.
-pub async fn insert_sku(conn: &mut AnyConnection, id: &str, product_id: &str, s: &NewSku, now: i64) -> Result<(), StoreError> {
+pub async fn insert_sku(
+    conn: &mut AnyConnection,
+    id: &str,
+    product_id: &str,
+    s: &NewSku,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO skus (id, product_id, code, barcode, shade, size, scent, formula, price_minor, currency, status, version, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', 1, $11, $11)",
@@ -178,7 +184,11 @@ pub async fn insert_sku(conn: &mut AnyConnection, id: &str, product_id: &str, s:
 }
 
 /// Reads one SKU of a product.
-pub async fn get_sku<'c, E: Executor<'c, Database = Any>>(ex: E, product_id: &str, id: &str) -> Result<Option<Sku>, StoreError> {
+pub async fn get_sku<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    product_id: &str,
+    id: &str,
+) -> Result<Option<Sku>, StoreError> {
     let row = sqlx::query(&format!("SELECT {SKU_COLUMNS} FROM skus WHERE id = $1 AND product_id = $2"))
         .bind(id)
         .bind(product_id)
@@ -237,22 +247,28 @@ pub async fn append_event(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO catalog_outbox (id, event_type, aggregate_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(dermis_core::ids::new_id("evt"))
-        .bind(event_type)
-        .bind(aggregate_id)
-        .bind(payload.to_string())
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO catalog_outbox (id, event_type, aggregate_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(dermis_core::ids::new_id("evt"))
+    .bind(event_type)
+    .bind(aggregate_id)
+    .bind(payload.to_string())
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// The outbox, oldest first (for the relay, and for tests).
-pub async fn outbox<'c, E: Executor<'c, Database = Any>>(ex: E, limit: u32) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT event_type, aggregate_id, payload FROM catalog_outbox ORDER BY id LIMIT {limit}"))
-        .fetch_all(ex)
-        .await?;
+pub async fn outbox<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    limit: u32,
+) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+    let rows =
+        sqlx::query(&format!("SELECT event_type, aggregate_id, payload FROM catalog_outbox ORDER BY id LIMIT {limit}"))
+            .fetch_all(ex)
+            .await?;
     rows.iter()
         .map(|r| {
             let payload: String = r.try_get(2)?;

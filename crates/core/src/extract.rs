@@ -57,9 +57,9 @@ async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
         ));
     }
     Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(ProblemKind::PayloadTooLarge, "the request body exceeds the limit of this route")
-            } else {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(ProblemKind::PayloadTooLarge, "the request body exceeds the limit of this route")
+        } else {
             Problem::malformed(format!("the request body could not be read: {rejection}"))
         }
     })
@@ -81,9 +81,7 @@ fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let inner = err.into_inner();
     use serde_json::error::Category;
     match inner.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            Problem::malformed(format!("malformed JSON: {inner}"))
-        }
+        Category::Syntax | Category::Eof | Category::Io => Problem::malformed(format!("malformed JSON: {inner}")),
         Category::Data => {
             let message = strip_position(&inner.to_string());
             let (field, message) = locate_field(&path, message);
@@ -102,13 +100,27 @@ fn strip_position(message: &str) -> String {
 
 /// "missing field `name`" at path "." names the field `name`, not the root.
 fn locate_field(path: &str, message: String) -> (String, String) {
-    let join = |name: &str| if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+    // serde_path_to_error's path ends at the parent for a missing field, at the field for an
+    // unknown one.
+    let join = |name: &str| {
+        if path == "." {
+            name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
     for prefix in ["missing field `", "unknown field `"] {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some(end) = rest.find('`')
         {
             let name = &rest[..end];
-            let what = if prefix.starts_with("missing") { "is required".to_owned() } else { "is not a known field".to_owned() };
+            let what = if prefix.starts_with("missing") {
+                "is required".to_owned()
+            } else {
+                "is not a known field".to_owned()
+            };
             let tail = rest[end + 1..].trim_start_matches(',').trim();
             let what = if tail.is_empty() { what } else { format!("{what} ({tail})") };
             return (join(name), what);
@@ -258,9 +270,14 @@ mod tests {
         assert_eq!(p.kind.status().as_u16() / 100, 4);
         let p = err(r#"{"name":"a","nope":1,"price":{"amount_minor":1,"currency":"EUR"}}"#);
         assert_eq!(p.errors[0].field, "nope");
+        let p = err(r#"{"name":"a","price":{"amount_minor":1,"currency":"EUR","x":2}}"#);
+        assert_eq!(p.errors[0].field, "price.x");
+        let p = err(r#"{"name":"a","price":{"currency":"EUR"}}"#);
+        assert_eq!(p.errors[0].field, "price.amount_minor");
         assert_eq!(err("{\"name\":").kind, ProblemKind::MalformedRequest);
         assert_eq!(err("  ").kind, ProblemKind::MalformedRequest);
-        assert_eq!(err("{} x").kind, ProblemKind::MalformedRequest);
+        let trailing = r#"{"name":"a","price":{"amount_minor":1,"currency":"EUR"}} x"#;
+        assert_eq!(err(trailing).kind, ProblemKind::MalformedRequest);
     }
 
     #[test]

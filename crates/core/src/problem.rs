@@ -217,7 +217,10 @@ impl Problem {
     /// 503: the cause is logged here and not shown to the client.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing_log_internal(cause);
-        Self { retry_after: Some(1), ..Self::new(ProblemKind::Unavailable, "a dependency is unavailable; retry shortly") }
+        Self {
+            retry_after: Some(1),
+            ..Self::new(ProblemKind::Unavailable, "a dependency is unavailable; retry shortly")
+        }
     }
     /// Sets `Retry-After`.
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -272,9 +275,20 @@ mod tests {
     fn every_kind_maps_back_from_its_status() {
         use ProblemKind::*;
         for kind in [
-            MalformedRequest, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict,
-            PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
-            RateLimited, Timeout, Unavailable, Internal,
+            MalformedRequest,
+            Unauthenticated,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            PreconditionFailed,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            ValidationFailed,
+            RateLimited,
+            Timeout,
+            Unavailable,
+            Internal,
         ] {
             assert_eq!(ProblemKind::from_status(kind.status()), kind, "{kind:?}");
         }

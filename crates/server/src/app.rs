@@ -11,9 +11,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::from_fn;
+use dermis_auth::Authenticator;
 use dermis_auth::api_keys::ApiKeys;
 use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret};
-use dermis_auth::Authenticator;
 use dermis_catalog::Catalog;
 use dermis_catalog::routes::CatalogState;
 use dermis_store::db::PoolSize;
@@ -37,7 +37,8 @@ use crate::ops::{self, OpsState};
 use crate::{http, metrics, openapi};
 
 /// Every domain's migrations, in the order they apply.
-pub const MIGRATIONS: &[&[Migration]] = &[dermis_store::MIGRATIONS, dermis_auth::MIGRATIONS, dermis_catalog::MIGRATIONS];
+pub const MIGRATIONS: &[&[Migration]] =
+    &[dermis_store::MIGRATIONS, dermis_auth::MIGRATIONS, dermis_catalog::MIGRATIONS];
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -69,7 +70,8 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
         return Ok(s.clone());
     }
     let path: PathBuf = config.data_dir.join("jwt-secret");
-    let (secret, created) = load_or_create_secret(&path).with_context(|| format!("JWT secret file {}", path.display()))?;
+    let (secret, created) =
+        load_or_create_secret(&path).with_context(|| format!("JWT secret file {}", path.display()))?;
     if created {
         eprintln!("generated a JWT signing secret in {} (mode 0600)", path.display());
     }
@@ -224,12 +226,12 @@ pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>) -> anyhow
         .layer(from_fn(metrics::track))
         .layer(from_fn(http::problem_bodies))
         .layer(CatchPanicLayer::custom(http::panic_response))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(config.http.request_timeout_secs)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(config.http.request_timeout_secs),
+        ))
         .layer(CompressionLayer::new().gzip(true))
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes));
 
-    Ok(api
-        .merge(ops::undocumented(db, doc_json))
-        .fallback(http::not_found)
-        .layer(middleware))
+    Ok(api.merge(ops::undocumented(db, doc_json)).fallback(http::not_found).layer(middleware))
 }

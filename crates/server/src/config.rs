@@ -93,7 +93,12 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30, cors_origins: Vec::new(), shutdown_grace_secs: 30 }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            cors_origins: Vec::new(),
+            shutdown_grace_secs: 30,
+        }
     }
 }
 
@@ -133,15 +138,21 @@ fn list<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
 
 impl Config {
     /// Loads the layers: defaults, then `file` (or `./dermis.toml` if it exists), then `DERMIS_*`.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let toml = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("dermis.toml"));
         if file.is_some() && !toml.exists() {
-            return Err(figment::Error::from(format!("config file {} does not exist", toml.display())));
+            return Err(Box::new(figment::Error::from(format!("config file {} does not exist", toml.display()))));
         }
         Figment::new()
             .merge(Toml::file(toml))
-            .merge(Env::prefixed("DERMIS_").split("__").ignore(&["test_database_url", "test_redis_url", "test_nats_url", "require_services"]))
+            .merge(Env::prefixed("DERMIS_").split("__").ignore(&[
+                "test_database_url",
+                "test_redis_url",
+                "test_nats_url",
+                "require_services",
+            ]))
             .extract()
+            .map_err(Box::new)
     }
 }
 
@@ -151,6 +162,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
     fn layers_apply_in_order_and_secrets_stay_hidden() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("dermis.toml", "listen = \"0.0.0.0:9000\"\n[http]\nbody_limit_bytes = 2048\n")?;

@@ -2,9 +2,9 @@
 //! through the catalog's own API so it obeys every rule real data does. Loading twice changes
 //! nothing: products are matched by their external id.
 
+use dermis_catalog::Catalog;
 use dermis_catalog::input::{CreateProduct, CreateSku};
 use dermis_catalog::store::ProductFilter;
-use dermis_catalog::Catalog;
 use dermis_core::Limit;
 use dermis_store::Db;
 use serde::Deserialize;

@@ -12,8 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The process's recorder, installed on first use.
 pub fn handle() -> PrometheusHandle {
@@ -50,7 +49,8 @@ pub fn render(db: &Db) -> String {
     let backend = db.backend().name();
     for (pool, stats) in db.pool_stats() {
         let gauge = |state: &'static str, v: u32| {
-            metrics::gauge!("db_pool_connections", "backend" => backend, "pool" => pool, "state" => state).set(f64::from(v));
+            metrics::gauge!("db_pool_connections", "backend" => backend, "pool" => pool, "state" => state)
+                .set(f64::from(v));
         };
         gauge("open", stats.size);
         gauge("idle", stats.idle);

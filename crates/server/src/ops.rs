@@ -68,7 +68,8 @@ async fn readyz(State(s): State<OpsState>) -> Result<Json<Health>, Problem> {
 }
 
 async fn metrics(State(s): State<OpsState>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&s.db)).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&s.db))
+        .into_response()
 }
 
 fn asset(content_type: &'static str, body: &'static [u8]) -> Response {

@@ -91,9 +91,7 @@ impl Db {
                 .await?;
             Ok(Self { backend: Backend::Postgres, read: pool.clone(), write: pool, max_read: size.max_connections })
         } else {
-            Err(StoreError::Unavailable(
-                "database URL must start with sqlite:// or postgres://".to_owned(),
-            ))
+            Err(StoreError::Unavailable("database URL must start with sqlite:// or postgres://".to_owned()))
         }
     }
 
@@ -131,7 +129,10 @@ impl Db {
     /// Statistics of the read and write pools (the same pool on PostgreSQL).
     pub fn pool_stats(&self) -> [(&'static str, PoolStats); 2] {
         let stats = |p: &AnyPool, max: u32| PoolStats { size: p.size(), idle: p.num_idle() as u32, max };
-        [("read", stats(&self.read, self.max_read)), ("write", stats(&self.write, if self.backend == Backend::Sqlite { 1 } else { self.max_read }))]
+        [
+            ("read", stats(&self.read, self.max_read)),
+            ("write", stats(&self.write, if self.backend == Backend::Sqlite { 1 } else { self.max_read })),
+        ]
     }
 
     /// Closes every connection (on shutdown, after in-flight requests finished).

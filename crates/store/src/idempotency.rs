@@ -33,7 +33,12 @@ pub fn request_hash(body: &[u8]) -> String {
 }
 
 /// Looks up an earlier attempt, inside the caller's transaction.
-pub async fn prior(conn: &mut AnyConnection, scope: &str, key: &IdempotencyKey, hash: &str) -> Result<Prior, StoreError> {
+pub async fn prior(
+    conn: &mut AnyConnection,
+    scope: &str,
+    key: &IdempotencyKey,
+    hash: &str,
+) -> Result<Prior, StoreError> {
     let row = sqlx::query(
         "SELECT request_hash, resource_id FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND created_at > $3",
     )

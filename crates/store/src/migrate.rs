@@ -98,7 +98,9 @@ async fn apply_one(db: &Db, m: &Migration) -> Result<(), StoreError> {
                 return Ok(());
             }
             // Another node may have applied it concurrently: look again before giving up.
-            Err(e) if attempt < 2 => tracing::warn!(domain = m.domain, version = m.version, error = %e, "migration attempt failed; re-checking"),
+            Err(e) if attempt < 2 => {
+                tracing::warn!(domain = m.domain, version = m.version, error = %e, "migration attempt failed; re-checking")
+            }
             Err(e) => return Err(fail(e.to_string())),
         }
     }

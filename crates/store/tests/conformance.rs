@@ -33,8 +33,20 @@ async fn migrations_are_idempotent_and_append_only(db: Db) {
 
 async fn concurrent_migrations_from_two_nodes_both_succeed(db: Db) {
     let more: &'static [Migration] = &[
-        Migration { domain: "race", version: 1, name: "a", sqlite: "CREATE TABLE race_a (id BIGINT PRIMARY KEY)", postgres: "CREATE TABLE race_a (id BIGINT PRIMARY KEY)" },
-        Migration { domain: "race", version: 2, name: "b", sqlite: "CREATE TABLE race_b (id BIGINT PRIMARY KEY)", postgres: "CREATE TABLE race_b (id BIGINT PRIMARY KEY)" },
+        Migration {
+            domain: "race",
+            version: 1,
+            name: "a",
+            sqlite: "CREATE TABLE race_a (id BIGINT PRIMARY KEY)",
+            postgres: "CREATE TABLE race_a (id BIGINT PRIMARY KEY)",
+        },
+        Migration {
+            domain: "race",
+            version: 2,
+            name: "b",
+            sqlite: "CREATE TABLE race_b (id BIGINT PRIMARY KEY)",
+            postgres: "CREATE TABLE race_b (id BIGINT PRIMARY KEY)",
+        },
     ];
     let other_node = db.clone();
     let (a, b) = tokio::join!(db.migrate(more), other_node.migrate(more));
@@ -85,8 +97,15 @@ async fn idempotency_records_live_and_die_with_their_transaction(db: Db) {
 
 async fn big_integers_round_trip(db: Db) {
     for (id, qty) in [("max", i64::MAX), ("min", i64::MIN), ("zero", 0)] {
-        sqlx::query("INSERT INTO widgets (id, code, qty) VALUES ($1, $2, $3)").bind(id).bind(id).bind(qty).execute(db.writer()).await.unwrap();
-        let got: i64 = sqlx::query("SELECT qty FROM widgets WHERE id = $1").bind(id).fetch_one(db.reader()).await.unwrap().get(0);
+        sqlx::query("INSERT INTO widgets (id, code, qty) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(id)
+            .bind(qty)
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let got: i64 =
+            sqlx::query("SELECT qty FROM widgets WHERE id = $1").bind(id).fetch_one(db.reader()).await.unwrap().get(0);
         assert_eq!(got, qty);
     }
 }
