@@ -100,3 +100,41 @@ async fn oidc_tokens_verify_against_the_jwks() {
         token(Algorithm::HS256, "test-es256", EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"), "admin");
     assert!(v.verify(&hs).await.is_err());
 }
+
+#[tokio::test]
+async fn jwks_is_fetched_from_a_url_and_refetched_for_unknown_keys() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let served = hits.clone();
+    let jwks = std::fs::read_to_string(fixture("jwks.json")).unwrap();
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            served.fetch_add(1, Ordering::SeqCst);
+            let body = jwks.clone();
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let v = JwtVerifier::new(JwtConfig { jwks: Some(JwksSource::Url(url)), ..JwtConfig::default() }).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched at start");
+    let es = EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-private.pem")).unwrap()).unwrap();
+    let claims_token = |kid: &str| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &serde_json::json!({"sub": "u", "role": "customer", "exp": now + 60}), &es)
+            .unwrap()
+    };
+    let p = v.verify(&claims_token("test-es256")).await.unwrap();
+    assert_eq!(p.customer_id(), Some("u"));
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "known keys need no fetch");
+    // An unknown kid triggers at most one refetch per 30 s.
+    assert!(v.verify(&claims_token("rotated")).await.is_err());
+    assert!(v.verify(&claims_token("rotated")).await.is_err());
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the start-up fetch is recent, so no refetch yet");
+}
