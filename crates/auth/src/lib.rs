@@ -29,8 +29,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     domain: "auth",
     version: 1,
     name: "api keys",
-    sqlite: include_str!("../migrations/sqlite/0001_api_keys.sql"),
-    postgres: include_str!("../migrations/postgres/0001_api_keys.sql"),
+    sqlite: include_str!("../migrations/0001_api_keys.sql"),
+    postgres: include_str!("../migrations/0001_api_keys.sql"),
 }];
 
 /// Why a caller was not authenticated (always answered 401; the reason goes to the log and, in

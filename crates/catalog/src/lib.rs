@@ -28,8 +28,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     domain: "catalog",
     version: 1,
     name: "products, skus, outbox",
-    sqlite: include_str!("../migrations/sqlite/0001_catalog.sql"),
-    postgres: include_str!("../migrations/postgres/0001_catalog.sql"),
+    sqlite: include_str!("../migrations/0001_catalog.sql"),
+    postgres: include_str!("../migrations/0001_catalog.sql"),
 }];
 
 /// Everything a catalog operation can fail with.

@@ -66,6 +66,19 @@ fn lost_idempotency_race(e: &CatalogError) -> bool {
     matches!(e, CatalogError::Store(s) if s.is_unique_on("idempotency_keys") || s.is_unique_on("idem_key") || s.is_unique_on("scope"))
 }
 
+/// Runs an idempotent create, and once more if it lost a race with a concurrent retry of the same
+/// key: the second run finds the winner's record and replays it.
+async fn retry_lost_race<T, F, Fut>(attempt: F) -> Result<T, CatalogError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CatalogError>>,
+{
+    match attempt().await {
+        Err(e) if lost_idempotency_race(&e) => attempt().await,
+        other => other,
+    }
+}
+
 async fn check_prior(conn: &mut AnyConnection, idem: Option<&Idempotent>) -> Result<Option<String>, CatalogError> {
     let Some(i) = idem else { return Ok(None) };
     match idempotency::prior(conn, &i.scope, &i.key, &i.request_hash).await? {
@@ -94,13 +107,7 @@ impl Catalog {
         idem: Option<Idempotent>,
         new: NewProduct,
     ) -> Result<Created<Product>, CatalogError> {
-        for attempt in 0..2 {
-            match self.try_create_product(idem.as_ref(), &new).await {
-                Err(e) if attempt == 0 && lost_idempotency_race(&e) => continue,
-                other => return other,
-            }
-        }
-        unreachable!("the loop returns on its second attempt")
+        retry_lost_race(|| self.try_create_product(idem.as_ref(), &new)).await
     }
 
     async fn try_create_product(
@@ -219,13 +226,7 @@ impl Catalog {
         idem: Option<Idempotent>,
         new: NewSku,
     ) -> Result<Created<Sku>, CatalogError> {
-        for attempt in 0..2 {
-            match self.try_create_sku(product_id, idem.as_ref(), &new).await {
-                Err(e) if attempt == 0 && lost_idempotency_race(&e) => continue,
-                other => return other,
-            }
-        }
-        unreachable!("the loop returns on its second attempt")
+        retry_lost_race(|| self.try_create_sku(product_id, idem.as_ref(), &new)).await
     }
 
     async fn try_create_sku(

@@ -33,6 +33,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     domain: "store",
     version: 1,
     name: "idempotency keys",
-    sqlite: include_str!("../migrations/sqlite/0001_idempotency.sql"),
-    postgres: include_str!("../migrations/postgres/0001_idempotency.sql"),
+    sqlite: include_str!("../migrations/0001_idempotency.sql"),
+    postgres: include_str!("../migrations/0001_idempotency.sql"),
 }];

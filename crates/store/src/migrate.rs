@@ -1,4 +1,5 @@
-//! Versioned migrations, one SQL file per backend, tracked per domain in `dermis_migrations`.
+//! Versioned migrations (a portable SQL file, or one per backend where dialects differ), tracked
+//! per domain in `dermis_migrations`.
 //!
 //! Each migration is applied in its own transaction together with the row that records it. Two
 //! nodes starting at once both try; the loser's transaction fails on the primary key (or on the
@@ -12,7 +13,8 @@ use sqlx::{Executor, Row};
 use crate::db::{Backend, Db};
 use crate::error::StoreError;
 
-/// One schema change of one domain.
+/// One schema change of one domain. Where the portable subset suffices (so far, always), both
+/// backends use the same file; a dialect difference gets a file per backend.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// The domain that owns the tables (`catalog`, `auth`, ...).
