@@ -1,0 +1,246 @@
+//! What a product's ingredients and category say about it. Recomputed whenever the ingredients,
+//! the category or the knowledge base change (the knowledge base version is stored with the
+//! facts). Facts that need the ingredient list are `None` when the list is unknown: "we do not
+//! know" must never read as "free of".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::inci::IngredientList;
+use crate::kb::{ConcernEvidence, KnowledgeBase, in_family};
+
+/// Where a product sits in a skincare routine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutineStep {
+    /// Cleansers, makeup removers, wipes.
+    Cleanser,
+    /// Toners, essences, mists.
+    Toner,
+    /// Serums, treatments, face oils.
+    Serum,
+    /// Eye creams and treatments.
+    Eye,
+    /// Moisturizers and night creams.
+    Moisturizer,
+    /// Sunscreens (and moisturizers with UV filters sold as SPF).
+    Sunscreen,
+    /// Masks.
+    Mask,
+    /// Exfoliators and peels.
+    Exfoliant,
+}
+
+impl RoutineStep {
+    /// Every step, in routine order.
+    pub const ALL: [RoutineStep; 8] = [
+        Self::Cleanser,
+        Self::Toner,
+        Self::Exfoliant,
+        Self::Serum,
+        Self::Eye,
+        Self::Moisturizer,
+        Self::Sunscreen,
+        Self::Mask,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cleanser => "cleanser",
+            Self::Toner => "toner",
+            Self::Serum => "serum",
+            Self::Eye => "eye",
+            Self::Moisturizer => "moisturizer",
+            Self::Sunscreen => "sunscreen",
+            Self::Mask => "mask",
+            Self::Exfoliant => "exfoliant",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// One declared ingredient, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ResolvedEntry {
+    /// Position in the declaration (0-based, across sections).
+    pub position: usize,
+    /// Section (variant) index.
+    pub section: usize,
+    /// Declared in a "May Contain" part.
+    pub may_contain: bool,
+    /// The declared text.
+    pub text: String,
+    /// The canonical ingredient, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingredient_id: Option<String>,
+}
+
+/// Attributes derived from ingredients and category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ProductFacts {
+    /// Whether an ingredient list is known.
+    pub has_ingredient_list: bool,
+    /// No fragrance, essential oil or EU-labelled fragrance allergen (benzyl alcohol used as a
+    /// preservative does not count).
+    pub fragrance_free: Option<bool>,
+    /// No essential oil.
+    pub essential_oil_free: Option<bool>,
+    /// No drying alcohol.
+    pub drying_alcohol_free: Option<bool>,
+    /// Highest published comedogenic rating among its ingredients.
+    pub max_comedogenic: Option<u8>,
+    /// No ingredient rated 3 or more.
+    pub non_comedogenic: Option<bool>,
+    /// Listed allergens it contains (ingredient ids).
+    pub allergens: Vec<String>,
+    /// Contains an ingredient to avoid or use with caution in pregnancy.
+    pub pregnancy_caution: Option<bool>,
+    /// Contains a photosensitizing active.
+    pub photosensitizing: Option<bool>,
+    /// Actives (ingredients known to address a concern).
+    pub actives: Vec<String>,
+    /// Concerns the actives address, with the strongest evidence among them.
+    pub concerns: Vec<ConcernEvidence>,
+    /// Routine step, from category, name and ingredients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routine_step: Option<RoutineStep>,
+    /// Suitable in a morning routine (no retinoid, not a peel).
+    pub am: bool,
+    /// Suitable in an evening routine (not a sunscreen).
+    pub pm: bool,
+    /// Every declared ingredient, resolved where possible.
+    pub ingredients: Vec<ResolvedEntry>,
+    /// Declared names the knowledge base does not know.
+    pub unknown_ingredients: Vec<String>,
+    /// The knowledge base version these facts were derived with.
+    pub kb_version: String,
+}
+
+/// Derives the facts of a product.
+pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Option<&str>, name: &str) -> ProductFacts {
+    let list = list.filter(|l| !l.is_empty());
+    let mut entries = Vec::new();
+    let mut unknown = Vec::new();
+    if let Some(l) = list {
+        let mut position = 0;
+        for (si, s) in l.sections.iter().enumerate() {
+            for (may, e) in s.ingredients.iter().map(|e| (false, e)).chain(s.may_contain.iter().map(|e| (true, e))) {
+                let id = kb.resolve(&e.text).map(|i| i.id.clone());
+                if id.is_none() && !unknown.contains(&e.text) {
+                    unknown.push(e.text.clone());
+                }
+                entries.push(ResolvedEntry { position, section: si, may_contain: may, text: e.text.clone(), ingredient_id: id });
+                position += 1;
+            }
+        }
+    }
+    let known: Vec<_> = entries.iter().filter_map(|e| e.ingredient_id.as_deref()).filter_map(|id| kb.get(id)).collect();
+    let known_list = list.is_some();
+    let none_of = |f: &dyn Fn(&crate::kb::Ingredient) -> bool| known_list.then(|| !known.iter().any(|i| f(i)));
+    let any_of = |f: &dyn Fn(&crate::kb::Ingredient) -> bool| known_list.then(|| known.iter().any(|i| f(i)));
+
+    let max_comedogenic = known.iter().filter_map(|i| i.comedogenic).max();
+    let mut allergens: Vec<String> = known.iter().filter(|i| i.is_allergen()).map(|i| i.id.clone()).collect();
+    allergens.dedup();
+    let mut actives: Vec<String> = known.iter().filter(|i| !i.concerns.is_empty()).map(|i| i.id.clone()).collect();
+    actives.dedup();
+    let mut concerns: BTreeMap<String, crate::kb::Evidence> = BTreeMap::new();
+    for i in known.iter().filter(|i| !i.concerns.is_empty()) {
+        for c in &i.concerns {
+            let e = concerns.entry(c.concern.clone()).or_insert(c.evidence);
+            *e = (*e).max(c.evidence);
+        }
+    }
+    let has_retinoid = known.iter().any(|i| i.has("retinoid"));
+    let has_uv = known.iter().any(|i| i.has("uv-filter"));
+    let step = routine_step(category, name, has_uv, known.iter().any(|i| i.has("exfoliant-aha") || i.has("exfoliant-bha")));
+    ProductFacts {
+        has_ingredient_list: known_list,
+        fragrance_free: none_of(&|i| in_family(i, "fragrance")),
+        essential_oil_free: none_of(&|i| i.has("essential-oil")),
+        drying_alcohol_free: none_of(&|i| i.has("drying-alcohol")),
+        max_comedogenic: if known_list { max_comedogenic } else { None },
+        non_comedogenic: known_list.then(|| max_comedogenic.is_none_or(|m| m < 3)),
+        allergens,
+        pregnancy_caution: any_of(&|i| i.pregnancy.is_some()),
+        photosensitizing: any_of(&|i| i.photosensitizing),
+        actives,
+        concerns: concerns.into_iter().map(|(concern, evidence)| ConcernEvidence { concern, evidence }).collect(),
+        routine_step: step,
+        am: !has_retinoid && step != Some(RoutineStep::Exfoliant) || step == Some(RoutineStep::Sunscreen),
+        pm: step != Some(RoutineStep::Sunscreen),
+        ingredients: entries,
+        unknown_ingredients: unknown,
+        kb_version: kb.version().to_owned(),
+    }
+}
+
+/// The routine step a category path (`Skincare/Treatments/Face Serums`) and name suggest.
+pub fn routine_step(category: Option<&str>, name: &str, has_uv_filter: bool, has_acid: bool) -> Option<RoutineStep> {
+    let c = category.unwrap_or("").to_lowercase();
+    let n = name.to_lowercase();
+    let spf = n.contains("spf") || n.contains("sunscreen") || n.contains("sun screen");
+    let step = if c.contains("sunscreen") || (spf && has_uv_filter) {
+        RoutineStep::Sunscreen
+    } else if c.contains("exfoliat") || c.contains("peel") {
+        RoutineStep::Exfoliant
+    } else if c.contains("toner") || c.contains("mists") || c.contains("essence") {
+        if has_acid && (n.contains("exfoliat") || n.contains("peel")) { RoutineStep::Exfoliant } else { RoutineStep::Toner }
+    } else if c.contains("cleans") || c.contains("makeup remover") || c.contains("face wipes") {
+        RoutineStep::Cleanser
+    } else if c.contains("eye") {
+        RoutineStep::Eye
+    } else if c.contains("mask") {
+        RoutineStep::Mask
+    } else if c.contains("serum") || c.contains("treatment") || c.contains("face oil") {
+        RoutineStep::Serum
+    } else if c.contains("moistur") || c.contains("night cream") || c.contains("bb & cc") || c.contains("neck cream") {
+        RoutineStep::Moisturizer
+    } else {
+        // No telling category: fall back on the name.
+        let by_name = [
+            ("cleanser", RoutineStep::Cleanser),
+            ("face wash", RoutineStep::Cleanser),
+            ("toner", RoutineStep::Toner),
+            ("essence", RoutineStep::Toner),
+            ("serum", RoutineStep::Serum),
+            ("eye cream", RoutineStep::Eye),
+            ("moisturizer", RoutineStep::Moisturizer),
+            ("moisturiser", RoutineStep::Moisturizer),
+            ("cream", RoutineStep::Moisturizer),
+            ("mask", RoutineStep::Mask),
+            ("peel", RoutineStep::Exfoliant),
+            ("exfoliat", RoutineStep::Exfoliant),
+        ];
+        return by_name.iter().find(|(w, _)| n.contains(w)).map(|(_, s)| *s);
+    };
+    Some(step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routine_steps_from_sephora_categories() {
+        let s = |c: &str, n: &str| routine_step(Some(c), n, false, false);
+        assert_eq!(s("Skincare/Treatments/Face Serums", "C-Firma"), Some(RoutineStep::Serum));
+        assert_eq!(s("Skincare/Cleansers/Toners", "Glow Tonic"), Some(RoutineStep::Toner));
+        assert_eq!(s("Skincare/Cleansers/Exfoliators", "Scrub"), Some(RoutineStep::Exfoliant));
+        assert_eq!(s("Skincare/Cleansers/Face Wash & Cleansers", "Gel"), Some(RoutineStep::Cleanser));
+        assert_eq!(s("Skincare/Sunscreen/Face Sunscreen", "Unseen"), Some(RoutineStep::Sunscreen));
+        assert_eq!(s("Skincare/Eye Care/Eye Creams & Treatments", "Eye"), Some(RoutineStep::Eye));
+        assert_eq!(s("Skincare/Masks/Sheet Masks", "Mask"), Some(RoutineStep::Mask));
+        assert_eq!(s("Skincare/Moisturizers/Night Creams", "Night"), Some(RoutineStep::Moisturizer));
+        assert_eq!(routine_step(Some("Skincare/Moisturizers/Moisturizers"), "Daily Cream SPF 30", true, false), Some(RoutineStep::Sunscreen));
+        assert_eq!(routine_step(None, "Hydrating Face Serum", false, false), Some(RoutineStep::Serum));
+        assert_eq!(routine_step(Some("Makeup/Lip"), "Lipstick", false, false), None);
+    }
+}
