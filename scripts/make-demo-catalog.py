@@ -30,14 +30,19 @@ for r in skincare:
         variant[key] = vv
     elif r["size"].strip():
         variant["size"] = r["size"].strip()
+    try:
+        highlights = ast.literal_eval(r["highlights"]) if r["highlights"] else []
+    except (ValueError, SyntaxError):
+        highlights = []
     out.append({
         "external_id": r["product_id"],
         "name": r["product_name"].strip(),
         "brand": r["brand_name"].strip(),
         "category": category,
         "ingredients": "\n".join(p.strip() for p in parts if p.strip()),
-        "sku": {"code": "SEPH-" + r["product_id"], "variant": variant,
-                "price": {"amount_minor": round(float(r["price_usd"]) * 100), "currency": "USD"}},
+        "highlights": highlights,
+        "skus": [{"code": "SEPH-" + r["product_id"], "variant": variant,
+                  "price": {"amount_minor": round(float(r["price_usd"]) * 100), "currency": "USD"}}],
     })
 out.sort(key=lambda p: p["external_id"])
 dest = root / "crates/server/demo/catalog.json"

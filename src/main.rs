@@ -70,6 +70,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Import data.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+        /// Directory of the embedded database.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Manage API keys for machine clients.
     ApiKey {
         #[command(subcommand)]
@@ -77,6 +85,19 @@ enum Command {
         /// Directory of the embedded database.
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Import products: Sephora product_info (.csv, .csv.gz) or Dermis JSON/NDJSON (.json, .ndjson).
+    /// Products are matched by external id: importing again updates, never duplicates.
+    Catalog {
+        /// The file.
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -169,6 +190,44 @@ async fn main() -> anyhow::Result<()> {
             let token = dermis_auth::jwt::issue(&secret, role, &sub, store.as_deref(), parse_ttl(&ttl)?)
                 .map_err(anyhow::Error::msg)?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Import { what: ImportWhat::Catalog { file, json }, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let db = app::open_store(&config).await?;
+            let rows = dermis_catalog::import::read_file(&file).map_err(anyhow::Error::msg)?;
+            let report = dermis_catalog::import::import(&db, rows, 200).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} rows: {} imported, {} updated, {} unchanged, {} rejected; {} SKUs created; {} without ingredient list; {} unknown ingredient names; {:.1} s",
+                    report.rows,
+                    report.imported,
+                    report.updated,
+                    report.unchanged,
+                    report.rejected.len(),
+                    report.skus_created,
+                    report.without_ingredients,
+                    report.unknown_ingredient_names,
+                    report.seconds
+                );
+                for r in report.rejected.iter().take(20) {
+                    println!("  rejected line {} ({}): {}", r.line, r.external_id.as_deref().unwrap_or("-"), r.reason);
+                }
+                if !report.unknown_ingredients.is_empty() {
+                    let top: Vec<_> = report
+                        .unknown_ingredients
+                        .iter()
+                        .take(10)
+                        .map(|u| format!("{} ({})", u.name, u.products))
+                        .collect();
+                    println!("  most frequent unknown ingredients: {}", top.join(", "));
+                }
+            }
+            db.close().await;
             Ok(())
         }
         Command::ApiKey { action, data_dir } => {

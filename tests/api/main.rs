@@ -6,4 +6,5 @@ mod auth_test;
 mod catalog_test;
 mod errors_test;
 mod ops_test;
+mod search_test;
 mod shutdown_test;

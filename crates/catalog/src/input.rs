@@ -30,6 +30,9 @@ pub struct CreateProduct {
     /// Ingredient list as printed (INCI), up to 20,000 characters.
     #[serde(default)]
     pub ingredients: Option<String>,
+    /// Merchandising highlights, up to 50 of 1–100 characters (`Vegan`, `Best for Dry Skin`).
+    #[serde(default)]
+    pub highlights: Vec<String>,
 }
 
 /// Change a product (JSON merge patch: absent = unchanged, `null` = cleared).
@@ -58,6 +61,9 @@ pub struct UpdateProduct {
     #[serde(default, deserialize_with = "dermis_core::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub ingredients: Option<Option<String>>,
+    /// New highlights (replace the old ones).
+    #[serde(default)]
+    pub highlights: Option<Vec<String>>,
     /// New status.
     #[serde(default)]
     pub status: Option<ProductStatus>,
@@ -101,19 +107,57 @@ pub struct UpdateSku {
     pub status: Option<ProductStatus>,
 }
 
-/// Filters and paging of `GET /v1/products`.
+/// Search, filters and paging of `GET /v1/products`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListProducts {
+    /// Words that must all appear in the name or brand (any case, accents ignored).
+    pub q: Option<String>,
     /// Only this brand (exact).
     pub brand: Option<String>,
-    /// Only this category (exact).
+    /// Only this category or its subcategories (`Skincare/Moisturizers`).
     pub category: Option<String>,
     /// Only this status.
     pub status: Option<ProductStatus>,
     /// Only the product with this external id.
     pub external_id: Option<String>,
+    /// cleanser, toner, exfoliant, serum, eye, moisturizer, sunscreen or mask.
+    pub routine_step: Option<String>,
+    /// Concerns its actives must address, comma-separated: acne, hyperpigmentation, redness,
+    /// dryness, aging, dullness, pores, sensitivity.
+    pub concern: Option<String>,
+    /// dry, oily, combination, normal or sensitive: declared for it (or undeclared) and with
+    /// ingredients that fit it (oily/combination: non-comedogenic; dry: no drying alcohol;
+    /// sensitive: fragrance-free, no contact allergen, no drying alcohol).
+    pub skin_type: Option<String>,
+    /// Lowest SKU price at least this (minor units).
+    pub price_min: Option<i64>,
+    /// Lowest SKU price at most this (minor units).
+    pub price_max: Option<i64>,
+    /// Free of fragrance, essential oils and EU-labelled fragrance allergens.
+    pub fragrance_free: Option<bool>,
+    /// Free of essential oils.
+    pub essential_oil_free: Option<bool>,
+    /// Free of drying alcohols.
+    pub drying_alcohol_free: Option<bool>,
+    /// No ingredient with a comedogenic rating of 3 or more.
+    pub non_comedogenic: Option<bool>,
+    /// No ingredient to avoid or use with caution in pregnancy.
+    pub pregnancy_safe: Option<bool>,
+    /// Declared vegan.
+    pub vegan: Option<bool>,
+    /// Whether the ingredient list is known.
+    pub has_ingredients: Option<bool>,
+    /// Ingredients or families to avoid, comma-separated (any synonym; families such as
+    /// `fragrance`, `fragrance-allergens`, `essential-oils`, `drying-alcohols`, `parabens`,
+    /// `sulfates`, `silicones`, `retinoids`, `ahas`, `bhas`, `contact-allergens`, `uv-filters`).
+    /// Products whose ingredient list is unknown never match.
+    pub exclude_ingredients: Option<String>,
+    /// Ingredients or families that must all be present, comma-separated.
+    pub include_ingredients: Option<String>,
+    /// `true` to count matches per routine step, brand, category, concern, fragrance_free, vegan.
+    pub facets: Option<bool>,
     /// Page size, 1–500 (default 50).
     #[param(value_type = Option<u32>)]
     pub limit: Option<dermis_core::Limit>,
@@ -148,6 +192,8 @@ pub struct NewProduct {
     pub description: Option<String>,
     /// Ingredients.
     pub ingredients: Option<String>,
+    /// Highlights.
+    pub highlights: Vec<String>,
 }
 
 /// Validated changes to a product.
@@ -165,6 +211,8 @@ pub struct ProductChanges {
     pub description: Option<Option<String>>,
     /// New or cleared ingredients.
     pub ingredients: Option<Option<String>>,
+    /// New highlights.
+    pub highlights: Option<Vec<String>>,
     /// New status.
     pub status: Option<ProductStatus>,
 }
@@ -267,6 +315,13 @@ impl Check {
         }
     }
 
+    fn highlights(&mut self, v: Vec<String>) -> Vec<String> {
+        if v.len() > 50 {
+            self.fail("highlights", "at most 50 highlights");
+        }
+        v.into_iter().enumerate().map(|(i, h)| self.text(&format!("highlights[{i}]"), h, 100)).collect()
+    }
+
     fn done<T>(self, value: T) -> Result<T, Problem> {
         if self.0.is_empty() { Ok(value) } else { Err(Problem::validation(self.0)) }
     }
@@ -298,6 +353,7 @@ impl CreateProduct {
             category: c.opt_text("category", self.category, 200),
             description: c.opt_text("description", self.description, 10_000),
             ingredients: c.opt_text("ingredients", self.ingredients, 20_000),
+            highlights: c.highlights(self.highlights),
         };
         c.done(p)
     }
@@ -314,6 +370,7 @@ impl UpdateProduct {
             category: self.category.map(|o| c.opt_text("category", o, 200)),
             description: self.description.map(|o| c.opt_text("description", o, 10_000)),
             ingredients: self.ingredients.map(|o| c.opt_text("ingredients", o, 20_000)),
+            highlights: self.highlights.map(|h| c.highlights(h)),
             status: self.status,
         };
         c.done(ch)
@@ -386,6 +443,7 @@ mod tests {
             category: None,
             description: None,
             ingredients: None,
+            highlights: vec!["Vegan".into()],
         }
         .parse()
         .unwrap();
@@ -397,6 +455,7 @@ mod tests {
             category: None,
             description: None,
             ingredients: None,
+            highlights: Vec::new(),
         };
         assert_eq!(long.parse().unwrap_err().errors[0].field, "name");
     }

@@ -12,9 +12,12 @@
 //! This crate owns the `products`, `skus` and `catalog_outbox` tables. Other domains use
 //! [`Catalog`] or the catalog's events, never these tables.
 
+pub mod facts;
+pub mod import;
 pub mod input;
 pub mod model;
 pub mod routes;
+pub mod search;
 pub mod service;
 pub mod store;
 
@@ -24,13 +27,22 @@ pub use model::{Money, Product, ProductStatus, Sku, Variant};
 pub use service::Catalog;
 
 /// Migrations of the tables this crate owns.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    domain: "catalog",
-    version: 1,
-    name: "products, skus, outbox",
-    sqlite: include_str!("../migrations/0001_catalog.sql"),
-    postgres: include_str!("../migrations/0001_catalog.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        domain: "catalog",
+        version: 1,
+        name: "products, skus, outbox",
+        sqlite: include_str!("../migrations/0001_catalog.sql"),
+        postgres: include_str!("../migrations/0001_catalog.sql"),
+    },
+    Migration {
+        domain: "catalog",
+        version: 2,
+        name: "ingredient facts and search columns",
+        sqlite: include_str!("../migrations/0002_ingredients.sql"),
+        postgres: include_str!("../migrations/0002_ingredients.sql"),
+    },
+];
 
 /// Everything a catalog operation can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! What the catalog stores and returns.
 
+use dermis_ingredients::ProductFacts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -63,6 +64,14 @@ pub struct Product {
     /// The ingredient list as printed on the pack (INCI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingredients: Option<String>,
+    /// Merchandising highlights (`Vegan`, `Best for Dry Skin`, `Good for: Pores`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub highlights: Vec<String>,
+    /// What the ingredients, category and highlights say about the product. Facts that need the
+    /// ingredient list are `null` when it is unknown. `ingredients` (the parsed, resolved list) is
+    /// included when one product is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<ProductFacts>,
     /// Whether it is sold.
     pub status: ProductStatus,
     /// Increases with every change; send it back in `If-Match` to update safely.

@@ -20,8 +20,12 @@ use utoipa_axum::routes;
 use crate::CatalogError;
 use crate::input::{CreateProduct, CreateSku, ListProducts, ListSkus, UpdateProduct, UpdateSku};
 use crate::model::{Product, Sku};
+use crate::search::{SearchFilter, SearchPage};
 use crate::service::{Catalog, Created, Idempotent};
-use crate::store::ProductFilter;
+use crate::store::ProductRef;
+use dermis_ingredients::kb::{FAMILIES, Ingredient, KnowledgeBase, in_family};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 dermis_auth::role_policy!(
     /// Who may change the catalog.
@@ -50,6 +54,7 @@ pub fn router() -> OpenApiRouter<CatalogState> {
         .routes(routes!(get_product, update_product))
         .routes(routes!(create_sku, list_skus))
         .routes(routes!(get_sku, update_sku))
+        .routes(routes!(get_ingredient))
 }
 
 impl From<CatalogError> for Problem {
@@ -119,17 +124,54 @@ async fn create_product(
     Ok(with_etag(StatusCode::CREATED, value.version, value, Some(location), replayed))
 }
 
-/// List products, in creation order, with cursor pagination.
+/// Search and list products, in creation order, with cursor pagination.
+///
+/// Every filter narrows the result. Ingredient exclusions understand synonyms (`aqua` = `water`,
+/// `vitamin e` = `tocopherol`) and families (`fragrance`, `parabens` ...), and never let through a
+/// product whose ingredient list is unknown.
 #[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ListProducts),
-    responses((status = 200, body = Page<Product>)), security(("bearer" = [])))]
+    responses((status = 200, body = SearchPage), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
 async fn list_products(
     _auth: Auth<AnyRole>,
     State(s): State<CatalogState>,
     ApiQuery(q): ApiQuery<ListProducts>,
-) -> Result<Json<Page<Product>>, Problem> {
-    let filter = ProductFilter { brand: q.brand, category: q.category, status: q.status, external_id: q.external_id };
+) -> Result<Json<SearchPage>, Problem> {
+    let filter = SearchFilter::parse(&q)?;
     let after = cursor(q.cursor.as_deref())?;
-    Ok(Json(s.catalog.products(&filter, after.as_ref(), q.limit.unwrap_or_default()).await?))
+    Ok(Json(s.catalog.search(&filter, after.as_ref(), q.limit.unwrap_or_default(), q.facets.unwrap_or(false)).await?))
+}
+
+/// An ingredient, what it does, and the products that contain it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngredientInfo {
+    /// The ingredient.
+    #[serde(flatten)]
+    pub ingredient: Ingredient,
+    /// Search families it belongs to (usable in `exclude_ingredients`).
+    pub families: Vec<&'static str>,
+    /// How many products declare it.
+    pub product_count: i64,
+    /// The first 50 of them.
+    pub products: Vec<ProductRef>,
+}
+
+/// Look up an ingredient by any of its names (INCI, synonym, id; any case).
+#[utoipa::path(get, path = "/v1/ingredients/{name}", tag = "catalog",
+    params(("name" = String, Path, description = "INCI name, synonym or id")),
+    responses((status = 200, body = IngredientInfo), (status = 404, body = ProblemBody)), security(("bearer" = [])))]
+async fn get_ingredient(
+    _auth: Auth<AnyRole>,
+    State(s): State<CatalogState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<IngredientInfo>, Problem> {
+    let kb = KnowledgeBase::bundled();
+    let ingredient = kb
+        .lookup(&name)
+        .cloned()
+        .ok_or_else(|| Problem::not_found(format!("no ingredient named {name:?} in the knowledge base")))?;
+    let families = FAMILIES.iter().map(|(f, _)| *f).filter(|f| in_family(&ingredient, f)).collect();
+    let (products, product_count) = s.catalog.products_containing(&ingredient.id, 50).await?;
+    Ok(Json(IngredientInfo { ingredient, families, product_count, products }))
 }
 
 /// Get a product.

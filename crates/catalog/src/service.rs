@@ -11,9 +11,11 @@ use dermis_store::{Db, StoreError};
 use serde_json::json;
 
 use crate::CatalogError;
+use crate::facts;
 use crate::input::{NewProduct, NewSku, ProductChanges, SkuChanges};
 use crate::model::{Product, ProductStatus, Sku};
-use crate::store::{self, ProductFilter};
+use crate::search::{self, SearchFilter, SearchPage};
+use crate::store::{self, ProductFilter, ProductRef};
 
 /// An idempotency key with what it protects.
 #[derive(Debug, Clone)]
@@ -64,6 +66,29 @@ fn duplicate(
 /// A concurrent retry with the same key won the race (PostgreSQL): answer from its result.
 fn lost_idempotency_race(e: &CatalogError) -> bool {
     matches!(e, CatalogError::Store(s) if s.is_unique_on("idempotency_keys") || s.is_unique_on("idem_key") || s.is_unique_on("scope"))
+}
+
+/// Recomputes and stores a product's facts; returns the product as stored.
+async fn derive_facts(conn: &mut AnyConnection, id: &str) -> Result<Product, CatalogError> {
+    let mut p =
+        store::get_product(&mut *conn, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+    let f = facts::compute(dermis_ingredients::KnowledgeBase::bundled(), &p);
+    facts::store(conn, &p, &f).await?;
+    p.attributes = Some(f);
+    Ok(p)
+}
+
+/// Drops the parsed ingredient list from a product's attributes (for listings and events).
+pub fn summarize(p: &mut Product) {
+    if let Some(a) = p.attributes.as_mut() {
+        a.ingredients.clear();
+    }
+}
+
+fn event_payload(p: &Product) -> serde_json::Value {
+    let mut p = p.clone();
+    summarize(&mut p);
+    json!(p)
 }
 
 /// Runs an idempotent create, and once more if it lost a race with a concurrent retry of the same
@@ -125,9 +150,8 @@ impl Catalog {
         let now = now_ms();
         store::insert_product(&mut tx, &id, new, now).await.map_err(|e| duplicate(e, Some(new), None))?;
         record(&mut tx, idem, &id).await?;
-        let product =
-            store::get_product(&mut *tx, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
-        store::append_event(&mut tx, "catalog.product.created", &id, &json!(product), now).await?;
+        let product = derive_facts(&mut tx, &id).await?;
+        store::append_event(&mut tx, "catalog.product.created", &id, &event_payload(&product), now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Created { value: product, replayed: false })
     }
@@ -137,16 +161,65 @@ impl Catalog {
         store::get_product(self.db.reader(), id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))
     }
 
-    /// Lists products.
+    /// Lists products (without the parsed ingredient list in `attributes`, to keep pages small).
     pub async fn products(
         &self,
         filter: &ProductFilter,
         cursor: Option<&Cursor>,
         limit: Limit,
     ) -> Result<Page<Product>, CatalogError> {
-        let rows =
+        let mut rows =
             store::list_products(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
+        rows.iter_mut().for_each(summarize);
         Ok(Page::from_rows(rows, limit, |p| p.id.clone()))
+    }
+
+    /// Searches products (see [`crate::search`]).
+    pub async fn search(
+        &self,
+        filter: &SearchFilter,
+        cursor: Option<&Cursor>,
+        limit: Limit,
+        with_facets: bool,
+    ) -> Result<SearchPage, CatalogError> {
+        let mut rows = search::search(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
+        rows.iter_mut().for_each(summarize);
+        let page = Page::from_rows(rows, limit, |p| p.id.clone());
+        let facets = if with_facets { Some(search::facets(&self.db, filter).await?) } else { None };
+        Ok(SearchPage {
+            items: page.items,
+            next_cursor: page.next_cursor,
+            facets,
+            unknown_terms: filter.unknown_terms(),
+        })
+    }
+
+    /// Products whose declaration contains an ingredient: the first `limit` and how many in all.
+    pub async fn products_containing(
+        &self,
+        ingredient_id: &str,
+        limit: u32,
+    ) -> Result<(Vec<ProductRef>, i64), CatalogError> {
+        Ok(store::products_containing(self.db.reader(), ingredient_id, limit).await?)
+    }
+
+    /// Recomputes the facts of every product derived under another knowledge base version (or
+    /// never), in batches; returns how many were recomputed.
+    pub async fn refresh_stale_facts(&self) -> Result<usize, CatalogError> {
+        let kb = dermis_ingredients::KnowledgeBase::bundled();
+        let mut done = 0;
+        loop {
+            let ids = store::stale_fact_ids(self.db.reader(), kb.version(), 200).await?;
+            if ids.is_empty() {
+                return Ok(done);
+            }
+            let mut tx = self.db.begin().await?;
+            for id in &ids {
+                derive_facts(&mut tx, id).await?;
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            done += ids.len();
+        }
     }
 
     /// Applies changes to a product. With `if_version`, refuses if the product has moved on.
@@ -166,6 +239,8 @@ impl Catalog {
                 return Err(CatalogError::VersionMismatch { entity: "product", expected, actual: current.version });
             }
             let was_active = current.status == ProductStatus::Active;
+            let kb_version = dermis_ingredients::KnowledgeBase::bundled().version();
+            let stale = current.attributes.as_ref().is_none_or(|a| a.kb_version != kb_version);
             let mut next = current.clone();
             let ch = changes.clone();
             if let Some(v) = ch.name {
@@ -186,13 +261,22 @@ impl Catalog {
             if let Some(v) = ch.ingredients {
                 next.ingredients = v
             }
+            if let Some(v) = ch.highlights {
+                next.highlights = v;
+            }
             if let Some(v) = ch.status {
                 next.status = v
             }
-            if next == current {
+            if next == current && !stale {
                 return Ok(current);
             }
-            next.version += 1;
+            let inputs_changed = next.name != current.name
+                || next.category != current.category
+                || next.ingredients != current.ingredients
+                || next.highlights != current.highlights;
+            if next != current {
+                next.version += 1;
+            }
             let now = now_ms();
             let probe = NewProduct {
                 name: String::new(),
@@ -201,18 +285,29 @@ impl Catalog {
                 category: None,
                 description: None,
                 ingredients: None,
+                highlights: Vec::new(),
             };
-            if !store::update_product(&mut tx, &next, now).await.map_err(|e| duplicate(e, Some(&probe), None))? {
+            if next != current
+                && !store::update_product(&mut tx, &next, now).await.map_err(|e| duplicate(e, Some(&probe), None))?
+            {
                 continue; // changed under us (PostgreSQL): read again
             }
-            let updated =
-                store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+            let updated = if inputs_changed || stale {
+                derive_facts(&mut tx, id).await?
+            } else {
+                store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?
+            };
+            if next == current {
+                // Only the derived facts were refreshed: no new version, no event.
+                tx.commit().await.map_err(StoreError::from)?;
+                return Ok(updated);
+            }
             let event = if was_active && updated.status == ProductStatus::Discontinued {
                 "catalog.product.discontinued"
             } else {
                 "catalog.product.updated"
             };
-            store::append_event(&mut tx, event, id, &json!(updated), now).await?;
+            store::append_event(&mut tx, event, id, &event_payload(&updated), now).await?;
             tx.commit().await.map_err(StoreError::from)?;
             return Ok(updated);
         }
@@ -250,6 +345,7 @@ impl Catalog {
             .await
             .map_err(|e| duplicate(e, None, Some((&new.barcode, &new.code))))?;
         record(&mut tx, idem, &id).await?;
+        facts::refresh_min_price(&mut tx, product_id).await?;
         let sku = store::get_sku(&mut *tx, product_id, &id)
             .await?
             .ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
@@ -325,6 +421,7 @@ impl Catalog {
             {
                 continue;
             }
+            facts::refresh_min_price(&mut tx, product_id).await?;
             let updated = store::get_sku(&mut *tx, product_id, id).await?.ok_or_else(not_found)?;
             store::append_event(&mut tx, "catalog.sku.updated", id, &json!(updated), now).await?;
             tx.commit().await.map_err(StoreError::from)?;

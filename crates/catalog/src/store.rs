@@ -9,13 +9,23 @@ use dermis_store::sqlx::{self, Any, AnyConnection, Executor, Row, any::AnyRow};
 use crate::input::{NewProduct, NewSku};
 use crate::model::{Money, Product, ProductStatus, Sku, Variant};
 
-const PRODUCT_COLUMNS: &str =
-    "id, external_id, name, brand, category, description, ingredients, status, version, created_at, updated_at";
+const PRODUCT_COLUMNS: &str = "id, external_id, name, brand, category, description, ingredients, highlights, facts, status, version, created_at, updated_at";
+/// The product columns, qualified with the alias `p`.
+pub(crate) const PRODUCT_COLUMNS_P: &str = "p.id, p.external_id, p.name, p.brand, p.category, p.description, p.ingredients, p.highlights, p.facts, p.status, p.version, p.created_at, p.updated_at";
 const SKU_COLUMNS: &str = "id, product_id, code, barcode, shade, size, scent, formula, price_minor, currency, status, version, created_at, updated_at";
 
 fn status(row: &AnyRow, col: &str) -> Result<ProductStatus, StoreError> {
     let s: String = row.try_get(col).map_err(StoreError::from)?;
     ProductStatus::parse(&s).ok_or_else(|| StoreError::Other(format!("unknown status {s:?} in the catalog")))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>, StoreError> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Other(format!("corrupt {col}: {e}")))).transpose()
+}
+
+pub(crate) fn product_row(row: &AnyRow) -> Result<Product, StoreError> {
+    product(row)
 }
 
 fn product(row: &AnyRow) -> Result<Product, StoreError> {
@@ -27,6 +37,8 @@ fn product(row: &AnyRow) -> Result<Product, StoreError> {
         category: row.try_get("category")?,
         description: row.try_get("description")?,
         ingredients: row.try_get("ingredients")?,
+        highlights: json_column::<Vec<String>>(row, "highlights")?.unwrap_or_default(),
+        attributes: json_column(row, "facts")?,
         status: status(row, "status")?,
         version: row.try_get("version")?,
         created_at: rfc3339(row.try_get("created_at")?),
@@ -57,8 +69,8 @@ fn sku(row: &AnyRow) -> Result<Sku, StoreError> {
 /// Inserts a new product.
 pub async fn insert_product(conn: &mut AnyConnection, id: &str, p: &NewProduct, now: i64) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO products (id, external_id, name, brand, category, description, ingredients, status, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8)",
+        "INSERT INTO products (id, external_id, name, brand, category, description, ingredients, highlights, status, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'active', 1, $8, $8)",
     )
     .bind(id)
     .bind(p.external_id.clone())
@@ -68,9 +80,14 @@ pub async fn insert_product(conn: &mut AnyConnection, id: &str, p: &NewProduct, 
     .bind(p.description.clone())
     .bind(p.ingredients.clone())
     .bind(now)
+    .bind(highlights_json(&p.highlights))
     .execute(conn)
     .await?;
     Ok(())
+}
+
+fn highlights_json(h: &[String]) -> Option<String> {
+    (!h.is_empty()).then(|| serde_json::to_string(h).unwrap_or_default())
 }
 
 /// Reads one product.
@@ -136,7 +153,7 @@ pub async fn list_products<'c, E: Executor<'c, Database = Any>>(
 pub async fn update_product(conn: &mut AnyConnection, p: &Product, now: i64) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE products SET external_id = $1, name = $2, brand = $3, category = $4, description = $5,
-                ingredients = $6, status = $7, version = $8, updated_at = $9
+                ingredients = $6, status = $7, version = $8, updated_at = $9, highlights = $12
          WHERE id = $10 AND version = $11",
     )
     .bind(p.external_id.clone())
@@ -150,6 +167,7 @@ pub async fn update_product(conn: &mut AnyConnection, p: &Product, now: i64) -> 
     .bind(now)
     .bind(&p.id)
     .bind(p.version - 1)
+    .bind(highlights_json(&p.highlights))
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -237,6 +255,56 @@ pub async fn update_sku(conn: &mut AnyConnection, s: &Sku, now: i64) -> Result<b
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Ids of products whose facts are missing or were derived under another knowledge base version.
+pub async fn stale_fact_ids<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    kb_version: &str,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT id FROM products WHERE kb_version IS NULL OR kb_version <> $1 ORDER BY id LIMIT {limit}"
+    ))
+    .bind(kb_version)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+}
+
+/// A product named in a listing of another resource.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ProductRef {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Brand.
+    pub brand: String,
+}
+
+/// Products whose declaration contains an ingredient (first `limit`, in id order) and their count.
+pub async fn products_containing(
+    pool: &dermis_store::sqlx::AnyPool,
+    ingredient_id: &str,
+    limit: u32,
+) -> Result<(Vec<ProductRef>, i64), StoreError> {
+    let cond = "EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = p.id AND pi.ingredient_id = $1)";
+    let rows =
+        sqlx::query(&format!("SELECT p.id, p.name, p.brand FROM products p WHERE {cond} ORDER BY p.id LIMIT {limit}"))
+            .bind(ingredient_id)
+            .fetch_all(pool)
+            .await?;
+    let count: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM products p WHERE {cond}"))
+        .bind(ingredient_id)
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    let refs = rows
+        .iter()
+        .map(|r| Ok(ProductRef { id: r.try_get(0)?, name: r.try_get(1)?, brand: r.try_get(2)? }))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((refs, count))
 }
 
 /// Appends a domain event to the outbox, in the caller's transaction.

@@ -25,6 +25,7 @@ fn product(name: &str) -> NewProduct {
         category: None,
         description: None,
         ingredients: None,
+        highlights: Vec::new(),
     }
 }
 

@@ -67,7 +67,7 @@ impl RoutineStep {
 }
 
 /// One declared ingredient, resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ResolvedEntry {
     /// Position in the declaration (0-based, across sections).
     pub position: usize,
@@ -78,12 +78,12 @@ pub struct ResolvedEntry {
     /// The declared text.
     pub text: String,
     /// The canonical ingredient, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingredient_id: Option<String>,
 }
 
 /// Attributes derived from ingredients and category.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductFacts {
     /// Whether an ingredient list is known.
     pub has_ingredient_list: bool,
@@ -109,13 +109,14 @@ pub struct ProductFacts {
     /// Concerns the actives address, with the strongest evidence among them.
     pub concerns: Vec<ConcernEvidence>,
     /// Routine step, from category, name and ingredients.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routine_step: Option<RoutineStep>,
     /// Suitable in a morning routine (no retinoid, not a peel).
     pub am: bool,
     /// Suitable in an evening routine (not a sunscreen).
     pub pm: bool,
-    /// Every declared ingredient, resolved where possible.
+    /// Every declared ingredient, resolved where possible (omitted in listings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingredients: Vec<ResolvedEntry>,
     /// Declared names the knowledge base does not know.
     pub unknown_ingredients: Vec<String>,
@@ -136,7 +137,13 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
                 if id.is_none() && !unknown.contains(&e.text) {
                     unknown.push(e.text.clone());
                 }
-                entries.push(ResolvedEntry { position, section: si, may_contain: may, text: e.text.clone(), ingredient_id: id });
+                entries.push(ResolvedEntry {
+                    position,
+                    section: si,
+                    may_contain: may,
+                    text: e.text.clone(),
+                    ingredient_id: id,
+                });
                 position += 1;
             }
         }
@@ -160,7 +167,8 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
     }
     let has_retinoid = known.iter().any(|i| i.has("retinoid"));
     let has_uv = known.iter().any(|i| i.has("uv-filter"));
-    let step = routine_step(category, name, has_uv, known.iter().any(|i| i.has("exfoliant-aha") || i.has("exfoliant-bha")));
+    let step =
+        routine_step(category, name, has_uv, known.iter().any(|i| i.has("exfoliant-aha") || i.has("exfoliant-bha")));
     ProductFacts {
         has_ingredient_list: known_list,
         fragrance_free: none_of(&|i| in_family(i, "fragrance")),
@@ -192,7 +200,11 @@ pub fn routine_step(category: Option<&str>, name: &str, has_uv_filter: bool, has
     } else if c.contains("exfoliat") || c.contains("peel") {
         RoutineStep::Exfoliant
     } else if c.contains("toner") || c.contains("mists") || c.contains("essence") {
-        if has_acid && (n.contains("exfoliat") || n.contains("peel")) { RoutineStep::Exfoliant } else { RoutineStep::Toner }
+        if has_acid && (n.contains("exfoliat") || n.contains("peel")) {
+            RoutineStep::Exfoliant
+        } else {
+            RoutineStep::Toner
+        }
     } else if c.contains("cleans") || c.contains("makeup remover") || c.contains("face wipes") {
         RoutineStep::Cleanser
     } else if c.contains("eye") {
@@ -239,7 +251,10 @@ mod tests {
         assert_eq!(s("Skincare/Eye Care/Eye Creams & Treatments", "Eye"), Some(RoutineStep::Eye));
         assert_eq!(s("Skincare/Masks/Sheet Masks", "Mask"), Some(RoutineStep::Mask));
         assert_eq!(s("Skincare/Moisturizers/Night Creams", "Night"), Some(RoutineStep::Moisturizer));
-        assert_eq!(routine_step(Some("Skincare/Moisturizers/Moisturizers"), "Daily Cream SPF 30", true, false), Some(RoutineStep::Sunscreen));
+        assert_eq!(
+            routine_step(Some("Skincare/Moisturizers/Moisturizers"), "Daily Cream SPF 30", true, false),
+            Some(RoutineStep::Sunscreen)
+        );
         assert_eq!(routine_step(None, "Hydrating Face Serum", false, false), Some(RoutineStep::Serum));
         assert_eq!(routine_step(Some("Makeup/Lip"), "Lipstick", false, false), None);
     }

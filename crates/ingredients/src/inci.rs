@@ -211,21 +211,46 @@ fn depth0_commas(s: &str) -> usize {
 }
 
 const PROSE_WORDS: [&str; 14] = [
-    " and ", " the ", " with ", " to ", " your ", " skin", " helps ", " for ", " that ", " is ", " are ", " of ",
-    " may change", " please ",
+    " and ",
+    " the ",
+    " with ",
+    " to ",
+    " your ",
+    " skin",
+    " helps ",
+    " for ",
+    " that ",
+    " is ",
+    " are ",
+    " of ",
+    " may change",
+    " please ",
 ];
 
 fn looks_like_prose(s: &str) -> bool {
     let lower = format!(" {} ", s.to_lowercase());
     let hits = PROSE_WORDS.iter().filter(|w| lower.contains(*w)).count();
     let words = s.split_whitespace().count();
-    lower.contains(" please ") || lower.contains("ingredient list") || (hits >= 2 && words >= 5) || words > 30 && hits >= 1
+    lower.contains(" please ")
+        || lower.contains("ingredient list")
+        || (hits >= 2 && words >= 5)
+        || words > 30 && hits >= 1
 }
 
 fn is_label_word(s: &str) -> bool {
     let l = s.to_lowercase();
-    ["ingredients", "ingredient", "active ingredients", "active ingredient", "inactive ingredients", "inactive ingredient", "other ingredients", "key ingredients", "contains"]
-        .contains(&l.trim())
+    [
+        "ingredients",
+        "ingredient",
+        "active ingredients",
+        "active ingredient",
+        "inactive ingredients",
+        "inactive ingredient",
+        "other ingredients",
+        "key ingredients",
+        "contains",
+    ]
+    .contains(&l.trim())
 }
 
 fn classify(line: &str) -> Line {
@@ -260,7 +285,10 @@ fn classify(line: &str) -> Line {
                 // "Step 1: Water/Aqua/Eau, Alcohol Denat., ..."
                 return Line::HeaderWithList(head_t.to_owned(), rest_t.to_owned());
             }
-            if depth0_commas(rest_t) < 3 && (looks_like_prose(rest_t) || rest_t.ends_with('.')) && !starts_with_percent(rest_t) {
+            if depth0_commas(rest_t) < 3
+                && (looks_like_prose(rest_t) || rest_t.ends_with('.'))
+                && !starts_with_percent(rest_t)
+            {
                 // "Hyaluronic Acid: Improves overall appearance ..."
                 return Line::Note(line.to_owned());
             }
@@ -333,7 +361,9 @@ fn parse_items(text: &str, out: &mut Vec<Entry>, notes: &mut Vec<String>) {
             notes.push(e.to_owned());
         }
         if let Some(entry) = entry(item) {
-            if entry.text.chars().count() > MAX_ENTRY_CHARS || looks_like_prose(&entry.text) && entry.text.split_whitespace().count() > 6 {
+            if entry.text.chars().count() > MAX_ENTRY_CHARS
+                || looks_like_prose(&entry.text) && entry.text.split_whitespace().count() > 6
+            {
                 notes.push(entry.text);
             } else {
                 out.push(entry);
@@ -384,9 +414,22 @@ fn is_footnote_explanation(s: &str) -> bool {
         return false;
     }
     let l = s.to_lowercase();
-    ["organic", "origin", "certified", "natural", "derived", "ingredient", "fair trade", "wildcrafted", "sourced", "biodynamic", "ecocert", "from "]
-        .iter()
-        .any(|w| l.contains(w))
+    [
+        "organic",
+        "origin",
+        "certified",
+        "natural",
+        "derived",
+        "ingredient",
+        "fair trade",
+        "wildcrafted",
+        "sourced",
+        "biodynamic",
+        "ecocert",
+        "from ",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
 }
 
 /// Cleans one token into an entry (or nothing, for empty or punctuation-only tokens).
@@ -399,7 +442,8 @@ fn entry(token: &str) -> Option<Entry> {
     for _ in 0..4 {
         let before = s.clone();
         // Markers and stray punctuation at either end.
-        let trimmed = s.trim_matches(|c: char| FOOTNOTE_MARKS.contains(&c) || c == ' ' || c == ':' || c == '"' || c == '\'');
+        let trimmed =
+            s.trim_matches(|c: char| FOOTNOTE_MARKS.contains(&c) || c == ' ' || c == ':' || c == '"' || c == '\'');
         if trimmed.len() != s.len() && (s.starts_with(FOOTNOTE_MARKS) || s.ends_with(FOOTNOTE_MARKS)) {
             footnote = true;
         }
@@ -433,7 +477,13 @@ fn entry(token: &str) -> Option<Entry> {
 /// Takes a concentration off either end: `Octinoxate 7.5%`, `10% Glycolic Acid`, `Zinc Oxide (20%)`,
 /// `Avobenzone 2.5 %`.
 fn take_percent(s: &str) -> Option<(String, String)> {
-    let is_num = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') && t.chars().filter(|c| *c == '.').count() <= 1 && !t.starts_with('.') && !t.ends_with('.');
+    let is_num = |t: &str| {
+        !t.is_empty()
+            && t.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && t.chars().filter(|c| *c == '.').count() <= 1
+            && !t.starts_with('.')
+            && !t.ends_with('.')
+    };
     // Trailing "(20%)".
     if let Some(inner) = s.strip_suffix("%)").and_then(|r| r.rsplit_once('(')) {
         let (name, num) = inner;

@@ -31,10 +31,36 @@ pub const CONCERNS: [&str; 8] =
 
 /// Ingredient functions the knowledge base uses.
 pub const FUNCTIONS: [&str; 30] = [
-    "humectant", "emollient", "occlusive", "surfactant", "emulsifier", "thickener", "solvent", "preservative",
-    "antioxidant", "chelating", "ph-adjuster", "colorant", "fragrance", "essential-oil", "drying-alcohol",
-    "exfoliant-aha", "exfoliant-bha", "exfoliant-pha", "retinoid", "uv-filter", "skin-conditioning", "soothing",
-    "brightening", "anti-acne", "barrier-repair", "peptide", "film-former", "absorbent", "astringent", "antimicrobial",
+    "humectant",
+    "emollient",
+    "occlusive",
+    "surfactant",
+    "emulsifier",
+    "thickener",
+    "solvent",
+    "preservative",
+    "antioxidant",
+    "chelating",
+    "ph-adjuster",
+    "colorant",
+    "fragrance",
+    "essential-oil",
+    "drying-alcohol",
+    "exfoliant-aha",
+    "exfoliant-bha",
+    "exfoliant-pha",
+    "retinoid",
+    "uv-filter",
+    "skin-conditioning",
+    "soothing",
+    "brightening",
+    "anti-acne",
+    "barrier-repair",
+    "peptide",
+    "film-former",
+    "absorbent",
+    "astringent",
+    "antimicrobial",
 ];
 
 /// One canonical ingredient and what is known about it.
@@ -69,7 +95,7 @@ pub struct Ingredient {
 }
 
 /// A concern and how strong the evidence is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConcernEvidence {
     /// The concern.
     pub concern: String,
@@ -167,7 +193,8 @@ impl KnowledgeBase {
             let url = rec.get(2).map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned);
             refs.insert(key.clone(), Source { key, citation, url });
         }
-        let mut kb = Self { ingredients: Vec::new(), by_id: HashMap::new(), by_key: HashMap::new(), version: String::new() };
+        let mut kb =
+            Self { ingredients: Vec::new(), by_id: HashMap::new(), by_key: HashMap::new(), version: String::new() };
         for (line, row) in csv::Reader::from_reader(ingredients.as_bytes()).deserialize::<Row>().enumerate() {
             let row = row.map_err(|e| format!("ingredients.csv row {}: {e}", line + 2))?;
             let bad = |what: String| format!("ingredients.csv {}: {what}", row.id);
@@ -179,7 +206,12 @@ impl KnowledgeBase {
                 if s.trim().is_empty() {
                     return Ok(None);
                 }
-                s.trim().parse::<u8>().ok().filter(|v| *v <= max).map(Some).ok_or_else(|| bad(format!("bad rating {s}")))
+                s.trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|v| *v <= max)
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("bad rating {s}")))
             };
             let mut concerns = Vec::new();
             for pair in split_bar(&row.concerns) {
@@ -229,7 +261,10 @@ impl KnowledgeBase {
                 if let Some(j) = kb.by_key.insert(k.clone(), i)
                     && j != i
                 {
-                    return Err(format!("ingredients.csv: name {k:?} belongs to both {} and {}", kb.ingredients[j].id, ing.id));
+                    return Err(format!(
+                        "ingredients.csv: name {k:?} belongs to both {} and {}",
+                        kb.ingredients[j].id, ing.id
+                    ));
                 }
             }
             // Ids are written with dashes; labels with spaces.
@@ -279,7 +314,9 @@ impl KnowledgeBase {
 /// Whether an ingredient belongs to a family.
 pub fn in_family(i: &Ingredient, family: &str) -> bool {
     match family {
-        "fragrance" => i.has("fragrance") || i.has("essential-oil") || (i.is_fragrance_allergen() && !i.has("preservative")),
+        "fragrance" => {
+            i.has("fragrance") || i.has("essential-oil") || (i.is_fragrance_allergen() && !i.has("preservative"))
+        }
         "fragrance-allergens" => i.is_fragrance_allergen(),
         "essential-oils" => i.has("essential-oil"),
         "drying-alcohols" => i.has("drying-alcohol"),
@@ -289,7 +326,9 @@ pub fn in_family(i: &Ingredient, family: &str) -> bool {
         "bhas" => i.has("exfoliant-bha"),
         "parabens" => i.id.ends_with("paraben"),
         "sulfates" => i.has("surfactant") && (i.id.ends_with("sulfate")),
-        "silicones" => ["dimethicone", "methicone", "siloxane", "silicone", "dimethiconol"].iter().any(|s| i.id.contains(s)),
+        "silicones" => {
+            ["dimethicone", "methicone", "siloxane", "silicone", "dimethiconol"].iter().any(|s| i.id.contains(s))
+        }
         "uv-filters" => i.has("uv-filter"),
         _ => false,
     }

@@ -10,15 +10,37 @@ fn names(l: &IngredientList) -> Vec<String> {
 
 #[test]
 fn synonyms_in_parentheses_and_slashes_stay_one_ingredient() {
-    let l = parse("Aqua (Water/Eau), Stearic Acid, Isopropyl Isostearate, Water (Aqua, Eau), Titanium Dioxide (CI 77891)");
-    assert_eq!(names(&l), ["Aqua (Water/Eau)", "Stearic Acid", "Isopropyl Isostearate", "Water (Aqua, Eau)", "Titanium Dioxide (CI 77891)"]);
+    let l =
+        parse("Aqua (Water/Eau), Stearic Acid, Isopropyl Isostearate, Water (Aqua, Eau), Titanium Dioxide (CI 77891)");
+    assert_eq!(
+        names(&l),
+        [
+            "Aqua (Water/Eau)",
+            "Stearic Acid",
+            "Isopropyl Isostearate",
+            "Water (Aqua, Eau)",
+            "Titanium Dioxide (CI 77891)"
+        ]
+    );
 }
 
 #[test]
 fn lines_wrapped_mid_list_are_joined() {
     // P467602: Sephora's list items break the declaration in the middle of "Pentylene Glycol".
-    let l = parse("Aqua (Water/Eau), Stearic Acid, Glycerin, Pentylene\nGlycol, Glyceryl Stearate SE, C12-15\nAlkyl Benzoate");
-    assert_eq!(names(&l), ["Aqua (Water/Eau)", "Stearic Acid", "Glycerin", "Pentylene Glycol", "Glyceryl Stearate SE", "C12-15 Alkyl Benzoate"]);
+    let l = parse(
+        "Aqua (Water/Eau), Stearic Acid, Glycerin, Pentylene\nGlycol, Glyceryl Stearate SE, C12-15\nAlkyl Benzoate",
+    );
+    assert_eq!(
+        names(&l),
+        [
+            "Aqua (Water/Eau)",
+            "Stearic Acid",
+            "Glycerin",
+            "Pentylene Glycol",
+            "Glyceryl Stearate SE",
+            "C12-15 Alkyl Benzoate"
+        ]
+    );
 }
 
 #[test]
@@ -29,13 +51,18 @@ fn footnote_markers_and_explanations() {
     assert!(l.sections[0].ingredients.iter().all(|e| e.footnote));
     assert_eq!(l.notes, ["*Plant origin."]);
     let l = parse("Water, Propanediol, *Alcohol Denat., *Glycerin, Hamamelis Virginiana (Witch Hazel) Water");
-    assert_eq!(names(&l), ["Water", "Propanediol", "Alcohol Denat.", "Glycerin", "Hamamelis Virginiana (Witch Hazel) Water"]);
+    assert_eq!(
+        names(&l),
+        ["Water", "Propanediol", "Alcohol Denat.", "Glycerin", "Hamamelis Virginiana (Witch Hazel) Water"]
+    );
     assert!(l.sections[0].ingredients[2].footnote);
 }
 
 #[test]
 fn may_contain_sections_are_kept_apart() {
-    let l = parse("T-Butyl Hydroxyhydrocinnamate, Flavor (Aroma). May Contain: Titanium Dioxide (CI 77891), Iron Oxides (CI 77491, Ci 77492), Red 7 Lake (CI 15850)");
+    let l = parse(
+        "T-Butyl Hydroxyhydrocinnamate, Flavor (Aroma). May Contain: Titanium Dioxide (CI 77891), Iron Oxides (CI 77491, Ci 77492), Red 7 Lake (CI 15850)",
+    );
     assert_eq!(names(&l), ["T-Butyl Hydroxyhydrocinnamate", "Flavor (Aroma)"]);
     let may: Vec<_> = l.sections[0].may_contain.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(may, ["Titanium Dioxide (CI 77891)", "Iron Oxides (CI 77491, Ci 77492)", "Red 7 Lake (CI 15850)"]);
@@ -46,20 +73,26 @@ fn may_contain_sections_are_kept_apart() {
 #[test]
 fn variant_headers_start_sections() {
     // P473671: a discovery set with one declaration per perfume.
-    let l = parse("Capri Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Parfum (Fragrance), Linalool.\nL'Air Barbes Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Citral, Limonene.");
+    let l = parse(
+        "Capri Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Parfum (Fragrance), Linalool.\nL'Air Barbes Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Citral, Limonene.",
+    );
     assert_eq!(l.sections.len(), 2);
     assert_eq!(l.sections[0].label.as_deref(), Some("Capri Eau de Parfum"));
     assert_eq!(l.sections[1].label.as_deref(), Some("L'Air Barbes Eau de Parfum"));
     assert_eq!(l.sections[1].ingredients.len(), 3);
     // "Step 1: ..." puts the header and the list on one line.
-    let l = parse("Step 1: Water/Aqua/Eau, Alcohol Denat. (SD Alcohol 40-B), Glycolic Acid, Potassium Hydroxide\nStep 2: Water/Aqua/Eau, Sodium Bicarbonate, Resveratrol, Retinol");
+    let l = parse(
+        "Step 1: Water/Aqua/Eau, Alcohol Denat. (SD Alcohol 40-B), Glycolic Acid, Potassium Hydroxide\nStep 2: Water/Aqua/Eau, Sodium Bicarbonate, Resveratrol, Retinol",
+    );
     assert_eq!(l.sections.iter().map(|s| s.label.clone().unwrap()).collect::<Vec<_>>(), ["Step 1", "Step 2"]);
     assert_eq!(l.sections[1].ingredients[3].text, "Retinol");
 }
 
 #[test]
 fn marketing_lines_are_notes_not_ingredients() {
-    let l = parse("Hyaluronic Acid: Improves overall appearance by boosting radiance and moisture levels.\nVinolevure: Strengthens, moisturizes, and tones.\nWater, Glycerin, Sodium Hyaluronate.\nPlease be aware that ingredient lists may change or vary from time to time.");
+    let l = parse(
+        "Hyaluronic Acid: Improves overall appearance by boosting radiance and moisture levels.\nVinolevure: Strengthens, moisturizes, and tones.\nWater, Glycerin, Sodium Hyaluronate.\nPlease be aware that ingredient lists may change or vary from time to time.",
+    );
     assert_eq!(names(&l), ["Water", "Glycerin", "Sodium Hyaluronate"]);
     assert_eq!(l.notes.len(), 3);
 }
@@ -81,7 +114,10 @@ fn percentages_and_drug_facts_labels() {
 #[test]
 fn odd_characters_and_separators() {
     let l = parse("Water/Eau/Aqua, Helianthus Annuus (Sunﬂower) Seed Oil; Tocophérol • Glycerin,, , and Citric Acid.");
-    assert_eq!(names(&l), ["Water/Eau/Aqua", "Helianthus Annuus (Sunflower) Seed Oil", "Tocophérol", "Glycerin", "Citric Acid"]);
+    assert_eq!(
+        names(&l),
+        ["Water/Eau/Aqua", "Helianthus Annuus (Sunflower) Seed Oil", "Tocophérol", "Glycerin", "Citric Acid"]
+    );
 }
 
 #[test]

@@ -130,6 +130,16 @@ impl Application {
                 }
             }
         });
+        // Products derived under another knowledge base version (or before facts existed) are
+        // recomputed in the background; reads keep working meanwhile.
+        let facts_db = db.clone();
+        tokio::spawn(async move {
+            match Catalog::new(facts_db).refresh_stale_facts().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(products = n, "product facts recomputed for the current knowledge base"),
+                Err(e) => tracing::warn!(error = %e, "recomputing product facts failed"),
+            }
+        });
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             shutdown.await;

@@ -1,0 +1,349 @@
+//! Product search: text, category, routine step, concern, skin type, price, attributes, and
+//! ingredient inclusion/exclusion that understands synonyms and families. Runs in SQL on both
+//! backends so every node answers the same.
+//!
+//! Safety rule: an exclusion is only satisfied by a product whose ingredient list is known and
+//! contains none of the excluded ingredients (by canonical id, or by declared name for names the
+//! knowledge base does not know). A product with an unknown list never passes an exclusion.
+
+use std::collections::BTreeMap;
+
+use dermis_core::{FieldError, Problem};
+use dermis_ingredients::RoutineStep;
+use dermis_ingredients::inci::key;
+use dermis_ingredients::kb::{CONCERNS, KnowledgeBase};
+use dermis_store::StoreError;
+use dermis_store::sqlx::{self, Any, Executor, Row};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::facts::SKIN_TYPES;
+use crate::input::ListProducts;
+use crate::model::{Product, ProductStatus};
+
+/// One ingredient term of a search, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    /// What the client wrote.
+    pub raw: String,
+    /// Canonical ids it stands for (a family expands to many).
+    pub ids: Vec<String>,
+    /// The declared-name key, for ingredients the knowledge base does not know.
+    pub name_key: String,
+}
+
+/// A validated search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// Words that must all appear in the name or brand.
+    pub words: Vec<String>,
+    /// Exact brand.
+    pub brand: Option<String>,
+    /// Category path or prefix (`Skincare/Moisturizers`).
+    pub category: Option<String>,
+    /// Status.
+    pub status: Option<ProductStatus>,
+    /// External id.
+    pub external_id: Option<String>,
+    /// Routine step.
+    pub routine_step: Option<RoutineStep>,
+    /// Concerns the actives must address (all of them).
+    pub concerns: Vec<String>,
+    /// Skin type.
+    pub skin_type: Option<String>,
+    /// Lowest SKU price at least this.
+    pub price_min: Option<i64>,
+    /// Lowest SKU price at most this.
+    pub price_max: Option<i64>,
+    /// Attribute columns that must equal the given value.
+    pub flags: Vec<(&'static str, bool)>,
+    /// Ingredients that must not be present.
+    pub exclude: Vec<Term>,
+    /// Ingredients that must be present.
+    pub include: Vec<Term>,
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn terms(field: &str, raw: Option<&str>, kb: &KnowledgeBase, errors: &mut Vec<FieldError>) -> Vec<Term> {
+    let Some(raw) = raw else { return Vec::new() };
+    let parts: Vec<&str> = raw.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    if parts.len() > 50 || parts.iter().any(|p| p.chars().count() > 100) {
+        errors.push(FieldError::new(field, "at most 50 comma-separated names of up to 100 characters"));
+        return Vec::new();
+    }
+    parts
+        .into_iter()
+        .map(|p| Term {
+            raw: p.to_owned(),
+            ids: kb.expand(p).map(|s| s.into_iter().collect()).unwrap_or_default(),
+            name_key: key(p),
+        })
+        .collect()
+}
+
+impl SearchFilter {
+    /// Validates the query parameters of `GET /v1/products`.
+    pub fn parse(q: &ListProducts) -> Result<Self, Problem> {
+        let kb = KnowledgeBase::bundled();
+        let mut errors = Vec::new();
+        let words: Vec<String> =
+            q.q.as_deref()
+                .map(|t| key(t).split(' ').filter(|w| !w.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default();
+        if q.q.as_ref().is_some_and(|t| t.chars().count() > 200) || words.len() > 10 {
+            errors.push(FieldError::new("q", "at most 200 characters and 10 words"));
+        }
+        let routine_step = match q.routine_step.as_deref() {
+            Some(s) => RoutineStep::parse(s).or_else(|| {
+                let all: Vec<_> = RoutineStep::ALL.iter().map(|r| r.as_str()).collect();
+                errors.push(FieldError::new("routine_step", format!("must be one of {}", all.join(", "))));
+                None
+            }),
+            None => None,
+        };
+        let concerns: Vec<String> = q
+            .concern
+            .as_deref()
+            .map(|c| c.split(',').map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        if let Some(bad) = concerns.iter().find(|c| !CONCERNS.contains(&c.as_str())) {
+            errors.push(FieldError::new("concern", format!("unknown concern {bad:?}; one of {}", CONCERNS.join(", "))));
+        }
+        let skin_type = q.skin_type.as_deref().map(str::to_lowercase);
+        if let Some(t) = &skin_type
+            && !SKIN_TYPES.contains(&t.as_str())
+        {
+            errors.push(FieldError::new("skin_type", format!("must be one of {}", SKIN_TYPES.join(", "))));
+        }
+        for (field, v) in [("price_min", q.price_min), ("price_max", q.price_max)] {
+            if v.is_some_and(|v| v < 0) {
+                errors.push(FieldError::new(field, "must not be negative"));
+            }
+        }
+        if let (Some(a), Some(b)) = (q.price_min, q.price_max)
+            && a > b
+        {
+            errors.push(FieldError::new("price_max", "must not be below price_min"));
+        }
+        let mut flags = Vec::new();
+        for (column, value) in [
+            ("fragrance_free", q.fragrance_free),
+            ("essential_oil_free", q.essential_oil_free),
+            ("drying_alcohol_free", q.drying_alcohol_free),
+            ("non_comedogenic", q.non_comedogenic),
+            ("vegan", q.vegan),
+            ("has_ingredients", q.has_ingredients),
+        ] {
+            if let Some(v) = value {
+                flags.push((column, v));
+            }
+        }
+        if let Some(v) = q.pregnancy_safe {
+            flags.push(("pregnancy_caution", !v));
+        }
+        let exclude = terms("exclude_ingredients", q.exclude_ingredients.as_deref(), kb, &mut errors);
+        let include = terms("include_ingredients", q.include_ingredients.as_deref(), kb, &mut errors);
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+        Ok(Self {
+            words,
+            brand: q.brand.clone(),
+            category: q.category.clone(),
+            status: q.status,
+            external_id: q.external_id.clone(),
+            routine_step,
+            concerns,
+            skin_type,
+            price_min: q.price_min,
+            price_max: q.price_max,
+            flags,
+            exclude,
+            include,
+        })
+    }
+
+    /// Terms the knowledge base does not know (matched by declared name only).
+    pub fn unknown_terms(&self) -> Vec<String> {
+        self.exclude.iter().chain(&self.include).filter(|t| t.ids.is_empty()).map(|t| t.raw.clone()).collect()
+    }
+
+    fn where_clause(&self) -> (String, Vec<Arg>) {
+        let mut sql = String::from("1 = 1");
+        let mut args: Vec<Arg> = Vec::new();
+        let arg = |args: &mut Vec<Arg>, a: Arg| {
+            args.push(a);
+            format!("${}", args.len())
+        };
+        for w in &self.words {
+            let n = arg(&mut args, Arg::Text(format!("%{}%", like_escape(w))));
+            sql.push_str(&format!(" AND p.search_text LIKE {n} ESCAPE '\\'"));
+        }
+        if let Some(b) = &self.brand {
+            let n = arg(&mut args, Arg::Text(b.clone()));
+            sql.push_str(&format!(" AND p.brand = {n}"));
+        }
+        if let Some(c) = &self.category {
+            let exact = arg(&mut args, Arg::Text(c.clone()));
+            let prefix = arg(&mut args, Arg::Text(format!("{}/%", like_escape(c))));
+            sql.push_str(&format!(" AND (p.category = {exact} OR p.category LIKE {prefix} ESCAPE '\\')"));
+        }
+        if let Some(s) = self.status {
+            let n = arg(&mut args, Arg::Text(s.as_str().to_owned()));
+            sql.push_str(&format!(" AND p.status = {n}"));
+        }
+        if let Some(e) = &self.external_id {
+            let n = arg(&mut args, Arg::Text(e.clone()));
+            sql.push_str(&format!(" AND p.external_id = {n}"));
+        }
+        if let Some(r) = self.routine_step {
+            let n = arg(&mut args, Arg::Text(r.as_str().to_owned()));
+            sql.push_str(&format!(" AND p.routine_step = {n}"));
+        }
+        for c in &self.concerns {
+            let n = arg(&mut args, Arg::Text(c.clone()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM product_concerns pc WHERE pc.product_id = p.id AND pc.concern = {n})"
+            ));
+        }
+        if let Some(t) = &self.skin_type {
+            // Declared for it (or not declared at all), and the ingredients fit it.
+            let n = arg(&mut args, Arg::Text(format!("%|{t}|%")));
+            sql.push_str(&format!(" AND (p.skin_types IS NULL OR p.skin_types LIKE {n})"));
+            sql.push_str(match t.as_str() {
+                "oily" | "combination" => " AND p.non_comedogenic = 1",
+                "dry" => " AND p.drying_alcohol_free = 1",
+                "sensitive" => {
+                    " AND p.fragrance_free = 1 AND p.contact_allergen_free = 1 AND p.drying_alcohol_free = 1"
+                }
+                _ => " AND p.has_ingredients = 1",
+            });
+        }
+        if let Some(v) = self.price_min {
+            let n = arg(&mut args, Arg::Int(v));
+            sql.push_str(&format!(" AND p.min_price_minor >= {n}"));
+        }
+        if let Some(v) = self.price_max {
+            let n = arg(&mut args, Arg::Int(v));
+            sql.push_str(&format!(" AND p.min_price_minor <= {n}"));
+        }
+        for (column, value) in &self.flags {
+            let n = arg(&mut args, Arg::Int(i64::from(*value)));
+            sql.push_str(&format!(" AND p.{column} = {n}"));
+        }
+        let term_match = |args: &mut Vec<Arg>, t: &Term| {
+            let mut alts = Vec::new();
+            for id in &t.ids {
+                alts.push(format!("pi.ingredient_id = {}", arg(args, Arg::Text(id.clone()))));
+            }
+            alts.push(format!("pi.name_key = {}", arg(args, Arg::Text(t.name_key.clone()))));
+            format!("SELECT 1 FROM product_ingredients pi WHERE pi.product_id = p.id AND ({})", alts.join(" OR "))
+        };
+        if !self.exclude.is_empty() {
+            sql.push_str(" AND p.has_ingredients = 1");
+            for t in &self.exclude {
+                let sub = term_match(&mut args, t);
+                sql.push_str(&format!(" AND NOT EXISTS ({sub})"));
+            }
+        }
+        for t in &self.include {
+            let sub = term_match(&mut args, t);
+            sql.push_str(&format!(" AND EXISTS ({sub})"));
+        }
+        (sql, args)
+    }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
+/// Products matching `f`, in id order after `after`.
+pub async fn search<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    f: &SearchFilter,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Product>, StoreError> {
+    let (mut w, mut args) = f.where_clause();
+    if let Some(a) = after {
+        args.push(Arg::Text(a.to_owned()));
+        w.push_str(&format!(" AND p.id > ${}", args.len()));
+    }
+    let sql =
+        format!("SELECT {} FROM products p WHERE {w} ORDER BY p.id LIMIT {limit}", crate::store::PRODUCT_COLUMNS_P);
+    let rows = bind_all(sqlx::query(&sql), args).fetch_all(ex).await?;
+    rows.iter().map(crate::store::product_row).collect()
+}
+
+/// Counts of the matching products by value, per facet.
+pub type Facets = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// The facets `search` can count.
+pub const FACETS: [&str; 6] = ["routine_step", "brand", "category", "concern", "fragrance_free", "vegan"];
+
+/// Counts matching products per value of each facet.
+pub async fn facets(db: &dermis_store::Db, f: &SearchFilter) -> Result<Facets, StoreError> {
+    let mut out = Facets::new();
+    for facet in FACETS {
+        let (w, args) = f.where_clause();
+        let sql = match facet {
+            "concern" => format!(
+                "SELECT pc.concern, COUNT(*) FROM product_concerns pc JOIN products p ON p.id = pc.product_id WHERE {w} GROUP BY pc.concern"
+            ),
+            "brand" | "category" => format!(
+                "SELECT p.{facet}, COUNT(*) FROM products p WHERE {w} GROUP BY p.{facet} ORDER BY COUNT(*) DESC, p.{facet} LIMIT 50"
+            ),
+            column => format!("SELECT p.{column}, COUNT(*) FROM products p WHERE {w} GROUP BY p.{column}"),
+        };
+        let rows = bind_all(sqlx::query(&sql), args).fetch_all(db.reader()).await?;
+        let mut counts = BTreeMap::new();
+        for r in rows {
+            let value = match facet {
+                "fragrance_free" | "vegan" => match r.try_get::<Option<i64>, _>(0)? {
+                    Some(1) => "true".to_owned(),
+                    Some(_) => "false".to_owned(),
+                    None => "unknown".to_owned(),
+                },
+                _ => r.try_get::<Option<String>, _>(0)?.unwrap_or_else(|| "unknown".to_owned()),
+            };
+            counts.insert(value, r.try_get::<i64, _>(1)?);
+        }
+        out.insert(facet.to_owned(), counts);
+    }
+    Ok(out)
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchPage {
+    /// The products, in creation order.
+    pub items: Vec<Product>,
+    /// Pass as `cursor` to get the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// Counts per facet value over all matching products (with `facets=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Facets>,
+    /// Ingredient terms the knowledge base does not know; they were matched by declared name only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_terms: Vec<String>,
+}
