@@ -199,7 +199,11 @@ fn collapse_spaces(s: &str) -> String {
 fn depth0_commas(s: &str) -> usize {
     let mut depth = 0i32;
     let mut n = 0;
-    for c in s.chars() {
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ',' && i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            continue;
+        }
         match c {
             '(' | '[' | '{' => depth += 1,
             ')' | ']' | '}' => depth = (depth - 1).max(0),
@@ -376,7 +380,15 @@ fn split_depth0(text: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut depth = 0i32;
-    for c in text.chars() {
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        // "1,2-Hexanediol", "2-Oleamido-1,3-Octadecanediol": a comma between digits is a locant.
+        let locant =
+            c == ',' && i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+        if locant {
+            cur.push(c);
+            continue;
+        }
         match c {
             '(' | '[' | '{' => {
                 depth += 1;

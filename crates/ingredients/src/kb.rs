@@ -134,7 +134,7 @@ impl Ingredient {
 
 /// Named groups of ingredients a customer may want to avoid all at once.
 pub const FAMILIES: [(&str, &str); 12] = [
-    ("fragrance", "perfume/fragrance/aroma, essential oils and EU-labelled fragrance allergens"),
+    ("fragrance", "perfume, essential oils and EU-labelled fragrance allergens, except preservatives (benzyl alcohol)"),
     ("fragrance-allergens", "the EU-labelled fragrance allergens (2003/15/EC and 2023/1545)"),
     ("essential-oils", "essential oils"),
     ("drying-alcohols", "drying alcohols (alcohol denat., SD alcohol, isopropyl alcohol)"),
@@ -314,8 +314,10 @@ impl KnowledgeBase {
 /// Whether an ingredient belongs to a family.
 pub fn in_family(i: &Ingredient, family: &str) -> bool {
     match family {
+        // An ingredient used as a preservative (benzyl alcohol) is not "fragrance" here, even when
+        // CosIng also lists it as perfuming; it stays in `fragrance-allergens`.
         "fragrance" => {
-            i.has("fragrance") || i.has("essential-oil") || (i.is_fragrance_allergen() && !i.has("preservative"))
+            (i.has("fragrance") || i.has("essential-oil") || i.is_fragrance_allergen()) && !i.has("preservative")
         }
         "fragrance-allergens" => i.is_fragrance_allergen(),
         "essential-oils" => i.has("essential-oil"),
@@ -331,5 +333,38 @@ pub fn in_family(i: &Ingredient, family: &str) -> bool {
         }
         "uv-filters" => i.has("uv-filter"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_knowledge_base_loads_and_resolves_synonyms() {
+        let kb = KnowledgeBase::bundled();
+        assert!(kb.all().len() > 300, "{}", kb.all().len());
+        for (name, id) in [("Aqua", "water"), ("EAU", "water"), ("Parfum", "fragrance"), ("Vitamin E", "tocopherol")] {
+            assert_eq!(kb.lookup(name).map(|i| i.id.as_str()), Some(id), "{name}");
+        }
+        assert_eq!(kb.resolve("Water (Aqua, Eau)").map(|i| i.id.as_str()), Some("water"));
+        assert_eq!(kb.resolve("Aqua/Water/Eau").map(|i| i.id.as_str()), Some("water"));
+        let linalool = kb.lookup("linalool").unwrap();
+        assert!(linalool.is_fragrance_allergen() && !linalool.sources.is_empty());
+        assert!(kb.lookup("retinol").unwrap().has("retinoid"));
+        assert_eq!(kb.lookup("retinol").unwrap().pregnancy.as_deref(), Some("avoid"));
+    }
+
+    #[test]
+    fn families_expand_to_their_members() {
+        let kb = KnowledgeBase::bundled();
+        let eu26 = kb.all().iter().filter(|i| i.allergen_lists.iter().any(|l| l == "eu-2003")).count();
+        assert!(eu26 >= 26, "the 26 allergens of 2003/15/EC: {eu26}");
+        let fragrance = kb.expand("fragrance").unwrap();
+        assert!(fragrance.contains("linalool") && fragrance.contains("fragrance"));
+        assert!(!fragrance.contains("benzyl-alcohol"), "a preservative is not fragrance");
+        assert!(kb.expand("fragrance-allergens").unwrap().contains("benzyl-alcohol"));
+        assert_eq!(kb.expand("aqua").unwrap().into_iter().collect::<Vec<_>>(), ["water"]);
+        assert!(kb.expand("unobtainium").is_none());
     }
 }

@@ -112,6 +112,12 @@ fn percentages_and_drug_facts_labels() {
 }
 
 #[test]
+fn commas_between_digits_are_locants() {
+    let l = parse("Water, 1,2-Hexanediol, 2-Oleamido-1,3-Octadecanediol, CI 77491, 77492");
+    assert_eq!(names(&l), ["Water", "1,2-Hexanediol", "2-Oleamido-1,3-Octadecanediol", "CI 77491", "77492"]);
+}
+
+#[test]
 fn odd_characters_and_separators() {
     let l = parse("Water/Eau/Aqua, Helianthus Annuus (Sunﬂower) Seed Oil; Tocophérol • Glycerin,, , and Citric Acid.");
     assert_eq!(
