@@ -18,12 +18,12 @@ source scripts/bench-lib.sh
 trap bench_cleanup EXIT
 TOKEN=$($BIN token --role customer --sub bench --data-dir "$WORK/token")
 
-echo "import into SQLite:"; $BIN import catalog "$DATA" --data-dir "$WORK/sqlite" | head -1
+echo "import into SQLite:"; $BIN import catalog "$DATA" --data-dir "$WORK/sqlite" > "$WORK/import-sqlite.txt"; head -1 "$WORK/import-sqlite.txt"
 start_node sqlite 18091
 rows=("sqlite:18091")
 PG_URL=$(fresh_pg_db "$ADMIN_URL" dermis_bench_search)
 if [ -n "$PG_URL" ]; then
-  echo "import into PostgreSQL:"; DERMIS_DATABASE_URL=$PG_URL $BIN import catalog "$DATA" | head -1
+  echo "import into PostgreSQL:"; DERMIS_DATABASE_URL=$PG_URL $BIN import catalog "$DATA" > "$WORK/import-pg.txt"; head -1 "$WORK/import-pg.txt"
   start_node postgres 18092 "$PG_URL"; rows+=("postgres:18092")
 fi
 

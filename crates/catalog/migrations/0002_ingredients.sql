@@ -1,22 +1,34 @@
--- Derived ingredient facts (recomputed when ingredients, category or the knowledge base change)
--- and the columns search filters on.
+-- Derived ingredient facts (recomputed when ingredients, category or the knowledge base change).
+-- `facts` is the summary JSON returned in listings; `ingredient_entries` the resolved list,
+-- returned when one product is read.
 ALTER TABLE products ADD COLUMN highlights TEXT;
-ALTER TABLE products ADD COLUMN search_text TEXT;
 ALTER TABLE products ADD COLUMN facts TEXT;
+ALTER TABLE products ADD COLUMN ingredient_entries TEXT;
 ALTER TABLE products ADD COLUMN kb_version TEXT;
-ALTER TABLE products ADD COLUMN routine_step TEXT;
-ALTER TABLE products ADD COLUMN skin_types TEXT;
-ALTER TABLE products ADD COLUMN has_ingredients BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE products ADD COLUMN fragrance_free BIGINT;
-ALTER TABLE products ADD COLUMN essential_oil_free BIGINT;
-ALTER TABLE products ADD COLUMN drying_alcohol_free BIGINT;
-ALTER TABLE products ADD COLUMN non_comedogenic BIGINT;
-ALTER TABLE products ADD COLUMN pregnancy_caution BIGINT;
-ALTER TABLE products ADD COLUMN photosensitizing BIGINT;
-ALTER TABLE products ADD COLUMN contact_allergen_free BIGINT;
-ALTER TABLE products ADD COLUMN vegan BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE products ADD COLUMN min_price_minor BIGINT;
-CREATE INDEX products_routine_step ON products (routine_step, id);
+
+-- One narrow row per product with everything search filters on, so a search scans this table
+-- and reads full product rows only for the page it returns.
+CREATE TABLE product_search (
+    product_id            TEXT   PRIMARY KEY,
+    status                TEXT   NOT NULL,
+    brand                 TEXT   NOT NULL,
+    category              TEXT,
+    search_text           TEXT   NOT NULL,
+    routine_step          TEXT,
+    skin_types            TEXT,
+    has_ingredients       BIGINT NOT NULL,
+    fragrance_free        BIGINT,
+    essential_oil_free    BIGINT,
+    drying_alcohol_free   BIGINT,
+    non_comedogenic       BIGINT,
+    pregnancy_caution     BIGINT,
+    photosensitizing      BIGINT,
+    contact_allergen_free BIGINT,
+    vegan                 BIGINT NOT NULL,
+    min_price_minor       BIGINT
+);
+CREATE INDEX product_search_step ON product_search (routine_step, product_id);
+CREATE INDEX product_search_brand ON product_search (brand, product_id);
 
 -- One row per declared ingredient, in label order; ingredient_id is NULL when unknown.
 CREATE TABLE product_ingredients (

@@ -48,6 +48,10 @@ pub fn search_text(p: &Product) -> String {
     key(&format!("{} {}", p.name, p.brand))
 }
 
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(e.to_string()))
+}
+
 fn flag(b: Option<bool>) -> Option<i64> {
     b.map(i64::from)
 }
@@ -62,15 +66,35 @@ pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) 
             .iter()
             .any(|id| KnowledgeBase::bundled().get(id).is_some_and(|i| i.allergen_lists.iter().any(|l| l == "contact")))
     });
+    let mut summary = facts.clone();
+    let entries = std::mem::take(&mut summary.ingredients);
+    sqlx::query("UPDATE products SET facts = $1, ingredient_entries = $2, kb_version = $3 WHERE id = $4")
+        .bind(to_json(&summary)?)
+        .bind(to_json(&entries)?)
+        .bind(&facts.kb_version)
+        .bind(&p.id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
-        "UPDATE products SET facts = $1, kb_version = $2, routine_step = $3, skin_types = $4, has_ingredients = $5,
-                fragrance_free = $6, essential_oil_free = $7, drying_alcohol_free = $8, non_comedogenic = $9,
-                pregnancy_caution = $10, photosensitizing = $11, contact_allergen_free = $12, vegan = $13,
-                search_text = $14
-         WHERE id = $15",
+        "INSERT INTO product_search (product_id, status, brand, category, search_text, routine_step, skin_types,
+                has_ingredients, fragrance_free, essential_oil_free, drying_alcohol_free, non_comedogenic,
+                pregnancy_caution, photosensitizing, contact_allergen_free, vegan, min_price_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                 (SELECT MIN(price_minor) FROM skus WHERE product_id = $1 AND status = 'active'))
+         ON CONFLICT (product_id) DO UPDATE SET status = excluded.status, brand = excluded.brand,
+                category = excluded.category, search_text = excluded.search_text,
+                routine_step = excluded.routine_step, skin_types = excluded.skin_types,
+                has_ingredients = excluded.has_ingredients, fragrance_free = excluded.fragrance_free,
+                essential_oil_free = excluded.essential_oil_free, drying_alcohol_free = excluded.drying_alcohol_free,
+                non_comedogenic = excluded.non_comedogenic, pregnancy_caution = excluded.pregnancy_caution,
+                photosensitizing = excluded.photosensitizing, contact_allergen_free = excluded.contact_allergen_free,
+                vegan = excluded.vegan, min_price_minor = excluded.min_price_minor",
     )
-    .bind(serde_json::to_string(facts).map_err(|e| StoreError::Other(e.to_string()))?)
-    .bind(&facts.kb_version)
+    .bind(&p.id)
+    .bind(p.status.as_str())
+    .bind(&p.brand)
+    .bind(p.category.clone())
+    .bind(search_text(p))
     .bind(facts.routine_step.map(|s| s.as_str()))
     .bind((!types.is_empty()).then(|| format!("|{}|", types.join("|"))))
     .bind(i64::from(facts.has_ingredient_list))
@@ -82,8 +106,6 @@ pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) 
     .bind(flag(facts.photosensitizing))
     .bind(flag(contact_free))
     .bind(i64::from(vegan))
-    .bind(search_text(p))
-    .bind(&p.id)
     .execute(&mut *conn)
     .await?;
 
@@ -127,7 +149,7 @@ pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) 
 /// Recomputes the lowest active SKU price of a product.
 pub async fn refresh_min_price(conn: &mut AnyConnection, product_id: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE products SET min_price_minor = (SELECT MIN(price_minor) FROM skus WHERE product_id = $1 AND status = 'active') WHERE id = $1",
+        "UPDATE product_search SET min_price_minor = (SELECT MIN(price_minor) FROM skus WHERE product_id = $1 AND status = 'active') WHERE product_id = $1",
     )
     .bind(product_id)
     .execute(conn)

@@ -186,77 +186,82 @@ impl SearchFilter {
         };
         for w in &self.words {
             let n = arg(&mut args, Arg::Text(format!("%{}%", like_escape(w))));
-            sql.push_str(&format!(" AND p.search_text LIKE {n} ESCAPE '\\'"));
+            sql.push_str(&format!(" AND s.search_text LIKE {n} ESCAPE '\\'"));
         }
         if let Some(b) = &self.brand {
             let n = arg(&mut args, Arg::Text(b.clone()));
-            sql.push_str(&format!(" AND p.brand = {n}"));
+            sql.push_str(&format!(" AND s.brand = {n}"));
         }
         if let Some(c) = &self.category {
             let exact = arg(&mut args, Arg::Text(c.clone()));
             let prefix = arg(&mut args, Arg::Text(format!("{}/%", like_escape(c))));
-            sql.push_str(&format!(" AND (p.category = {exact} OR p.category LIKE {prefix} ESCAPE '\\')"));
+            sql.push_str(&format!(" AND (s.category = {exact} OR s.category LIKE {prefix} ESCAPE '\\')"));
         }
         if let Some(s) = self.status {
             let n = arg(&mut args, Arg::Text(s.as_str().to_owned()));
-            sql.push_str(&format!(" AND p.status = {n}"));
+            sql.push_str(&format!(" AND s.status = {n}"));
         }
         if let Some(e) = &self.external_id {
             let n = arg(&mut args, Arg::Text(e.clone()));
-            sql.push_str(&format!(" AND p.external_id = {n}"));
+            sql.push_str(&format!(" AND s.product_id IN (SELECT id FROM products WHERE external_id = {n})"));
         }
         if let Some(r) = self.routine_step {
             let n = arg(&mut args, Arg::Text(r.as_str().to_owned()));
-            sql.push_str(&format!(" AND p.routine_step = {n}"));
+            sql.push_str(&format!(" AND s.routine_step = {n}"));
         }
         for c in &self.concerns {
             let n = arg(&mut args, Arg::Text(c.clone()));
             sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM product_concerns pc WHERE pc.product_id = p.id AND pc.concern = {n})"
+                " AND EXISTS (SELECT 1 FROM product_concerns pc WHERE pc.product_id = s.product_id AND pc.concern = {n})"
             ));
         }
         if let Some(t) = &self.skin_type {
             // Declared for it (or not declared at all), and the ingredients fit it.
             let n = arg(&mut args, Arg::Text(format!("%|{t}|%")));
-            sql.push_str(&format!(" AND (p.skin_types IS NULL OR p.skin_types LIKE {n})"));
+            sql.push_str(&format!(" AND (s.skin_types IS NULL OR s.skin_types LIKE {n})"));
             sql.push_str(match t.as_str() {
-                "oily" | "combination" => " AND p.non_comedogenic = 1",
-                "dry" => " AND p.drying_alcohol_free = 1",
+                "oily" | "combination" => " AND s.non_comedogenic = 1",
+                "dry" => " AND s.drying_alcohol_free = 1",
                 "sensitive" => {
-                    " AND p.fragrance_free = 1 AND p.contact_allergen_free = 1 AND p.drying_alcohol_free = 1"
+                    " AND s.fragrance_free = 1 AND s.contact_allergen_free = 1 AND s.drying_alcohol_free = 1"
                 }
-                _ => " AND p.has_ingredients = 1",
+                _ => " AND s.has_ingredients = 1",
             });
         }
         if let Some(v) = self.price_min {
             let n = arg(&mut args, Arg::Int(v));
-            sql.push_str(&format!(" AND p.min_price_minor >= {n}"));
+            sql.push_str(&format!(" AND s.min_price_minor >= {n}"));
         }
         if let Some(v) = self.price_max {
             let n = arg(&mut args, Arg::Int(v));
-            sql.push_str(&format!(" AND p.min_price_minor <= {n}"));
+            sql.push_str(&format!(" AND s.min_price_minor <= {n}"));
         }
         for (column, value) in &self.flags {
             let n = arg(&mut args, Arg::Int(i64::from(*value)));
-            sql.push_str(&format!(" AND p.{column} = {n}"));
+            sql.push_str(&format!(" AND s.{column} = {n}"));
         }
-        let term_match = |args: &mut Vec<Arg>, t: &Term| {
-            let mut alts = Vec::new();
-            for id in &t.ids {
-                alts.push(format!("pi.ingredient_id = {}", arg(args, Arg::Text(id.clone()))));
+        // Ids go in one IN list (a family expands to many), names in another.
+        let term_match = |args: &mut Vec<Arg>, terms: &[&Term]| {
+            let ids: Vec<String> =
+                terms.iter().flat_map(|t| t.ids.iter()).map(|id| arg(args, Arg::Text(id.clone()))).collect();
+            let keys: Vec<String> = terms.iter().map(|t| arg(args, Arg::Text(t.name_key.clone()))).collect();
+            let mut alts = vec![format!("pi.name_key IN ({})", keys.join(", "))];
+            if !ids.is_empty() {
+                alts.push(format!("pi.ingredient_id IN ({})", ids.join(", ")));
             }
-            alts.push(format!("pi.name_key = {}", arg(args, Arg::Text(t.name_key.clone()))));
-            format!("SELECT 1 FROM product_ingredients pi WHERE pi.product_id = p.id AND ({})", alts.join(" OR "))
+            format!(
+                "SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND ({})",
+                alts.join(" OR ")
+            )
         };
         if !self.exclude.is_empty() {
-            sql.push_str(" AND p.has_ingredients = 1");
-            for t in &self.exclude {
-                let sub = term_match(&mut args, t);
-                sql.push_str(&format!(" AND NOT EXISTS ({sub})"));
-            }
+            sql.push_str(" AND s.has_ingredients = 1");
+            let all: Vec<&Term> = self.exclude.iter().collect();
+            let sub = term_match(&mut args, &all);
+            sql.push_str(&format!(" AND NOT EXISTS ({sub})"));
         }
         for t in &self.include {
-            let sub = term_match(&mut args, t);
+            let sub = term_match(&mut args, &[t]);
             sql.push_str(&format!(" AND EXISTS ({sub})"));
         }
         (sql, args)
@@ -286,10 +291,12 @@ pub async fn search<'c, E: Executor<'c, Database = Any>>(
     let (mut w, mut args) = f.where_clause();
     if let Some(a) = after {
         args.push(Arg::Text(a.to_owned()));
-        w.push_str(&format!(" AND p.id > ${}", args.len()));
+        w.push_str(&format!(" AND s.product_id > ${}", args.len()));
     }
-    let sql =
-        format!("SELECT {} FROM products p WHERE {w} ORDER BY p.id LIMIT {limit}", crate::store::PRODUCT_COLUMNS_P);
+    let sql = format!(
+        "SELECT {} FROM product_search s JOIN products p ON p.id = s.product_id WHERE {w} ORDER BY s.product_id LIMIT {limit}",
+        crate::store::PRODUCT_COLUMNS_P
+    );
     let rows = bind_all(sqlx::query(&sql), args).fetch_all(ex).await?;
     rows.iter().map(crate::store::product_row).collect()
 }
@@ -307,12 +314,12 @@ pub async fn facets(db: &dermis_store::Db, f: &SearchFilter) -> Result<Facets, S
         let (w, args) = f.where_clause();
         let sql = match facet {
             "concern" => format!(
-                "SELECT pc.concern, COUNT(*) FROM product_concerns pc JOIN products p ON p.id = pc.product_id WHERE {w} GROUP BY pc.concern"
+                "SELECT pc.concern, COUNT(*) FROM product_concerns pc JOIN product_search s ON s.product_id = pc.product_id WHERE {w} GROUP BY pc.concern"
             ),
             "brand" | "category" => format!(
-                "SELECT p.{facet}, COUNT(*) FROM products p WHERE {w} GROUP BY p.{facet} ORDER BY COUNT(*) DESC, p.{facet} LIMIT 50"
+                "SELECT s.{facet}, COUNT(*) FROM product_search s WHERE {w} GROUP BY s.{facet} ORDER BY COUNT(*) DESC, s.{facet} LIMIT 50"
             ),
-            column => format!("SELECT p.{column}, COUNT(*) FROM products p WHERE {w} GROUP BY p.{column}"),
+            column => format!("SELECT s.{column}, COUNT(*) FROM product_search s WHERE {w} GROUP BY s.{column}"),
         };
         let rows = bind_all(sqlx::query(&sql), args).fetch_all(db.reader()).await?;
         let mut counts = BTreeMap::new();

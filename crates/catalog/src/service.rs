@@ -292,7 +292,8 @@ impl Catalog {
             {
                 continue; // changed under us (PostgreSQL): read again
             }
-            let updated = if inputs_changed || stale {
+            // Any change can move the product in search (brand, status ...): refresh its row.
+            let updated = if inputs_changed || stale || next != current {
                 derive_facts(&mut tx, id).await?
             } else {
                 store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?

@@ -90,13 +90,18 @@ fn highlights_json(h: &[String]) -> Option<String> {
     (!h.is_empty()).then(|| serde_json::to_string(h).unwrap_or_default())
 }
 
-/// Reads one product.
+/// Reads one product, with its resolved ingredient list in `attributes.ingredients`.
 pub async fn get_product<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
+    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS}, ingredient_entries FROM products WHERE id = $1"))
         .bind(id)
         .fetch_optional(ex)
         .await?;
-    row.as_ref().map(product).transpose()
+    let Some(row) = row else { return Ok(None) };
+    let mut p = product(&row)?;
+    if let Some(a) = p.attributes.as_mut() {
+        a.ingredients = json_column(&row, "ingredient_entries")?.unwrap_or_default();
+    }
+    Ok(Some(p))
 }
 
 /// Filters of a product listing.
