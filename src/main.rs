@@ -78,6 +78,14 @@ enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Manage write keys for event sources (web shop, app, POS).
+    WriteKey {
+        #[command(subcommand)]
+        action: WriteKeyAction,
+        /// Directory of the embedded database.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Manage API keys for machine clients.
     ApiKey {
         #[command(subcommand)]
@@ -98,6 +106,22 @@ enum ImportWhat {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WriteKeyAction {
+    /// Create a write key and print it.
+    Create {
+        /// A name for people (`web-shop`).
+        name: String,
+    },
+    /// List write keys.
+    List,
+    /// Revoke a write key by id.
+    Revoke {
+        /// The key id (wk_...).
+        id: String,
     },
 }
 
@@ -228,6 +252,33 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             db.close().await;
+            Ok(())
+        }
+        Command::WriteKey { action, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let keys = dermis_events::write_keys::WriteKeys::new(app::open_store(&config).await?);
+            match action {
+                WriteKeyAction::Create { name } => {
+                    let (info, key) = keys.create(&name).await?;
+                    eprintln!("created write key {} ({})", info.id, info.name);
+                    println!("{key}");
+                }
+                WriteKeyAction::List => {
+                    for k in keys.list().await? {
+                        let state = k.revoked_at.as_deref().map_or("active".to_owned(), |t| format!("revoked {t}"));
+                        println!("{}\t{}\t{}", k.id, k.name, state);
+                    }
+                }
+                WriteKeyAction::Revoke { id } => {
+                    if keys.revoke(&id).await? {
+                        println!("revoked {id}");
+                    } else {
+                        anyhow::bail!("no write key {id}");
+                    }
+                }
+            }
             Ok(())
         }
         Command::ApiKey { action, data_dir } => {

@@ -5,6 +5,7 @@ mod helpers;
 mod auth_test;
 mod catalog_test;
 mod errors_test;
+mod events_test;
 mod ops_test;
 mod search_test;
 mod shutdown_test;

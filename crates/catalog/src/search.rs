@@ -240,29 +240,37 @@ impl SearchFilter {
             let n = arg(&mut args, Arg::Int(i64::from(*value)));
             sql.push_str(&format!(" AND s.{column} = {n}"));
         }
-        // Ids go in one IN list (a family expands to many), names in another.
-        let term_match = |args: &mut Vec<Arg>, terms: &[&Term]| {
+        // Ids go in one IN list (a family expands to many), declared names in another; two
+        // subqueries rather than one with OR, so each can use its index.
+        let term_match = |args: &mut Vec<Arg>, terms: &[&Term], negate: bool| {
             let ids: Vec<String> =
                 terms.iter().flat_map(|t| t.ids.iter()).map(|id| arg(args, Arg::Text(id.clone()))).collect();
             let keys: Vec<String> = terms.iter().map(|t| arg(args, Arg::Text(t.name_key.clone()))).collect();
-            let mut alts = vec![format!("pi.name_key IN ({})", keys.join(", "))];
+            let sub = |column: &str, list: &[String]| {
+                format!(
+                    "EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND pi.{column} IN ({}))",
+                    list.join(", ")
+                )
+            };
+            let mut parts = vec![sub("name_key", &keys)];
             if !ids.is_empty() {
-                alts.push(format!("pi.ingredient_id IN ({})", ids.join(", ")));
+                parts.push(sub("ingredient_id", &ids));
             }
-            format!(
-                "SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND ({})",
-                alts.join(" OR ")
-            )
+            if negate {
+                parts.iter().map(|p| format!(" AND NOT {p}")).collect::<String>()
+            } else {
+                format!(" AND ({})", parts.join(" OR "))
+            }
         };
         if !self.exclude.is_empty() {
             sql.push_str(" AND s.has_ingredients = 1");
             let all: Vec<&Term> = self.exclude.iter().collect();
-            let sub = term_match(&mut args, &all);
-            sql.push_str(&format!(" AND NOT EXISTS ({sub})"));
+            let clause = term_match(&mut args, &all, true);
+            sql.push_str(&clause);
         }
         for t in &self.include {
-            let sub = term_match(&mut args, &[t]);
-            sql.push_str(&format!(" AND EXISTS ({sub})"));
+            let clause = term_match(&mut args, &[t], false);
+            sql.push_str(&clause);
         }
         (sql, args)
     }

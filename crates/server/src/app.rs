@@ -16,6 +16,8 @@ use dermis_auth::api_keys::ApiKeys;
 use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret};
 use dermis_catalog::Catalog;
 use dermis_catalog::routes::CatalogState;
+use dermis_events::ingest::Ingestor;
+use dermis_events::routes::{EventsState, INGESTION_PATHS};
 use dermis_store::db::PoolSize;
 use dermis_store::{Db, Migration};
 use secrecy::{ExposeSecret, SecretString};
@@ -23,7 +25,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -38,7 +40,7 @@ use crate::{http, metrics, openapi};
 
 /// Every domain's migrations, in the order they apply.
 pub const MIGRATIONS: &[&[Migration]] =
-    &[dermis_store::MIGRATIONS, dermis_auth::MIGRATIONS, dermis_catalog::MIGRATIONS];
+    &[dermis_store::MIGRATIONS, dermis_auth::MIGRATIONS, dermis_catalog::MIGRATIONS, dermis_events::MIGRATIONS];
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -185,15 +187,17 @@ pub async fn shutdown_signal() {
 
 fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
     let origins = &config.http.cors_origins;
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::from(Any)
-    } else {
-        let list = origins
-            .iter()
-            .map(|o| HeaderValue::from_str(o).with_context(|| format!("CORS origin {o:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(list)
-    };
+    let any = origins.iter().any(|o| o == "*");
+    let list = origins
+        .iter()
+        .filter(|o| *o != "*")
+        .map(|o| HeaderValue::from_str(o).with_context(|| format!("CORS origin {o:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Segment ingestion is called by browser SDKs on the brand's sites: any origin may post
+    // events (they authenticate with a write key, not cookies). Other routes follow the config.
+    let allow = AllowOrigin::predicate(move |origin: &HeaderValue, parts: &axum::http::request::Parts| {
+        any || list.contains(origin) || INGESTION_PATHS.contains(&parts.uri.path())
+    });
     Ok(CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE, Method::OPTIONS])
@@ -213,10 +217,15 @@ pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>) -> anyhow
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
     let catalog = CatalogState { catalog: Catalog::new(db.clone()), auth: auth.clone() };
+    let events = EventsState {
+        ingestor: Arc::new(Ingestor::new(db.clone(), config.events.ingest_concurrency)),
+        auth: auth.clone(),
+    };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router().with_state(OpsState { db: db.clone() }))
         .merge(dermis_auth::routes::router().with_state(auth))
         .merge(dermis_catalog::routes::router().with_state(catalog))
+        .merge(dermis_events::routes::admin_router().with_state(events.clone()))
         .split_for_parts();
     let doc_json = Arc::new(doc.to_pretty_json().context("serializing the OpenAPI document")?);
 
@@ -243,5 +252,9 @@ pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>) -> anyhow
         .layer(CompressionLayer::new().gzip(true))
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes));
 
-    Ok(api.merge(ops::undocumented(db, doc_json)).fallback(http::not_found).layer(middleware))
+    Ok(api
+        .merge(dermis_events::routes::ingestion_router().with_state(events))
+        .merge(ops::undocumented(db, doc_json))
+        .fallback(http::not_found)
+        .layer(middleware))
 }

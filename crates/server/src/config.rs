@@ -28,6 +28,23 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Event ingestion.
+    pub events: EventsConfig,
+}
+
+/// Event ingestion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EventsConfig {
+    /// Ingestion requests writing at once; more wait 250 ms, then get a 429
+    /// (`DERMIS_EVENTS__INGEST_CONCURRENCY`).
+    pub ingest_concurrency: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { ingest_concurrency: 64 }
+    }
 }
 
 /// HTTP limits and CORS.
@@ -87,6 +104,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }

@@ -31,8 +31,11 @@ pub async fn problem_bodies(req: Request, next: Next) -> Response {
     };
     let (mut parts, _) = res.into_parts();
     let mut fresh = Problem::new(kind, detail).into_response();
-    // Keep the headers the producer set (Allow on 405, request id), but not its body's type or length.
+    // Keep the headers the producer set (Allow on 405, request id), but not its body's type,
+    // length or encoding.
     parts.headers.remove(header::CONTENT_LENGTH);
+    // The replaced body may have been compressed by an inner layer; the new one is not.
+    parts.headers.remove(header::CONTENT_ENCODING);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     *fresh.headers_mut() = parts.headers;
     *fresh.status_mut() = status;

@@ -15,7 +15,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     tags(
         (name = "ops", description = "Health and readiness"),
         (name = "auth", description = "API keys for machine clients"),
-        (name = "catalog", description = "Products and SKUs"),
+        (name = "catalog", description = "Products, SKUs, ingredients and search"),
+        (name = "events", description = "Event log, dead letters and write keys (ingestion itself is at the Segment-compatible /v1/track, /v1/batch ... with a write key)"),
     )
 )]
 pub struct ApiDoc;

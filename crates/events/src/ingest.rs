@@ -1,0 +1,210 @@
+//! A request in, events and dead letters out. Every message of a request ends in exactly one of
+//! three places: the log (new), the log already (a duplicate `messageId`), or the dead letters
+//! (with its reason, also in the answer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dermis_core::clock::now_ms;
+use dermis_store::Db;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use utoipa::ToSchema;
+
+use crate::EventsError;
+use crate::log::{self, Accepted, DeadLetter};
+use crate::message::{BatchDefaults, Kind, Message, normalize, parse_time};
+use crate::schemas::{Check, SchemaRegistry};
+use crate::write_keys::WriteKeys;
+
+/// Most messages in one batch.
+pub const MAX_BATCH: usize = 2500;
+/// Largest request body.
+pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
+
+/// The ingestion service.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    db: Db,
+    keys: WriteKeys,
+    permits: Arc<Semaphore>,
+}
+
+/// A message that was not accepted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Failure {
+    /// Its index in the batch (0 for single calls).
+    pub index: usize,
+    /// Its `messageId`, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Details.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The answer to an ingestion request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestResult {
+    /// True when every message was stored (new or duplicate). Segment clients read this.
+    pub success: bool,
+    /// Messages stored now.
+    pub accepted: usize,
+    /// Messages already stored under the same `messageId`.
+    pub duplicates: usize,
+    /// Messages kept as dead letters instead, with reasons.
+    pub rejected: Vec<Failure>,
+}
+
+fn without_write_key(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Value::Object(o) = &mut v {
+        o.remove("writeKey");
+    }
+    v
+}
+
+/// A single call's type comes from its path; keep it on the dead letter so a replay knows it.
+fn with_type(mut v: Value, kind: Option<Kind>) -> Value {
+    if let (Value::Object(o), Some(k)) = (&mut v, kind) {
+        o.entry("type").or_insert_with(|| k.as_str().into());
+    }
+    v
+}
+
+/// Checks a normalized message against the schema registry.
+pub fn classify(m: Message) -> Result<Accepted, DeadLetter> {
+    let schema = match (m.kind, m.event.as_deref()) {
+        (Kind::Track, Some(event)) => {
+            match SchemaRegistry::bundled().check(event, m.payload.get("properties").unwrap_or(&Value::Null)) {
+                Check::Unregistered => None,
+                Check::Valid(r) => Some(r),
+                Check::Invalid(r, errors) => {
+                    return Err(DeadLetter {
+                        message_id: Some(m.message_id.clone()),
+                        reason: format!("properties do not match the schema {r}"),
+                        errors,
+                        payload: m.payload,
+                    });
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(Accepted { message: m, schema })
+}
+
+impl Ingestor {
+    /// Ingestion into `db`, with at most `concurrency` requests writing at once (more wait up to
+    /// 250 ms, then get a 429).
+    pub fn new(db: Db, concurrency: usize) -> Self {
+        Self { keys: WriteKeys::new(db.clone()), db, permits: Arc::new(Semaphore::new(concurrency.max(1))) }
+    }
+
+    /// The write keys.
+    pub fn write_keys(&self) -> &WriteKeys {
+        &self.keys
+    }
+
+    /// The store.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Ingests one request: a single call of type `kind`, or a batch (`kind = None`).
+    pub async fn ingest(
+        &self,
+        kind: Option<Kind>,
+        basic_user: Option<&str>,
+        body: &Value,
+    ) -> Result<IngestResult, EventsError> {
+        let Value::Object(obj) = body else {
+            return Err(EventsError::Malformed("the body must be a JSON object".into()));
+        };
+        let key = basic_user.filter(|k| !k.is_empty()).or_else(|| obj.get("writeKey").and_then(Value::as_str));
+        let write_key_id = match key {
+            Some(k) => self.keys.resolve(k).await?.ok_or(EventsError::BadWriteKey)?,
+            None => return Err(EventsError::BadWriteKey),
+        };
+        let (raws, defaults): (Vec<&Value>, BatchDefaults) = match kind {
+            Some(_) => (vec![body], BatchDefaults::default()),
+            None => {
+                let Some(Value::Array(batch)) = obj.get("batch") else {
+                    return Err(EventsError::Malformed("a batch body needs a `batch` array".into()));
+                };
+                if batch.len() > MAX_BATCH {
+                    return Err(EventsError::TooLarge(format!(
+                        "{} messages in one batch; at most {MAX_BATCH}",
+                        batch.len()
+                    )));
+                }
+                let sent_at_ms = match obj.get("sentAt") {
+                    Some(Value::String(s)) => parse_time(s),
+                    _ => None,
+                };
+                let defaults = BatchDefaults {
+                    context: obj.get("context").filter(|v| v.is_object()).cloned(),
+                    integrations: obj.get("integrations").filter(|v| v.is_object()).cloned(),
+                    sent_at_ms,
+                };
+                (batch.iter().collect(), defaults)
+            }
+        };
+        let _permit = match tokio::time::timeout(Duration::from_millis(250), self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(EventsError::Saturated),
+        };
+        let received = now_ms();
+        let mut accepted = Vec::with_capacity(raws.len());
+        let mut dead = Vec::new();
+        let mut failures = Vec::new();
+        for (index, raw) in raws.into_iter().enumerate() {
+            let outcome = normalize(raw, kind, &defaults, received)
+                .map_err(|r| DeadLetter {
+                    message_id: raw.get("messageId").and_then(Value::as_str).map(str::to_owned),
+                    reason: r.reason,
+                    errors: r.errors,
+                    payload: with_type(without_write_key(raw), kind),
+                })
+                .and_then(classify);
+            match outcome {
+                Ok(a) => accepted.push(a),
+                Err(d) => {
+                    failures.push(Failure {
+                        index,
+                        message_id: d.message_id.clone(),
+                        reason: d.reason.clone(),
+                        errors: d.errors.clone(),
+                    });
+                    dead.push(d);
+                }
+            }
+        }
+        let inserted = log::append(&self.db, &write_key_id, &accepted, &dead, received).await?;
+        Ok(IngestResult {
+            success: failures.is_empty(),
+            accepted: inserted,
+            duplicates: accepted.len() - inserted,
+            rejected: failures,
+        })
+    }
+
+    /// Replays a dead letter (optionally with a corrected message): validates it again and, if it
+    /// now passes, stores it in the log. Returns whether it was new there.
+    pub async fn replay(&self, id: &str, corrected: Option<&Value>) -> Result<bool, EventsError> {
+        let dl = log::dead_letter(&self.db, id)
+            .await?
+            .ok_or_else(|| EventsError::NotFound(format!("no dead letter {id}")))?;
+        let raw = corrected.unwrap_or(&dl.payload);
+        let received = parse_time(&dl.received_at).unwrap_or_else(now_ms);
+        let kind = raw.get("type").and_then(Value::as_str).and_then(Kind::parse);
+        let m = normalize(raw, kind, &BatchDefaults::default(), received)
+            .map_err(|r| EventsError::StillInvalid(r.reason))?;
+        let accepted =
+            classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
+        Ok(log::replay(&self.db, id, &dl.write_key_id, &accepted, now_ms()).await?)
+    }
+}

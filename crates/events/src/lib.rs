@@ -1,0 +1,60 @@
+//! Event ingestion: the endpoints Segment and RudderStack SDKs send to, write keys, validation
+//! against versioned JSON Schemas, the append-only event log and the dead-letter store.
+//!
+//! # Layout
+//! - [`write_keys`]: sources and their keys (`dermis write-key create`, `/v1/write-keys`).
+//! - [`message`]: one Segment message made canonical: type, ids, `messageId`, batch context
+//!   merged, timestamps corrected for client clock skew as Segment does.
+//! - [`schemas`]: the registry of JSON Schemas (`schemas/*.vN.json`) for e-commerce v2 and
+//!   skincare events.
+//! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters.
+//! - [`ingest`]: a request body in, stored events and dead letters out, with per-message results.
+//! - [`routes`]: `/v1/track|identify|page|screen|group|alias|batch|import`, the short forms, and the
+//!   admin routes for events, dead letters and write keys.
+//!
+//! This crate owns the `write_keys`, `events` and `dead_letters` tables. Nothing is dropped
+//! silently: a message is either in the log, or in the dead letters with its reason.
+
+pub mod ingest;
+pub mod log;
+pub mod message;
+pub mod routes;
+pub mod schemas;
+pub mod write_keys;
+
+use dermis_store::{Migration, StoreError};
+
+/// Migrations of the tables this crate owns.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    domain: "events",
+    version: 1,
+    name: "write keys, event log, dead letters",
+    sqlite: include_str!("../migrations/0001_events.sql"),
+    postgres: include_str!("../migrations/0001_events.sql"),
+}];
+
+/// What an events operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// No write key, or an unknown or revoked one.
+    #[error("missing, unknown or revoked write key")]
+    BadWriteKey,
+    /// The body is not a JSON object of the expected shape.
+    #[error("{0}")]
+    Malformed(String),
+    /// The batch is over the limits.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Too many requests are being ingested at once.
+    #[error("ingestion is saturated; retry shortly")]
+    Saturated,
+    /// No such dead letter or write key.
+    #[error("{0}")]
+    NotFound(String),
+    /// A replayed dead letter is still invalid.
+    #[error("the message is still invalid: {0}")]
+    StillInvalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

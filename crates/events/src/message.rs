@@ -1,0 +1,329 @@
+//! One Segment message made canonical.
+//!
+//! - `type` comes from the path (`/v1/track`) or, in a batch, from the message.
+//! - `userId` / `anonymousId`: strings (numbers are turned into strings, as Segment does); at least
+//!   one is required; `alias` needs `userId` and `previousId`, `group` needs `groupId`, `track` needs
+//!   `event`.
+//! - `messageId` is kept, or made (`dmx-<ulid>`) when absent; it is the deduplication key.
+//! - Batch-level `context` and `integrations` are merged into each message (the message wins).
+//! - Time: `originalTimestamp` is the client's `timestamp` (or `originalTimestamp`);
+//!   `timestamp = receivedAt − (sentAt − originalTimestamp)` corrects the client's clock skew; with
+//!   no `sentAt`, the client's timestamp is used as it is (server libraries, imports); with no client
+//!   time at all, `receivedAt`.
+//! - `writeKey` never stays in a stored message.
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Largest message, serialized.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// The six Segment call types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An action.
+    Track,
+    /// Who the user is.
+    Identify,
+    /// A web page view.
+    Page,
+    /// A mobile screen view.
+    Screen,
+    /// A user joins a group (account, household).
+    Group,
+    /// Two identities are the same person.
+    Alias,
+}
+
+impl Kind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Track => "track",
+            Self::Identify => "identify",
+            Self::Page => "page",
+            Self::Screen => "screen",
+            Self::Group => "group",
+            Self::Alias => "alias",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Track, Self::Identify, Self::Page, Self::Screen, Self::Group, Self::Alias]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// A canonical message, ready for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Deduplication key within its write key.
+    pub message_id: String,
+    /// Call type.
+    pub kind: Kind,
+    /// The `track` event name.
+    pub event: Option<String>,
+    /// Known user.
+    pub user_id: Option<String>,
+    /// Device / browser identity.
+    pub anonymous_id: Option<String>,
+    /// Corrected event time, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// When Dermis received it, ms since the epoch.
+    pub received_at_ms: i64,
+    /// The whole message as stored (canonical fields set).
+    pub payload: Value,
+}
+
+impl Message {
+    /// The user id, else the anonymous id: one customer's events share it.
+    pub fn partition_key(&self) -> &str {
+        self.user_id.as_deref().or(self.anonymous_id.as_deref()).unwrap_or("")
+    }
+}
+
+/// Why a message could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// One line.
+    pub reason: String,
+    /// Details (field paths and what is wrong).
+    pub errors: Vec<String>,
+}
+
+impl Rejection {
+    fn new(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), errors: Vec::new() }
+    }
+}
+
+/// Parses an RFC 3339 timestamp to ms since the epoch.
+pub fn parse_time(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &Rfc3339).ok().map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn id_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, Rejection> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(Rejection::new(format!("{name} must be a string of at most 256 characters"))),
+    }
+}
+
+fn time_field(obj: &Map<String, Value>, name: &str) -> Result<Option<i64>, Rejection> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            parse_time(s).map(Some).ok_or_else(|| Rejection::new(format!("{name} is not an ISO 8601 date-time: {s:?}")))
+        }
+        Some(_) => Err(Rejection::new(format!("{name} must be an ISO 8601 date-time string"))),
+    }
+}
+
+/// Merges `base` under `over` (objects recursively; `over` wins).
+pub fn merge(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let merged = match out.get(k) {
+                    Some(existing) => merge(existing, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (_, Value::Null) => base.clone(),
+        _ => over.clone(),
+    }
+}
+
+/// What a batch contributes to each of its messages.
+#[derive(Debug, Clone, Default)]
+pub struct BatchDefaults {
+    /// Batch-level `context`.
+    pub context: Option<Value>,
+    /// Batch-level `integrations`.
+    pub integrations: Option<Value>,
+    /// Batch-level `sentAt`, ms.
+    pub sent_at_ms: Option<i64>,
+}
+
+/// Makes a message canonical. `kind` is the path's type for single calls, `None` in a batch.
+pub fn normalize(
+    raw: &Value,
+    kind: Option<Kind>,
+    batch: &BatchDefaults,
+    received_at_ms: i64,
+) -> Result<Message, Rejection> {
+    let size = serde_json::to_vec(raw).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(Rejection::new(format!("message is {size} bytes; at most {MAX_MESSAGE_BYTES}")));
+    }
+    let Value::Object(obj) = raw else { return Err(Rejection::new("a message must be a JSON object")) };
+    let kind = match kind {
+        Some(k) => k,
+        None => match obj.get("type").and_then(Value::as_str) {
+            Some(t) => Kind::parse(t).ok_or_else(|| Rejection::new(format!("unknown type {t:?}")))?,
+            None => return Err(Rejection::new("type is required in a batch")),
+        },
+    };
+    let user_id = id_field(obj, "userId")?;
+    let anonymous_id = id_field(obj, "anonymousId")?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err(Rejection::new("userId or anonymousId is required"));
+    }
+    let event = match obj.get("event") {
+        Some(Value::String(e)) if !e.is_empty() && e.len() <= 200 => Some(e.clone()),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(Rejection::new("event must be a string of 1 to 200 characters")),
+    };
+    match kind {
+        Kind::Track if event.is_none() => return Err(Rejection::new("track needs an event name")),
+        Kind::Alias if user_id.is_none() || id_field(obj, "previousId")?.is_none() => {
+            return Err(Rejection::new("alias needs userId and previousId"));
+        }
+        Kind::Group if id_field(obj, "groupId")?.is_none() => return Err(Rejection::new("group needs groupId")),
+        _ => {}
+    }
+    for (name, want_object) in [("properties", true), ("traits", true), ("context", true), ("integrations", true)] {
+        if let Some(v) = obj.get(name)
+            && want_object
+            && !(v.is_object() || v.is_null())
+        {
+            return Err(Rejection::new(format!("{name} must be an object")));
+        }
+    }
+    let message_id = match obj.get("messageId") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.clone(),
+        None | Some(Value::Null) => format!("dmx-{}", dermis_core::ids::new_id("msg")),
+        Some(_) => return Err(Rejection::new("messageId must be a string of 1 to 256 characters")),
+    };
+    let original = match time_field(obj, "originalTimestamp")? {
+        Some(t) => Some(t),
+        None => time_field(obj, "timestamp")?,
+    };
+    let sent_at = match time_field(obj, "sentAt")? {
+        Some(t) => Some(t),
+        None => batch.sent_at_ms,
+    };
+    let timestamp_ms = match (original, sent_at) {
+        (Some(o), Some(s)) => received_at_ms - (s - o),
+        (Some(o), None) => o,
+        (None, _) => received_at_ms,
+    };
+
+    let mut out = obj.clone();
+    out.remove("writeKey");
+    out.insert("type".into(), kind.as_str().into());
+    out.insert("messageId".into(), message_id.clone().into());
+    for (name, default) in [("context", &batch.context), ("integrations", &batch.integrations)] {
+        if let Some(d) = default {
+            let merged = merge(d, obj.get(name).unwrap_or(&Value::Null));
+            out.insert(name.into(), merged);
+        }
+    }
+    let fmt = |ms: i64| dermis_core::clock::rfc3339(ms);
+    if let Some(o) = original {
+        out.insert("originalTimestamp".into(), fmt(o).into());
+    }
+    out.insert("timestamp".into(), fmt(timestamp_ms).into());
+    out.insert("receivedAt".into(), fmt(received_at_ms).into());
+    if let Some(s) = sent_at {
+        out.insert("sentAt".into(), fmt(s).into());
+    }
+    if let Some(u) = &user_id {
+        out.insert("userId".into(), u.clone().into());
+    }
+    if let Some(a) = &anonymous_id {
+        out.insert("anonymousId".into(), a.clone().into());
+    }
+    Ok(Message {
+        message_id,
+        kind,
+        event,
+        user_id,
+        anonymous_id,
+        timestamp_ms,
+        received_at_ms,
+        payload: Value::Object(out),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RECEIVED: &str = "2026-11-23T10:00:10Z";
+
+    fn received() -> i64 {
+        parse_time(RECEIVED).unwrap()
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_like_segment() {
+        // The device clock is 1 hour behind: it says the event happened at 09:00:00 and was sent
+        // at 09:00:05; we received it at 10:00:10, so it happened at 10:00:05.
+        let m = normalize(
+            &json!({"userId": "u1", "event": "Product Viewed", "timestamp": "2026-11-23T09:00:00Z", "sentAt": "2026-11-23T09:00:05Z"}),
+            Some(Kind::Track),
+            &BatchDefaults::default(),
+            received(),
+        )
+        .unwrap();
+        assert_eq!(dermis_core::clock::rfc3339(m.timestamp_ms), "2026-11-23T10:00:05Z");
+        assert_eq!(m.payload["originalTimestamp"], "2026-11-23T09:00:00Z");
+        // Server libraries send no sentAt: the timestamp is taken as it is.
+        let m = normalize(
+            &json!({"userId": "u1", "event": "X", "timestamp": "2020-01-01T00:00:00Z"}),
+            Some(Kind::Track),
+            &BatchDefaults::default(),
+            received(),
+        )
+        .unwrap();
+        assert_eq!(dermis_core::clock::rfc3339(m.timestamp_ms), "2020-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn batch_context_is_merged_and_the_message_wins() {
+        let batch = BatchDefaults {
+            context: Some(json!({"library": {"name": "analytics-node"}, "locale": "fr-FR"})),
+            integrations: Some(json!({"All": true})),
+            sent_at_ms: None,
+        };
+        let m = normalize(
+            &json!({"type": "identify", "userId": 42, "context": {"locale": "en-GB"}, "writeKey": "secret"}),
+            None,
+            &batch,
+            received(),
+        )
+        .unwrap();
+        assert_eq!(m.payload["context"], json!({"library": {"name": "analytics-node"}, "locale": "en-GB"}));
+        assert_eq!(m.payload["integrations"], json!({"All": true}));
+        assert_eq!(m.user_id.as_deref(), Some("42"), "numeric ids become strings");
+        assert!(m.payload.get("writeKey").is_none(), "write keys are never stored");
+        assert!(m.message_id.starts_with("dmx-"));
+    }
+
+    #[test]
+    fn invalid_messages_say_why() {
+        let r = |v: Value, k: Option<Kind>| normalize(&v, k, &BatchDefaults::default(), received()).unwrap_err().reason;
+        assert!(r(json!({"event": "X"}), Some(Kind::Track)).contains("userId or anonymousId"));
+        assert!(r(json!({"userId": "u"}), Some(Kind::Track)).contains("event name"));
+        assert!(r(json!({"userId": "u"}), Some(Kind::Alias)).contains("previousId"));
+        assert!(r(json!({"userId": "u", "type": "nope"}), None).contains("unknown type"));
+        assert!(
+            r(json!({"userId": "u", "event": "X", "timestamp": "yesterday"}), Some(Kind::Track)).contains("ISO 8601")
+        );
+        assert!(r(json!({"userId": "u", "event": "X", "properties": [1]}), Some(Kind::Track)).contains("object"));
+        let big = json!({"userId": "u", "event": "X", "properties": {"blob": "x".repeat(40_000)}});
+        assert!(r(big, Some(Kind::Track)).contains("bytes"));
+    }
+}
