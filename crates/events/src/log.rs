@@ -35,16 +35,12 @@ pub struct DeadLetter {
 
 const ROWS_PER_INSERT: usize = 200;
 
-/// Appends messages and dead letters in one transaction. Returns how many messages were new
-/// (the rest were duplicates of stored ones).
-pub async fn append(
-    db: &Db,
+/// Inserts events (multi-row, duplicates of stored `messageId`s skipped); returns how many were new.
+async fn insert_events(
+    conn: &mut sqlx::AnyConnection,
     write_key_id: &str,
     accepted: &[Accepted],
-    dead: &[DeadLetter],
-    received_at: i64,
 ) -> Result<usize, StoreError> {
-    let mut tx = db.begin().await?;
     let mut inserted = 0;
     for chunk in accepted.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
@@ -77,8 +73,22 @@ pub async fn append(
                 .bind(m.received_at_ms)
                 .bind(m.payload.to_string());
         }
-        inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
+        inserted += q.execute(&mut *conn).await?.rows_affected() as usize;
     }
+    Ok(inserted)
+}
+
+/// Appends messages and dead letters in one transaction. Returns how many messages were new
+/// (the rest were duplicates of stored ones).
+pub async fn append(
+    db: &Db,
+    write_key_id: &str,
+    accepted: &[Accepted],
+    dead: &[DeadLetter],
+    received_at: i64,
+) -> Result<usize, StoreError> {
+    let mut tx = db.begin().await?;
+    let inserted = insert_events(&mut tx, write_key_id, accepted).await?;
     for d in dead {
         sqlx::query(
             "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -220,26 +230,7 @@ pub async fn replay(
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
-    let m = &accepted.message;
-    let inserted = sqlx::query(
-        "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, partition_key, schema_ref, timestamp_ms, received_at, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (write_key_id, message_id) DO NOTHING",
-    )
-    .bind(new_id("evt"))
-    .bind(write_key_id)
-    .bind(&m.message_id)
-    .bind(m.kind.as_str())
-    .bind(m.event.clone())
-    .bind(m.user_id.clone())
-    .bind(m.anonymous_id.clone())
-    .bind(m.partition_key().to_owned())
-    .bind(accepted.schema.clone())
-    .bind(m.timestamp_ms)
-    .bind(m.received_at_ms)
-    .bind(m.payload.to_string())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let inserted = insert_events(&mut tx, write_key_id, std::slice::from_ref(accepted)).await?;
     sqlx::query("UPDATE dead_letters SET replayed_at = COALESCE(replayed_at, $1) WHERE id = $2")
         .bind(now)
         .bind(dead_letter_id)
