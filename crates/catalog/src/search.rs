@@ -240,27 +240,23 @@ impl SearchFilter {
             let n = arg(&mut args, Arg::Int(i64::from(*value)));
             sql.push_str(&format!(" AND s.{column} = {n}"));
         }
-        // Ids go in one IN list (a family expands to many), declared names in another; two
-        // subqueries rather than one with OR, so each can use its index.
+        // The products declaring any of the terms, as one uncorrelated subquery: both SQLite and
+        // PostgreSQL compute it once from the ingredient and name indexes, then anti-join (or
+        // semi-join) against it. Ids go in one IN list (a family expands to many), declared names
+        // in another.
         let term_match = |args: &mut Vec<Arg>, terms: &[&Term], negate: bool| {
             let ids: Vec<String> =
                 terms.iter().flat_map(|t| t.ids.iter()).map(|id| arg(args, Arg::Text(id.clone()))).collect();
             let keys: Vec<String> = terms.iter().map(|t| arg(args, Arg::Text(t.name_key.clone()))).collect();
-            let sub = |column: &str, list: &[String]| {
-                format!(
-                    "EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND pi.{column} IN ({}))",
-                    list.join(", ")
-                )
-            };
-            let mut parts = vec![sub("name_key", &keys)];
+            let mut sub =
+                format!("SELECT pi.product_id FROM product_ingredients pi WHERE pi.name_key IN ({})", keys.join(", "));
             if !ids.is_empty() {
-                parts.push(sub("ingredient_id", &ids));
+                sub.push_str(&format!(
+                    " UNION SELECT pi.product_id FROM product_ingredients pi WHERE pi.ingredient_id IN ({})",
+                    ids.join(", ")
+                ));
             }
-            if negate {
-                parts.iter().map(|p| format!(" AND NOT {p}")).collect::<String>()
-            } else {
-                format!(" AND ({})", parts.join(" OR "))
-            }
+            format!(" AND s.product_id {} ({sub})", if negate { "NOT IN" } else { "IN" })
         };
         if !self.exclude.is_empty() {
             sql.push_str(" AND s.has_ingredients = 1");
