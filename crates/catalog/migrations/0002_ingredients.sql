@@ -16,6 +16,7 @@ CREATE TABLE product_search (
     search_text           TEXT   NOT NULL,
     routine_step          TEXT,
     skin_types            TEXT,
+    families              TEXT,
     has_ingredients       BIGINT NOT NULL,
     fragrance_free        BIGINT,
     essential_oil_free    BIGINT,

@@ -60,6 +60,22 @@ fn flag(b: Option<bool>) -> Option<i64> {
 pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) -> Result<(), StoreError> {
     let types = skin_types(&p.highlights);
     let vegan = p.highlights.iter().any(|h| h.eq_ignore_ascii_case("vegan"));
+    let kb = KnowledgeBase::bundled();
+    let families = facts.has_ingredient_list.then(|| {
+        let present: Vec<&str> = dermis_ingredients::kb::FAMILIES
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| {
+                facts
+                    .ingredients
+                    .iter()
+                    .filter_map(|e| e.ingredient_id.as_deref())
+                    .filter_map(|id| kb.get(id))
+                    .any(|i| dermis_ingredients::kb::in_family(i, f))
+            })
+            .collect();
+        format!("|{}|", present.join("|"))
+    });
     let contact_free = facts.has_ingredient_list.then(|| {
         !facts
             .allergens
@@ -76,14 +92,14 @@ pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) 
         .execute(&mut *conn)
         .await?;
     sqlx::query(
-        "INSERT INTO product_search (product_id, status, brand, category, search_text, routine_step, skin_types,
+        "INSERT INTO product_search (product_id, status, brand, category, search_text, routine_step, skin_types, families,
                 has_ingredients, fragrance_free, essential_oil_free, drying_alcohol_free, non_comedogenic,
                 pregnancy_caution, photosensitizing, contact_allergen_free, vegan, min_price_minor)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $17, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                  (SELECT MIN(price_minor) FROM skus WHERE product_id = $1 AND status = 'active'))
          ON CONFLICT (product_id) DO UPDATE SET status = excluded.status, brand = excluded.brand,
                 category = excluded.category, search_text = excluded.search_text,
-                routine_step = excluded.routine_step, skin_types = excluded.skin_types,
+                routine_step = excluded.routine_step, skin_types = excluded.skin_types, families = excluded.families,
                 has_ingredients = excluded.has_ingredients, fragrance_free = excluded.fragrance_free,
                 essential_oil_free = excluded.essential_oil_free, drying_alcohol_free = excluded.drying_alcohol_free,
                 non_comedogenic = excluded.non_comedogenic, pregnancy_caution = excluded.pregnancy_caution,
@@ -106,6 +122,7 @@ pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) 
     .bind(flag(facts.photosensitizing))
     .bind(flag(contact_free))
     .bind(i64::from(vegan))
+    .bind(families)
     .execute(&mut *conn)
     .await?;
 

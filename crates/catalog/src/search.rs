@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use dermis_core::{FieldError, Problem};
 use dermis_ingredients::RoutineStep;
 use dermis_ingredients::inci::key;
-use dermis_ingredients::kb::{CONCERNS, KnowledgeBase};
+use dermis_ingredients::kb::{CONCERNS, FAMILIES, KnowledgeBase};
 use dermis_store::StoreError;
 use dermis_store::sqlx::{self, Any, Executor, Row};
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub struct Term {
     pub ids: Vec<String>,
     /// The declared-name key, for ingredients the knowledge base does not know.
     pub name_key: String,
+    /// The family this term names (`fragrance`), matched through the products' family list.
+    pub family: Option<String>,
 }
 
 /// A validated search.
@@ -82,10 +84,15 @@ fn terms(field: &str, raw: Option<&str>, kb: &KnowledgeBase, errors: &mut Vec<Fi
     }
     parts
         .into_iter()
-        .map(|p| Term {
-            raw: p.to_owned(),
-            ids: kb.expand(p).map(|s| s.into_iter().collect()).unwrap_or_default(),
-            name_key: key(p),
+        .map(|p| {
+            let family = key(p).replace(' ', "-");
+            let family = FAMILIES.iter().any(|(f, _)| *f == family).then_some(family);
+            Term {
+                raw: p.to_owned(),
+                ids: kb.expand(p).map(|s| s.into_iter().collect()).unwrap_or_default(),
+                name_key: key(p),
+                family,
+            }
         })
         .collect()
 }
@@ -240,32 +247,38 @@ impl SearchFilter {
             let n = arg(&mut args, Arg::Int(i64::from(*value)));
             sql.push_str(&format!(" AND s.{column} = {n}"));
         }
-        // The products declaring any of the terms, as one uncorrelated subquery: both SQLite and
-        // PostgreSQL compute it once from the ingredient and name indexes, then anti-join (or
-        // semi-join) against it. Ids go in one IN list (a family expands to many), declared names
-        // in another.
-        let term_match = |args: &mut Vec<Arg>, terms: &[&Term], negate: bool| {
-            let ids: Vec<String> =
-                terms.iter().flat_map(|t| t.ids.iter()).map(|id| arg(args, Arg::Text(id.clone()))).collect();
-            let keys: Vec<String> = terms.iter().map(|t| arg(args, Arg::Text(t.name_key.clone()))).collect();
-            let mut sub =
-                format!("SELECT pi.product_id FROM product_ingredients pi WHERE pi.name_key IN ({})", keys.join(", "));
-            if !ids.is_empty() {
-                sub.push_str(&format!(
-                    " UNION SELECT pi.product_id FROM product_ingredients pi WHERE pi.ingredient_id IN ({})",
-                    ids.join(", ")
-                ));
+        // A family is matched through the family list stored with each product (one string test
+        // on the narrow row); single ingredients through two correlated subqueries, by canonical
+        // id and by declared name, each served by its index.
+        let term_match = |args: &mut Vec<Arg>, t: &Term, negate: bool| {
+            if let Some(f) = &t.family {
+                let n = arg(args, Arg::Text(format!("%|{f}|%")));
+                return format!(" AND s.families {} {n}", if negate { "NOT LIKE" } else { "LIKE" });
             }
-            format!(" AND s.product_id {} ({sub})", if negate { "NOT IN" } else { "IN" })
+            let ids: Vec<String> = t.ids.iter().map(|id| arg(args, Arg::Text(id.clone()))).collect();
+            let key = arg(args, Arg::Text(t.name_key.clone()));
+            let sub = |cond: String| {
+                format!("EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND {cond})")
+            };
+            let mut parts = vec![sub(format!("pi.name_key = {key}"))];
+            if !ids.is_empty() {
+                parts.push(sub(format!("pi.ingredient_id IN ({})", ids.join(", "))));
+            }
+            if negate {
+                parts.iter().map(|p| format!(" AND NOT {p}")).collect()
+            } else {
+                format!(" AND ({})", parts.join(" OR "))
+            }
         };
         if !self.exclude.is_empty() {
             sql.push_str(" AND s.has_ingredients = 1");
-            let all: Vec<&Term> = self.exclude.iter().collect();
-            let clause = term_match(&mut args, &all, true);
-            sql.push_str(&clause);
+            for t in &self.exclude {
+                let clause = term_match(&mut args, t, true);
+                sql.push_str(&clause);
+            }
         }
         for t in &self.include {
-            let clause = term_match(&mut args, &[t], false);
+            let clause = term_match(&mut args, t, false);
             sql.push_str(&clause);
         }
         (sql, args)
