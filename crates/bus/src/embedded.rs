@@ -1,0 +1,154 @@
+//! The embedded bus: messages are rows in the store, each consumer's position is a row too, and
+//! a publish wakes waiting consumers in this process. Positions survive restarts; a message is
+//! delivered again until its consumer acknowledges it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dermis_store::sqlx::{self, Row};
+use dermis_store::{Db, StoreError};
+use tokio::sync::Notify;
+
+use crate::{BusError, Envelope, EventBus, check_name};
+
+/// `""` and `"catalog."` select by prefix; anything else is one exact topic (as on NATS).
+fn topic_pattern(prefix: &str) -> String {
+    let escaped = prefix.replace('_', "\\_");
+    if prefix.is_empty() || prefix.ends_with('.') { format!("{escaped}%") } else { escaped }
+}
+
+/// The embedded bus.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBus {
+    db: Db,
+    published: Arc<Notify>,
+}
+
+impl EmbeddedBus {
+    /// A bus in `db` (migrated with [`crate::MIGRATIONS`]).
+    pub fn new(db: Db) -> Self {
+        Self { db, published: Arc::new(Notify::new()) }
+    }
+
+    async fn acked(&self, consumer: &str) -> Result<i64, BusError> {
+        Ok(sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(StoreError::from)?
+            .map(|r| r.get::<i64, _>(0))
+            .unwrap_or(0))
+    }
+
+    async fn pending(&self, consumer: &str, prefix: &str, max: usize) -> Result<Vec<Envelope>, BusError> {
+        let after = self.acked(consumer).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT seq, topic, msg_key, msg_id, payload FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\' ORDER BY seq LIMIT {}",
+            max.clamp(1, 10_000)
+        ))
+        .bind(after)
+        .bind(topic_pattern(prefix))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(StoreError::from)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Envelope {
+                    seq: r.try_get::<i64, _>(0)? as u64,
+                    topic: r.try_get(1)?,
+                    key: r.try_get(2)?,
+                    id: r.try_get(3)?,
+                    payload: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| BusError::Store(e.into()))
+    }
+}
+
+#[async_trait]
+impl EventBus for EmbeddedBus {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn publish(&self, topic: &str, key: &str, id: &str, payload: &str) -> Result<(), BusError> {
+        check_name(topic)?;
+        // Positions are assigned under the store's write serialization; on PostgreSQL two
+        // concurrent publishers may pick the same one, and the loser retries.
+        for _ in 0..10 {
+            let mut tx = self.db.begin().await?;
+            let exists = sqlx::query("SELECT 1 FROM bus_messages WHERE msg_id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            if exists.is_some() {
+                return Ok(());
+            }
+            let result = sqlx::query(
+                "INSERT INTO bus_messages (seq, topic, msg_key, msg_id, payload, created_at)
+                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5 FROM bus_messages",
+            )
+            .bind(topic)
+            .bind(key)
+            .bind(id)
+            .bind(payload)
+            .bind(dermis_core::clock::now_ms())
+            .execute(&mut *tx)
+            .await;
+            match result {
+                Ok(_) => {
+                    tx.commit().await.map_err(StoreError::from)?;
+                    self.published.notify_waiters();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = StoreError::from(e);
+                    if !matches!(e, StoreError::Unique { .. }) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Err(BusError::Store(StoreError::Unavailable("bus publish kept conflicting".into())))
+    }
+
+    async fn fetch(&self, consumer: &str, prefix: &str, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError> {
+        check_name(consumer)?;
+        let notified = self.published.notified();
+        let got = self.pending(consumer, prefix, max).await?;
+        if !got.is_empty() || wait.is_zero() {
+            return Ok(got);
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        self.pending(consumer, prefix, max).await
+    }
+
+    async fn ack(&self, consumer: &str, _prefix: &str, last: &Envelope) -> Result<(), BusError> {
+        check_name(consumer)?;
+        sqlx::query(
+            "INSERT INTO bus_offsets (consumer, acked) VALUES ($1, $2)
+             ON CONFLICT (consumer) DO UPDATE SET acked = CASE WHEN bus_offsets.acked > excluded.acked THEN bus_offsets.acked ELSE excluded.acked END",
+        )
+        .bind(consumer)
+        .bind(last.seq as i64)
+        .execute(self.db.writer())
+        .await
+        .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError> {
+        let after = self.acked(consumer).await?;
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\'")
+            .bind(after)
+            .bind(topic_pattern(prefix))
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(StoreError::from)?
+            .get(0);
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,90 @@
+//! The event bus: domain events and ingested events travel on it from the writer to every
+//! consumer (feature store, projections, analytics).
+//!
+//! # Layout
+//! - [`EventBus`]: the one trait; at-least-once delivery to named, durable consumers; messages
+//!   carry an id, and publishing an id twice stores it once.
+//! - [`embedded`]: the default, in the store (`bus_messages`, `bus_offsets`) with in-process
+//!   wake-ups: durable across restarts, nothing else to run.
+//! - [`nats`]: NATS JetStream (`DERMIS_BUS_URL=nats://...`) for several nodes.
+//!
+//! Both pass the same conformance suite (`tests/conformance.rs`). Consumers must be idempotent:
+//! a message whose acknowledgement was lost is delivered again.
+
+pub mod embedded;
+pub mod nats;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dermis_store::{Migration, StoreError};
+
+/// Migrations of the embedded bus's tables.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    domain: "bus",
+    version: 1,
+    name: "embedded bus log and offsets",
+    sqlite: include_str!("../migrations/0001_bus.sql"),
+    postgres: include_str!("../migrations/0001_bus.sql"),
+}];
+
+/// A message on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Position in the bus (increasing in publish order).
+    pub seq: u64,
+    /// Topic (`catalog.product.created`, `events.track`).
+    pub topic: String,
+    /// Partition key (a customer or product id): messages of one key keep their order.
+    pub key: String,
+    /// Unique id; publishing it again is a no-op.
+    pub id: String,
+    /// JSON payload.
+    pub payload: String,
+}
+
+/// Bus failures.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The embedded store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// NATS failed.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// A consumer or topic name that the bus cannot use.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+}
+
+/// The bus.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Which implementation (`embedded`, `nats`).
+    fn name(&self) -> &'static str;
+
+    /// Publishes a message; returns once it is durable. A message whose id was published before
+    /// is not stored again.
+    async fn publish(&self, topic: &str, key: &str, id: &str, payload: &str) -> Result<(), BusError>;
+
+    /// Up to `max` messages that `consumer` has not acknowledged, in publish order, waiting up
+    /// to `wait` when there are none. `prefix` selects topics: `""` all, `"catalog."` those under
+    /// it, anything else one exact topic.
+    async fn fetch(&self, consumer: &str, prefix: &str, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError>;
+
+    /// Acknowledges `last` and every message `consumer` fetched before it.
+    async fn ack(&self, consumer: &str, prefix: &str, last: &Envelope) -> Result<(), BusError>;
+
+    /// How many messages on `prefix` `consumer` has not acknowledged (its lag).
+    async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError>;
+}
+
+/// Checks a consumer or topic name: 1–100 of `A-Z a-z 0-9 - _ .`, not starting or ending with `.`.
+pub fn check_name(name: &str) -> Result<(), BusError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { Ok(()) } else { Err(BusError::InvalidName(name.to_owned())) }
+}

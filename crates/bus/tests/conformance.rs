@@ -1,0 +1,161 @@
+//! The bus conformance suite: every test runs on the embedded bus, and on NATS JetStream when
+//! `DERMIS_TEST_NATS_URL` is set (`.ci/run` sets it and requires it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dermis_bus::embedded::EmbeddedBus;
+use dermis_bus::nats::NatsBus;
+use dermis_bus::{EventBus, MIGRATIONS};
+use dermis_store::testing::TestDb;
+
+/// Opens bus instances on one backing store: a second `open` is a restarted node.
+enum Factory {
+    Embedded(TestDb),
+    Nats { url: String, stream: String },
+}
+
+impl Factory {
+    async fn embedded() -> Self {
+        Factory::Embedded(TestDb::sqlite(&[dermis_store::MIGRATIONS, MIGRATIONS]).await)
+    }
+
+    fn nats() -> Option<Self> {
+        match std::env::var("DERMIS_TEST_NATS_URL") {
+            Ok(url) if !url.is_empty() => {
+                let stream = format!("T{}", ulid::Ulid::new().to_string().to_ascii_uppercase());
+                Some(Factory::Nats { url, stream })
+            }
+            _ => {
+                assert!(
+                    std::env::var("DERMIS_REQUIRE_SERVICES").is_err(),
+                    "DERMIS_REQUIRE_SERVICES is set but DERMIS_TEST_NATS_URL is not"
+                );
+                eprintln!("skipped: set DERMIS_TEST_NATS_URL=nats://... to run the NATS JetStream variant");
+                None
+            }
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn EventBus> {
+        match self {
+            Factory::Embedded(t) => Arc::new(EmbeddedBus::new(t.db().clone())),
+            Factory::Nats { url, stream } => {
+                Arc::new(NatsBus::connect(url, stream, Duration::from_secs(1)).await.expect("NATS is reachable"))
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        if let Factory::Nats { url, stream } = self {
+            let _ = NatsBus::connect(url, stream, Duration::from_secs(1)).await.unwrap().delete_stream().await;
+        }
+    }
+}
+
+macro_rules! bus_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::Factory::embedded().await;
+                    super::$name(&f).await;
+                }
+            )+
+        }
+        mod nats {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(f) = super::Factory::nats() else { return };
+                    super::$name(&f).await;
+                    f.cleanup().await;
+                }
+            )+
+        }
+    };
+}
+
+bus_tests!(
+    delivers_in_order_until_acknowledged,
+    publishing_an_id_twice_stores_it_once,
+    consumers_are_independent_and_prefixes_select,
+    unacknowledged_messages_return_after_a_restart,
+    bad_names_are_refused,
+);
+
+const WAIT: Duration = Duration::from_secs(3);
+
+async fn delivers_in_order_until_acknowledged(f: &Factory) {
+    let bus = f.open().await;
+    for i in 0..5 {
+        bus.publish("events.track", &format!("u{i}"), &format!("m{i}"), &format!("{{\"n\":{i}}}")).await.unwrap();
+    }
+    let got = bus.fetch("features", "events.", 3, WAIT).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        (got[1].topic.as_str(), got[1].key.as_str(), got[1].payload.as_str()),
+        ("events.track", "u1", "{\"n\":1}")
+    );
+    bus.ack("features", "events.", &got[2]).await.unwrap();
+    assert_eq!(bus.lag("features", "events.").await.unwrap(), 2);
+    let rest = bus.fetch("features", "events.", 10, WAIT).await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["m3", "m4"]);
+    bus.ack("features", "events.", &rest[1]).await.unwrap();
+    assert_eq!(bus.lag("features", "events.").await.unwrap(), 0);
+    assert!(bus.fetch("features", "events.", 10, Duration::from_millis(200)).await.unwrap().is_empty());
+}
+
+async fn publishing_an_id_twice_stores_it_once(f: &Factory) {
+    let bus = f.open().await;
+    bus.publish("catalog.product.created", "p1", "same", "{}").await.unwrap();
+    bus.publish("catalog.product.created", "p1", "same", "{}").await.unwrap();
+    bus.publish("catalog.product.created", "p1", "other", "{}").await.unwrap();
+    let got = bus.fetch("c", "catalog.", 10, WAIT).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["same", "other"]);
+}
+
+async fn consumers_are_independent_and_prefixes_select(f: &Factory) {
+    let bus = f.open().await;
+    bus.publish("catalog.product.created", "p1", "c1", "{}").await.unwrap();
+    bus.publish("events.track", "u1", "e1", "{}").await.unwrap();
+    bus.publish("events.identify", "u1", "e2", "{}").await.unwrap();
+    let a = bus.fetch("a", "", 10, WAIT).await.unwrap();
+    assert_eq!(a.len(), 3);
+    bus.ack("a", "", &a[2]).await.unwrap();
+    let b = bus.fetch("b", "events.", 10, WAIT).await.unwrap();
+    assert_eq!(b.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"], "b is not affected by a's acks");
+    let exact = bus.fetch("x", "events.track", 10, WAIT).await.unwrap();
+    assert_eq!(exact.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1"]);
+}
+
+async fn unacknowledged_messages_return_after_a_restart(f: &Factory) {
+    let first = f.open().await;
+    for i in 0..3 {
+        first.publish("events.track", "u", &format!("r{i}"), "{}").await.unwrap();
+    }
+    let got = first.fetch("proj", "events.", 10, WAIT).await.unwrap();
+    assert_eq!(got.len(), 3);
+    first.ack("proj", "events.", &got[0]).await.unwrap();
+    drop(first);
+    // A new node (or a restarted one) takes over the durable consumer: what was not acknowledged
+    // comes back (at once on the embedded bus, after the ack wait on JetStream).
+    let second = f.open().await;
+    let mut again = Vec::new();
+    for _ in 0..10 {
+        again = second.fetch("proj", "events.", 10, WAIT).await.unwrap();
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+}
+
+async fn bad_names_are_refused(f: &Factory) {
+    let bus = f.open().await;
+    assert!(bus.publish("bad topic", "k", "i", "{}").await.is_err());
+    assert!(bus.publish(".lead", "k", "i", "{}").await.is_err());
+    assert!(bus.fetch("has space", "", 1, Duration::ZERO).await.is_err());
+}
