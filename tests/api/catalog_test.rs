@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_problem};
 
 crate::both_backends!(
+    catalog_changes_reach_the_event_bus,
     products_round_trip_with_etags_and_merge_patch,
     skus_belong_to_their_product,
     unique_codes_barcodes_and_external_ids_are_409,
@@ -283,4 +284,24 @@ async fn pagination_visits_every_product_once(app: TestApp) {
         assert!(matches!(res.status().as_u16(), 400 | 422), "{bad}: {}", res.status());
         assert_eq!(res.headers()["content-type"], "application/problem+json");
     }
+}
+
+async fn catalog_changes_reach_the_event_bus(app: TestApp) {
+    use dermis_bus::EventBus;
+    let p = app.create_product(json!({"name": "Bus Balm", "brand": "B", "ingredients": "Water, Glycerin"})).await;
+    let id = p["id"].as_str().unwrap();
+    app.patch_json(&format!("/v1/products/{id}"), Role::Merchandiser, &json!({"status": "discontinued"})).await;
+    let bus = dermis_bus::embedded::EmbeddedBus::new(app.test_db.db().clone());
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        seen = bus.fetch("test-consumer", "catalog.", 10, std::time::Duration::from_millis(200)).await.unwrap();
+        if seen.len() >= 2 {
+            break;
+        }
+    }
+    let topics: Vec<&str> = seen.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(topics, ["catalog.product.created", "catalog.product.discontinued"]);
+    assert!(seen.iter().all(|e| e.key == id));
+    let payload: Value = serde_json::from_str(&seen[1].payload).unwrap();
+    assert_eq!(payload["status"], "discontinued");
 }

@@ -42,6 +42,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0002_ingredients.sql"),
         postgres: include_str!("../migrations/0002_ingredients.sql"),
     },
+    Migration {
+        domain: "catalog",
+        version: 3,
+        name: "outbox publication marks",
+        sqlite: include_str!("../migrations/0003_outbox_published.sql"),
+        postgres: include_str!("../migrations/0003_outbox_published.sql"),
+    },
 ];
 
 /// Everything a catalog operation can fail with.

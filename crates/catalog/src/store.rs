@@ -350,3 +350,49 @@ pub async fn outbox<'c, E: Executor<'c, Database = Any>>(
         })
         .collect()
 }
+
+/// A domain event waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// Unique id (also the bus message id, so a second relay of it is a no-op).
+    pub id: String,
+    /// `catalog.product.created` ...
+    pub event_type: String,
+    /// The product or SKU id.
+    pub aggregate_id: String,
+    /// JSON.
+    pub payload: String,
+}
+
+/// Outbox events not yet handed to the bus, oldest first.
+pub async fn unpublished(pool: &dermis_store::sqlx::AnyPool, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT id, event_type, aggregate_id, payload FROM catalog_outbox WHERE published_at IS NULL ORDER BY id LIMIT {limit}"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxEvent {
+                id: r.try_get(0)?,
+                event_type: r.try_get(1)?,
+                aggregate_id: r.try_get(2)?,
+                payload: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Marks outbox events as handed to the bus.
+pub async fn mark_published(pool: &dermis_store::sqlx::AnyPool, ids: &[String], now: i64) -> Result<(), StoreError> {
+    for chunk in ids.chunks(200) {
+        let params: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!("UPDATE catalog_outbox SET published_at = $1 WHERE id IN ({})", params.join(", "));
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(pool).await?;
+    }
+    Ok(())
+}

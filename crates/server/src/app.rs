@@ -14,6 +14,9 @@ use axum::middleware::from_fn;
 use dermis_auth::Authenticator;
 use dermis_auth::api_keys::ApiKeys;
 use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret};
+use dermis_bus::EventBus;
+use dermis_bus::embedded::EmbeddedBus;
+use dermis_bus::nats::NatsBus;
 use dermis_catalog::Catalog;
 use dermis_catalog::routes::CatalogState;
 use dermis_events::ingest::Ingestor;
@@ -39,15 +42,32 @@ use crate::ops::{self, OpsState};
 use crate::{http, metrics, openapi};
 
 /// Every domain's migrations, in the order they apply.
-pub const MIGRATIONS: &[&[Migration]] =
-    &[dermis_store::MIGRATIONS, dermis_auth::MIGRATIONS, dermis_catalog::MIGRATIONS, dermis_events::MIGRATIONS];
+pub const MIGRATIONS: &[&[Migration]] = &[
+    dermis_store::MIGRATIONS,
+    dermis_auth::MIGRATIONS,
+    dermis_catalog::MIGRATIONS,
+    dermis_events::MIGRATIONS,
+    dermis_bus::MIGRATIONS,
+];
 
 /// A built, bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     db: Db,
+    bus: Arc<dyn EventBus>,
     grace: Duration,
+}
+
+/// The configured event bus: NATS JetStream for `nats://` URLs, else the embedded one.
+pub async fn open_bus(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn EventBus>> {
+    Ok(match config.bus_url.as_deref() {
+        Some(url) if url.starts_with("nats://") => Arc::new(
+            NatsBus::connect(url, "DERMIS", Duration::from_secs(30)).await.context("connecting to DERMIS_BUS_URL")?,
+        ),
+        Some(other) => anyhow::bail!("DERMIS_BUS_URL must start with nats:// (got {other:?})"),
+        None => Arc::new(EmbeddedBus::new(db.clone())),
+    })
 }
 
 /// Opens the configured store (PostgreSQL if `database_url` is set, else SQLite in the data dir)
@@ -101,9 +121,10 @@ impl Application {
         .map_err(anyhow::Error::msg)
         .context("configuring token verification")?;
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
+        let bus = open_bus(&config, &db).await?;
         let router = build_router(&config, db.clone(), auth)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, router, db, grace: Duration::from_secs(config.http.shutdown_grace_secs) })
+        Ok(Self { listener, router, db, bus, grace: Duration::from_secs(config.http.shutdown_grace_secs) })
     }
 
     /// The bound port.
@@ -119,7 +140,9 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
     /// period) and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, db, grace } = self;
+        let Self { listener, router, db, bus, grace } = self;
+        tracing::info!(bus = bus.name(), "event bus ready");
+        let relay = tokio::spawn(crate::relay::run(db.clone(), bus, Duration::from_millis(200)));
         let purge_db = db.clone();
         let purger = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -160,6 +183,7 @@ impl Application {
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
         }
         purger.abort();
+        relay.abort();
         db.close().await;
         tracing::info!("stopped");
         Ok(())

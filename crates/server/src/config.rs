@@ -22,6 +22,9 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// Most database connections per node (`DERMIS_DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
+    /// `nats://host:4222` to use NATS JetStream as the event bus instead of the embedded one
+    /// (`DERMIS_BUS_URL`).
+    pub bus_url: Option<String>,
     /// HTTP limits and CORS.
     pub http: HttpConfig,
     /// Token verification.
@@ -101,6 +104,7 @@ impl Default for Config {
             data_dir: PathBuf::from("dermis-data"),
             database_url: None,
             database_max_connections: 16,
+            bus_url: None,
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),

@@ -8,6 +8,7 @@
 //! - [`metrics`]: Prometheus request metrics and pool gauges.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 //! - [`openapi`]: the document's frame.
+//! - [`relay`]: hands outbox events to the event bus.
 //!
 //! This crate owns no tables and decides nothing about the business: handlers live in the
 //! domain crates.
@@ -19,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod relay;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;
