@@ -220,4 +220,11 @@ async fn bad_headers_and_paths_are_4xx() {
     assert_eq!(res.status(), 404);
     let res = app.get("/v1/products/%ff%fe", Role::Admin).await;
     assert!(res.status().is_client_error());
+    // NUL characters, which PostgreSQL cannot store, are refused at the door on every backend.
+    for path in ["/v1/products/a%00b", "/v1/products?brand=%00", "/v1/products?cursor=AA"] {
+        let res = app.get(path, Role::Admin).await;
+        assert!(matches!(res.status().as_u16(), 400 | 422), "{path}: {}", res.status());
+    }
+    let res = app.post_json("/v1/products", Role::Admin, &json!({"name": "a\u{0}b", "brand": "b"})).await;
+    assert_eq!(res.status(), 400);
 }

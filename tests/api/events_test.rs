@@ -152,6 +152,13 @@ async fn invalid_events_become_dead_letters_and_can_be_replayed(app: TestApp) {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["stored"], true);
+    let twice = app
+        .request(Method::POST, &format!("/v1/events/dead-letters/{first}/replay"), Some(Role::Admin))
+        .json(&fixed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.json::<Value>().await.unwrap()["stored"], false, "a second replay stores nothing");
     assert_eq!(events_of(&app, "user_id=u-2").await.len(), 2);
     let dead: Value = app.get("/v1/events/dead-letters", Role::Admin).await.json().await.unwrap();
     assert!(dead["items"][0]["replayed_at"].is_string());

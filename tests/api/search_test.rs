@@ -82,6 +82,8 @@ async fn exclusions_understand_synonyms_and_families_and_unknown_lists(app: Test
     assert_eq!(r, HashSet::from([plain.to_owned()]), "family, and unknown lists never pass");
     let r = ids(&get_json(&app, "/v1/products?brand=T&exclude_ingredients=vitamin%20e").await);
     assert_eq!(r, HashSet::from([perfumed.to_owned()]), "synonym of tocopherol");
+    let r = ids(&get_json(&app, "/v1/products?brand=T&exclude_ingredients=Eau%20(Aqua)").await);
+    assert!(r.is_empty(), "a term resolves like a label entry: Eau (Aqua) is water");
     let r = ids(&get_json(&app, "/v1/products?brand=T&include_ingredients=aqua").await);
     assert_eq!(r, HashSet::from([perfumed.to_owned(), plain.to_owned()]), "aqua = water");
     let r = ids(&get_json(&app, "/v1/products?brand=T&has_ingredients=false").await);

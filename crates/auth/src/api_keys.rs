@@ -69,6 +69,9 @@ pub struct NewApiKey {
 pub struct ApiKeys {
     db: Db,
     verified: moka::sync::Cache<[u8; 32], Principal>,
+    /// Bumped by every revocation: a verification that read the key before a revocation must
+    /// not put it back into the cache after.
+    revocations: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -84,7 +87,11 @@ fn argon2() -> Argon2<'static> {
 impl ApiKeys {
     /// Keys stored in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(CACHE_TTL).build() }
+        Self {
+            db,
+            verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(CACHE_TTL).build(),
+            revocations: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
     }
 
     /// Creates a key and returns it with its full secret, which is not stored and cannot be shown again.
@@ -150,6 +157,7 @@ impl ApiKeys {
 
     /// Revokes a key. Returns false when no such key exists; revoking twice is not an error.
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
+        self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
             .bind(now_ms())
             .bind(id)
@@ -175,6 +183,7 @@ impl ApiKeys {
         if let Some(p) = self.verified.get(&digest) {
             return Ok(p);
         }
+        let generation = self.revocations.load(std::sync::atomic::Ordering::SeqCst);
         let rest = token.strip_prefix(PREFIX).ok_or(AuthError::InvalidApiKey)?;
         let (ulid, secret) = rest.split_once('_').ok_or(AuthError::InvalidApiKey)?;
         if ulid.len() != 26 || secret.is_empty() || secret.len() > 128 {
@@ -208,7 +217,9 @@ impl ApiKeys {
             channel: row.get(2),
             credential: Credential::ApiKey { key_id: format!("key_{ulid}") },
         };
-        self.verified.insert(digest, p.clone());
+        if self.revocations.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            self.verified.insert(digest, p.clone());
+        }
         Ok(p)
     }
 }

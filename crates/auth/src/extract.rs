@@ -141,6 +141,7 @@ pub fn problem(e: AuthError) -> Problem {
             Problem::new(ProblemKind::Unauthenticated, e.to_string())
         }
         AuthError::Store(StoreError::Unavailable(m)) => Problem::unavailable(&m),
+        AuthError::Store(StoreError::InvalidInput(m)) => Problem::malformed(m),
         AuthError::Store(other) => Problem::internal(&other),
     }
 }

@@ -11,6 +11,8 @@ CREATE UNIQUE INDEX bus_messages_id ON bus_messages (msg_id);
 CREATE INDEX bus_messages_topic ON bus_messages (topic, seq);
 
 CREATE TABLE bus_offsets (
-    consumer TEXT   PRIMARY KEY,
-    acked    BIGINT NOT NULL
+    consumer   TEXT   NOT NULL,
+    selection  TEXT   NOT NULL,
+    acked      BIGINT NOT NULL,
+    PRIMARY KEY (consumer, selection)
 );

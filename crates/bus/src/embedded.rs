@@ -31,9 +31,10 @@ impl EmbeddedBus {
         Self { db, published: Arc::new(Notify::new()) }
     }
 
-    async fn acked(&self, consumer: &str) -> Result<i64, BusError> {
-        Ok(sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1")
+    async fn acked(&self, consumer: &str, prefix: &str) -> Result<i64, BusError> {
+        Ok(sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1 AND selection = $2")
             .bind(consumer)
+            .bind(prefix)
             .fetch_optional(self.db.reader())
             .await
             .map_err(StoreError::from)?
@@ -42,7 +43,7 @@ impl EmbeddedBus {
     }
 
     async fn pending(&self, consumer: &str, prefix: &str, max: usize) -> Result<Vec<Envelope>, BusError> {
-        let after = self.acked(consumer).await?;
+        let after = self.acked(consumer, prefix).await?;
         let rows = sqlx::query(&format!(
             "SELECT seq, topic, msg_key, msg_id, payload FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\' ORDER BY seq LIMIT {}",
             max.clamp(1, 10_000)
@@ -126,14 +127,15 @@ impl EventBus for EmbeddedBus {
         self.pending(consumer, prefix, max).await
     }
 
-    async fn ack(&self, consumer: &str, _prefix: &str, last: &Envelope) -> Result<(), BusError> {
+    async fn ack(&self, consumer: &str, prefix: &str, last: &Envelope) -> Result<(), BusError> {
         check_name(consumer)?;
         sqlx::query(
-            "INSERT INTO bus_offsets (consumer, acked) VALUES ($1, $2)
-             ON CONFLICT (consumer) DO UPDATE SET acked = CASE WHEN bus_offsets.acked > excluded.acked THEN bus_offsets.acked ELSE excluded.acked END",
+            "INSERT INTO bus_offsets (consumer, selection, acked) VALUES ($1, $3, $2)
+             ON CONFLICT (consumer, selection) DO UPDATE SET acked = CASE WHEN bus_offsets.acked > excluded.acked THEN bus_offsets.acked ELSE excluded.acked END",
         )
         .bind(consumer)
         .bind(last.seq as i64)
+        .bind(prefix)
         .execute(self.db.writer())
         .await
         .map_err(StoreError::from)?;
@@ -141,7 +143,7 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError> {
-        let after = self.acked(consumer).await?;
+        let after = self.acked(consumer, prefix).await?;
         let n: i64 = sqlx::query("SELECT COUNT(*) FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\'")
             .bind(after)
             .bind(topic_pattern(prefix))

@@ -129,6 +129,10 @@ async fn consumers_are_independent_and_prefixes_select(f: &Factory) {
     assert_eq!(b.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"], "b is not affected by a's acks");
     let exact = bus.fetch("x", "events.track", 10, WAIT).await.unwrap();
     assert_eq!(exact.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1"]);
+    // One consumer name on two selections keeps two positions.
+    bus.ack("x", "events.track", &exact[0]).await.unwrap();
+    let other = bus.fetch("x", "catalog.", 10, WAIT).await.unwrap();
+    assert_eq!(other.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["c1"]);
 }
 
 async fn unacknowledged_messages_return_after_a_restart(f: &Factory) {

@@ -386,20 +386,40 @@ async fn import_one(conn: &mut AnyConnection, row: &ImportRow) -> Result<RowResu
         .await
         .map_err(StoreError::from)?
         .map(|r| r.get(0));
-    // Every SKU code and barcode must be free or already this product's.
+    // Every SKU code and barcode must be free or already this product's, and unique within the row.
+    let mut codes = std::collections::HashSet::new();
+    let mut barcodes = std::collections::HashSet::new();
     for s in &row.skus {
-        let owner: Option<String> =
-            sqlx::query("SELECT product_id FROM skus WHERE code = $1 OR (barcode IS NOT NULL AND barcode = $2)")
+        if !codes.insert(s.code.as_str()) {
+            return Ok(Err(format!("SKU code {} appears twice", s.code)));
+        }
+        if let Some(b) = &s.barcode
+            && !barcodes.insert(b.as_str())
+        {
+            return Ok(Err(format!("barcode {b} appears twice")));
+        }
+        let owners = sqlx::query("SELECT product_id FROM skus WHERE (code = $1 OR (barcode IS NOT NULL AND barcode = $2)) AND product_id <> $3")
+            .bind(&s.code)
+            .bind(s.barcode.clone().unwrap_or_default())
+            .bind(existing.clone().unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::from)?;
+        if let Some(owner) = owners.first().map(|r| r.get::<String, _>(0)) {
+            return Ok(Err(format!("SKU code {} or its barcode belongs to another product ({owner})", s.code)));
+        }
+        // A barcode moving between this product's own SKUs would collide mid-update.
+        if let Some(b) = &s.barcode {
+            let other_sku: Option<String> = sqlx::query("SELECT code FROM skus WHERE barcode = $1 AND code <> $2")
+                .bind(b)
                 .bind(&s.code)
-                .bind(s.barcode.clone().unwrap_or_default())
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(StoreError::from)?
                 .map(|r| r.get(0));
-        if let Some(owner) = owner
-            && Some(&owner) != existing.as_ref()
-        {
-            return Ok(Err(format!("SKU code {} or its barcode belongs to another product ({owner})", s.code)));
+            if let Some(code) = other_sku {
+                return Ok(Err(format!("barcode {b} already belongs to SKU {code}")));
+            }
         }
     }
     let now = now_ms();
@@ -442,7 +462,11 @@ async fn import_one(conn: &mut AnyConnection, row: &ImportRow) -> Result<RowResu
             .map(|r| r.get::<String, _>(0));
         match current {
             None => {
-                store::insert_sku(conn, &new_id("sku"), &id, s, now).await?;
+                let sku_id = new_id("sku");
+                store::insert_sku(conn, &sku_id, &id, s, now).await?;
+                if let Some(sku) = store::get_sku(&mut *conn, &id, &sku_id).await? {
+                    store::append_event(conn, "catalog.sku.created", &sku_id, &serde_json::json!(sku), now).await?;
+                }
                 skus_created += 1;
                 changed = true;
             }
@@ -456,6 +480,7 @@ async fn import_one(conn: &mut AnyConnection, row: &ImportRow) -> Result<RowResu
                     sku.price = s.price.clone();
                     sku.version += 1;
                     store::update_sku(conn, &sku, now).await?;
+                    store::append_event(conn, "catalog.sku.updated", &sku_id, &serde_json::json!(sku), now).await?;
                     changed = true;
                 }
             }

@@ -70,6 +70,13 @@ fn lost_idempotency_race(e: &CatalogError) -> bool {
 
 /// Recomputes and stores a product's facts; returns the product as stored.
 async fn derive_facts(conn: &mut AnyConnection, id: &str) -> Result<Product, CatalogError> {
+    // Lock the row first (a no-op update does, on both backends), so facts are never derived
+    // from a version another transaction is replacing.
+    dermis_store::sqlx::query("UPDATE products SET version = version WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
     let mut p =
         store::get_product(&mut *conn, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
     let f = facts::compute(dermis_ingredients::KnowledgeBase::bundled(), &p);
@@ -92,14 +99,18 @@ fn event_payload(p: &Product) -> serde_json::Value {
 }
 
 /// Runs an idempotent create, and once more if it lost a race with a concurrent retry of the same
-/// key: the second run finds the winner's record and replays it.
-async fn retry_lost_race<T, F, Fut>(attempt: F) -> Result<T, CatalogError>
+/// key: the second run finds the winner's record and replays it. The loser may fail on the
+/// idempotency key itself or, first, on a unique value the winner just took (SKU code, external
+/// id); with a key, both mean "look again".
+async fn retry_lost_race<T, F, Fut>(has_key: bool, attempt: F) -> Result<T, CatalogError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, CatalogError>>,
 {
     match attempt().await {
-        Err(e) if lost_idempotency_race(&e) => attempt().await,
+        Err(e) if lost_idempotency_race(&e) || (has_key && matches!(e, CatalogError::Duplicate { .. })) => {
+            attempt().await
+        }
         other => other,
     }
 }
@@ -132,7 +143,7 @@ impl Catalog {
         idem: Option<Idempotent>,
         new: NewProduct,
     ) -> Result<Created<Product>, CatalogError> {
-        retry_lost_race(|| self.try_create_product(idem.as_ref(), &new)).await
+        retry_lost_race(idem.is_some(), || self.try_create_product(idem.as_ref(), &new)).await
     }
 
     async fn try_create_product(
@@ -322,7 +333,7 @@ impl Catalog {
         idem: Option<Idempotent>,
         new: NewSku,
     ) -> Result<Created<Sku>, CatalogError> {
-        retry_lost_race(|| self.try_create_sku(product_id, idem.as_ref(), &new)).await
+        retry_lost_race(idem.is_some(), || self.try_create_sku(product_id, idem.as_ref(), &new)).await
     }
 
     async fn try_create_sku(

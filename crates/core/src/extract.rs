@@ -70,10 +70,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Problem::malformed("the request body is empty; expected a JSON document"));
     }
+    if contains_nul_escape(bytes) {
+        return Err(Problem::malformed("NUL characters (\\u0000) are not accepted"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(json_problem)?;
     de.end().map_err(|e| Problem::malformed(format!("trailing characters after the JSON document: {e}")))?;
     Ok(value)
+}
+
+/// True when the JSON text has a `\u0000` escape outside of an escaped backslash.
+fn contains_nul_escape(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 5 < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1] == b'u' && bytes[i + 2..].starts_with(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> Problem {
@@ -208,6 +227,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        if query.to_ascii_lowercase().contains("%00") {
+            return Err(Problem::malformed("NUL characters are not accepted in the query string"));
+        }
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| Problem::malformed(format!("invalid query string: {e}")))
@@ -226,6 +248,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().to_ascii_lowercase().contains("%00") {
+            return Err(Problem::malformed("NUL characters are not accepted in the path"));
+        }
         <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| ApiPath(v))
@@ -276,6 +301,8 @@ mod tests {
         assert_eq!(p.errors[0].field, "price.amount_minor");
         assert_eq!(err("{\"name\":").kind, ProblemKind::MalformedRequest);
         assert_eq!(err("  ").kind, ProblemKind::MalformedRequest);
+        assert_eq!(err(r#"{"name":"a\u0000b"}"#).kind, ProblemKind::MalformedRequest);
+        assert!(!contains_nul_escape(br#"{"name":"a\\u0000b"}"#), "an escaped backslash is not a NUL");
         let trailing = r#"{"name":"a","price":{"amount_minor":1,"currency":"EUR"}} x"#;
         assert_eq!(err(trailing).kind, ProblemKind::MalformedRequest);
     }

@@ -38,7 +38,7 @@ impl Cursor {
         let bad = || Problem::validation(vec![FieldError::new("cursor", "is not a cursor returned by this listing")]);
         let bytes = URL_SAFE_NO_PAD.decode(raw.as_bytes()).map_err(|_| bad())?;
         let key = String::from_utf8(bytes).map_err(|_| bad())?;
-        if key.is_empty() || key.len() > 512 {
+        if key.is_empty() || key.len() > 512 || key.contains('\0') {
             return Err(bad());
         }
         Ok(Self(key))

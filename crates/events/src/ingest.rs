@@ -193,15 +193,26 @@ impl Ingestor {
     }
 
     /// Replays a dead letter (optionally with a corrected message): validates it again and, if it
-    /// now passes, stores it in the log. Returns whether it was new there.
+    /// now passes, stores it in the log. Returns whether it was stored now (false when it was
+    /// replayed before, or the log already held its `messageId`).
     pub async fn replay(&self, id: &str, corrected: Option<&Value>) -> Result<bool, EventsError> {
         let dl = log::dead_letter(&self.db, id)
             .await?
             .ok_or_else(|| EventsError::NotFound(format!("no dead letter {id}")))?;
-        let raw = corrected.unwrap_or(&dl.payload);
+        if dl.replayed_at.is_some() {
+            return Ok(false);
+        }
+        let mut raw = corrected.unwrap_or(&dl.payload).clone();
+        // A message without its own id gets one derived from the dead letter, so replays of it
+        // can never be stored twice.
+        if let Value::Object(o) = &mut raw
+            && o.get("messageId").is_none_or(|m| m.as_str().is_none_or(|s| s.is_empty()))
+        {
+            o.insert("messageId".into(), format!("dlq-{id}").into());
+        }
         let received = parse_time(&dl.received_at).unwrap_or_else(now_ms);
         let kind = raw.get("type").and_then(Value::as_str).and_then(Kind::parse);
-        let m = normalize(raw, kind, &BatchDefaults::default(), received)
+        let m = normalize(&raw, kind, &BatchDefaults::default(), received)
             .map_err(|r| EventsError::StillInvalid(r.reason))?;
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;

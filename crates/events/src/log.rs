@@ -230,12 +230,18 @@ pub async fn replay(
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
-    let inserted = insert_events(&mut tx, write_key_id, std::slice::from_ref(accepted)).await?;
-    sqlx::query("UPDATE dead_letters SET replayed_at = COALESCE(replayed_at, $1) WHERE id = $2")
+    // Claim the dead letter first: a second replay (or a concurrent one) claims nothing and
+    // stores nothing.
+    let claimed = sqlx::query("UPDATE dead_letters SET replayed_at = $1 WHERE id = $2 AND replayed_at IS NULL")
         .bind(now)
         .bind(dead_letter_id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let inserted = insert_events(&mut tx, write_key_id, std::slice::from_ref(accepted)).await?;
     tx.commit().await?;
     Ok(inserted > 0)
 }

@@ -307,7 +307,7 @@ impl KnowledgeBase {
         if FAMILIES.iter().any(|(f, _)| *f == t) {
             return Some(self.ingredients.iter().filter(|i| in_family(i, &t)).map(|i| i.id.clone()).collect());
         }
-        self.lookup(term).map(|i| BTreeSet::from([i.id.clone()]))
+        self.lookup(term).or_else(|| self.resolve(term)).map(|i| BTreeSet::from([i.id.clone()]))
     }
 }
 

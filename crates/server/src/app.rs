@@ -61,13 +61,21 @@ pub struct Application {
 
 /// The configured event bus: NATS JetStream for `nats://` URLs, else the embedded one.
 pub async fn open_bus(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn EventBus>> {
-    Ok(match config.bus_url.as_deref() {
-        Some(url) if url.starts_with("nats://") => Arc::new(
-            NatsBus::connect(url, "DERMIS", Duration::from_secs(30)).await.context("connecting to DERMIS_BUS_URL")?,
-        ),
-        Some(other) => anyhow::bail!("DERMIS_BUS_URL must start with nats:// (got {other:?})"),
+    // The URL may carry credentials: it is never printed.
+    Ok(match config.bus_url.as_ref().map(|u| u.expose_secret()) {
+        Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
+            Arc::new(NatsBus::connect(url, "DERMIS", Duration::from_secs(30)).await.map_err(|e| {
+                anyhow::anyhow!("connecting to DERMIS_BUS_URL failed ({})", redact(&e.to_string(), url))
+            })?)
+        }
+        Some(_) => anyhow::bail!("DERMIS_BUS_URL must start with nats:// or tls://"),
         None => Arc::new(EmbeddedBus::new(db.clone())),
     })
+}
+
+/// Removes a secret URL from a message that might quote it.
+fn redact(message: &str, url: &str) -> String {
+    message.replace(url, "<DERMIS_BUS_URL>")
 }
 
 /// Opens the configured store (PostgreSQL if `database_url` is set, else SQLite in the data dir)

@@ -24,7 +24,7 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `nats://host:4222` to use NATS JetStream as the event bus instead of the embedded one
     /// (`DERMIS_BUS_URL`).
-    pub bus_url: Option<String>,
+    pub bus_url: Option<SecretString>,
     /// HTTP limits and CORS.
     pub http: HttpConfig,
     /// Token verification.

@@ -110,9 +110,14 @@ impl Db {
         &self.write
     }
 
-    /// Starts a write transaction.
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads first and writes later fails without waiting when
+    /// another process (a `dermis import` beside a running server) wrote in between.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(self.write.begin().await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
     }
 
     /// Applies the given migrations that are not applied yet, in order.
@@ -156,6 +161,8 @@ async fn sqlite_pool(url: &str, max: u32, size: PoolSize) -> Result<AnyPool, Sto
                 conn.execute("PRAGMA synchronous = FULL").await?;
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
+                // LIKE compares case as PostgreSQL does, so filters answer alike on both.
+                conn.execute("PRAGMA case_sensitive_like = ON").await?;
                 Ok(())
             })
         })

@@ -23,6 +23,10 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The database refused a value the request carried (a character or length it cannot
+    /// store); the client's fault, answered 400-class.
+    #[error("the database refused a value: {0}")]
+    InvalidInput(String),
     /// Anything else: a bug or a corrupt row.
     #[error("database error: {0}")]
     Other(String),
@@ -51,6 +55,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
             sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => Self::Unavailable(e.to_string()),
+            // PostgreSQL: NUL or untranslatable characters, values too long for a column.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05" | "22001" | "22003")) =>
+            {
+                Self::InvalidInput(db.message().to_owned())
+            }
             _ => Self::Other(e.to_string()),
         }
     }

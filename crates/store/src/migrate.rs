@@ -52,7 +52,17 @@ const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS dermis_migrations (
 )";
 
 pub(crate) async fn run(db: &Db, migrations: &[Migration]) -> Result<(), StoreError> {
-    db.writer().execute(BOOKKEEPING).await?;
+    // Two nodes creating the table at once can collide on PostgreSQL's catalog even with
+    // IF NOT EXISTS; the loser's retry finds the table.
+    let mut created = db.writer().execute(BOOKKEEPING).await;
+    for _ in 0..3 {
+        if created.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        created = db.writer().execute(BOOKKEEPING).await;
+    }
+    created?;
     for m in migrations {
         apply_one(db, m).await?;
     }
