@@ -240,3 +240,37 @@ async fn bad_keys_limits_and_malformed_bodies_are_refused_clearly() {
     assert_problem(app.get("/v1/events?user_id=u", Role::Merchandiser).await, 403).await;
     assert_problem(app.get("/v1/events", Role::Admin).await, 422).await;
 }
+
+#[tokio::test]
+async fn features_reflect_an_event_as_soon_as_ingestion_answers() {
+    let app = spawn_app().await;
+    let key = write_key(&app).await;
+    let view = json!({"userId": "c-rw", "event": "Product Viewed", "messageId": "rw-1", "properties": {"product_id": "P77", "brand": "Dermis Labs", "price": 20}});
+    let res =
+        app.client.post(app.url("/v1/track")).header("authorization", basic(&key)).json(&view).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // No waiting: the answer above means the feature is there.
+    let f: Value = app.get("/v1/features/customers/c-rw", Role::Service).await.json().await.unwrap();
+    assert_eq!(f["recent_views"][0]["product_id"], "P77");
+    assert_eq!(f["session"], json!(["P77"]));
+    let order = json!({"userId": "c-rw", "event": "Order Completed", "messageId": "rw-2",
+        "properties": {"order_id": "o-9", "products": [{"product_id": "P77", "price": 20, "quantity": 2}]}});
+    for _ in 0..2 {
+        app.client.post(app.url("/v1/t")).header("authorization", basic(&key)).json(&order).send().await.unwrap();
+    }
+    let f: Value = app.get("/v1/features/customers/c-rw", Role::Service).await.json().await.unwrap();
+    assert_eq!(f["spend_minor"], 4000, "a duplicate order counts once");
+    let p: Value = app.get("/v1/features/products/P77", Role::Customer).await.json().await.unwrap();
+    assert_eq!((p["views"][2].as_i64(), p["purchases"][2].as_i64()), (Some(1), Some(1)));
+    // A customer reads only their own features.
+    let own = app
+        .client
+        .get(app.url("/v1/features/customers/c-rw"))
+        .bearer_auth(crate::helpers::token_for(Role::Customer, "c-rw", None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert_problem(app.get("/v1/features/customers/c-rw", Role::Customer).await, 403).await;
+    assert_problem(app.get("/v1/features/customers/c-rw", Role::Merchandiser).await, 403).await;
+}

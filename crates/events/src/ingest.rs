@@ -17,6 +17,7 @@ use crate::log::{self, Accepted, DeadLetter};
 use crate::message::{BatchDefaults, Kind, Message, normalize, parse_time};
 use crate::schemas::{Check, SchemaRegistry};
 use crate::write_keys::WriteKeys;
+use dermis_features::{Action, FeatureEvent, FeatureStore};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 2500;
@@ -24,11 +25,56 @@ pub const MAX_BATCH: usize = 2500;
 pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
 
 /// The ingestion service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ingestor {
     db: Db,
     keys: WriteKeys,
     permits: Arc<Semaphore>,
+    features: Arc<dyn FeatureStore>,
+}
+
+impl std::fmt::Debug for Ingestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingestor").field("features", &self.features.name()).finish_non_exhaustive()
+    }
+}
+
+/// The feature updates a stored message implies: views, add-to-carts and purchases of products.
+pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
+    let (Kind::Track, Some(event)) = (m.kind, m.event.as_deref()) else { return Vec::new() };
+    let action = match crate::schemas::normalize_name(event).as_str() {
+        "product_viewed" => Action::View,
+        "product_added" => Action::AddToCart,
+        "order_completed" => Action::Purchase,
+        _ => return Vec::new(),
+    };
+    let props = m.payload.get("properties").cloned().unwrap_or(Value::Null);
+    let products: Vec<Value> = match action {
+        Action::Purchase => props.get("products").and_then(Value::as_array).cloned().unwrap_or_default(),
+        _ => vec![props],
+    };
+    let text = |v: &Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
+    };
+    products
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let product_id = text(p, "product_id")?;
+            let price = p.get("price").and_then(Value::as_f64).unwrap_or(0.0);
+            let quantity = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+            Some(FeatureEvent {
+                id: format!("{write_key_id}:{}:{i}", m.message_id),
+                customer_id: m.partition_key().to_owned(),
+                product_id,
+                action,
+                brand: text(p, "brand"),
+                category: text(p, "category"),
+                amount_minor: if action == Action::Purchase { (price * quantity * 100.0).round() as i64 } else { 0 },
+                at_ms: m.timestamp_ms,
+            })
+        })
+        .collect()
 }
 
 /// A message that was not accepted.
@@ -100,8 +146,13 @@ pub fn classify(m: Message) -> Result<Accepted, DeadLetter> {
 impl Ingestor {
     /// Ingestion into `db`, with at most `concurrency` requests writing at once (more wait up to
     /// 250 ms, then get a 429).
-    pub fn new(db: Db, concurrency: usize) -> Self {
-        Self { keys: WriteKeys::new(db.clone()), db, permits: Arc::new(Semaphore::new(concurrency.max(1))) }
+    pub fn new(db: Db, concurrency: usize, features: Arc<dyn FeatureStore>) -> Self {
+        Self { keys: WriteKeys::new(db.clone()), db, permits: Arc::new(Semaphore::new(concurrency.max(1))), features }
+    }
+
+    /// The online feature store the ingested events update.
+    pub fn features(&self) -> &Arc<dyn FeatureStore> {
+        &self.features
     }
 
     /// The write keys.
@@ -184,6 +235,15 @@ impl Ingestor {
             }
         }
         let inserted = log::append(&self.db, &write_key_id, &accepted, &dead, received).await?;
+        // Read-your-writes on this node: features reflect the events before the answer leaves.
+        // The store ignores an event id it has seen, so retries and duplicates count once.
+        for a in &accepted {
+            for fe in feature_events(&write_key_id, &a.message) {
+                if let Err(e) = self.features.apply(&fe).await {
+                    tracing::warn!(error = %e, "feature update failed; the event is stored in the log");
+                }
+            }
+        }
         Ok(IngestResult {
             success: failures.is_empty(),
             accepted: inserted,

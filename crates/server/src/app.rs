@@ -21,6 +21,9 @@ use dermis_catalog::Catalog;
 use dermis_catalog::routes::CatalogState;
 use dermis_events::ingest::Ingestor;
 use dermis_events::routes::{EventsState, INGESTION_PATHS};
+use dermis_features::FeatureStore;
+use dermis_features::memory::MemoryFeatures;
+use dermis_features::redis_store::RedisFeatures;
 use dermis_store::db::PoolSize;
 use dermis_store::{Db, Migration};
 use secrecy::{ExposeSecret, SecretString};
@@ -70,6 +73,19 @@ pub async fn open_bus(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn EventB
         }
         Some(_) => anyhow::bail!("DERMIS_BUS_URL must start with nats:// or tls://"),
         None => Arc::new(EmbeddedBus::new(db.clone())),
+    })
+}
+
+/// The online feature store: Redis for `redis://` URLs (shared by nodes), else in memory.
+pub async fn open_features(config: &Config) -> anyhow::Result<Arc<dyn FeatureStore>> {
+    Ok(match config.redis_url.as_ref().map(|u| u.expose_secret()) {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Arc::new(RedisFeatures::connect(url, "dermis").await.map_err(|e| {
+                anyhow::anyhow!("connecting to DERMIS_REDIS_URL failed ({})", redact(&e.to_string(), url))
+            })?)
+        }
+        Some(_) => anyhow::bail!("DERMIS_REDIS_URL must start with redis:// or rediss://"),
+        None => Arc::new(MemoryFeatures::new()),
     })
 }
 
@@ -130,7 +146,8 @@ impl Application {
         .context("configuring token verification")?;
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
         let bus = open_bus(&config, &db).await?;
-        let router = build_router(&config, db.clone(), auth)?;
+        let features = open_features(&config).await?;
+        let router = build_router(&config, db.clone(), auth, features)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         Ok(Self { listener, router, db, bus, grace: Duration::from_secs(config.http.shutdown_grace_secs) })
     }
@@ -245,12 +262,17 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
 }
 
 /// The whole router: API, ops and docs, behind the middleware.
-pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>) -> anyhow::Result<Router> {
+pub fn build_router(
+    config: &Config,
+    db: Db,
+    auth: Arc<Authenticator>,
+    features: Arc<dyn FeatureStore>,
+) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
     let catalog = CatalogState { catalog: Catalog::new(db.clone()), auth: auth.clone() };
     let events = EventsState {
-        ingestor: Arc::new(Ingestor::new(db.clone(), config.events.ingest_concurrency)),
+        ingestor: Arc::new(Ingestor::new(db.clone(), config.events.ingest_concurrency, features)),
         auth: auth.clone(),
     };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

@@ -25,6 +25,9 @@ pub struct Config {
     /// `nats://host:4222` to use NATS JetStream as the event bus instead of the embedded one
     /// (`DERMIS_BUS_URL`).
     pub bus_url: Option<SecretString>,
+    /// `redis://host:6379` for the online feature store shared by nodes, instead of in memory
+    /// (`DERMIS_REDIS_URL`).
+    pub redis_url: Option<SecretString>,
     /// HTTP limits and CORS.
     pub http: HttpConfig,
     /// Token verification.
@@ -105,6 +108,7 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 16,
             bus_url: None,
+            redis_url: None,
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),

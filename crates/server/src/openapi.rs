@@ -16,6 +16,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "ops", description = "Health and readiness"),
         (name = "auth", description = "API keys for machine clients"),
         (name = "catalog", description = "Products, SKUs, ingredients and search"),
+        (name = "features", description = "Online features of customers and products, updated from ingested events"),
         (name = "events", description = "Event log, dead letters and write keys (ingestion itself is at the Segment-compatible /v1/track, /v1/batch ... with a write key)"),
     )
 )]

@@ -1,0 +1,99 @@
+//! The feature store conformance suite: memory always, Redis when `DERMIS_TEST_REDIS_URL` is set.
+
+use std::sync::Arc;
+
+use dermis_features::memory::MemoryFeatures;
+use dermis_features::redis_store::RedisFeatures;
+use dermis_features::{Action, FeatureEvent, FeatureStore};
+
+// Half past an hour: windows are sums of whole hourly buckets (the current one and those before).
+const NOW: i64 = 1_800_000_000_000 + 30 * 60_000;
+const MIN: i64 = 60_000;
+const DAY: i64 = 24 * 60 * MIN;
+
+fn ev(id: &str, customer: &str, product: &str, action: Action, at: i64) -> FeatureEvent {
+    FeatureEvent {
+        id: id.into(),
+        customer_id: customer.into(),
+        product_id: product.into(),
+        action,
+        brand: Some("Dermis Labs".into()),
+        category: Some("Skincare/Moisturizers".into()),
+        amount_minor: if action == Action::Purchase { 2500 } else { 0 },
+        at_ms: at,
+    }
+}
+
+async fn redis() -> Option<Arc<dyn FeatureStore>> {
+    match std::env::var("DERMIS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let prefix = format!("t{}", ulid::Ulid::new());
+            Some(Arc::new(RedisFeatures::connect(&url, &prefix).await.expect("Redis is reachable")))
+        }
+        _ => {
+            assert!(
+                std::env::var("DERMIS_REQUIRE_SERVICES").is_err(),
+                "DERMIS_REQUIRE_SERVICES is set but DERMIS_TEST_REDIS_URL is not"
+            );
+            eprintln!("skipped: set DERMIS_TEST_REDIS_URL=redis://... to run the Redis variant");
+            None
+        }
+    }
+}
+
+macro_rules! feature_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryFeatures::new())).await;
+                }
+            )+
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::redis().await else { return };
+                    super::$name(store).await;
+                }
+            )+
+        }
+    };
+}
+
+feature_tests!(customer_activity_is_recent_first_and_counted_once, windows_ttl_and_erasure);
+
+async fn customer_activity_is_recent_first_and_counted_once(s: Arc<dyn FeatureStore>) {
+    s.apply(&ev("e1", "c1", "p1", Action::View, NOW - 40 * MIN)).await.unwrap();
+    s.apply(&ev("e2", "c1", "p2", Action::View, NOW - 10 * MIN)).await.unwrap();
+    s.apply(&ev("e3", "c1", "p2", Action::AddToCart, NOW - 9 * MIN)).await.unwrap();
+    s.apply(&ev("e4", "c1", "p2", Action::Purchase, NOW - 3 * DAY)).await.unwrap();
+    s.apply(&ev("e4", "c1", "p2", Action::Purchase, NOW - 3 * DAY)).await.unwrap(); // redelivered
+    let f = s.customer("c1", NOW).await.unwrap();
+    assert_eq!(f.recent_views.iter().map(|r| r.product_id.as_str()).collect::<Vec<_>>(), ["p2", "p1"]);
+    assert_eq!(f.session, ["p2"], "only the last 30 minutes");
+    assert_eq!(f.recent_add_to_carts.len(), 1);
+    assert_eq!(f.spend_minor, 2500, "a redelivered purchase counts once");
+    assert_eq!(f.days_since_purchase.get("p2"), Some(&3));
+    assert_eq!(f.brand_affinity.get("Dermis Labs"), Some(&(1 + 1 + 3 + 5)));
+    assert_eq!(s.customer("nobody", NOW).await.unwrap(), Default::default());
+}
+
+async fn windows_ttl_and_erasure(s: Arc<dyn FeatureStore>) {
+    for i in 0..6 {
+        s.apply(&ev(&format!("v{i}"), &format!("c{i}"), "p9", Action::View, NOW - (i as i64) * DAY)).await.unwrap();
+    }
+    s.apply(&ev("b1", "c0", "p9", Action::Purchase, NOW - 5 * MIN)).await.unwrap();
+    let p = s.product("p9", NOW).await.unwrap();
+    assert_eq!(p.views, [1, 1, 6]);
+    assert_eq!(p.purchases, [1, 1, 1]);
+    assert!((p.conversion_7d - 1.0 / 6.0).abs() < 1e-9);
+    assert!(p.trending > 1.0);
+    let later = s.product("p9", NOW + 8 * DAY).await.unwrap();
+    assert_eq!(later.views, [0, 0, 0], "windows are enforced at read");
+    assert!(s.customer("c0", NOW + 91 * DAY).await.unwrap().recent_views.is_empty(), "customer TTL at read");
+    s.forget_customer("c0").await.unwrap();
+    assert_eq!(s.customer("c0", NOW).await.unwrap(), Default::default());
+}
