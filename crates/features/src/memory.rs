@@ -30,7 +30,12 @@ struct State {
     customers: HashMap<String, Customer>,
     products: HashMap<String, [BTreeMap<i64, i64>; 3]>,
     seen: HashMap<String, i64>,
+    /// Seen ids in arrival order, to forget them after [`SEEN_MS`] (or beyond [`SEEN_MAX`]).
+    seen_order: VecDeque<(i64, String)>,
 }
+
+/// Most event ids remembered for deduplication.
+const SEEN_MAX: usize = 2_000_000;
 
 /// The in-memory store.
 #[derive(Default)]
@@ -61,10 +66,16 @@ impl FeatureStore for MemoryFeatures {
         if s.seen.contains_key(&e.id) {
             return Ok(());
         }
-        if s.seen.len() > 100_000 {
-            s.seen.retain(|_, at| e.at_ms - *at < SEEN_MS);
-        }
         s.seen.insert(e.id.clone(), e.at_ms);
+        s.seen_order.push_back((e.at_ms, e.id.clone()));
+        while let Some((at, _)) = s.seen_order.front() {
+            if e.at_ms - *at < SEEN_MS && s.seen_order.len() <= SEEN_MAX {
+                break;
+            }
+            if let Some((_, id)) = s.seen_order.pop_front() {
+                s.seen.remove(&id);
+            }
+        }
         let c = s.customers.entry(e.customer_id.clone()).or_default();
         let r = Recent { product_id: e.product_id.clone(), at_ms: e.at_ms };
         match e.action {
