@@ -24,7 +24,7 @@ pub fn print_welcome(base: &str, report: &ImportReport, token: &str) {
          - a merchandiser token (12 h) is in $TOKEN below; `dermis token --role admin` prints others\n\n\
          export TOKEN={token}\n\
          # fragrance-free moisturizers for dry, acne-prone skin, without linalool or limonene:\n\
-         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?routine_step=moisturizer&fragrance_free=true&skin_type=dry&concern=acne&exclude_ingredients=linalool,limonene&limit=5'\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?routine_step=moisturizer&fragrance_free=true&skin_type=dry&non_comedogenic=true&exclude_ingredients=linalool,limonene&limit=5'\n\
          # what is niacinamide, and which products have it:\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/ingredients/niacinamide'\n\
          # search with facet counts:\n\
