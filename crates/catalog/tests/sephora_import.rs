@@ -8,8 +8,10 @@ use dermis_catalog::import;
 use dermis_store::testing::TestDb;
 
 fn product_info() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/sephora-products-and-skincare-reviews/product_info.csv.gz");
+    // Cargo sets CARGO_MANIFEST_DIR when it runs the test; the compile-time value is the fallback.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path =
+        PathBuf::from(manifest).join("../../../shared/data/sephora-products-and-skincare-reviews/product_info.csv.gz");
     if path.exists() {
         return Some(path);
     }
