@@ -66,7 +66,8 @@ async fn tampered_and_unknown_keys_are_refused(db: Db) {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    PathBuf::from(manifest).join("tests/fixtures").join(name)
 }
 
 fn token(alg: Algorithm, kid: &str, key: EncodingKey, role: &str) -> String {
