@@ -6,6 +6,7 @@ mod auth_test;
 mod catalog_test;
 mod errors_test;
 mod events_test;
+mod kill_test;
 mod ops_test;
 mod search_test;
 mod shutdown_test;
