@@ -85,7 +85,7 @@ async fn derive_facts(conn: &mut AnyConnection, id: &str) -> Result<Product, Cat
     Ok(p)
 }
 
-/// Drops the parsed ingredient list from a product's attributes (for listings and events).
+/// Drops the parsed ingredient list from a product read in full (for event payloads; listings never load it).
 pub fn summarize(p: &mut Product) {
     if let Some(a) = p.attributes.as_mut() {
         a.ingredients.clear();
@@ -179,9 +179,8 @@ impl Catalog {
         cursor: Option<&Cursor>,
         limit: Limit,
     ) -> Result<Page<Product>, CatalogError> {
-        let mut rows =
+        let rows =
             store::list_products(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
-        rows.iter_mut().for_each(summarize);
         Ok(Page::from_rows(rows, limit, |p| p.id.clone()))
     }
 
@@ -193,8 +192,7 @@ impl Catalog {
         limit: Limit,
         with_facets: bool,
     ) -> Result<SearchPage, CatalogError> {
-        let mut rows = search::search(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
-        rows.iter_mut().for_each(summarize);
+        let rows = search::search(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
         let page = Page::from_rows(rows, limit, |p| p.id.clone());
         let facets = if with_facets { Some(search::facets(&self.db, filter).await?) } else { None };
         Ok(SearchPage {

@@ -149,7 +149,8 @@ fn locate_field(path: &str, message: String) -> (String, String) {
     (field, message)
 }
 
-fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
+/// Whether a `Content-Type` is JSON (`application/json`, with parameters, or `application/*+json`).
+pub fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
     let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
     let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))

@@ -279,10 +279,7 @@ async fn replay_dead_letter(
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
     } else {
-        let is_json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+        let is_json = dermis_core::extract::is_json_content_type(headers.get(header::CONTENT_TYPE));
         if !is_json {
             return Err(Problem::new(
                 ProblemKind::UnsupportedMediaType,
