@@ -11,7 +11,9 @@ use crate::helpers::{TestApp, assert_problem, spawn_app};
 
 crate::both_backends!(
     sdk_payloads_are_stored_once_with_corrected_time,
-    invalid_events_become_dead_letters_and_can_be_replayed
+    invalid_events_become_dead_letters_and_can_be_replayed,
+    another_node_sees_ingested_events_through_the_bus,
+    online_features_survive_a_restart
 );
 
 async fn write_key(app: &TestApp) -> String {
@@ -273,4 +275,132 @@ async fn features_reflect_an_event_as_soon_as_ingestion_answers() {
     assert_eq!(own.status(), 200);
     assert_problem(app.get("/v1/features/customers/c-rw", Role::Customer).await, 403).await;
     assert_problem(app.get("/v1/features/customers/c-rw", Role::Merchandiser).await, 403).await;
+}
+
+async fn track(app: &TestApp, key: &str, body: &Value) {
+    let res =
+        app.client.post(app.url("/v1/track")).header("authorization", basic(key)).json(body).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+async fn another_node_sees_ingested_events_through_the_bus(app: TestApp) {
+    let mut peer = app.peer("node-b").await;
+    let key = write_key(&app).await;
+    track(
+        &app,
+        &key,
+        &json!({"userId": "c-x", "event": "Product Viewed", "messageId": "x-1",
+        "properties": {"product_id": "P5", "brand": "Dermis Labs"}}),
+    )
+    .await;
+    // Node B keeps its own features in memory; it learns of the view from the bus, not from
+    // the request (which node A answered).
+    let f = eventually_viewed(&peer.client, peer.url("/v1/features/customers/c-x"), 1).await;
+    assert_eq!(f["recent_views"][0]["product_id"], "P5", "node B never saw the view");
+    assert_eq!(f["brand_affinity"]["Dermis Labs"], 1, "counted once on node B");
+    // Node B reports how far behind its consumer is.
+    let metrics = peer.client.get(peer.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("bus_consumer_lag{consumer=\"features-node-b\"}"), "{metrics}");
+    peer.stop().await;
+}
+
+async fn online_features_survive_a_restart(mut app: TestApp) {
+    let key = write_key(&app).await;
+    track(
+        &app,
+        &key,
+        &json!({"userId": "c-r", "event": "Product Viewed", "messageId": "r-1",
+        "properties": {"product_id": "P1"}}),
+    )
+    .await;
+    // Saved at shutdown, restored at start.
+    app.restart().await;
+    let f = eventually_viewed(&app.client, app.url("/v1/features/customers/c-r"), 1).await;
+    assert_eq!(f["recent_views"][0]["product_id"], "P1");
+    // Without snapshots, a restart rebuilds from the event log; either way each event once.
+    track(
+        &app,
+        &key,
+        &json!({"userId": "c-r", "event": "Product Viewed", "messageId": "r-2",
+        "properties": {"product_id": "P2"}}),
+    )
+    .await;
+    app.config.features.snapshot_secs = 0;
+    app.restart().await;
+    let f = eventually_viewed(&app.client, app.url("/v1/features/customers/c-r"), 2).await;
+    assert_eq!(f["recent_views"][0]["product_id"], "P2");
+    let p: Value = app.get("/v1/features/products/P1", Role::Service).await.json().await.unwrap();
+    assert_eq!(p["views"][0], 1, "replayed events count once");
+}
+
+/// Waits (up to 15 s: a rebuild runs in the background at start, a peer learns from the bus)
+/// until the customer features at `url` list `n` views.
+async fn eventually_viewed(client: &reqwest::Client, url: String, n: usize) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let res = client.get(&url).bearer_auth(crate::helpers::token(Role::Service)).send().await.unwrap();
+        let f: Value = res.json().await.unwrap();
+        if f["recent_views"].as_array().unwrap().len() >= n || started.elapsed().as_secs() > 15 {
+            assert_eq!(f["recent_views"].as_array().unwrap().len(), n, "{f}");
+            return f;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn purchases_are_understood_through_the_catalog() {
+    let app = spawn_app().await;
+    let product = app
+        .create_product(
+            json!({"name": "Barrier Cream", "brand": "Dermis Labs", "category": "Skincare/Moisturizers/Face Creams",
+            "external_id": "P900", "ingredients": "Water, Glycerin, Niacinamide, Ceramide NP, Cholesterol"}),
+        )
+        .await;
+    let key = write_key(&app).await;
+    // A web shop sends the id it knows the product by (the imported one) and no brand.
+    track(
+        &app,
+        &key,
+        &json!({"userId": "c-cat", "event": "Order Completed", "messageId": "cat-1",
+        "properties": {"order_id": "o-1", "products": [{"product_id": "P900", "price": 160, "quantity": 1}]}}),
+    )
+    .await;
+    let f: Value = app.get("/v1/features/customers/c-cat", Role::Service).await.json().await.unwrap();
+    assert_eq!(f["purchases_by_step"]["moisturizer"], 1, "{f}");
+    assert_eq!(f["brand_affinity"]["Dermis Labs"], 5, "brand from the catalog: {f}");
+    assert_eq!(f["ingredient_affinity"]["niacinamide"], 5, "{f}");
+    assert_eq!(f["loyalty_tier"], "silver");
+    let actives = product["attributes"]["actives"].as_array().unwrap();
+    for a in actives {
+        assert_eq!(f["ingredient_affinity"][a.as_str().unwrap()], 5, "every active of the product counts: {f}");
+    }
+}
+
+/// The same two nodes with NATS JetStream as the bus (a stream of their own, deleted after).
+mod nats {
+    #[tokio::test]
+    async fn another_node_sees_ingested_events_through_the_bus() {
+        let url = match std::env::var("DERMIS_TEST_NATS_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    std::env::var("DERMIS_REQUIRE_SERVICES").is_err(),
+                    "DERMIS_REQUIRE_SERVICES is set but DERMIS_TEST_NATS_URL is not"
+                );
+                eprintln!("skipped: set DERMIS_TEST_NATS_URL=nats://... to run the NATS variant");
+                return;
+            }
+        };
+        let stream = format!("DERMIS_T{}", std::process::id());
+        let app = crate::helpers::spawn_with(crate::helpers::Backend::Sqlite, |c| {
+            c.bus_url = Some(secrecy::SecretString::from(url.clone()));
+            c.bus_stream = stream.clone();
+        })
+        .await
+        .unwrap();
+        super::another_node_sees_ingested_events_through_the_bus(app).await;
+        let bus = dermis_bus::nats::NatsBus::connect(&url, &stream, std::time::Duration::from_secs(30)).await.unwrap();
+        bus.delete_stream().await.unwrap();
+    }
 }

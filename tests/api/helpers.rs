@@ -23,8 +23,58 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub test_db: TestDb,
+    /// The configuration it runs with (a peer starts from it).
+    pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Another node on a test app's store: its own port, node id and in-memory features.
+pub struct Peer {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+type Running = (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>);
+
+/// Builds and starts an application; returns its base URL and how to stop it.
+async fn start(config: Config) -> Running {
+    let app = Application::build(config).await.expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (base, stop, server)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+async fn stop_server(
+    stop: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    server: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) {
+    if let Some(s) = stop.take() {
+        let _ = s.send(());
+    }
+    if let Some(h) = server.take() {
+        h.await.unwrap().unwrap();
+    }
+}
+
+impl Peer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops it gracefully and waits.
+    pub async fn stop(&mut self) {
+        stop_server(&mut self.stop, &mut self.server).await;
+    }
 }
 
 pub fn test_config() -> Config {
@@ -53,6 +103,7 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Op
         Backend::Postgres => TestDb::postgres(migrations).await?,
     };
     let mut config = test_config();
+    config.node_id = format!("test-{}", ulid_like());
     match backend {
         Backend::Sqlite => config.data_dir = test_db.data_dir().unwrap().to_path_buf(),
         Backend::Postgres => config.database_url = Some(SecretString::from(test_db.url().to_owned())),
@@ -62,14 +113,15 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Op
         config.log.filter = "debug".into();
         dermis_server::init_tracing(&config.log);
     }
-    let app = Application::build(config).await.expect("build app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    Some(TestApp { base, client, test_db, stop: Some(stop), server: Some(server) })
+    let (base, stop, server) = start(config.clone()).await;
+    Some(TestApp { base, client: client(), test_db, config, stop: Some(stop), server: Some(server) })
+}
+
+/// A unique enough suffix for node names within one test process.
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// A bearer token for a role.
@@ -122,12 +174,22 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.await.unwrap().unwrap();
-        }
+        stop_server(&mut self.stop, &mut self.server).await;
+    }
+
+    /// Starts the server again on the same store (a restart), on a new port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (base, stop, server) = start(self.config.clone()).await;
+        (self.base, self.stop, self.server) = (base, Some(stop), Some(server));
+    }
+
+    /// Another node on the same store, named `node_id`.
+    pub async fn peer(&self, node_id: &str) -> Peer {
+        let mut config = self.config.clone();
+        config.node_id = node_id.to_owned();
+        let (base, stop, server) = start(config).await;
+        Peer { base, client: client(), stop: Some(stop), server: Some(server) }
     }
 }
 

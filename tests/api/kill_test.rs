@@ -58,10 +58,13 @@ async fn kill_dash_nine_loses_no_acknowledged_event() {
         .unwrap();
     let key = key["write_key"].as_str().unwrap().to_owned();
 
-    // Four senders post batches until the process dies under them.
+    // Four senders post batches until the process dies under them. The kill comes once a few
+    // batches were acknowledged (a fixed sleep raced the first answers on a loaded machine).
+    let acked_batches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..4)
         .map(|s| {
             let (client, base, key) = (client.clone(), base.clone(), key.clone());
+            let acked_batches = acked_batches.clone();
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 for b in 0.. {
@@ -71,7 +74,10 @@ async fn kill_dash_nine_loses_no_acknowledged_event() {
                         .map(|id| json!({"type": "track", "userId": "crash-user", "event": "Product Viewed", "messageId": id, "properties": {"product_id": "P1"}}))
                         .collect();
                     match client.post(format!("{base}/v1/batch")).json(&json!({"writeKey": key, "batch": batch})).send().await {
-                        Ok(r) if r.status() == 200 => acknowledged.extend(ids),
+                        Ok(r) if r.status() == 200 => {
+                            acknowledged.extend(ids);
+                            acked_batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         _ => return acknowledged,
                     }
                 }
@@ -79,7 +85,12 @@ async fn kill_dash_nine_loses_no_acknowledged_event() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked_batches.load(std::sync::atomic::Ordering::SeqCst) < 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Keep the load on for a moment more, so the kill lands mid-request.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
     child.wait().unwrap();
     let mut acknowledged = Vec::new();

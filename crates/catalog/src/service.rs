@@ -172,6 +172,16 @@ impl Catalog {
         store::get_product(self.db.reader(), id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))
     }
 
+    /// A product by its Dermis id or by the id of the system it was imported from
+    /// (`external_id`, such as Sephora's `P473671`, which is what a web shop's events carry).
+    pub async fn product_by_reference(&self, reference: &str) -> Result<Option<Product>, CatalogError> {
+        if let Some(p) = store::get_product(self.db.reader(), reference).await? {
+            return Ok(Some(p));
+        }
+        let filter = store::ProductFilter { external_id: Some(reference.to_owned()), ..Default::default() };
+        Ok(store::list_products(self.db.reader(), &filter, None, 1).await?.into_iter().next())
+    }
+
     /// Lists products (without the parsed ingredient list in `attributes`, to keep pages small).
     pub async fn products(
         &self,

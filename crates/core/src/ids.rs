@@ -16,6 +16,13 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid.to_string().to_ascii_lowercase())
 }
 
+/// An id below every id [`new_id`] makes with this prefix at or after `ms` (the time part of a
+/// ULID comes first, so ids compare by time): the start of a scan "since `ms`".
+pub fn floor_at(prefix: &str, ms: i64) -> String {
+    let time = ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string().to_ascii_lowercase();
+    format!("{prefix}_{}", &time[..10])
+}
+
 /// True when `id` has the shape of an id made by [`new_id`] with this prefix.
 pub fn is_id(prefix: &str, id: &str) -> bool {
     id.strip_prefix(prefix)
@@ -26,6 +33,17 @@ pub fn is_id(prefix: &str, id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_floor_of_a_time_sorts_between_earlier_and_later_ids() {
+        let before = new_id("evt");
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let t = crate::clock::now_ms();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let after = new_id("evt");
+        let floor = floor_at("evt", t);
+        assert!(before < floor && floor < after, "{before} < {floor} < {after}");
+    }
 
     #[test]
     fn ids_have_their_prefix_and_sort_by_time() {

@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         normalize_secs += t.elapsed().as_secs_f64();
-        log::append(&db, "wk_bench", &msgs, &[], now).await?;
+        log::append(&db, "wk_bench", &msgs, &[], None, now).await?;
         done += msgs.len();
     }
     let secs = started.elapsed().as_secs_f64();

@@ -9,15 +9,16 @@ use dermis_core::clock::now_ms;
 use dermis_store::Db;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use utoipa::ToSchema;
 
 use crate::EventsError;
 use crate::log::{self, Accepted, DeadLetter};
 use crate::message::{BatchDefaults, Kind, Message, normalize, parse_time};
+use crate::outbox::Ingested;
 use crate::schemas::{Check, SchemaRegistry};
 use crate::write_keys::WriteKeys;
-use dermis_features::{Action, FeatureEvent, FeatureStore};
+use dermis_features::{Action, FeatureEvent, FeatureStore, ProductDirectory};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 2500;
@@ -31,6 +32,8 @@ pub struct Ingestor {
     keys: WriteKeys,
     permits: Arc<Semaphore>,
     features: Arc<dyn FeatureStore>,
+    directory: Option<Arc<dyn ProductDirectory>>,
+    outbox_ready: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -70,6 +73,8 @@ pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
                 action,
                 brand: text(p, "brand"),
                 category: text(p, "category"),
+                routine_step: None,
+                actives: Vec::new(),
                 amount_minor: if action == Action::Purchase { (price * quantity * 100.0).round() as i64 } else { 0 },
                 at_ms: m.timestamp_ms,
             })
@@ -147,7 +152,58 @@ impl Ingestor {
     /// Ingestion into `db`, with at most `concurrency` requests writing at once (more wait up to
     /// 250 ms, then get a 429).
     pub fn new(db: Db, concurrency: usize, features: Arc<dyn FeatureStore>) -> Self {
-        Self { keys: WriteKeys::new(db.clone()), db, permits: Arc::new(Semaphore::new(concurrency.max(1))), features }
+        Self {
+            keys: WriteKeys::new(db.clone()),
+            db,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            features,
+            directory: None,
+            outbox_ready: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Enriches feature updates from the catalog (routine step, actives, brand, category).
+    pub fn with_directory(mut self, directory: Arc<dyn ProductDirectory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// Notified whenever ingestion wrote to the outbox, so the relay need not poll.
+    pub fn outbox_ready(&self) -> Arc<Notify> {
+        self.outbox_ready.clone()
+    }
+
+    /// The feature updates of stored messages, enriched from the catalog: what ingestion applies
+    /// and hands to the bus, and what a restarting node replays from the log.
+    pub async fn feature_updates<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
+    ) -> Vec<FeatureEvent> {
+        let mut updates: Vec<FeatureEvent> =
+            messages.into_iter().flat_map(|(write_key_id, m)| feature_events(write_key_id, m)).collect();
+        if let Some(dir) = &self.directory {
+            let mut known = std::collections::HashMap::new();
+            for u in &mut updates {
+                if !known.contains_key(&u.product_id) {
+                    let traits = dir.traits(&u.product_id).await;
+                    known.insert(u.product_id.clone(), traits);
+                }
+                if let Some(Some(t)) = known.get(&u.product_id) {
+                    u.enrich(t);
+                }
+            }
+        }
+        updates
+    }
+
+    /// Applies feature updates; a failure is logged, never lost from the log (a rebuild or the
+    /// bus consumer applies it again).
+    pub async fn apply_features(&self, updates: &[FeatureEvent]) {
+        for fe in updates {
+            if let Err(e) = self.features.apply(fe).await {
+                tracing::warn!(error = %e, "feature update failed; the event is stored in the log");
+            }
+        }
     }
 
     /// The online feature store the ingested events update.
@@ -234,16 +290,18 @@ impl Ingestor {
                 }
             }
         }
-        let inserted = log::append(&self.db, &write_key_id, &accepted, &dead, received).await?;
+        let to_bus = Ingested {
+            write_key_id: write_key_id.clone(),
+            messages: accepted.iter().map(|a| (&a.message).into()).collect(),
+            features: self.feature_updates(accepted.iter().map(|a| (write_key_id.as_str(), &a.message))).await,
+        };
+        let inserted = log::append(&self.db, &write_key_id, &accepted, &dead, Some(&to_bus), received).await?;
+        if inserted > 0 {
+            self.outbox_ready.notify_one();
+        }
         // Read-your-writes on this node: features reflect the events before the answer leaves.
         // The store ignores an event id it has seen, so retries and duplicates count once.
-        for a in &accepted {
-            for fe in feature_events(&write_key_id, &a.message) {
-                if let Err(e) = self.features.apply(&fe).await {
-                    tracing::warn!(error = %e, "feature update failed; the event is stored in the log");
-                }
-            }
-        }
+        self.apply_features(&to_bus.features).await;
         Ok(IngestResult {
             success: failures.is_empty(),
             accepted: inserted,
@@ -276,6 +334,16 @@ impl Ingestor {
             .map_err(|r| EventsError::StillInvalid(r.reason))?;
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
-        Ok(log::replay(&self.db, id, &dl.write_key_id, &accepted, now_ms()).await?)
+        let to_bus = Ingested {
+            write_key_id: dl.write_key_id.clone(),
+            messages: vec![(&accepted.message).into()],
+            features: self.feature_updates([(dl.write_key_id.as_str(), &accepted.message)]).await,
+        };
+        let stored = log::replay(&self.db, id, &dl.write_key_id, &accepted, &to_bus, now_ms()).await?;
+        if stored {
+            self.outbox_ready.notify_one();
+            self.apply_features(&to_bus.features).await;
+        }
+        Ok(stored)
     }
 }

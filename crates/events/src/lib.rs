@@ -8,16 +8,20 @@
 //! - [`schemas`]: the registry of JSON Schemas (`schemas/*.vN.json`) for e-commerce v2 and
 //!   skincare events.
 //! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters.
-//! - [`ingest`]: a request body in, stored events and dead letters out, with per-message results.
+//! - [`ingest`]: a request body in, stored events and dead letters out, with per-message results;
+//!   the online features of each stored message updated before the answer (read-your-writes).
+//! - [`outbox`]: what ingestion hands to the event bus ([`outbox::Ingested`] on
+//!   `events.ingested`), written in the ingestion transaction and relayed by the server.
 //! - [`routes`]: `/v1/track|identify|page|screen|group|alias|batch|import`, the short forms, and the
 //!   admin routes for events, dead letters and write keys.
 //!
-//! This crate owns the `write_keys`, `events` and `dead_letters` tables. Nothing is dropped
+//! This crate owns the `write_keys`, `events`, `dead_letters` and `events_outbox` tables. Nothing is dropped
 //! silently: a message is either in the log, or in the dead letters with its reason.
 
 pub mod ingest;
 pub mod log;
 pub mod message;
+pub mod outbox;
 pub mod routes;
 pub mod schemas;
 pub mod write_keys;
@@ -25,13 +29,22 @@ pub mod write_keys;
 use dermis_store::{Migration, StoreError};
 
 /// Migrations of the tables this crate owns.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    domain: "events",
-    version: 1,
-    name: "write keys, event log, dead letters",
-    sqlite: include_str!("../migrations/0001_events.sql"),
-    postgres: include_str!("../migrations/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        domain: "events",
+        version: 1,
+        name: "write keys, event log, dead letters",
+        sqlite: include_str!("../migrations/0001_events.sql"),
+        postgres: include_str!("../migrations/0001_events.sql"),
+    },
+    Migration {
+        domain: "events",
+        version: 2,
+        name: "outbox to the event bus",
+        sqlite: include_str!("../migrations/0002_events_outbox.sql"),
+        postgres: include_str!("../migrations/0002_events_outbox.sql"),
+    },
+];
 
 /// What an events operation can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::message::Message;
+use crate::message::{Kind, Message};
+use crate::outbox::{self, Ingested};
 
 /// A message to append, with the schema it was validated against.
 #[derive(Debug, Clone)]
@@ -78,17 +79,21 @@ async fn insert_events(
     Ok(inserted)
 }
 
-/// Appends messages and dead letters in one transaction. Returns how many messages were new
-/// (the rest were duplicates of stored ones).
+/// Appends messages, dead letters and what goes to the bus in one transaction. Returns how many
+/// messages were new (the rest were duplicates of stored ones).
 pub async fn append(
     db: &Db,
     write_key_id: &str,
     accepted: &[Accepted],
     dead: &[DeadLetter],
+    to_bus: Option<&Ingested>,
     received_at: i64,
 ) -> Result<usize, StoreError> {
     let mut tx = db.begin().await?;
     let inserted = insert_events(&mut tx, write_key_id, accepted).await?;
+    if let Some(i) = to_bus.filter(|_| inserted > 0) {
+        outbox::append(&mut tx, i, received_at).await?;
+    }
     for d in dead {
         sqlx::query(
             "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -227,6 +232,7 @@ pub async fn replay(
     dead_letter_id: &str,
     write_key_id: &str,
     accepted: &Accepted,
+    to_bus: &Ingested,
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
@@ -242,6 +248,59 @@ pub async fn replay(
         return Ok(false);
     }
     let inserted = insert_events(&mut tx, write_key_id, std::slice::from_ref(accepted)).await?;
+    if inserted > 0 {
+        outbox::append(&mut tx, to_bus, now).await?;
+    }
     tx.commit().await?;
     Ok(inserted > 0)
+}
+
+/// A stored message with its source, as a rebuild reads it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// `evt_...` (time-ordered).
+    pub id: String,
+    /// The source.
+    pub write_key_id: String,
+    /// The message.
+    pub message: Message,
+}
+
+/// Messages stored after `after` (an event id, or the id prefix [`id_floor`] makes of a time),
+/// oldest first: what a node replays into its online features after a restart.
+pub async fn since(db: &Db, after: &str, limit: u32) -> Result<Vec<Logged>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT id, write_key_id, message_id, kind, event, user_id, anonymous_id, timestamp_ms, received_at, payload
+         FROM events WHERE id > $1 ORDER BY id LIMIT {}",
+        limit.clamp(1, 5000)
+    ))
+    .bind(after)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.try_get(3)?;
+            let payload: String = r.try_get(9)?;
+            Ok(Logged {
+                id: r.try_get(0)?,
+                write_key_id: r.try_get(1)?,
+                message: Message {
+                    message_id: r.try_get(2)?,
+                    kind: Kind::parse(&kind).ok_or_else(|| StoreError::Other(format!("stored kind {kind:?}")))?,
+                    event: r.try_get(4)?,
+                    user_id: r.try_get(5)?,
+                    anonymous_id: r.try_get(6)?,
+                    timestamp_ms: r.try_get(7)?,
+                    received_at_ms: r.try_get(8)?,
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Other(e.to_string()))?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// An id below every event stored at or after `ms`: `since(db, &id_floor(t), ..)` starts at
+/// time `t`.
+pub fn id_floor(ms: i64) -> String {
+    dermis_core::ids::floor_at("evt", ms)
 }

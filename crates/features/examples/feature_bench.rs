@@ -31,6 +31,8 @@ async fn run(store: Arc<dyn FeatureStore>, events: usize, reads: usize) {
             action,
             brand: Some(format!("b{}", i % 50)),
             category: Some("Skincare/Moisturizers".into()),
+            routine_step: Some("moisturizer".into()),
+            actives: vec![format!("a{}", i % 30), "niacinamide".into()],
             amount_minor: 2500,
             at_ms: now - ((events - i) as i64) * 10,
         };

@@ -6,17 +6,29 @@
 //!   out. Applying an event twice counts it once (the bus delivers at least once).
 //! - [`memory`]: in process (the embedded default).
 //! - [`redis_store`]: Redis, shared by several nodes; one Lua script applies an event atomically.
+//! - [`snapshot`]: the in-memory store's snapshots (`feature_snapshots`, the one table this
+//!   crate owns: derived state, rebuilt from the event log when missing).
 //!
 //! Windows and time-to-live are enforced when reading: a customer's activity older than
 //! [`CUSTOMER_TTL_MS`] is gone, product counts are summed over hourly buckets.
 
 pub mod memory;
 pub mod redis_store;
+pub mod snapshot;
+
+/// Migrations of the snapshot table.
+pub const MIGRATIONS: &[dermis_store::Migration] = &[dermis_store::Migration {
+    domain: "features",
+    version: 1,
+    name: "snapshots of in-memory features",
+    sqlite: include_str!("../migrations/0001_feature_snapshots.sql"),
+    postgres: include_str!("../migrations/0001_feature_snapshots.sql"),
+}];
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A customer's activity is forgotten after 90 days.
@@ -28,7 +40,7 @@ pub const SESSION_MS: i64 = 30 * 60 * 1000;
 const HOUR_MS: i64 = 3600 * 1000;
 
 /// What a customer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Viewed a product.
@@ -48,6 +60,15 @@ impl Action {
         }
     }
 
+    /// Its slot in a product's bucket arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::View => 0,
+            Self::AddToCart => 1,
+            Self::Purchase => 2,
+        }
+    }
+
     /// How much it says about taste (for affinities).
     fn weight(self) -> i64 {
         match self {
@@ -58,8 +79,9 @@ impl Action {
     }
 }
 
-/// One event, as the feature store needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One event, as the feature store needs it. It travels on the bus (`events.ingested`), so it
+/// is serializable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureEvent {
     /// Unique id (the event's): applying it twice counts once.
     pub id: String,
@@ -73,9 +95,120 @@ pub struct FeatureEvent {
     pub brand: Option<String>,
     /// The product's category, if known.
     pub category: Option<String>,
+    /// The product's routine step (`moisturizer`), from the catalog.
+    #[serde(default)]
+    pub routine_step: Option<String>,
+    /// The product's actives (canonical ingredient ids), from the catalog.
+    #[serde(default)]
+    pub actives: Vec<String>,
     /// Money spent (purchases), minor units.
     pub amount_minor: i64,
     /// When, ms since the epoch.
+    pub at_ms: i64,
+}
+
+/// What the catalog says about a product, to enrich events whose properties do not say it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductTraits {
+    /// Brand.
+    pub brand: Option<String>,
+    /// Category path.
+    pub category: Option<String>,
+    /// Routine step.
+    pub routine_step: Option<String>,
+    /// Actives (canonical ingredient ids).
+    pub actives: Vec<String>,
+}
+
+/// Where the catalog's knowledge of a product comes from (the catalog, through its public API,
+/// behind a cache). Lookups must be cheap: they happen on the ingestion path.
+#[async_trait]
+pub trait ProductDirectory: Send + Sync + 'static {
+    /// The product's traits, by Dermis id or by the id of the system it came from; `None` when
+    /// the catalog does not know it (the event still counts, without catalog features).
+    async fn traits(&self, product_id: &str) -> Option<ProductTraits>;
+}
+
+impl FeatureEvent {
+    /// Fills what the event did not say from the catalog (the event's own brand and category win).
+    pub fn enrich(&mut self, t: &ProductTraits) {
+        if self.brand.is_none() {
+            self.brand.clone_from(&t.brand);
+        }
+        if self.category.is_none() {
+            self.category.clone_from(&t.category);
+        }
+        if self.routine_step.is_none() {
+            self.routine_step.clone_from(&t.routine_step);
+        }
+        if self.actives.is_empty() {
+            self.actives = t.actives.iter().take(MAX_ACTIVES).cloned().collect();
+        }
+    }
+
+    /// The interests this event expresses: its brand, category and actives, weighted by action.
+    pub(crate) fn interests(&self) -> Vec<Interest> {
+        let w = self.action.weight();
+        let mut out = Vec::with_capacity(2 + self.actives.len());
+        for (kind, name) in [(InterestKind::Brand, &self.brand), (InterestKind::Category, &self.category)] {
+            if let Some(n) = name {
+                out.push(Interest { kind, name: n.clone(), weight: w, at_ms: self.at_ms });
+            }
+        }
+        for a in self.actives.iter().take(MAX_ACTIVES) {
+            out.push(Interest { kind: InterestKind::Ingredient, name: a.clone(), weight: w, at_ms: self.at_ms });
+        }
+        out
+    }
+
+    /// What the customer's lists keep of it.
+    pub(crate) fn touch(&self) -> Touch {
+        Touch {
+            product_id: self.product_id.clone(),
+            at_ms: self.at_ms,
+            amount_minor: self.amount_minor,
+            routine_step: self.routine_step.clone(),
+        }
+    }
+}
+
+/// Actives counted per event (a product lists a handful; the cap bounds a hostile one).
+pub const MAX_ACTIVES: usize = 8;
+
+/// A product a customer touched, as the lists keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Touch {
+    #[serde(rename = "p")]
+    pub product_id: String,
+    #[serde(rename = "t")]
+    pub at_ms: i64,
+    #[serde(rename = "a", default)]
+    pub amount_minor: i64,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub routine_step: Option<String>,
+}
+
+/// What an interest is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum InterestKind {
+    #[serde(rename = "b")]
+    Brand,
+    #[serde(rename = "c")]
+    Category,
+    #[serde(rename = "i")]
+    Ingredient,
+}
+
+/// One weighted sign of interest, kept in a capped list and summed at read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Interest {
+    #[serde(rename = "k")]
+    pub kind: InterestKind,
+    #[serde(rename = "n")]
+    pub name: String,
+    #[serde(rename = "w")]
+    pub weight: i64,
+    #[serde(rename = "t")]
     pub at_ms: i64,
 }
 
@@ -86,6 +219,35 @@ pub struct Recent {
     pub product_id: String,
     /// When, ms since the epoch.
     pub at_ms: i64,
+}
+
+/// A loyalty tier, from spend within the customer TTL (90 days): `gold` from 400.00,
+/// `silver` from 150.00, `bronze` from the first purchase (amounts in the major unit of whatever
+/// currency was sent; Dermis does not convert).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoyaltyTier {
+    /// No purchase within the TTL.
+    #[default]
+    Prospect,
+    /// At least one purchase.
+    Bronze,
+    /// 150.00 or more.
+    Silver,
+    /// 400.00 or more.
+    Gold,
+}
+
+impl LoyaltyTier {
+    /// The tier for a spend (minor units) and number of purchases.
+    pub fn from_spend(spend_minor: i64, purchases: usize) -> Self {
+        match spend_minor {
+            s if s >= 40_000 => Self::Gold,
+            s if s >= 15_000 => Self::Silver,
+            _ if purchases > 0 => Self::Bronze,
+            _ => Self::Prospect,
+        }
+    }
 }
 
 /// What is known about a customer now.
@@ -101,12 +263,18 @@ pub struct CustomerFeatures {
     pub session: Vec<String>,
     /// Days since the last purchase of each product bought.
     pub days_since_purchase: BTreeMap<String, i64>,
+    /// Purchases per routine step (`cleanser`, `moisturizer` ...), for products the catalog knows.
+    pub purchases_by_step: BTreeMap<String, i64>,
     /// Total spend (minor units) within the time-to-live.
     pub spend_minor: i64,
+    /// Loyalty tier from that spend.
+    pub loyalty_tier: LoyaltyTier,
     /// Weighted interest per brand (view 1, cart 3, purchase 5).
     pub brand_affinity: BTreeMap<String, i64>,
     /// Weighted interest per category.
     pub category_affinity: BTreeMap<String, i64>,
+    /// Weighted interest per active ingredient (canonical id), from the catalog's facts.
+    pub ingredient_affinity: BTreeMap<String, i64>,
 }
 
 /// How a product is doing.
@@ -130,6 +298,9 @@ pub enum FeatureError {
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(String),
+    /// A snapshot could not be read or written.
+    #[error("{0}")]
+    Snapshot(String),
 }
 
 /// The feature store.
@@ -147,35 +318,47 @@ pub trait FeatureStore: Send + Sync + 'static {
     async fn forget_customer(&self, customer_id: &str) -> Result<(), FeatureError>;
 }
 
-/// Builds customer features from raw lists (shared by both implementations so they agree).
+/// Builds customer features from raw lists, newest first (shared by both implementations so
+/// they agree).
 pub(crate) fn customer_from(
-    views: Vec<Recent>,
-    carts: Vec<Recent>,
-    purchases: Vec<(Recent, i64)>,
-    affinities: Vec<(String, String, i64, i64)>,
+    views: Vec<Touch>,
+    carts: Vec<Touch>,
+    purchases: Vec<Touch>,
+    interests: Vec<Interest>,
     now_ms: i64,
 ) -> CustomerFeatures {
-    let live = |r: &Recent| now_ms - r.at_ms <= CUSTOMER_TTL_MS;
-    let mut f = CustomerFeatures {
-        recent_views: views.into_iter().filter(live).take(RECENT).collect(),
-        recent_add_to_carts: carts.into_iter().filter(live).take(RECENT).collect(),
-        ..CustomerFeatures::default()
+    let live = |at_ms: i64| now_ms - at_ms <= CUSTOMER_TTL_MS;
+    let recent = |list: Vec<Touch>| {
+        list.into_iter()
+            .filter(|t| live(t.at_ms))
+            .take(RECENT)
+            .map(|t| Recent { product_id: t.product_id, at_ms: t.at_ms })
+            .collect::<Vec<_>>()
     };
+    let mut f =
+        CustomerFeatures { recent_views: recent(views), recent_add_to_carts: recent(carts), ..Default::default() };
     f.session =
         f.recent_views.iter().filter(|r| now_ms - r.at_ms <= SESSION_MS).map(|r| r.product_id.clone()).collect();
-    for (r, amount) in purchases.into_iter().filter(|(r, _)| live(r)) {
-        f.spend_minor += amount;
-        f.days_since_purchase.entry(r.product_id.clone()).or_insert((now_ms - r.at_ms) / (24 * HOUR_MS));
+    let mut bought = 0;
+    for t in purchases.into_iter().filter(|t| live(t.at_ms)) {
+        bought += 1;
+        f.spend_minor += t.amount_minor;
+        f.days_since_purchase.entry(t.product_id.clone()).or_insert((now_ms - t.at_ms) / (24 * HOUR_MS));
+        if let Some(step) = &t.routine_step {
+            *f.purchases_by_step.entry(step.clone()).or_default() += 1;
+        }
         if f.recent_purchases.len() < RECENT {
-            f.recent_purchases.push(r);
+            f.recent_purchases.push(Recent { product_id: t.product_id, at_ms: t.at_ms });
         }
     }
-    for (kind, name, weight, at_ms) in affinities {
-        if now_ms - at_ms > CUSTOMER_TTL_MS {
-            continue;
-        }
-        let map = if kind == "brand" { &mut f.brand_affinity } else { &mut f.category_affinity };
-        *map.entry(name).or_default() += weight;
+    f.loyalty_tier = LoyaltyTier::from_spend(f.spend_minor, bought);
+    for i in interests.into_iter().filter(|i| live(i.at_ms)) {
+        let map = match i.kind {
+            InterestKind::Brand => &mut f.brand_affinity,
+            InterestKind::Category => &mut f.category_affinity,
+            InterestKind::Ingredient => &mut f.ingredient_affinity,
+        };
+        *map.entry(i.name).or_default() += i.weight;
     }
     f
 }

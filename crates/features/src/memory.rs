@@ -1,37 +1,43 @@
-//! The in-process feature store (the embedded default). Same caps and windows as Redis.
+//! The in-process feature store (the embedded default). Same caps and windows as Redis. Its
+//! state can be written out as a snapshot and read back ([`MemoryFeatures::snapshot`],
+//! [`MemoryFeatures::restore`]), so a restart does not start from nothing; the event ids seen
+//! are part of it, so events replayed after a restore count once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    Action, CustomerFeatures, FeatureError, FeatureEvent, FeatureStore, ProductFeatures, RECENT, Recent, customer_from,
-    hour_of, product_from,
+    Action, CustomerFeatures, FeatureError, FeatureEvent, FeatureStore, Interest, ProductFeatures, RECENT, Touch,
+    customer_from, hour_of, product_from,
 };
 
 /// Purchases kept per customer.
 pub(crate) const PURCHASES: usize = 1000;
-/// Affinity entries kept per customer.
-pub(crate) const ACTIVITY: usize = 200;
+/// Interest entries kept per customer.
+pub(crate) const ACTIVITY: usize = 500;
 const SEEN_MS: i64 = 8 * 24 * 3600 * 1000;
 const WEEK_HOURS: i64 = 24 * 7;
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Customer {
-    views: VecDeque<Recent>,
-    carts: VecDeque<Recent>,
-    purchases: VecDeque<(Recent, i64)>,
-    activity: VecDeque<(String, String, i64, i64)>,
+    views: VecDeque<Touch>,
+    carts: VecDeque<Touch>,
+    purchases: VecDeque<Touch>,
+    interests: VecDeque<Interest>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct State {
     customers: HashMap<String, Customer>,
     products: HashMap<String, [BTreeMap<i64, i64>; 3]>,
-    seen: HashMap<String, i64>,
-    /// Seen ids in arrival order, to forget them after [`SEEN_MS`] (or beyond [`SEEN_MAX`]).
+    /// Seen ids in arrival order with their event time, to forget them after [`SEEN_MS`] (or
+    /// beyond [`SEEN_MAX`]). The set is rebuilt from it on restore.
     seen_order: VecDeque<(i64, String)>,
+    #[serde(skip)]
+    seen: HashMap<String, i64>,
 }
 
 /// Most event ids remembered for deduplication.
@@ -48,6 +54,31 @@ impl MemoryFeatures {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The whole state as JSON (customers, product buckets, event ids seen).
+    pub fn snapshot(&self) -> String {
+        serde_json::to_string(&*self.lock()).unwrap_or_default()
+    }
+
+    /// Replaces the state with a snapshot. Events applied since are not lost by a restore made
+    /// at start; replaying them afterwards is how a restart catches up (they count once).
+    pub fn restore(&self, snapshot: &str) -> Result<(), FeatureError> {
+        let mut state: State =
+            serde_json::from_str(snapshot).map_err(|e| FeatureError::Snapshot(format!("unreadable snapshot: {e}")))?;
+        state.seen = state.seen_order.iter().map(|(at, id)| (id.clone(), *at)).collect();
+        *self.lock() = state;
+        Ok(())
+    }
+
+    /// How many customers and products it holds.
+    pub fn size(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.customers.len(), s.products.len())
+    }
 }
 
 fn push<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
@@ -62,7 +93,7 @@ impl FeatureStore for MemoryFeatures {
     }
 
     async fn apply(&self, e: &FeatureEvent) -> Result<(), FeatureError> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.lock();
         if s.seen.contains_key(&e.id) {
             return Ok(());
         }
@@ -77,49 +108,80 @@ impl FeatureStore for MemoryFeatures {
             }
         }
         let c = s.customers.entry(e.customer_id.clone()).or_default();
-        let r = Recent { product_id: e.product_id.clone(), at_ms: e.at_ms };
         match e.action {
-            Action::View => push(&mut c.views, r, RECENT),
-            Action::AddToCart => push(&mut c.carts, r, RECENT),
-            Action::Purchase => push(&mut c.purchases, (r, e.amount_minor), PURCHASES),
+            Action::View => push(&mut c.views, e.touch(), RECENT),
+            Action::AddToCart => push(&mut c.carts, e.touch(), RECENT),
+            Action::Purchase => push(&mut c.purchases, e.touch(), PURCHASES),
         }
-        for (kind, name) in [("brand", &e.brand), ("category", &e.category)] {
-            if let Some(n) = name {
-                push(&mut c.activity, (kind.to_owned(), n.clone(), e.action.weight(), e.at_ms), ACTIVITY);
-            }
+        for i in e.interests() {
+            push(&mut c.interests, i, ACTIVITY);
         }
         let p = s.products.entry(e.product_id.clone()).or_default();
-        let i = match e.action {
-            Action::View => 0,
-            Action::AddToCart => 1,
-            Action::Purchase => 2,
-        };
         let hour = hour_of(e.at_ms);
-        *p[i].entry(hour).or_default() += 1;
-        p[i].retain(|h, _| hour - *h <= WEEK_HOURS);
+        let buckets = &mut p[e.action.index()];
+        *buckets.entry(hour).or_default() += 1;
+        buckets.retain(|h, _| hour - *h <= WEEK_HOURS);
         Ok(())
     }
 
     async fn customer(&self, customer_id: &str, now_ms: i64) -> Result<CustomerFeatures, FeatureError> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.lock();
         let Some(c) = s.customers.get(customer_id) else { return Ok(CustomerFeatures::default()) };
         Ok(customer_from(
             c.views.iter().cloned().collect(),
             c.carts.iter().cloned().collect(),
             c.purchases.iter().cloned().collect(),
-            c.activity.iter().cloned().collect(),
+            c.interests.iter().cloned().collect(),
             now_ms,
         ))
     }
 
     async fn product(&self, product_id: &str, now_ms: i64) -> Result<ProductFeatures, FeatureError> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let buckets = s.products.get(product_id).cloned().unwrap_or_default();
+        let buckets = self.lock().products.get(product_id).cloned().unwrap_or_default();
         Ok(product_from(buckets, now_ms))
     }
 
     async fn forget_customer(&self, customer_id: &str) -> Result<(), FeatureError> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).customers.remove(customer_id);
+        self.lock().customers.remove(customer_id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn purchase(id: &str, at_ms: i64) -> FeatureEvent {
+        FeatureEvent {
+            id: id.into(),
+            customer_id: "c1".into(),
+            product_id: "p1".into(),
+            action: Action::Purchase,
+            brand: Some("B".into()),
+            category: None,
+            routine_step: Some("serum".into()),
+            actives: vec!["niacinamide".into()],
+            amount_minor: 1000,
+            at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restored_snapshot_reads_the_same_and_still_deduplicates() {
+        let now = 1_800_000_000_000;
+        let a = MemoryFeatures::new();
+        a.apply(&purchase("e1", now - 1000)).await.unwrap();
+        let b = MemoryFeatures::new();
+        b.restore(&a.snapshot()).unwrap();
+        assert_eq!(b.customer("c1", now).await.unwrap(), a.customer("c1", now).await.unwrap());
+        assert_eq!(b.product("p1", now).await.unwrap(), a.product("p1", now).await.unwrap());
+        b.apply(&purchase("e1", now - 1000)).await.unwrap(); // replayed after the restore
+        assert_eq!(
+            b.customer("c1", now).await.unwrap().spend_minor,
+            1000,
+            "an event seen before the snapshot counts once"
+        );
+        assert!(b.restore("{not json").is_err(), "a damaged snapshot is refused, not half applied");
+        assert_eq!(b.size(), (1, 1));
     }
 }

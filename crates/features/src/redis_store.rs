@@ -10,21 +10,29 @@ use redis::aio::ConnectionManager;
 use crate::memory::{ACTIVITY, PURCHASES};
 use crate::{
     Action, CUSTOMER_TTL_MS, CustomerFeatures, FeatureError, FeatureEvent, FeatureStore, ProductFeatures, RECENT,
-    Recent, customer_from, hour_of, product_from,
+    customer_from, hour_of, product_from,
 };
 
+/// A list entry as stored: JSON.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+// KEYS: seen id, the customer's list for the action, the customer's interests, the product's
+// buckets for the action. ARGV: seen TTL, list entry, list cap, customer TTL, hour, product TTL,
+// interest cap, then one interest entry per remaining argument.
 const APPLY: &str = r#"
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-for i = 5, 6 do
-  if ARGV[i] ~= '' then redis.call('LPUSH', KEYS[3], ARGV[i]) end
+for i = 8, #ARGV do
+  redis.call('LPUSH', KEYS[3], ARGV[i])
 end
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[9]) - 1)
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
-redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
-redis.call('PEXPIRE', KEYS[4], ARGV[8])
+redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 1
 "#;
 
@@ -66,14 +74,9 @@ impl RedisFeatures {
     }
 }
 
-fn recent(entry: &str) -> Option<(Recent, i64)> {
-    let mut parts = entry.rsplitn(3, '|');
-    let third = parts.next()?;
-    let second = parts.next()?;
-    match parts.next() {
-        Some(pid) => Some((Recent { product_id: pid.to_owned(), at_ms: second.parse().ok()? }, third.parse().ok()?)),
-        None => Some((Recent { product_id: second.to_owned(), at_ms: third.parse().ok()? }, 0)),
-    }
+/// Entries are JSON (ids may contain any character); an unreadable one is skipped.
+fn entries<T: serde::de::DeserializeOwned>(list: &[String]) -> Vec<T> {
+    list.iter().filter_map(|e| serde_json::from_str(e).ok()).collect()
 }
 
 #[async_trait]
@@ -83,64 +86,39 @@ impl FeatureStore for RedisFeatures {
     }
 
     async fn apply(&self, e: &FeatureEvent) -> Result<(), FeatureError> {
-        let entry = match e.action {
-            Action::Purchase => format!("{}|{}|{}", e.product_id, e.at_ms, e.amount_minor),
-            _ => format!("{}|{}", e.product_id, e.at_ms),
-        };
         let cap = if e.action == Action::Purchase { PURCHASES } else { RECENT };
-        let activity = |kind: &str, name: &Option<String>| {
-            name.as_ref().map(|n| format!("{kind}|{}|{}|{n}", e.action.weight(), e.at_ms)).unwrap_or_default()
-        };
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .script
+        let mut invocation = self.script.prepare_invoke();
+        invocation
             .key(format!("{}:seen:{}", self.prefix, e.id))
             .key(self.customer_key(&e.customer_id, e.action.as_str()))
-            .key(self.customer_key(&e.customer_id, "activity"))
+            .key(self.customer_key(&e.customer_id, "interests"))
             .key(self.product_key(&e.product_id, e.action))
             .arg(SEEN_MS)
-            .arg(entry)
+            .arg(json(&e.touch()))
             .arg(cap)
             .arg(CUSTOMER_TTL_MS)
-            .arg(activity("brand", &e.brand))
-            .arg(activity("category", &e.category))
             .arg(hour_of(e.at_ms))
             .arg(PRODUCT_MS)
-            .arg(ACTIVITY)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .arg(ACTIVITY);
+        for i in e.interests() {
+            invocation.arg(json(&i));
+        }
+        let _: i64 = invocation.invoke_async(&mut conn).await.map_err(err)?;
         Ok(())
     }
 
     async fn customer(&self, customer_id: &str, now_ms: i64) -> Result<CustomerFeatures, FeatureError> {
         let mut conn = self.conn.clone();
-        let (views, carts, purchases, activity): (Vec<String>, Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+        let (views, carts, purchases, interests): (Vec<String>, Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
             .lrange(self.customer_key(customer_id, "view"), 0, -1)
             .lrange(self.customer_key(customer_id, "cart"), 0, -1)
             .lrange(self.customer_key(customer_id, "purchase"), 0, -1)
-            .lrange(self.customer_key(customer_id, "activity"), 0, -1)
+            .lrange(self.customer_key(customer_id, "interests"), 0, -1)
             .query_async(&mut conn)
             .await
             .map_err(err)?;
-        let list = |v: Vec<String>| v.iter().filter_map(|s| recent(s)).map(|(r, _)| r).collect::<Vec<_>>();
-        let affinities = activity
-            .iter()
-            .filter_map(|a| {
-                let mut p = a.splitn(4, '|');
-                let kind = p.next()?.to_owned();
-                let weight: i64 = p.next()?.parse().ok()?;
-                let at: i64 = p.next()?.parse().ok()?;
-                Some((kind, p.next()?.to_owned(), weight, at))
-            })
-            .collect();
-        Ok(customer_from(
-            list(views),
-            list(carts),
-            purchases.iter().filter_map(|s| recent(s)).collect(),
-            affinities,
-            now_ms,
-        ))
+        Ok(customer_from(entries(&views), entries(&carts), entries(&purchases), entries(&interests), now_ms))
     }
 
     async fn product(&self, product_id: &str, now_ms: i64) -> Result<ProductFeatures, FeatureError> {
@@ -158,7 +136,7 @@ impl FeatureStore for RedisFeatures {
     async fn forget_customer(&self, customer_id: &str) -> Result<(), FeatureError> {
         let mut conn = self.conn.clone();
         let keys: Vec<String> =
-            ["view", "cart", "purchase", "activity"].iter().map(|w| self.customer_key(customer_id, w)).collect();
+            ["view", "cart", "purchase", "interests"].iter().map(|w| self.customer_key(customer_id, w)).collect();
         let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(err)?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dermis_features::memory::MemoryFeatures;
 use dermis_features::redis_store::RedisFeatures;
-use dermis_features::{Action, FeatureEvent, FeatureStore};
+use dermis_features::{Action, FeatureEvent, FeatureStore, LoyaltyTier};
 
 // Half past an hour: windows are sums of whole hourly buckets (the current one and those before).
 const NOW: i64 = 1_800_000_000_000 + 30 * 60_000;
@@ -19,6 +19,8 @@ fn ev(id: &str, customer: &str, product: &str, action: Action, at: i64) -> Featu
         action,
         brand: Some("Dermis Labs".into()),
         category: Some("Skincare/Moisturizers".into()),
+        routine_step: Some("moisturizer".into()),
+        actives: vec!["niacinamide".into(), "ceramide-np".into()],
         amount_minor: if action == Action::Purchase { 2500 } else { 0 },
         at_ms: at,
     }
@@ -63,7 +65,11 @@ macro_rules! feature_tests {
     };
 }
 
-feature_tests!(customer_activity_is_recent_first_and_counted_once, windows_ttl_and_erasure);
+feature_tests!(
+    customer_activity_is_recent_first_and_counted_once,
+    windows_ttl_and_erasure,
+    loyalty_follows_spend_and_odd_ids_survive
+);
 
 async fn customer_activity_is_recent_first_and_counted_once(s: Arc<dyn FeatureStore>) {
     s.apply(&ev("e1", "c1", "p1", Action::View, NOW - 40 * MIN)).await.unwrap();
@@ -78,6 +84,9 @@ async fn customer_activity_is_recent_first_and_counted_once(s: Arc<dyn FeatureSt
     assert_eq!(f.spend_minor, 2500, "a redelivered purchase counts once");
     assert_eq!(f.days_since_purchase.get("p2"), Some(&3));
     assert_eq!(f.brand_affinity.get("Dermis Labs"), Some(&(1 + 1 + 3 + 5)));
+    assert_eq!(f.ingredient_affinity.get("niacinamide"), Some(&(1 + 1 + 3 + 5)));
+    assert_eq!(f.purchases_by_step.get("moisturizer"), Some(&1));
+    assert_eq!(f.loyalty_tier, LoyaltyTier::Bronze);
     assert_eq!(s.customer("nobody", NOW).await.unwrap(), Default::default());
 }
 
@@ -96,4 +105,23 @@ async fn windows_ttl_and_erasure(s: Arc<dyn FeatureStore>) {
     assert!(s.customer("c0", NOW + 91 * DAY).await.unwrap().recent_views.is_empty(), "customer TTL at read");
     s.forget_customer("c0").await.unwrap();
     assert_eq!(s.customer("c0", NOW).await.unwrap(), Default::default());
+}
+
+async fn loyalty_follows_spend_and_odd_ids_survive(s: Arc<dyn FeatureStore>) {
+    // Ids with the characters a list encoding could trip on.
+    let odd = "c|1:\"x\"";
+    for (i, amount) in [(0, 10_000), (1, 10_000)] {
+        let mut e = ev(&format!("o{i}"), odd, "p|1", Action::Purchase, NOW - MIN);
+        e.amount_minor = amount;
+        s.apply(&e).await.unwrap();
+    }
+    let f = s.customer(odd, NOW).await.unwrap();
+    assert_eq!(f.spend_minor, 20_000);
+    assert_eq!(f.loyalty_tier, LoyaltyTier::Silver);
+    assert_eq!(f.recent_purchases[0].product_id, "p|1");
+    let mut big = ev("o2", odd, "p2", Action::Purchase, NOW - MIN);
+    big.amount_minor = 30_000;
+    s.apply(&big).await.unwrap();
+    assert_eq!(s.customer(odd, NOW).await.unwrap().loyalty_tier, LoyaltyTier::Gold);
+    assert_eq!(s.customer(odd, NOW + 91 * DAY).await.unwrap().loyalty_tier, LoyaltyTier::Prospect, "spend expires");
 }

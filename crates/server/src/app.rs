@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,6 +43,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::ops::{self, OpsState};
+use crate::streams::{self, CatalogDirectory};
 use crate::{http, metrics, openapi};
 
 /// Every domain's migrations, in the order they apply.
@@ -51,6 +53,7 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_catalog::MIGRATIONS,
     dermis_events::MIGRATIONS,
     dermis_bus::MIGRATIONS,
+    dermis_features::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
@@ -59,7 +62,9 @@ pub struct Application {
     router: Router,
     db: Db,
     bus: Arc<dyn EventBus>,
-    grace: Duration,
+    ingestor: Ingestor,
+    memory: Option<Arc<MemoryFeatures>>,
+    config: Config,
 }
 
 /// The configured event bus: NATS JetStream for `nats://` URLs, else the embedded one.
@@ -67,7 +72,7 @@ pub async fn open_bus(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn EventB
     // The URL may carry credentials: it is never printed.
     Ok(match config.bus_url.as_ref().map(|u| u.expose_secret()) {
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            Arc::new(NatsBus::connect(url, "DERMIS", Duration::from_secs(30)).await.map_err(|e| {
+            Arc::new(NatsBus::connect(url, &config.bus_stream, Duration::from_secs(30)).await.map_err(|e| {
                 anyhow::anyhow!("connecting to DERMIS_BUS_URL failed ({})", redact(&e.to_string(), url))
             })?)
         }
@@ -76,16 +81,21 @@ pub async fn open_bus(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn EventB
     })
 }
 
-/// The online feature store: Redis for `redis://` URLs (shared by nodes), else in memory.
-pub async fn open_features(config: &Config) -> anyhow::Result<Arc<dyn FeatureStore>> {
+/// The online feature store: Redis for `redis://` URLs (shared by nodes), else in memory (then
+/// also returned as such, for its snapshots).
+pub async fn open_features(config: &Config) -> anyhow::Result<(Arc<dyn FeatureStore>, Option<Arc<MemoryFeatures>>)> {
     Ok(match config.redis_url.as_ref().map(|u| u.expose_secret()) {
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            Arc::new(RedisFeatures::connect(url, "dermis").await.map_err(|e| {
+            let redis = RedisFeatures::connect(url, "dermis").await.map_err(|e| {
                 anyhow::anyhow!("connecting to DERMIS_REDIS_URL failed ({})", redact(&e.to_string(), url))
-            })?)
+            })?;
+            (Arc::new(redis), None)
         }
         Some(_) => anyhow::bail!("DERMIS_REDIS_URL must start with redis:// or rediss://"),
-        None => Arc::new(MemoryFeatures::new()),
+        None => {
+            let memory = Arc::new(MemoryFeatures::new());
+            (memory.clone(), Some(memory))
+        }
     })
 }
 
@@ -146,10 +156,12 @@ impl Application {
         .context("configuring token verification")?;
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
         let bus = open_bus(&config, &db).await?;
-        let features = open_features(&config).await?;
-        let router = build_router(&config, db.clone(), auth, features)?;
+        let (features, memory) = open_features(&config).await?;
+        let directory = Arc::new(CatalogDirectory::new(Catalog::new(db.clone())));
+        let ingestor = Ingestor::new(db.clone(), config.events.ingest_concurrency, features).with_directory(directory);
+        let router = build_router(&config, db.clone(), auth, ingestor.clone())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, router, db, bus, grace: Duration::from_secs(config.http.shutdown_grace_secs) })
+        Ok(Self { listener, router, db, bus, ingestor, memory, config })
     }
 
     /// The bound port.
@@ -165,11 +177,29 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
     /// period) and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, db, bus, grace } = self;
-        tracing::info!(bus = bus.name(), "event bus ready");
-        let relay = tokio::spawn(crate::relay::run(db.clone(), bus, Duration::from_millis(200)));
+        let Self { listener, router, db, bus, ingestor, memory, config } = self;
+        let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+        tracing::info!(
+            bus = bus.name(),
+            features = ingestor.features().name(),
+            node = config.node_id,
+            "event bus ready"
+        );
+        let mut background = vec![tokio::spawn(crate::relay::run(
+            db.clone(),
+            bus.clone(),
+            ingestor.outbox_ready(),
+            Duration::from_millis(200),
+        ))];
+        let consumer = streams::consumer_name(ingestor.features().as_ref(), &config.node_id);
+        background.push(tokio::spawn(streams::watch_lag(
+            bus.clone(),
+            consumer.clone(),
+            config.events.lag_alert,
+            Duration::from_secs(5),
+        )));
         let purge_db = db.clone();
-        let purger = tokio::spawn(async move {
+        background.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tick.tick().await;
@@ -179,7 +209,7 @@ impl Application {
                     Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
                 }
             }
-        });
+        }));
         // Products derived under another knowledge base version (or before facts existed) are
         // recomputed in the background; reads keep working meanwhile.
         let facts_db = db.clone();
@@ -190,6 +220,33 @@ impl Application {
                 Err(e) => tracing::warn!(error = %e, "recomputing product facts failed"),
             }
         });
+        // Set once the in-memory features are rebuilt: a snapshot of a half-rebuilt state would
+        // make the next start skip what the rebuild had not reached.
+        let rebuilt = Arc::new(AtomicBool::new(false));
+        if let Some(memory) = &memory {
+            let (db, memory, ingestor, node) = (db.clone(), memory.clone(), ingestor.clone(), config.node_id.clone());
+            let (bus, consumer, rebuilt) = (bus.clone(), consumer.clone(), rebuilt.clone());
+            let snapshot_secs = config.features.snapshot_secs;
+            background.push(tokio::spawn(async move {
+                match streams::rebuild(&db, &memory, &ingestor, &node).await {
+                    Ok(n) => {
+                        tracing::info!(replayed = n, "online features rebuilt from the snapshot and the event log")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rebuilding the online features failed; they fill from new events")
+                    }
+                }
+                rebuilt.store(true, Ordering::SeqCst);
+                let snapshots = async {
+                    if snapshot_secs > 0 {
+                        streams::snapshot_every(db, memory, node, Duration::from_secs(snapshot_secs)).await;
+                    }
+                };
+                tokio::join!(snapshots, streams::consume_features(bus, ingestor, consumer));
+            }));
+        } else {
+            background.push(tokio::spawn(streams::consume_features(bus.clone(), ingestor.clone(), consumer)));
+        }
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             shutdown.await;
@@ -207,8 +264,17 @@ impl Application {
             r = server.into_future() => r.context("serving HTTP")?,
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
         }
-        purger.abort();
-        relay.abort();
+        for task in background {
+            task.abort();
+        }
+        if let (Some(memory), true) = (&memory, config.features.snapshot_secs > 0 && rebuilt.load(Ordering::SeqCst)) {
+            match streams::save_snapshot(&db, memory, &config.node_id).await {
+                Ok(()) => tracing::info!("online features saved"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "saving the online features failed; the next start replays the log")
+                }
+            }
+        }
         db.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -262,19 +328,11 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
 }
 
 /// The whole router: API, ops and docs, behind the middleware.
-pub fn build_router(
-    config: &Config,
-    db: Db,
-    auth: Arc<Authenticator>,
-    features: Arc<dyn FeatureStore>,
-) -> anyhow::Result<Router> {
+pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, ingestor: Ingestor) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
     let catalog = CatalogState { catalog: Catalog::new(db.clone()), auth: auth.clone() };
-    let events = EventsState {
-        ingestor: Arc::new(Ingestor::new(db.clone(), config.events.ingest_concurrency, features)),
-        auth: auth.clone(),
-    };
+    let events = EventsState { ingestor: Arc::new(ingestor), auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router().with_state(OpsState { db: db.clone() }))
         .merge(dermis_auth::routes::router().with_state(auth))

@@ -28,6 +28,12 @@ pub struct Config {
     /// `redis://host:6379` for the online feature store shared by nodes, instead of in memory
     /// (`DERMIS_REDIS_URL`).
     pub redis_url: Option<SecretString>,
+    /// The JetStream stream (and subject root, in lower case) of the bus, so several
+    /// environments can share one NATS (`DERMIS_BUS_STREAM`, default `DERMIS`).
+    pub bus_stream: String,
+    /// This node's name: its bus consumers and feature snapshot are kept under it. Give each node
+    /// its own (`DERMIS_NODE_ID`; default the host name).
+    pub node_id: String,
     /// HTTP limits and CORS.
     pub http: HttpConfig,
     /// Token verification.
@@ -36,6 +42,23 @@ pub struct Config {
     pub log: LogConfig,
     /// Event ingestion.
     pub events: EventsConfig,
+    /// The online feature store.
+    pub features: FeaturesConfig,
+}
+
+/// The online feature store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FeaturesConfig {
+    /// Seconds between snapshots of the in-memory features to the store; 0 turns them off
+    /// (`DERMIS_FEATURES__SNAPSHOT_SECS`).
+    pub snapshot_secs: u64,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        Self { snapshot_secs: 60 }
+    }
 }
 
 /// Event ingestion.
@@ -45,11 +68,14 @@ pub struct EventsConfig {
     /// Ingestion requests writing at once; more wait 250 ms, then get a 429
     /// (`DERMIS_EVENTS__INGEST_CONCURRENCY`).
     pub ingest_concurrency: usize,
+    /// A bus consumer this many messages behind is reported (`bus_consumer_lagging` = 1 and a
+    /// warning in the log) (`DERMIS_EVENTS__LAG_ALERT`).
+    pub lag_alert: u64,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { ingest_concurrency: 64 }
+        Self { ingest_concurrency: 64, lag_alert: 1000 }
     }
 }
 
@@ -109,12 +135,25 @@ impl Default for Config {
             database_max_connections: 16,
             bus_url: None,
             redis_url: None,
+            bus_stream: "DERMIS".into(),
+            node_id: default_node_id(),
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             events: EventsConfig::default(),
+            features: FeaturesConfig::default(),
         }
     }
+}
+
+/// The host name (`HOSTNAME`, else `/etc/hostname`), else `local`.
+fn default_node_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into())
 }
 
 impl Default for HttpConfig {

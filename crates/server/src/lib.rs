@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod relay;
+pub mod streams;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;
