@@ -164,7 +164,8 @@ pub(crate) fn customer_from(
     f.session =
         f.recent_views.iter().filter(|r| now_ms - r.at_ms <= SESSION_MS).map(|r| r.product_id.clone()).collect();
     for (r, amount) in purchases.into_iter().filter(|(r, _)| live(r)) {
-        f.spend_minor += amount;
+        // Amounts come from client-sent prices: a huge one saturates rather than overflows.
+        f.spend_minor = f.spend_minor.saturating_add(amount);
         f.days_since_purchase.entry(r.product_id.clone()).or_insert((now_ms - r.at_ms) / (24 * HOUR_MS));
         if f.recent_purchases.len() < RECENT {
             f.recent_purchases.push(r);

@@ -63,7 +63,7 @@ macro_rules! feature_tests {
     };
 }
 
-feature_tests!(customer_activity_is_recent_first_and_counted_once, windows_ttl_and_erasure);
+feature_tests!(customer_activity_is_recent_first_and_counted_once, windows_ttl_and_erasure, huge_amounts_saturate);
 
 async fn customer_activity_is_recent_first_and_counted_once(s: Arc<dyn FeatureStore>) {
     s.apply(&ev("e1", "c1", "p1", Action::View, NOW - 40 * MIN)).await.unwrap();
@@ -96,4 +96,13 @@ async fn windows_ttl_and_erasure(s: Arc<dyn FeatureStore>) {
     assert!(s.customer("c0", NOW + 91 * DAY).await.unwrap().recent_views.is_empty(), "customer TTL at read");
     s.forget_customer("c0").await.unwrap();
     assert_eq!(s.customer("c0", NOW).await.unwrap(), Default::default());
+}
+
+/// Amounts come from client-sent prices; ingestion saturates a huge one to `i64::MAX`.
+async fn huge_amounts_saturate(s: Arc<dyn FeatureStore>) {
+    for id in ["big-1", "big-2"] {
+        let e = FeatureEvent { amount_minor: i64::MAX, ..ev(id, "c-big", "p-big", Action::Purchase, NOW - MIN) };
+        s.apply(&e).await.unwrap();
+    }
+    assert_eq!(s.customer("c-big", NOW).await.unwrap().spend_minor, i64::MAX);
 }
