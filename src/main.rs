@@ -63,7 +63,7 @@ enum Command {
         /// Store id (required for store_associate).
         #[arg(long)]
         store: Option<String>,
-        /// Lifetime: 90s, 30m, 12h, 7d.
+        /// Lifetime: 90s, 30m, 12h, 7d (at most 366d).
         #[arg(long, default_value = "1h")]
         ttl: String,
         /// Directory holding the generated secret.
@@ -158,16 +158,29 @@ fn parse_role(s: &str) -> anyhow::Result<Role> {
     })
 }
 
+/// Parses a token lifetime (`90s`, `30m`, `12h`, `7d`; a bare number is seconds): at least one
+/// second, at most [`dermis_auth::jwt::MAX_TTL`].
 fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().with_context(|| format!("invalid ttl {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => anyhow::bail!("invalid ttl unit in {s:?}; use s, m, h or d"),
     };
+    let max = dermis_auth::jwt::MAX_TTL.as_secs();
+    let too_long = || anyhow::anyhow!("ttl {s:?} is too long; a token lives at most {} days", max / 86_400);
+    let n: u64 = match n.parse() {
+        Ok(n) => n,
+        // Only digits, yet no u64: the number is too large.
+        Err(_) if !n.is_empty() => return Err(too_long()),
+        Err(_) => anyhow::bail!("invalid ttl {s:?}; use a number and a unit such as 90s, 30m, 12h or 7d"),
+    };
+    let secs = n.checked_mul(unit_secs).filter(|&secs| secs <= max).ok_or_else(too_long)?;
+    if secs == 0 {
+        anyhow::bail!("ttl {s:?} is zero; a token must live at least a second");
+    }
     Ok(Duration::from_secs(secs))
 }
 
@@ -210,9 +223,12 @@ async fn main() -> anyhow::Result<()> {
             if role == Role::StoreAssociate && store.is_none() {
                 anyhow::bail!("a store_associate token needs --store STORE_ID");
             }
+            let ttl = parse_ttl(&ttl)?;
             let secret = app::jwt_secret(&config)?;
-            let token = dermis_auth::jwt::issue(&secret, role, &sub, store.as_deref(), parse_ttl(&ttl)?)
-                .map_err(anyhow::Error::msg)?;
+            // The same refusal `serve` gives: a token signed with a short secret would never verify.
+            dermis_auth::jwt::check_secret(&secret).map_err(anyhow::Error::msg)?;
+            let token =
+                dermis_auth::jwt::issue(&secret, role, &sub, store.as_deref(), ttl).map_err(anyhow::Error::msg)?;
             println!("{token}");
             Ok(())
         }
@@ -339,4 +355,32 @@ async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
 fn display_host(config: &Config) -> String {
     let ip = config.listen.ip();
     if ip.is_unspecified() { "127.0.0.1".into() } else { ip.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_parse_with_their_units() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_ttl("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_ttl("366d").unwrap(), dermis_auth::jwt::MAX_TTL);
+    }
+
+    #[test]
+    fn huge_zero_and_malformed_ttls_are_clear_errors() {
+        for s in ["99999999999999999d", "18446744073709551615d", "18446744073709551616", "367d", "8785h", "31622401s"] {
+            let e = parse_ttl(s).unwrap_err().to_string();
+            assert!(e.contains("too long") && e.contains("366 days"), "{s}: {e}");
+        }
+        assert!(parse_ttl("0h").unwrap_err().to_string().contains("zero"));
+        for s in ["", "h", "-1h", "1.5h", " 1h", "1w", "1hh"] {
+            let e = parse_ttl(s).unwrap_err().to_string();
+            assert!(e.contains("invalid ttl"), "{s:?}: {e}");
+        }
+    }
 }

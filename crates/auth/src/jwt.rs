@@ -19,6 +19,18 @@ use crate::role::{Credential, Principal, Role};
 /// Shortest HS256 secret accepted (bytes), per RFC 7518 §3.2.
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// Longest lifetime [`issue`] signs a token for: 366 days.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+/// Refuses an HS256 secret shorter than [`MIN_SECRET_LEN`], with the message `serve` and
+/// `dermis token` both show.
+pub fn check_secret(secret: &SecretString) -> Result<(), String> {
+    if secret.expose_secret().len() < MIN_SECRET_LEN {
+        return Err(format!("the JWT secret must be at least {MIN_SECRET_LEN} bytes"));
+    }
+    Ok(())
+}
+
 /// Where the public keys of an OIDC provider come from.
 #[derive(Debug, Clone)]
 pub enum JwksSource {
@@ -88,10 +100,10 @@ impl JwtVerifier {
     /// Builds a verifier, loading the JWKS if one is configured.
     pub async fn new(cfg: JwtConfig) -> Result<Self, String> {
         let hs = match &cfg.hs256_secret {
-            Some(s) if s.expose_secret().len() < MIN_SECRET_LEN => {
-                return Err(format!("the JWT secret must be at least {MIN_SECRET_LEN} bytes"));
+            Some(s) => {
+                check_secret(s)?;
+                Some(DecodingKey::from_secret(s.expose_secret().as_bytes()))
             }
-            Some(s) => Some(DecodingKey::from_secret(s.expose_secret().as_bytes())),
             None => None,
         };
         let http = reqwest::Client::builder()
@@ -211,7 +223,8 @@ impl JwtVerifier {
     }
 }
 
-/// Signs an HS256 token for `dermis token` and tests.
+/// Signs an HS256 token for `dermis token` and tests. Refuses a secret shorter than
+/// [`MIN_SECRET_LEN`] and a lifetime longer than [`MAX_TTL`].
 pub fn issue(
     secret: &SecretString,
     role: Role,
@@ -219,12 +232,17 @@ pub fn issue(
     store: Option<&str>,
     ttl: Duration,
 ) -> Result<String, String> {
+    check_secret(secret)?;
+    if ttl > MAX_TTL {
+        return Err(format!("a token lives at most {} days", MAX_TTL.as_secs() / 86_400));
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let exp = now.checked_add(ttl.as_secs()).ok_or("the token's expiry overflows")?;
     let mut claims = Map::new();
     claims.insert("sub".into(), subject.into());
     claims.insert("role".into(), role.as_str().into());
     claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + ttl.as_secs()).into());
+    claims.insert("exp".into(), exp.into());
     if let Some(store) = store {
         claims.insert("store".into(), store.into());
     }
@@ -310,7 +328,19 @@ mod tests {
         assert!(v.verify(&t).await.is_err(), "expired");
         assert!(v.verify("not.a.jwt").await.is_err());
         let short = JwtConfig { hs256_secret: Some(SecretString::from("short".to_owned())), ..JwtConfig::default() };
-        assert!(JwtVerifier::new(short).await.is_err());
+        assert_eq!(JwtVerifier::new(short).await.unwrap_err(), "the JWT secret must be at least 32 bytes");
+    }
+
+    #[test]
+    fn issue_refuses_short_secrets_and_overlong_lifetimes() {
+        let short = SecretString::from("x".repeat(MIN_SECRET_LEN - 1));
+        let err = issue(&short, Role::Admin, "x", None, Duration::from_secs(60)).unwrap_err();
+        assert_eq!(err, "the JWT secret must be at least 32 bytes");
+        assert!(issue(&secret(), Role::Admin, "x", None, MAX_TTL).is_ok());
+        for ttl in [MAX_TTL + Duration::from_secs(1), Duration::from_secs(u64::MAX), Duration::MAX] {
+            let err = issue(&secret(), Role::Admin, "x", None, ttl).unwrap_err();
+            assert!(err.contains("at most 366 days"), "{err}");
+        }
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         return Err(Problem::malformed("NUL characters (\\u0000) are not accepted"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(json_problem)?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(e, bytes))?;
     de.end().map_err(|e| Problem::malformed(format!("trailing characters after the JSON document: {e}")))?;
     Ok(value)
 }
@@ -95,11 +95,21 @@ fn contains_nul_escape(bytes: &[u8]) -> bool {
     false
 }
 
-fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+fn json_problem(err: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> Problem {
     let path = err.path().to_string();
     let inner = err.into_inner();
+    // Judge the whole document, not where streaming stopped: a malformed document is a 400 even
+    // when a member before its flaw was already wrong, and a well-formed one is a 422 naming the
+    // member even when serde_json calls the mismatch a syntax error (a number where an enum's
+    // name belongs).
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        return Problem::malformed(format!("malformed JSON: {e}"));
+    }
     use serde_json::error::Category;
     match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io if path != "." => {
+            Problem::validation(vec![FieldError::new(path, "has the wrong type")])
+        }
         Category::Syntax | Category::Eof | Category::Io => Problem::malformed(format!("malformed JSON: {inner}")),
         Category::Data => {
             let message = strip_position(&inner.to_string());
@@ -273,11 +283,21 @@ mod tests {
     }
 
     #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Status {
+        Active,
+        Archived,
+    }
+
+    #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Body {
         name: String,
         price: Price,
+        #[serde(default)]
+        status: Option<Status>,
     }
 
     fn err(json: &str) -> Problem {
@@ -304,6 +324,19 @@ mod tests {
         assert_eq!(err("  ").kind, ProblemKind::MalformedRequest);
         assert_eq!(err(r#"{"name":"a\u0000b"}"#).kind, ProblemKind::MalformedRequest);
         assert!(!contains_nul_escape(br#"{"name":"a\\u0000b"}"#), "an escaped backslash is not a NUL");
+        // serde_json calls a number where an enum belongs a syntax error; it is a wrong type.
+        for status in ["12345", "[1]", "true", "{}"] {
+            let p = err(&format!(r#"{{"name":"a","price":{{"amount_minor":1,"currency":"EUR"}},"status":{status}}}"#));
+            assert_eq!((p.kind, p.errors[0].field.as_str()), (ProblemKind::ValidationFailed, "status"), "{status}");
+        }
+        let p = err(r#"{"name":"a","price":{"amount_minor":1,"currency":"EUR"},"status":1e400}"#);
+        assert_eq!(p.kind, ProblemKind::MalformedRequest, "a number out of any range is not JSON we read");
+        let p = err(r#"{"name":"a","price":{"amount_minor":1,"currency":"EUR"},"status":"active""#);
+        assert_eq!(p.kind, ProblemKind::MalformedRequest, "a truncated document stays malformed");
+        // A flaw after a wrong member: the document is malformed, whatever streaming saw first.
+        assert_eq!(err(r#"{"nope": 1, "name": "#).kind, ProblemKind::MalformedRequest);
+        assert_eq!(err(r#"{"name": 1, "price": {"amount_minor": 1e400}}"#).kind, ProblemKind::MalformedRequest);
+        assert_eq!(parse_json::<Body>(b"[[1], \"\xff\"]").unwrap_err().kind, ProblemKind::MalformedRequest);
         let trailing = r#"{"name":"a","price":{"amount_minor":1,"currency":"EUR"}} x"#;
         assert_eq!(err(trailing).kind, ProblemKind::MalformedRequest);
     }

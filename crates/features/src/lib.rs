@@ -342,7 +342,8 @@ pub(crate) fn customer_from(
     let mut bought = 0;
     for t in purchases.into_iter().filter(|t| live(t.at_ms)) {
         bought += 1;
-        f.spend_minor += t.amount_minor;
+        // Amounts come from client-sent prices: a huge one saturates rather than overflows.
+        f.spend_minor = f.spend_minor.saturating_add(t.amount_minor);
         f.days_since_purchase.entry(t.product_id.clone()).or_insert((now_ms - t.at_ms) / (24 * HOUR_MS));
         if let Some(step) = &t.routine_step {
             *f.purchases_by_step.entry(step.clone()).or_default() += 1;

@@ -68,7 +68,8 @@ macro_rules! feature_tests {
 feature_tests!(
     customer_activity_is_recent_first_and_counted_once,
     windows_ttl_and_erasure,
-    loyalty_follows_spend_and_odd_ids_survive
+    loyalty_follows_spend_and_odd_ids_survive,
+    huge_amounts_saturate
 );
 
 async fn customer_activity_is_recent_first_and_counted_once(s: Arc<dyn FeatureStore>) {
@@ -124,4 +125,13 @@ async fn loyalty_follows_spend_and_odd_ids_survive(s: Arc<dyn FeatureStore>) {
     s.apply(&big).await.unwrap();
     assert_eq!(s.customer(odd, NOW).await.unwrap().loyalty_tier, LoyaltyTier::Gold);
     assert_eq!(s.customer(odd, NOW + 91 * DAY).await.unwrap().loyalty_tier, LoyaltyTier::Prospect, "spend expires");
+}
+
+/// Amounts come from client-sent prices; ingestion saturates a huge one to `i64::MAX`.
+async fn huge_amounts_saturate(s: Arc<dyn FeatureStore>) {
+    for id in ["big-1", "big-2"] {
+        let e = FeatureEvent { amount_minor: i64::MAX, ..ev(id, "c-big", "p-big", Action::Purchase, NOW - MIN) };
+        s.apply(&e).await.unwrap();
+    }
+    assert_eq!(s.customer("c-big", NOW).await.unwrap().spend_minor, i64::MAX);
 }
