@@ -503,6 +503,17 @@ fn take_percent(s: &str) -> Option<(String, String)> {
             return Some((name.trim().to_owned(), num.trim().to_owned()));
         }
     }
+    // "Salicylic Acid 2% (BHA)": the strength sits between the name and a parenthesised note.
+    if s.ends_with(')')
+        && let Some(open) = last_group_start(s)
+        && let Some((name, num)) = s[..open].trim_end().strip_suffix('%').and_then(|head| {
+            let start = head.rfind(' ').map_or(0, |i| i + 1);
+            let (name, num) = (head[..start].trim(), &head[start..]);
+            (is_num(num) && !name.is_empty()).then(|| (name.to_owned(), num.to_owned()))
+        })
+    {
+        return Some((format!("{name} {}", &s[open..]), num));
+    }
     if let Some(rest) = s.strip_suffix('%') {
         let rest = rest.trim_end();
         let start = rest.rfind(' ').map_or(0, |i| i + 1);
@@ -517,6 +528,24 @@ fn take_percent(s: &str) -> Option<(String, String)> {
         let name = s[i + 1..].trim();
         if is_num(num) && name.chars().any(char::is_alphabetic) {
             return Some((name.to_owned(), num.to_owned()));
+        }
+    }
+    None
+}
+
+/// Where the parenthesised group that ends `s` opens (`s` ends with `)`).
+fn last_group_start(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
         }
     }
     None
@@ -624,6 +653,13 @@ mod tests {
         assert_eq!(take_percent("10% Glycolic Acid"), Some(("Glycolic Acid".into(), "10".into())));
         assert_eq!(take_percent("Zinc Oxide (20%)"), Some(("Zinc Oxide".into(), "20".into())));
         assert_eq!(take_percent("Glycerin"), None);
+        // P469514 and P481347: a note in parentheses after the strength.
+        assert_eq!(take_percent("Salicylic Acid 2% (BHA)"), Some(("Salicylic Acid (BHA)".into(), "2".into())));
+        assert_eq!(
+            take_percent("Salicylic Acid 0.5% (Anti-Acne)"),
+            Some(("Salicylic Acid (Anti-Acne)".into(), "0.5".into()))
+        );
+        assert_eq!(take_percent("Ceramide NP (Ceramide 3)"), None);
     }
 
     #[test]

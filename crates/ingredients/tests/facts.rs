@@ -1,0 +1,100 @@
+//! Derived product attributes, on real declarations from the Sephora catalog
+//! (`shared/data/sephora-products-and-skincare-reviews/product_info.csv.gz`). Each string is the
+//! product's `ingredients` list items joined by new lines, as the importer joins them, with the
+//! category path the importer builds; the product id is in the comment.
+
+use dermis_ingredients::KnowledgeBase;
+use dermis_ingredients::facts::{ProductFacts, derive};
+use dermis_ingredients::inci::parse;
+
+fn facts(category: &str, name: &str, declaration: &str) -> ProductFacts {
+    derive(KnowledgeBase::bundled(), Some(&parse(declaration)), Some(category), name)
+}
+
+#[test]
+fn allergens_of_several_variants_are_listed_once_in_first_seen_order() {
+    // P473671, the first two of its seven perfumes: most allergens come back in the second.
+    let f = facts(
+        "Fragrance/Value & Gift Sets/Perfume Gift Sets",
+        "Fragrance Discovery Set",
+        "Capri Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Parfum (Fragrance) D-Limonene, Linalool, Benzyl Salicylate, Ethylhexyl Methoxycinnamate, Butyl Methoxydibenzoylmethane, Ethylhexyl Salicylate, Benzl Benzoate, Citral, Geraniol, Eugenol, Benzyl Alcohol, Farnesol, Citronellol, Isoeugenol.\nInvisible Post Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Parfum (Fragrance) Ethylhexyl Methoxycinnamate, Ethylhexyl Salicylate, Butyl Methoxydibenzoylmethane, Benzyl Benzoate, Citral, Coumarin, Limonene, Alpha-Isomethyl Ionone, Linalool.",
+    );
+    assert_eq!(
+        f.allergens,
+        [
+            "fragrance",
+            "linalool",
+            "benzyl-salicylate",
+            "citral",
+            "geraniol",
+            "eugenol",
+            "benzyl-alcohol",
+            "farnesol",
+            "citronellol",
+            "isoeugenol",
+            "benzyl-benzoate",
+            "coumarin",
+            "limonene",
+            "alpha-isomethyl-ionone",
+        ]
+    );
+    assert_eq!(f.actives, ["ethylhexyl-methoxycinnamate", "butyl-methoxydibenzoylmethane", "ethylhexyl-salicylate"]);
+    // The typo "Benzl Benzoate" stays reported, once.
+    assert_eq!(f.unknown_ingredients, ["Benzl Benzoate"]);
+}
+
+#[test]
+fn salicylic_acid_is_a_pregnancy_caution_only_above_two_percent_or_without_a_strength() {
+    // P469513, an OTC acne cleanser: 0.5%.
+    let f = facts(
+        "Skincare/Cleansers/Face Wash & Cleansers",
+        "CLEAR Pore Normalizing Acne Cleanser",
+        "Salicylic Acid 0.5%, Water (Aqua), Sodium Lauroyl Sarcosinate, Acrylates/Steareth-20 Methacrylate Copolymer, Glycerin, PEG-200 Hydrogenated Glyceryl Palmate, Sodium Laureth Sulfate, Arginine, Butylene Glycol, PEG-7 Glyceryl Cocoate, Panthenol (Vitamin B5), Disodium EDTA, Citric Acid, PEG-60 Hydrogenated Castor Oil, Sodium Citrate, Phenoxyethanol, Caprylyl Glycol, Chlorphenesin.",
+    );
+    assert_eq!(f.pregnancy_caution, Some(false));
+    // P502997: exactly the 2% limit.
+    let f = facts(
+        "Skincare/Treatments/Face Serums",
+        "Salicylic Acid Acne Treatment Serum",
+        "Salicylic Acid 2.0%, Water, Propanediol, Triheptanoin, Coco-Caprylate/Caprate, Niacinamide, Isopentyldiol, Sodium Polyacryloyldimethyl Taurate, Zinc PCA, 3-O-Ethyl Ascorbic Acid, Sodium Hyaluronate, Aloe Barbadensis Leaf, Trifolium Pratense (Clover) Flower Extract, Centella Asiatica Flower/Leaf/Stem Extract, Potassium Azeloyl Diglycinate, Saccharide Isomerate, Cetearyl Olivate, Glycerin, Sorbitan Olivate, Dilinoleic Acid/Butanediol Copolymer, Decyl Glucoside, Caprylyl Glycol, Trisodium Ethylenediamine Disuccinate, Castor Oil/IPDI Copolymer, Phenoxyethanol, Tocopheryl Acetate, Sodium Hydroxide, Ethylhexylglycerin.",
+    );
+    assert_eq!(f.pregnancy_caution, Some(false));
+    // P469514: the strength sits before a note, "2% (BHA)"; it is still salicylic acid (not BHA,
+    // the antioxidant) at 2%.
+    let f = facts(
+        "Skincare/Cleansers/Exfoliators",
+        "CLEAR Anti-Redness Exfoliating Solution with 2% Salicylic Acid",
+        "Salicylic Acid 2% (BHA), Water (Aqua), Dipropylene Glycol, Pentylene Glycol, Polysorbate 20, Butylene Glycol, Glycerin, Sodium Hyaluronate, Dipotassium Glycyrrhizate, Allantoin, Panthenol, PEG/PPG-17/6 Copolymer, Methyl Gluceth-20, Glycereth-26, Bis-PEG-18 Methyl Ether Dimethyl Silane, Sodium Hydroxide, Tetrasodium EDTA, Sodium Metabisulfite.",
+    );
+    assert_eq!(f.ingredients[0].ingredient_id.as_deref(), Some("salicylic-acid"));
+    assert_eq!(f.pregnancy_caution, Some(false));
+    // P440498: no strength declared, so the cautious answer.
+    let f = facts(
+        "Skincare/Treatments/Blemish & Acne Treatments",
+        "Drying Lotion",
+        "Isopropyl Alcohol, Water, Calamine, Zinc Oxide, Titanium Dioxide, Sulfur, Camphor, Talc, Glycerin, Salicylic Acid.",
+    );
+    assert_eq!(f.pregnancy_caution, Some(true));
+    // P503721: 0.5% salicylic acid, but also a retinoid.
+    let f = facts(
+        "Skincare/Treatments/Blemish & Acne Treatments",
+        "Salicylic Acid Acne Day Dots",
+        "Salicylic Acid 0.5%, Aloe Barbadensis (Aloe Vera) Leaf Extract, Retinyl Acetate (Vitamin A), Hydrocolloid Polymer Technology.",
+    );
+    assert_eq!(f.pregnancy_caution, Some(true));
+}
+
+#[test]
+fn the_salicylic_acid_threshold_itself() {
+    // No product in the data declares more than 2% salicylic acid, so the rule above 2% is checked
+    // on the knowledge base row directly.
+    use dermis_ingredients::facts::pregnancy_flag;
+    let kb = KnowledgeBase::bundled();
+    let sa = kb.get("salicylic-acid").unwrap();
+    assert!(!pregnancy_flag(sa, Some("2")) && !pregnancy_flag(sa, Some("0.5")));
+    assert!(pregnancy_flag(sa, Some("2.5")) && pregnancy_flag(sa, Some("30")) && pregnancy_flag(sa, None));
+    assert!(pregnancy_flag(sa, Some("not a number")), "an unreadable strength is no strength");
+    // The strength matters for salicylic acid only.
+    assert!(pregnancy_flag(kb.get("retinol").unwrap(), Some("0.01")));
+    assert!(!pregnancy_flag(kb.get("glycerin").unwrap(), None));
+}
