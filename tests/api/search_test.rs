@@ -98,6 +98,9 @@ async fn exclusions_understand_synonyms_and_families_and_unknown_lists(app: Test
     let m = get_json(&app, &format!("/v1/products/{unknown}")).await;
     assert_eq!(m["attributes"]["has_ingredient_list"], false);
     assert!(m["attributes"]["fragrance_free"].is_null(), "unknown is not free-of");
+    assert!(m["attributes"]["am"].is_null() && m["attributes"]["pm"].is_null(), "nor suitable at any time");
+    let p = get_json(&app, &format!("/v1/products/{plain}")).await;
+    assert_eq!((&p["attributes"]["am"], &p["attributes"]["pm"]), (&json!(true), &json!(true)));
 
     // Changing the ingredients recomputes the facts.
     let res = app

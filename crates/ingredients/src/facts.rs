@@ -112,10 +112,15 @@ pub struct ProductFacts {
     /// Routine step, from category, name and ingredients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routine_step: Option<RoutineStep>,
-    /// Suitable in a morning routine (no retinoid, not a peel).
-    pub am: bool,
-    /// Suitable in an evening routine (not a sunscreen).
-    pub pm: bool,
+    /// Suitable in a morning routine: not with a retinoid or a photosensitizing exfoliant acid
+    /// (glycolic, lactic, mandelic, malic, tartaric acid: PM only), not a peel or exfoliant step.
+    /// A sunscreen always is, whatever its ingredients. `None` for any other product whose
+    /// ingredient list is unknown.
+    pub am: Option<bool>,
+    /// Suitable in an evening routine: not a sunscreen (known from the category even without an
+    /// ingredient list). `None` for any other product whose ingredient list is unknown, since an
+    /// SPF product is recognised as a sunscreen by its UV filters.
+    pub pm: Option<bool>,
     /// Every declared ingredient, resolved where possible (omitted in listings).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingredients: Vec<ResolvedEntry>,
@@ -143,6 +148,16 @@ pub fn pregnancy_flag(ingredient: &Ingredient, percent: Option<&str>) -> bool {
         return strength.is_none_or(|p| p > SALICYLIC_ACID_PREGNANCY_MAX_PERCENT);
     }
     true
+}
+
+/// Whether an ingredient makes a product PM only: a retinoid, or an exfoliant acid that the
+/// knowledge base flags as photosensitizing (the AHAs of the FDA sunburn alert; citric acid, a pH
+/// adjuster in most products, is not flagged). Phototoxic citrus oils raise `photosensitizing` but
+/// are not exfoliants, and their use in leave-on products is limited by the IFRA standards
+/// (`ifra-standards`).
+fn pm_only(i: &Ingredient) -> bool {
+    i.has("retinoid")
+        || i.photosensitizing && (i.has("exfoliant-aha") || i.has("exfoliant-bha") || i.has("exfoliant-pha"))
 }
 
 /// The ids in first-seen order, each once (a product with several variants declares many
@@ -195,10 +210,17 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
             *e = (*e).max(c.evidence);
         }
     }
-    let has_retinoid = known.iter().any(|i| i.has("retinoid"));
     let has_uv = known.iter().any(|i| i.has("uv-filter"));
     let step =
         routine_step(category, name, has_uv, known.iter().any(|i| i.has("exfoliant-aha") || i.has("exfoliant-bha")));
+    let sunscreen = step == Some(RoutineStep::Sunscreen);
+    let (am, pm) = if sunscreen {
+        (Some(true), Some(false))
+    } else if known_list {
+        (Some(!known.iter().any(|i| pm_only(i)) && step != Some(RoutineStep::Exfoliant)), Some(true))
+    } else {
+        (None, None)
+    };
     ProductFacts {
         has_ingredient_list: known_list,
         fragrance_free: none_of(&|i| in_family(i, "fragrance")),
@@ -212,8 +234,8 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
         actives,
         concerns: concerns.into_iter().map(|(concern, evidence)| ConcernEvidence { concern, evidence }).collect(),
         routine_step: step,
-        am: !has_retinoid && step != Some(RoutineStep::Exfoliant) || step == Some(RoutineStep::Sunscreen),
-        pm: step != Some(RoutineStep::Sunscreen),
+        am,
+        pm,
         ingredients: entries,
         unknown_ingredients: unknown,
         kb_version: kb.version().to_owned(),

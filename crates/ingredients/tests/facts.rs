@@ -98,3 +98,74 @@ fn the_salicylic_acid_threshold_itself() {
     assert!(pregnancy_flag(kb.get("retinol").unwrap(), Some("0.01")));
     assert!(!pregnancy_flag(kb.get("glycerin").unwrap(), None));
 }
+
+#[test]
+fn am_and_pm() {
+    // P442542, a night peel with glycolic acid and retinol.
+    let f = facts(
+        "Skincare/Treatments/Facial Peels",
+        "Beauty Sleep Power Peel Age-Defying Night Peel",
+        "10% Glycolic Acid, 0.5% Retinol, Panthenol (Vitamin B5), Papaya Enzyme, Jojoba Seed Oil, Shea Butter, Mango Seed Butter, Vitamin E",
+    );
+    assert_eq!((f.am, f.pm), (Some(false), Some(true)));
+    // P453224, a serum with 10% lactic acid (an AHA, photosensitizing): PM only.
+    let f = facts(
+        "Skincare/Treatments/Face Serums",
+        "Squalane + 10% Lactic Acid Resurfacing Serum",
+        "Water/Aqua/Eau, Caprylic/Capric Triglyceride, Lactic Acid, Squalane, Glycerin, Sodium Hydroxide, Cetearyl Olivate, Propanediol, Sorbitan Olivate, Cetearyl Alcohol, Lespedeza Capitata Leaf/Stem Extract, Polyacrylate Crosspolymer-6, Acacia Senegal Gum, Sodium Gluconate, Xanthan Gum, Phenoxyethanol, Ethylhexylglycerin, Lavandula Angustifolia (Lavender) Oil, Linalool.",
+    );
+    assert_eq!((f.am, f.pm), (Some(false), Some(true)));
+    // P479354, a moisturizer whose only acids are citric (a pH adjuster, not photosensitizing) and
+    // oleic: morning and evening.
+    let f = facts(
+        "Skincare/Moisturizers/Moisturizers",
+        "Omega Water Cream Moisturizer",
+        "Water (Aqua/Eau), Dicaprylyl Carbonate, Glycerin, Niacinamide, Propanediol, Betaine, Polyglyceryl-4 Isostearate, Coco-Caprylate/Caprate, Magnesium Sulfate, Glycosphingolipids, Glycolipids, Sodium Benzoate, Disteardimonium Hectorite, Oleic Acid, Potassium Sorbate, Citric Acid, Polyglycerin-3.",
+    );
+    assert_eq!((f.am, f.pm), (Some(true), Some(true)));
+    // P469514, salicylic acid (a BHA, not photosensitizing) in an exfoliant: exfoliants are PM.
+    let f = facts(
+        "Skincare/Cleansers/Exfoliators",
+        "CLEAR Anti-Redness Exfoliating Solution with 2% Salicylic Acid",
+        "Salicylic Acid 2% (BHA), Water (Aqua), Dipropylene Glycol, Pentylene Glycol, Polysorbate 20, Butylene Glycol, Glycerin, Sodium Hyaluronate, Dipotassium Glycyrrhizate, Allantoin, Panthenol, PEG/PPG-17/6 Copolymer, Methyl Gluceth-20, Glycereth-26, Bis-PEG-18 Methyl Ether Dimethyl Silane, Sodium Hydroxide, Tetrasodium EDTA, Sodium Metabisulfite.",
+    );
+    assert_eq!((f.am, f.pm), (Some(false), Some(true)));
+    // P311143, a face sunscreen: morning only.
+    let f = facts(
+        "Skincare/Sunscreen/Face Sunscreen",
+        "SUBLIME DEFENSE Ultra Lightweight UV Defense Fluid SPF 50",
+        "Octinoxate 7.5%, Titanium Dioxide 2%, Zinc Oxide 17.1%, Cyclopentasiloxane, Water (Aqua, Eau), Alcohol Denat., Glycerin, Polyglyceryl-3 Polydimethylsiloxyethyl Dimethicone, Methyl Methacrylate Crosspolymer, PEG/PPG-18/18 Dimethicone, PEG-9 Polydimethylsiloxyethyl Dimethicone, Parachlorella Beijerinckii Exopolysaccharides, Echinacea Purpurea Extract, Tocopheryl Acetate, Camellia Oleifera Leaf Extract, Arctostaphylos Uva Ursi Leaf Extract, Glycyrrhiza Glabra (Licorice) Root Extract, Stearic Acid, Triethoxysilylethyl Polydimethylsiloxyethyl Hexyl Dimethicone, BHT, Ethylhexylglycerin, Caprylyl Glycol, Aluminum Hydroxide, Phenoxyethanol, Hexylene Glycol, Fragrance (Parfum), Hexyl Cinnamal, Linalool.",
+    );
+    assert_eq!(f.routine_step, Some(dermis_ingredients::RoutineStep::Sunscreen));
+    assert_eq!((f.am, f.pm), (Some(true), Some(false)));
+}
+
+#[test]
+fn an_unknown_list_gives_unknown_answers() {
+    let kb = KnowledgeBase::bundled();
+    // P479354's product without its declaration.
+    let f = derive(kb, None, Some("Skincare/Moisturizers/Moisturizers"), "Omega Water Cream Moisturizer");
+    assert!(!f.has_ingredient_list);
+    assert_eq!((f.am, f.pm), (None, None), "a retinoid or an AHA may be in it");
+    assert_eq!(f.pregnancy_caution, None);
+    assert_eq!(f.photosensitizing, None);
+    assert_eq!(f.essential_oil_free, None);
+    assert_eq!(f.fragrance_free, None);
+    assert_eq!((f.max_comedogenic, f.non_comedogenic), (None, None));
+    assert!(f.allergens.is_empty() && f.actives.is_empty() && f.concerns.is_empty());
+    // An empty declaration is no declaration.
+    let f = derive(kb, Some(&parse("  ")), Some("Skincare/Moisturizers/Moisturizers"), "Cream");
+    assert_eq!((f.has_ingredient_list, f.am, f.pm), (false, None, None));
+    // A sunscreen by its category is a morning product whatever it contains, and not an evening one.
+    let f = derive(
+        kb,
+        None,
+        Some("Skincare/Sunscreen/Face Sunscreen"),
+        "SUBLIME DEFENSE Ultra Lightweight UV Defense Fluid SPF 50",
+    );
+    assert_eq!((f.am, f.pm), (Some(true), Some(false)));
+    // "SPF" in the name of a moisturizer is recognised by its UV filters, so without a list its
+    // step, and so its time of day, is unknown.
+    let f = derive(kb, None, Some("Skincare/Moisturizers/Moisturizers"), "Daily Cream SPF 30");
+    assert_eq!((f.am, f.pm), (None, None));
+}
