@@ -123,6 +123,13 @@ async fn ingredients_resolve_by_any_name() {
     let water = get_json(&app, "/v1/ingredients/Eau").await;
     assert_eq!(water["id"], "water");
     assert_eq!(water["product_count"], 1);
+    // Any label form of a name resolves, as the product's own declaration writes it.
+    for label in ["Water%20(Aqua)", "Aqua%2FWater%2FEau", "WATER%20(AQUA%2C%20EAU)", "Aqua*"] {
+        assert_eq!(get_json(&app, &format!("/v1/ingredients/{label}")).await["id"], "water", "{label}");
+    }
+    let n = get_json(&app, "/v1/ingredients/Niacinamide%205%25").await;
+    assert_eq!((&n["id"], &n["product_count"]), (&json!("niacinamide"), &json!(1)));
+    assert_problem(app.get("/v1/ingredients/Water%2C%20Glycerin", Role::Customer).await, 404).await;
     let n = get_json(&app, "/v1/ingredients/niacinamide").await;
     assert!(!n["concerns"].as_array().unwrap().is_empty(), "{n}");
     assert!(!n["sources"].as_array().unwrap().is_empty(), "every fact has a source");
