@@ -98,6 +98,9 @@ async fn exclusions_understand_synonyms_and_families_and_unknown_lists(app: Test
     let m = get_json(&app, &format!("/v1/products/{unknown}")).await;
     assert_eq!(m["attributes"]["has_ingredient_list"], false);
     assert!(m["attributes"]["fragrance_free"].is_null(), "unknown is not free-of");
+    assert!(m["attributes"]["am"].is_null() && m["attributes"]["pm"].is_null(), "nor suitable at any time");
+    let p = get_json(&app, &format!("/v1/products/{plain}")).await;
+    assert_eq!((&p["attributes"]["am"], &p["attributes"]["pm"]), (&json!(true), &json!(true)));
 
     // Changing the ingredients recomputes the facts.
     let res = app
@@ -120,6 +123,13 @@ async fn ingredients_resolve_by_any_name() {
     let water = get_json(&app, "/v1/ingredients/Eau").await;
     assert_eq!(water["id"], "water");
     assert_eq!(water["product_count"], 1);
+    // Any label form of a name resolves, as the product's own declaration writes it.
+    for label in ["Water%20(Aqua)", "Aqua%2FWater%2FEau", "WATER%20(AQUA%2C%20EAU)", "Aqua*"] {
+        assert_eq!(get_json(&app, &format!("/v1/ingredients/{label}")).await["id"], "water", "{label}");
+    }
+    let n = get_json(&app, "/v1/ingredients/Niacinamide%205%25").await;
+    assert_eq!((&n["id"], &n["product_count"]), (&json!("niacinamide"), &json!(1)));
+    assert_problem(app.get("/v1/ingredients/Water%2C%20Glycerin", Role::Customer).await, 404).await;
     let n = get_json(&app, "/v1/ingredients/niacinamide").await;
     assert!(!n["concerns"].as_array().unwrap().is_empty(), "{n}");
     assert!(!n["sources"].as_array().unwrap().is_empty(), "every fact has a source");

@@ -156,9 +156,10 @@ pub struct IngredientInfo {
     pub products: Vec<ProductRef>,
 }
 
-/// Look up an ingredient by any of its names (INCI, synonym, id; any case).
+/// Look up an ingredient by any of its names (INCI, synonym, id; any case), written as a label
+/// writes it: `Water (Aqua)`, `Aqua/Water/Eau` (slashes percent-encoded), `Niacinamide 5%`.
 #[utoipa::path(get, path = "/v1/ingredients/{name}", tag = "catalog",
-    params(("name" = String, Path, description = "INCI name, synonym or id")),
+    params(("name" = String, Path, description = "INCI name, synonym or id, or a label entry such as `Water (Aqua)`")),
     responses((status = 200, body = IngredientInfo), (status = 404, body = ProblemBody)), security(("bearer" = [])))]
 async fn get_ingredient(
     _auth: Auth<AnyRole>,
@@ -167,7 +168,7 @@ async fn get_ingredient(
 ) -> Result<Json<IngredientInfo>, Problem> {
     let kb = KnowledgeBase::bundled();
     let ingredient = kb
-        .lookup(&name)
+        .resolve_label(&name)
         .cloned()
         .ok_or_else(|| Problem::not_found(format!("no ingredient named {name:?} in the knowledge base")))?;
     let families = FAMILIES.iter().map(|(f, _)| *f).filter(|f| in_family(&ingredient, f)).collect();

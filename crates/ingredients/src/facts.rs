@@ -3,13 +3,13 @@
 //! facts). Facts that need the ingredient list are `None` when the list is unknown: "we do not
 //! know" must never read as "free of".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::inci::IngredientList;
-use crate::kb::{ConcernEvidence, KnowledgeBase, in_family};
+use crate::kb::{ConcernEvidence, Ingredient, KnowledgeBase, in_family};
 
 /// Where a product sits in a skincare routine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -100,7 +100,8 @@ pub struct ProductFacts {
     pub non_comedogenic: Option<bool>,
     /// Listed allergens it contains (ingredient ids).
     pub allergens: Vec<String>,
-    /// Contains an ingredient to avoid or use with caution in pregnancy.
+    /// Contains an ingredient to avoid or use with caution in pregnancy (salicylic acid only when
+    /// declared above 2% or without a strength).
     pub pregnancy_caution: Option<bool>,
     /// Contains a photosensitizing active.
     pub photosensitizing: Option<bool>,
@@ -111,10 +112,15 @@ pub struct ProductFacts {
     /// Routine step, from category, name and ingredients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routine_step: Option<RoutineStep>,
-    /// Suitable in a morning routine (no retinoid, not a peel).
-    pub am: bool,
-    /// Suitable in an evening routine (not a sunscreen).
-    pub pm: bool,
+    /// Suitable in a morning routine: not with a retinoid or a photosensitizing exfoliant acid
+    /// (glycolic, lactic, mandelic, malic, tartaric acid: PM only), not a peel or exfoliant step.
+    /// A sunscreen always is, whatever its ingredients. `None` for any other product whose
+    /// ingredient list is unknown.
+    pub am: Option<bool>,
+    /// Suitable in an evening routine: not a sunscreen (known from the category even without an
+    /// ingredient list). `None` for any other product whose ingredient list is unknown, since an
+    /// SPF product is recognised as a sunscreen by its UV filters.
+    pub pm: Option<bool>,
     /// Every declared ingredient, resolved where possible (omitted in listings).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingredients: Vec<ResolvedEntry>,
@@ -124,40 +130,79 @@ pub struct ProductFacts {
     pub kb_version: String,
 }
 
+/// Salicylic acid gets a pregnancy caution only above this declared strength (percent). 2% is the
+/// upper limit of the US OTC acne monograph (21 CFR 333.310, source `fda-acne-333`) and of Annex III
+/// entry 98 of Regulation (EC) No 1223/2009 outside rinse-off hair care (`eu-1223-2009`); pregnancy
+/// guidance treats such low-strength topical use as acceptable and cautions against peels and high
+/// strengths (`bozzo-2011`, `murase-2014`). These are the sources of the `salicylic-acid` row.
+/// Without a declared strength the cautious answer stands.
+pub const SALICYLIC_ACID_PREGNANCY_MAX_PERCENT: f64 = 2.0;
+
+/// Whether a declared ingredient calls for caution in pregnancy, given its declared strength.
+pub fn pregnancy_flag(ingredient: &Ingredient, percent: Option<&str>) -> bool {
+    if ingredient.pregnancy.is_none() {
+        return false;
+    }
+    if ingredient.id == "salicylic-acid" {
+        let strength = percent.and_then(|p| p.trim().parse::<f64>().ok());
+        return strength.is_none_or(|p| p > SALICYLIC_ACID_PREGNANCY_MAX_PERCENT);
+    }
+    true
+}
+
+/// Whether an ingredient makes a product PM only: a retinoid, or an exfoliant acid that the
+/// knowledge base flags as photosensitizing (the AHAs of the FDA sunburn alert; citric acid, a pH
+/// adjuster in most products, is not flagged). Phototoxic citrus oils raise `photosensitizing` but
+/// are not exfoliants, and their use in leave-on products is limited by the IFRA standards
+/// (`ifra-standards`).
+fn pm_only(i: &Ingredient) -> bool {
+    i.has("retinoid")
+        || i.photosensitizing && (i.has("exfoliant-aha") || i.has("exfoliant-bha") || i.has("exfoliant-pha"))
+}
+
+/// The ids in first-seen order, each once (a product with several variants declares many
+/// ingredients more than once, and not next to each other).
+fn unique_in_order<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.filter(|id| seen.insert(*id)).map(str::to_owned).collect()
+}
+
 /// Derives the facts of a product.
 pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Option<&str>, name: &str) -> ProductFacts {
     let list = list.filter(|l| !l.is_empty());
     let mut entries = Vec::new();
     let mut unknown = Vec::new();
+    // Every resolved declaration with its declared strength, in label order.
+    let mut declared: Vec<(&Ingredient, Option<&str>)> = Vec::new();
     if let Some(l) = list {
         let mut position = 0;
         for (si, s) in l.sections.iter().enumerate() {
             for (may, e) in s.ingredients.iter().map(|e| (false, e)).chain(s.may_contain.iter().map(|e| (true, e))) {
-                let id = kb.resolve(&e.text).map(|i| i.id.clone());
-                if id.is_none() && !unknown.contains(&e.text) {
-                    unknown.push(e.text.clone());
+                let ingredient = kb.resolve(&e.text);
+                match ingredient {
+                    Some(i) => declared.push((i, e.percent.as_deref())),
+                    None if !unknown.contains(&e.text) => unknown.push(e.text.clone()),
+                    None => {}
                 }
                 entries.push(ResolvedEntry {
                     position,
                     section: si,
                     may_contain: may,
                     text: e.text.clone(),
-                    ingredient_id: id,
+                    ingredient_id: ingredient.map(|i| i.id.clone()),
                 });
                 position += 1;
             }
         }
     }
-    let known: Vec<_> = entries.iter().filter_map(|e| e.ingredient_id.as_deref()).filter_map(|id| kb.get(id)).collect();
+    let known: Vec<&Ingredient> = declared.iter().map(|(i, _)| *i).collect();
     let known_list = list.is_some();
-    let none_of = |f: &dyn Fn(&crate::kb::Ingredient) -> bool| known_list.then(|| !known.iter().any(|i| f(i)));
-    let any_of = |f: &dyn Fn(&crate::kb::Ingredient) -> bool| known_list.then(|| known.iter().any(|i| f(i)));
+    let none_of = |f: &dyn Fn(&Ingredient) -> bool| known_list.then(|| !known.iter().any(|i| f(i)));
+    let any_of = |f: &dyn Fn(&Ingredient) -> bool| known_list.then(|| known.iter().any(|i| f(i)));
 
     let max_comedogenic = known.iter().filter_map(|i| i.comedogenic).max();
-    let mut allergens: Vec<String> = known.iter().filter(|i| i.is_allergen()).map(|i| i.id.clone()).collect();
-    allergens.dedup();
-    let mut actives: Vec<String> = known.iter().filter(|i| !i.concerns.is_empty()).map(|i| i.id.clone()).collect();
-    actives.dedup();
+    let allergens = unique_in_order(known.iter().filter(|i| i.is_allergen()).map(|i| i.id.as_str()));
+    let actives = unique_in_order(known.iter().filter(|i| !i.concerns.is_empty()).map(|i| i.id.as_str()));
     let mut concerns: BTreeMap<String, crate::kb::Evidence> = BTreeMap::new();
     for i in known.iter().filter(|i| !i.concerns.is_empty()) {
         for c in &i.concerns {
@@ -165,10 +210,17 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
             *e = (*e).max(c.evidence);
         }
     }
-    let has_retinoid = known.iter().any(|i| i.has("retinoid"));
     let has_uv = known.iter().any(|i| i.has("uv-filter"));
     let step =
         routine_step(category, name, has_uv, known.iter().any(|i| i.has("exfoliant-aha") || i.has("exfoliant-bha")));
+    let sunscreen = step == Some(RoutineStep::Sunscreen);
+    let (am, pm) = if sunscreen {
+        (Some(true), Some(false))
+    } else if known_list {
+        (Some(!known.iter().any(|i| pm_only(i)) && step != Some(RoutineStep::Exfoliant)), Some(true))
+    } else {
+        (None, None)
+    };
     ProductFacts {
         has_ingredient_list: known_list,
         fragrance_free: none_of(&|i| in_family(i, "fragrance")),
@@ -177,13 +229,13 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
         max_comedogenic: if known_list { max_comedogenic } else { None },
         non_comedogenic: known_list.then(|| max_comedogenic.is_none_or(|m| m < 3)),
         allergens,
-        pregnancy_caution: any_of(&|i| i.pregnancy.is_some()),
+        pregnancy_caution: known_list.then(|| declared.iter().any(|(i, p)| pregnancy_flag(i, *p))),
         photosensitizing: any_of(&|i| i.photosensitizing),
         actives,
         concerns: concerns.into_iter().map(|(concern, evidence)| ConcernEvidence { concern, evidence }).collect(),
         routine_step: step,
-        am: !has_retinoid && step != Some(RoutineStep::Exfoliant) || step == Some(RoutineStep::Sunscreen),
-        pm: step != Some(RoutineStep::Sunscreen),
+        am,
+        pm,
         ingredients: entries,
         unknown_ingredients: unknown,
         kb_version: kb.version().to_owned(),

@@ -112,9 +112,9 @@ pub fn parse(raw: &str) -> IngredientList {
     let flush = |pending: &mut String, current: &mut Section, notes: &mut Vec<String>| {
         let text = std::mem::take(pending);
         let (main, may) = split_may_contain(&text);
-        parse_items(main, &mut current.ingredients, notes);
+        parse_items(main, &mut current.ingredients, notes, false);
         if let Some(may) = may {
-            parse_items(may, &mut current.may_contain, notes);
+            parse_items(may, &mut current.may_contain, notes, true);
         }
     };
 
@@ -357,14 +357,14 @@ fn balance(text: &str) -> String {
     chars.iter().zip(keep).map(|(c, k)| if k { *c } else { ' ' }).collect()
 }
 
-fn parse_items(text: &str, out: &mut Vec<Entry>, notes: &mut Vec<String>) {
+fn parse_items(text: &str, out: &mut Vec<Entry>, notes: &mut Vec<String>, may_contain: bool) {
     for token in split_depth0(&balance(text)) {
         // "Fragrance*. *Plant origin." : an explanation glued after the last ingredient.
         let (item, explanation) = split_explanation(&token);
         if let Some(e) = explanation {
             notes.push(e.to_owned());
         }
-        if let Some(entry) = entry(item) {
+        if let Some(entry) = entry(item, may_contain) {
             if entry.text.chars().count() > MAX_ENTRY_CHARS
                 || looks_like_prose(&entry.text) && entry.text.split_whitespace().count() > 6
             {
@@ -444,14 +444,18 @@ fn is_footnote_explanation(s: &str) -> bool {
     .any(|w| l.contains(w))
 }
 
+/// What a "May Contain" part may repeat before its first entry ("May Contain/Peut Contenir
+/// (+/-): Titanium Dioxide"), lower case.
+const MAY_CONTAIN_FILLERS: [&str; 4] = ["/peut contenir", "(+/-)", "[+/-]", "+/-"];
+
 /// Cleans one token into an entry (or nothing, for empty or punctuation-only tokens).
-fn entry(token: &str) -> Option<Entry> {
+fn entry(token: &str, may_contain: bool) -> Option<Entry> {
     // A colon is never part of an ingredient's name; leaving one in would make the rendered
     // list read as a header.
     let mut s = collapse_spaces(&token.replace(':', " "));
     let mut footnote = false;
     let mut percent = None;
-    for _ in 0..4 {
+    for _ in 0..16 {
         let before = s.clone();
         // Markers and stray punctuation at either end.
         let trimmed =
@@ -468,6 +472,12 @@ fn entry(token: &str) -> Option<Entry> {
         }
         if let Some(rest) = s.strip_prefix("and ").or_else(|| s.strip_prefix("And ")) {
             s = rest.to_owned();
+        }
+        if may_contain
+            && let Some(f) =
+                MAY_CONTAIN_FILLERS.iter().find(|f| s.get(..f.len()).is_some_and(|h| h.eq_ignore_ascii_case(f)))
+        {
+            s = s[f.len()..].trim_start().to_owned();
         }
         if percent.is_none()
             && let Some((name, p)) = take_percent(&s)
@@ -503,6 +513,17 @@ fn take_percent(s: &str) -> Option<(String, String)> {
             return Some((name.trim().to_owned(), num.trim().to_owned()));
         }
     }
+    // "Salicylic Acid 2% (BHA)": the strength sits between the name and a parenthesised note.
+    if s.ends_with(')')
+        && let Some(open) = last_group_start(s)
+        && let Some((name, num)) = s[..open].trim_end().strip_suffix('%').and_then(|head| {
+            let start = head.rfind(' ').map_or(0, |i| i + 1);
+            let (name, num) = (head[..start].trim(), &head[start..]);
+            (is_num(num) && !name.is_empty()).then(|| (name.to_owned(), num.to_owned()))
+        })
+    {
+        return Some((format!("{name} {}", &s[open..]), num));
+    }
     if let Some(rest) = s.strip_suffix('%') {
         let rest = rest.trim_end();
         let start = rest.rfind(' ').map_or(0, |i| i + 1);
@@ -517,6 +538,24 @@ fn take_percent(s: &str) -> Option<(String, String)> {
         let name = s[i + 1..].trim();
         if is_num(num) && name.chars().any(char::is_alphabetic) {
             return Some((name.to_owned(), num.to_owned()));
+        }
+    }
+    None
+}
+
+/// Where the parenthesised group that ends `s` opens (`s` ends with `)`).
+fn last_group_start(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
         }
     }
     None
@@ -624,6 +663,13 @@ mod tests {
         assert_eq!(take_percent("10% Glycolic Acid"), Some(("Glycolic Acid".into(), "10".into())));
         assert_eq!(take_percent("Zinc Oxide (20%)"), Some(("Zinc Oxide".into(), "20".into())));
         assert_eq!(take_percent("Glycerin"), None);
+        // P469514 and P481347: a note in parentheses after the strength.
+        assert_eq!(take_percent("Salicylic Acid 2% (BHA)"), Some(("Salicylic Acid (BHA)".into(), "2".into())));
+        assert_eq!(
+            take_percent("Salicylic Acid 0.5% (Anti-Acne)"),
+            Some(("Salicylic Acid (Anti-Acne)".into(), "0.5".into()))
+        );
+        assert_eq!(take_percent("Ceramide NP (Ceramide 3)"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::inci::{candidate_keys, key};
+use crate::inci::{candidate_keys, key, parse};
 
 const INGREDIENTS_CSV: &str = include_str!("../data/ingredients.csv");
 const SOURCES_CSV: &str = include_str!("../data/sources.csv");
@@ -300,14 +300,33 @@ impl KnowledgeBase {
         candidate_keys(text).iter().find_map(|k| self.by_key.get(k)).map(|&i| &self.ingredients[i])
     }
 
-    /// The ids a search term stands for: a family name, or one ingredient by any of its names.
-    /// `None` when the term is neither.
+    /// Resolves one ingredient written any way a label writes it: any name or synonym, with its
+    /// alternatives in parentheses or after slashes (`Water (Aqua)`, `Aqua/Water/Eau`), a footnote
+    /// marker (`Glycerin*`) or a declared strength (`Niacinamide 5%`, `Salicylic Acid 2% (BHA)`).
+    /// Text that parses as several ingredients is not one ingredient.
+    pub fn resolve_label(&self, text: &str) -> Option<&Ingredient> {
+        if let Some(i) = self.lookup(text) {
+            return Some(i);
+        }
+        // Cleaned as a declared entry first, so that a strength or a marker does not hide the name
+        // ("Salicylic Acid 2% (BHA)" is salicylic acid, not the BHA in its note).
+        let parsed = parse(text);
+        let mut entries = parsed.entries();
+        match (entries.next(), entries.next()) {
+            (Some(only), None) => self.resolve(&only.text).or_else(|| self.resolve(text)),
+            (Some(_), Some(_)) => None,
+            (None, _) => self.resolve(text),
+        }
+    }
+
+    /// The ids a search term stands for: a family name, or one ingredient by any of its names or
+    /// label forms ([`KnowledgeBase::resolve_label`]). `None` when the term is neither.
     pub fn expand(&self, term: &str) -> Option<BTreeSet<String>> {
         let t = key(term).replace(' ', "-");
         if FAMILIES.iter().any(|(f, _)| *f == t) {
             return Some(self.ingredients.iter().filter(|i| in_family(i, &t)).map(|i| i.id.clone()).collect());
         }
-        self.lookup(term).or_else(|| self.resolve(term)).map(|i| BTreeSet::from([i.id.clone()]))
+        self.resolve_label(term).map(|i| BTreeSet::from([i.id.clone()]))
     }
 }
 
@@ -366,5 +385,32 @@ mod tests {
         assert!(kb.expand("fragrance-allergens").unwrap().contains("benzyl-alcohol"));
         assert_eq!(kb.expand("aqua").unwrap().into_iter().collect::<Vec<_>>(), ["water"]);
         assert!(kb.expand("unobtainium").is_none());
+    }
+
+    #[test]
+    fn any_label_form_resolves() {
+        let kb = KnowledgeBase::bundled();
+        let id = |t: &str| kb.resolve_label(t).map(|i| i.id.as_str());
+        for (text, want) in [
+            ("Water (Aqua)", "water"),
+            ("Water (Aqua, Eau)", "water"),
+            ("Aqua/Water/Eau", "water"),
+            ("WATER/EAU", "water"),
+            ("water", "water"),
+            ("Glycerin*", "glycerin"),
+            ("Niacinamide 5%", "niacinamide"),
+            ("10% Glycolic Acid", "glycolic-acid"),
+            ("Salicylic Acid 2% (BHA)", "salicylic-acid"),
+            ("Zinc Oxide (20%)", "zinc-oxide"),
+            ("Titanium Dioxide (CI 77891)", "titanium-dioxide"),
+            ("Helianthus Annuus (Sunflower) Seed Oil", "helianthus-annuus-seed-oil"),
+            ("Tocophérol", "tocopherol"),
+            ("1,2-Hexanediol", "1-2-hexanediol"),
+            ("alcohol-denat", "alcohol-denat"),
+        ] {
+            assert_eq!(id(text), Some(want), "{text}");
+        }
+        assert_eq!(id("Water, Glycerin"), None, "two ingredients are not one");
+        assert_eq!(id("unobtainium (aqua-free)"), None);
     }
 }
