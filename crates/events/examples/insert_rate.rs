@@ -39,8 +39,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         normalize_secs += t.elapsed().as_secs_f64();
-        log::append(&db, "wk_bench", &msgs, &[], None, now).await?;
         done += msgs.len();
+        let job = log::Append {
+            write_key_id: "wk_bench".into(),
+            accepted: msgs,
+            dead: Vec::new(),
+            to_bus: None,
+            received_at: now,
+        };
+        log::append(&db, &job).await?;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

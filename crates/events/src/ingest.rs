@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use utoipa::ToSchema;
 
 use crate::EventsError;
-use crate::log::{self, Accepted, DeadLetter};
+use crate::log::{self, Accepted, Append, DeadLetter, LogWriter};
 use crate::message::{BatchDefaults, Kind, Message, normalize, parse_time};
 use crate::outbox::Ingested;
 use crate::schemas::{Check, SchemaRegistry};
@@ -34,6 +34,7 @@ pub struct Ingestor {
     features: Arc<dyn FeatureStore>,
     directory: Option<Arc<dyn ProductDirectory>>,
     outbox_ready: Arc<Notify>,
+    writer: LogWriter,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -154,6 +155,7 @@ impl Ingestor {
     pub fn new(db: Db, concurrency: usize, features: Arc<dyn FeatureStore>) -> Self {
         Self {
             keys: WriteKeys::new(db.clone()),
+            writer: LogWriter::new(db.clone()),
             db,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             features,
@@ -290,22 +292,25 @@ impl Ingestor {
                 }
             }
         }
+        let features = self.feature_updates(accepted.iter().map(|a| (write_key_id.as_str(), &a.message))).await;
         let to_bus = Ingested {
             write_key_id: write_key_id.clone(),
             messages: accepted.iter().map(|a| (&a.message).into()).collect(),
-            features: self.feature_updates(accepted.iter().map(|a| (write_key_id.as_str(), &a.message))).await,
+            features: features.clone(),
         };
-        let inserted = log::append(&self.db, &write_key_id, &accepted, &dead, Some(&to_bus), received).await?;
+        let sent = accepted.len();
+        let job = Append { write_key_id, accepted, dead, to_bus: Some(to_bus), received_at: received };
+        let inserted = self.writer.append(job).await?;
         if inserted > 0 {
             self.outbox_ready.notify_one();
         }
         // Read-your-writes on this node: features reflect the events before the answer leaves.
         // The store ignores an event id it has seen, so retries and duplicates count once.
-        self.apply_features(&to_bus.features).await;
+        self.apply_features(&features).await;
         Ok(IngestResult {
             success: failures.is_empty(),
             accepted: inserted,
-            duplicates: accepted.len() - inserted,
+            duplicates: sent - inserted,
             rejected: failures,
         })
     }

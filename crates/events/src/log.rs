@@ -3,6 +3,7 @@
 
 use dermis_core::clock::rfc3339;
 use dermis_core::ids::new_id;
+use dermis_store::db::Backend;
 use dermis_store::sqlx::{self, Row};
 use dermis_store::{Db, StoreError};
 use serde::Serialize;
@@ -34,16 +35,28 @@ pub struct DeadLetter {
     pub payload: Value,
 }
 
-const ROWS_PER_INSERT: usize = 200;
+/// Rows per multi-row INSERT. PostgreSQL pays a round trip per statement, so it gets many;
+/// SQLite pays nothing per statement but looks bound parameters up by a linear scan (sqlx asks
+/// for each one's name), which makes a statement quadratic in its parameters: at 200 rows
+/// (2,400 parameters) that scan was a third of the embedded insert time. Measured with the
+/// `insert_rate` example, 100-message batches: 1 row 11.9 k/s, 5 rows 14.8 k/s, 10 rows 16.7 k/s,
+/// 20 rows 13.9 k/s, 200 rows 11.5 k/s.
+fn rows_per_insert(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 10,
+        Backend::Postgres => 200,
+    }
+}
 
 /// Inserts events (multi-row, duplicates of stored `messageId`s skipped); returns how many were new.
 async fn insert_events(
     conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     write_key_id: &str,
     accepted: &[Accepted],
 ) -> Result<usize, StoreError> {
     let mut inserted = 0;
-    for chunk in accepted.chunks(ROWS_PER_INSERT) {
+    for chunk in accepted.chunks(rows_per_insert(backend)) {
         let mut sql = String::from(
             "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, partition_key, schema_ref, timestamp_ms, received_at, payload) VALUES ",
         );
@@ -79,37 +92,139 @@ async fn insert_events(
     Ok(inserted)
 }
 
-/// Appends messages, dead letters and what goes to the bus in one transaction. Returns how many
-/// messages were new (the rest were duplicates of stored ones).
-pub async fn append(
-    db: &Db,
-    write_key_id: &str,
-    accepted: &[Accepted],
-    dead: &[DeadLetter],
-    to_bus: Option<&Ingested>,
-    received_at: i64,
-) -> Result<usize, StoreError> {
-    let mut tx = db.begin().await?;
-    let inserted = insert_events(&mut tx, write_key_id, accepted).await?;
-    if let Some(i) = to_bus.filter(|_| inserted > 0) {
-        outbox::append(&mut tx, i, received_at).await?;
+/// What one ingestion request appends: its messages, its dead letters and what goes to the bus.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// The source.
+    pub write_key_id: String,
+    /// Messages to store (duplicates of stored `messageId`s are skipped).
+    pub accepted: Vec<Accepted>,
+    /// Messages kept as dead letters.
+    pub dead: Vec<DeadLetter>,
+    /// Handed to the bus through the outbox when any message was new.
+    pub to_bus: Option<Ingested>,
+    /// When the request arrived, ms since the epoch.
+    pub received_at: i64,
+}
+
+impl Append {
+    fn rows(&self) -> usize {
+        self.accepted.len() + self.dead.len() + 1
     }
-    for d in dead {
+}
+
+/// Writes one request's rows in the caller's transaction; returns how many messages were new.
+async fn write(conn: &mut sqlx::AnyConnection, backend: Backend, job: &Append) -> Result<usize, StoreError> {
+    let inserted = insert_events(&mut *conn, backend, &job.write_key_id, &job.accepted).await?;
+    if let Some(i) = job.to_bus.as_ref().filter(|_| inserted > 0) {
+        outbox::append(&mut *conn, i, job.received_at).await?;
+    }
+    for d in &job.dead {
         sqlx::query(
             "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(new_id("dlq"))
-        .bind(write_key_id)
+        .bind(&job.write_key_id)
         .bind(d.message_id.clone())
         .bind(&d.reason)
         .bind(serde_json::to_string(&d.errors).unwrap_or_default())
         .bind(d.payload.to_string())
-        .bind(received_at)
-        .execute(&mut *tx)
+        .bind(job.received_at)
+        .execute(&mut *conn)
         .await?;
     }
+    Ok(inserted)
+}
+
+/// Appends one request in its own transaction. Returns how many messages were new (the rest
+/// were duplicates of stored ones).
+pub async fn append(db: &Db, job: &Append) -> Result<usize, StoreError> {
+    let mut tx = db.begin().await?;
+    let inserted = write(&mut tx, db.backend(), job).await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<usize, StoreError>>;
+
+/// Most rows one group commit carries.
+const GROUP_ROWS: usize = 2500;
+
+/// The log's writer. On SQLite, which has one writer anyway, concurrent requests are committed
+/// together (group commit): one task takes every append waiting, writes them in one
+/// transaction and answers each after the commit, so the per-transaction cost (dirty index
+/// pages written to the WAL, the fsync) is shared. A group that fails is retried one request
+/// per transaction, so one bad request never fails the others. On PostgreSQL each request
+/// commits on its own connection, concurrently.
+#[derive(Debug, Clone)]
+pub struct LogWriter {
+    db: Db,
+    group: Option<tokio::sync::mpsc::Sender<(Append, Reply)>>,
+}
+
+impl LogWriter {
+    /// A writer for `db` (on SQLite, starts the group-commit task: call within a runtime).
+    pub fn new(db: Db) -> Self {
+        let group = (db.backend() == Backend::Sqlite).then(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(group_commit(db.clone(), rx));
+            tx
+        });
+        Self { db, group }
+    }
+
+    /// Appends one request; answers once it is committed.
+    pub async fn append(&self, job: Append) -> Result<usize, StoreError> {
+        let Some(group) = &self.group else { return append(&self.db, &job).await };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        group.send((job, reply)).await.map_err(|_| StoreError::Unavailable("the event log writer stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the event log writer stopped".into()))?
+    }
+}
+
+async fn group_commit(db: Db, mut rx: tokio::sync::mpsc::Receiver<(Append, Reply)>) {
+    while let Some(first) = rx.recv().await {
+        let mut rows = first.0.rows();
+        let mut group = vec![first];
+        while rows < GROUP_ROWS {
+            match rx.try_recv() {
+                Ok(next) => {
+                    rows += next.0.rows();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("events_group_commit_requests").record(group.len() as f64);
+        match write_group(&db, &group).await {
+            Ok(counts) => {
+                for ((_, reply), n) in group.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(n));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                if let Some((_, reply)) = group.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, requests = group.len(), "group commit failed; committing one by one");
+                for (job, reply) in group {
+                    let _ = reply.send(append(&db, &job).await);
+                }
+            }
+        }
+    }
+}
+
+async fn write_group(db: &Db, group: &[(Append, Reply)]) -> Result<Vec<usize>, StoreError> {
+    let mut tx = db.begin().await?;
+    let mut counts = Vec::with_capacity(group.len());
+    for (job, _) in group {
+        counts.push(write(&mut tx, db.backend(), job).await?);
+    }
+    tx.commit().await?;
+    Ok(counts)
 }
 
 /// A stored event.
@@ -247,7 +362,7 @@ pub async fn replay(
     if claimed == 0 {
         return Ok(false);
     }
-    let inserted = insert_events(&mut tx, write_key_id, std::slice::from_ref(accepted)).await?;
+    let inserted = insert_events(&mut tx, db.backend(), write_key_id, std::slice::from_ref(accepted)).await?;
     if inserted > 0 {
         outbox::append(&mut tx, to_bus, now).await?;
     }
