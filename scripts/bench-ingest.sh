@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ingestion benchmark of issue #4: batched Segment ingestion (100 messages per request, all new
-# messageIds) on SQLite and PostgreSQL, next to the event log's raw insert rate (no HTTP) as the
+# messageIds) on SQLite (embedded bus, and NATS JetStream as the bus) and PostgreSQL, next to the event log's raw insert rate (no HTTP) as the
 # ceiling, in one run.
 #
 #   scripts/bench-ingest.sh [DURATION_SECS] [CONNECTIONS]
@@ -24,6 +24,9 @@ PG_URL=$(fresh_pg_db "$ADMIN_URL" dermis_bench_ingest)
 
 start_node sqlite 18101
 rows=("sqlite:18101")
+NATS_URL=${DERMIS_BENCH_NATS_URL:-nats://127.0.0.1:4222}
+DERMIS_BUS_URL=$NATS_URL DERMIS_BUS_STREAM="BENCH$$" start_node sqlite-nats 18103
+rows+=("sqlite+nats:18103")
 PG_URL2=$(fresh_pg_db "$ADMIN_URL" dermis_bench_ingest_http)
 if [ -n "$PG_URL2" ]; then start_node postgres 18102 "$PG_URL2"; rows+=("postgres:18102"); fi
 

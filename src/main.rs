@@ -336,6 +336,8 @@ async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
     let base = format!("http://{}:{}", display_host(&config), app.port());
     if with_demo {
         let report = demo::load(app.db()).await.context("loading the demo data")?;
+        let events = demo::load_customers(app.ingestor()).await.context("loading the demo customers")?;
+        eprintln!("demo customers {}: {events} events stored now", demo::CUSTOMERS.join(", "));
         let secret = app::jwt_secret(&config)?;
         let token = dermis_auth::jwt::issue(
             &secret,

@@ -5,6 +5,7 @@ mod helpers;
 mod auth_test;
 mod catalog_test;
 mod cli_test;
+mod demo_test;
 mod errors_test;
 mod events_test;
 mod kill_test;

@@ -153,4 +153,17 @@ impl EventBus for EmbeddedBus {
             .get(0);
         Ok(n as u64)
     }
+
+    async fn retain(&self, max_age: Duration) -> Result<u64, BusError> {
+        // The newest message stays whatever its age: positions continue from it.
+        let cutoff = dermis_core::clock::now_ms() - max_age.as_millis() as i64;
+        let dropped =
+            sqlx::query("DELETE FROM bus_messages WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM bus_messages)")
+                .bind(cutoff)
+                .execute(self.db.writer())
+                .await
+                .map_err(StoreError::from)?
+                .rows_affected();
+        Ok(dropped)
+    }
 }

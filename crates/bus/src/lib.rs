@@ -77,7 +77,15 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// How many messages on `prefix` `consumer` has not acknowledged (its lag).
     async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError>;
+
+    /// Drops messages older than `max_age` (consumers behind by more lose them); positions keep
+    /// increasing. Returns how many were dropped now (NATS drops them by itself: the stream has
+    /// a maximum age, and this returns 0).
+    async fn retain(&self, max_age: Duration) -> Result<u64, BusError>;
 }
+
+/// How long messages stay on the bus (the NATS stream's maximum age, the embedded bus's pruning).
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Checks a consumer or topic name: 1–100 of `A-Z a-z 0-9 - _ .`, not starting or ending with `.`.
 pub fn check_name(name: &str) -> Result<(), BusError> {

@@ -45,6 +45,8 @@ impl NatsBus {
             name: stream.to_owned(),
             subjects: vec![format!("{root}.>")],
             duplicate_window: Duration::from_secs(120),
+            // Consumers are minutes behind at worst; a week bounds the disk a stream takes.
+            max_age: crate::RETENTION,
             ..Default::default()
         })
         .await
@@ -184,5 +186,9 @@ impl EventBus for NatsBus {
         let mut c = self.consumer(consumer, prefix).await?;
         let info = c.info().await.map_err(nats)?;
         Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    async fn retain(&self, _max_age: Duration) -> Result<u64, BusError> {
+        Ok(0)
     }
 }

@@ -83,6 +83,7 @@ bus_tests!(
     consumers_are_independent_and_prefixes_select,
     unacknowledged_messages_return_after_a_restart,
     bad_names_are_refused,
+    old_messages_go_and_positions_continue,
 );
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -162,4 +163,22 @@ async fn bad_names_are_refused(f: &Factory) {
     assert!(bus.publish("bad topic", "k", "i", "{}").await.is_err());
     assert!(bus.publish(".lead", "k", "i", "{}").await.is_err());
     assert!(bus.fetch("has space", "", 1, Duration::ZERO).await.is_err());
+}
+
+async fn old_messages_go_and_positions_continue(f: &Factory) {
+    let bus = f.open().await;
+    bus.publish("events.track", "u", "r0", "{}").await.unwrap();
+    bus.publish("events.track", "u", "r1", "{}").await.unwrap();
+    let first = bus.fetch("features", "events.", 1, WAIT).await.unwrap();
+    bus.ack("features", "events.", &first[0]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    bus.retain(Duration::ZERO).await.unwrap();
+    bus.publish("events.track", "u", "r2", "{}").await.unwrap();
+    let rest = bus.fetch("features", "events.", 10, WAIT).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2"],
+        "nothing after the position is lost"
+    );
+    assert!(rest[0].seq > first[0].seq && rest[1].seq > rest[0].seq, "positions keep increasing");
 }

@@ -238,6 +238,20 @@ impl Ingestor {
             Some(k) => self.keys.resolve(k).await?.ok_or(EventsError::BadWriteKey)?,
             None => return Err(EventsError::BadWriteKey),
         };
+        self.ingest_as(write_key_id, kind, body).await
+    }
+
+    /// Ingests one request for a source already identified (`wk_...`): what [`Self::ingest`]
+    /// does once the write key is resolved (the demo loader uses it directly).
+    pub async fn ingest_as(
+        &self,
+        write_key_id: String,
+        kind: Option<Kind>,
+        body: &Value,
+    ) -> Result<IngestResult, EventsError> {
+        let Value::Object(obj) = body else {
+            return Err(EventsError::Malformed("the body must be a JSON object".into()));
+        };
         let (raws, defaults): (Vec<&Value>, BatchDefaults) = match kind {
             Some(_) => (vec![body], BatchDefaults::default()),
             None => {

@@ -174,6 +174,11 @@ impl Application {
         &self.db
     }
 
+    /// Event ingestion (the demo loads its customers through it).
+    pub fn ingestor(&self) -> &Ingestor {
+        &self.ingestor
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
     /// period) and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -198,7 +203,7 @@ impl Application {
             config.events.lag_alert,
             Duration::from_secs(5),
         )));
-        let purge_db = db.clone();
+        let (purge_db, purge_bus) = (db.clone(), bus.clone());
         background.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
@@ -207,6 +212,11 @@ impl Application {
                     Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+                }
+                match purge_bus.retain(dermis_bus::RETENTION).await {
+                    Ok(n) if n > 0 => tracing::info!(dropped = n, "bus messages past retention dropped"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "dropping old bus messages failed"),
                 }
             }
         }));

@@ -2,9 +2,12 @@
 //! through the catalog's own import, so it obeys every rule real data does. Loading twice changes
 //! nothing: products are matched by their external id.
 //!
-//! Locations, stock and demo customers arrive with the inventory and customer domains.
+//! Four demo customers (skin types, concerns, views, orders) are loaded as the events a web shop
+//! would send, so their online features are there from the start. Locations and stock arrive
+//! with the inventory domain, skin profiles as records with the customer domain.
 
 use dermis_catalog::import::{self, ImportReport};
+use dermis_events::ingest::Ingestor;
 use dermis_store::Db;
 
 const CATALOG_JSON: &str = include_str!("../demo/catalog.json");
@@ -28,8 +31,89 @@ pub fn print_welcome(base: &str, report: &ImportReport, token: &str) {
          # what is niacinamide, and which products have it:\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/ingredients/niacinamide'\n\
          # search with facet counts:\n\
-         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?q=vitamin%20c&facets=true&limit=3'\n",
+         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?q=vitamin%20c&facets=true&limit=3'\n\
+         # a demo customer's online features (also demo-ben, demo-chloe, demo-dev; needs an admin token):\n\
+         curl -s -H \"Authorization: Bearer $(dermis token --role admin)\" '{base}/v1/features/customers/demo-ana'\n",
         report.imported,
         report.unchanged + report.updated
     );
 }
+
+/// The demo customers: who they are (skin type and concerns from the skin quiz) and what they
+/// did (views, a cart, orders of demo catalog products), as the events a web shop would send.
+/// Message ids are fixed, so loading twice stores them once.
+fn customer_events(now_ms: i64) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let hours_ago = |h: i64| dermis_core::clock::rfc3339(now_ms - h * 3600 * 1000);
+    let people = [
+        (
+            "demo-ana",
+            "Ana",
+            "dry",
+            vec!["dryness", "redness"],
+            vec!["P122900", "P248407"],
+            vec![("P248407", 38.0), ("P126301", 38.0)],
+        ),
+        (
+            "demo-ben",
+            "Ben",
+            "oily",
+            vec!["acne", "pores"],
+            vec!["P297517", "P139000"],
+            vec![("P139000", 23.5), ("P297517", 20.0)],
+        ),
+        (
+            "demo-chloe",
+            "Chloé",
+            "combination",
+            vec!["hyperpigmentation", "dullness"],
+            vec!["P309308"],
+            vec![("P232327", 30.0)],
+        ),
+        ("demo-dev", "Dev", "sensitive", vec!["redness", "sensitivity"], vec!["P12336", "P248407"], vec![]),
+    ];
+    let mut out = Vec::new();
+    for (id, name, skin_type, concerns, viewed, bought) in people {
+        out.push(json!({"type": "identify", "userId": id, "messageId": format!("{id}-identify"),
+            "timestamp": hours_ago(72), "traits": {"first_name": name, "skin_type": skin_type}}));
+        out.push(json!({"type": "track", "userId": id, "event": "Skin Quiz Completed", "messageId": format!("{id}-quiz"),
+            "timestamp": hours_ago(72), "properties": {"quiz_id": "demo", "skin_type": skin_type, "concerns": concerns}}));
+        for (i, p) in viewed.iter().enumerate() {
+            out.push(
+                json!({"type": "track", "userId": id, "event": "Product Viewed", "messageId": format!("{id}-view-{i}"),
+                "timestamp": hours_ago(2 - i as i64), "properties": {"product_id": p}}),
+            );
+        }
+        if !bought.is_empty() {
+            let products: Vec<_> =
+                bought.iter().map(|(p, price)| json!({"product_id": p, "price": price, "quantity": 1})).collect();
+            out.push(json!({"type": "track", "userId": id, "event": "Order Completed", "messageId": format!("{id}-order"),
+                "timestamp": hours_ago(48), "properties": {"order_id": format!("{id}-o1"), "currency": "USD", "products": products}}));
+        } else {
+            out.push(
+                json!({"type": "track", "userId": id, "event": "Product Added", "messageId": format!("{id}-cart"),
+                "timestamp": hours_ago(1), "properties": {"product_id": viewed[viewed.len() - 1], "quantity": 1}}),
+            );
+        }
+    }
+    out
+}
+
+/// Loads the demo customers' events through ingestion (under a write key named `demo`), so they
+/// reach the event log, the bus and the online features like any shop's. Returns how many
+/// events were stored now (0 when they were loaded before).
+pub async fn load_customers(ingestor: &Ingestor) -> anyhow::Result<usize> {
+    let keys = ingestor.write_keys();
+    let existing = keys.list().await?.into_iter().find(|k| k.name == "demo" && k.revoked_at.is_none());
+    let key_id = match existing {
+        Some(k) => k.id,
+        None => keys.create("demo").await?.0.id,
+    };
+    let batch = serde_json::json!({ "batch": customer_events(dermis_core::clock::now_ms()) });
+    let result = ingestor.ingest_as(key_id, None, &batch).await?;
+    anyhow::ensure!(result.success, "demo events rejected: {:?}", result.rejected);
+    Ok(result.accepted)
+}
+
+/// The demo customers' ids, for the welcome text and tests.
+pub const CUSTOMERS: [&str; 4] = ["demo-ana", "demo-ben", "demo-chloe", "demo-dev"];

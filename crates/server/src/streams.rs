@@ -81,7 +81,7 @@ pub fn consumer_name(features: &dyn FeatureStore, node_id: &str) -> String {
 /// become readable by waiting, and it must not stop the stream.
 pub async fn consume_features(bus: Arc<dyn EventBus>, ingestor: Ingestor, consumer: String) {
     loop {
-        let batch = match bus.fetch(&consumer, TOPIC, 100, Duration::from_millis(500)).await {
+        let batch = match bus.fetch(&consumer, TOPIC, 100, Duration::from_millis(100)).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, consumer, "fetching from the bus failed; retrying");
