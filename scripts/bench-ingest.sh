@@ -10,17 +10,21 @@ DUR=${1:-10}
 CONN=${2:-8}
 ADMIN_URL=${DERMIS_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-cargo build --release --quiet -p dermis-events --example insert_rate
-BIN=target/release/dermis
+# DERMIS_BENCH_BIN / DERMIS_BENCH_INSERT_RATE: other builds (a baseline commit) to measure instead.
+if [ -z "${DERMIS_BENCH_BIN:-}" ]; then
+  cargo build --release --quiet
+  cargo build --release --quiet -p dermis-events --example insert_rate
+fi
+BIN=${DERMIS_BENCH_BIN:-target/release/dermis}
+INSERT_RATE=${DERMIS_BENCH_INSERT_RATE:-target/release/examples/insert_rate}
 WORK=$(mktemp -d)
 source scripts/bench-lib.sh
 trap bench_cleanup EXIT
 
 echo "raw insert rate (no HTTP), batches of 100:"
-target/release/examples/insert_rate sqlite 200000 100
+$INSERT_RATE sqlite 200000 100
 PG_URL=$(fresh_pg_db "$ADMIN_URL" dermis_bench_ingest)
-[ -n "$PG_URL" ] && target/release/examples/insert_rate "$PG_URL" 100000 100
+[ -n "$PG_URL" ] && $INSERT_RATE "$PG_URL" 100000 100
 
 start_node sqlite 18101
 rows=("sqlite:18101")

@@ -10,7 +10,7 @@ use dermis_store::sqlx::{self, Row};
 use dermis_store::{Db, StoreError};
 use tokio::sync::Notify;
 
-use crate::{BusError, Envelope, EventBus, check_name};
+use crate::{BusError, Envelope, EventBus, Outgoing, check_name};
 
 /// `""` and `"catalog."` select by prefix; anything else is one exact topic (as on NATS).
 fn topic_pattern(prefix: &str) -> String {
@@ -68,6 +68,65 @@ impl EmbeddedBus {
     }
 }
 
+impl EmbeddedBus {
+    /// One transaction for up to 100 messages: ids already published are skipped, the rest get
+    /// consecutive positions after the last one. A concurrent publisher (PostgreSQL) that took
+    /// a position first makes the insert fail on the key, and the chunk is retried.
+    async fn publish_chunk(&self, chunk: &[Outgoing]) -> Result<(), BusError> {
+        for _ in 0..10 {
+            let mut tx = self.db.begin().await?;
+            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT msg_id FROM bus_messages WHERE msg_id IN ({})", params.join(", "));
+            let mut q = sqlx::query(&sql);
+            for m in chunk {
+                q = q.bind(&m.id);
+            }
+            let known: std::collections::HashSet<String> =
+                q.fetch_all(&mut *tx).await.map_err(StoreError::from)?.iter().map(|r| r.get::<String, _>(0)).collect();
+            let mut seen = std::collections::HashSet::new();
+            let fresh: Vec<&Outgoing> =
+                chunk.iter().filter(|m| !known.contains(&m.id) && seen.insert(m.id.as_str())).collect();
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM bus_messages")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from)?
+                .get(0);
+            let rows: Vec<String> = (0..fresh.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO bus_messages (seq, topic, msg_key, msg_id, payload, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            let now = dermis_core::clock::now_ms();
+            let mut q = sqlx::query(&sql);
+            for (i, m) in fresh.iter().enumerate() {
+                q = q.bind(last + 1 + i as i64).bind(&m.topic).bind(&m.key).bind(&m.id).bind(&m.payload).bind(now);
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => {
+                    tx.commit().await.map_err(StoreError::from)?;
+                    self.published.notify_waiters();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = StoreError::from(e);
+                    if !matches!(e, StoreError::Unique { .. }) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Err(BusError::Store(StoreError::Unavailable("bus publish kept conflicting".into())))
+    }
+}
+
 #[async_trait]
 impl EventBus for EmbeddedBus {
     fn name(&self) -> &'static str {
@@ -114,6 +173,16 @@ impl EventBus for EmbeddedBus {
             }
         }
         Err(BusError::Store(StoreError::Unavailable("bus publish kept conflicting".into())))
+    }
+
+    async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), BusError> {
+        for m in messages {
+            check_name(&m.topic)?;
+        }
+        for chunk in messages.chunks(100) {
+            self.publish_chunk(chunk).await?;
+        }
+        Ok(())
     }
 
     async fn fetch(&self, consumer: &str, prefix: &str, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError> {

@@ -43,6 +43,19 @@ pub struct Envelope {
     pub payload: String,
 }
 
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Topic.
+    pub topic: String,
+    /// Partition key.
+    pub key: String,
+    /// Unique id; publishing it again is a no-op.
+    pub id: String,
+    /// JSON payload.
+    pub payload: String,
+}
+
 /// Bus failures.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -66,6 +79,15 @@ pub trait EventBus: Send + Sync + 'static {
     /// Publishes a message; returns once it is durable. A message whose id was published before
     /// is not stored again.
     async fn publish(&self, topic: &str, key: &str, id: &str, payload: &str) -> Result<(), BusError>;
+
+    /// Publishes several messages in order; returns once all are durable. The embedded bus
+    /// writes them in one transaction; the default publishes one by one.
+    async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), BusError> {
+        for m in messages {
+            self.publish(&m.topic, &m.key, &m.id, &m.payload).await?;
+        }
+        Ok(())
+    }
 
     /// Up to `max` messages that `consumer` has not acknowledged, in publish order, waiting up
     /// to `wait` when there are none. `prefix` selects topics: `""` all, `"catalog."` those under

@@ -84,6 +84,7 @@ bus_tests!(
     unacknowledged_messages_return_after_a_restart,
     bad_names_are_refused,
     old_messages_go_and_positions_continue,
+    batches_publish_in_order_once,
 );
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -181,4 +182,22 @@ async fn old_messages_go_and_positions_continue(f: &Factory) {
         "nothing after the position is lost"
     );
     assert!(rest[0].seq > first[0].seq && rest[1].seq > rest[0].seq, "positions keep increasing");
+}
+
+async fn batches_publish_in_order_once(f: &Factory) {
+    let bus = f.open().await;
+    let out = |id: &str| dermis_bus::Outgoing {
+        topic: "events.ingested".into(),
+        key: "k".into(),
+        id: id.into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+    };
+    bus.publish("events.ingested", "k", "b0", "{}").await.unwrap();
+    // b0 was published before, b2 twice in the batch: each is stored once, in order.
+    bus.publish_all(&[out("b0"), out("b1"), out("b2"), out("b2"), out("b3")]).await.unwrap();
+    bus.publish_all(&[out("b3"), out("b4")]).await.unwrap(); // a relay repeated after a crash
+    let got = bus.fetch("relay-test", "events.ingested", 10, WAIT).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b0", "b1", "b2", "b3", "b4"]);
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(got[2].payload, "{\"id\":\"b2\"}");
 }

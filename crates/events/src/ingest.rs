@@ -307,13 +307,11 @@ impl Ingestor {
             }
         }
         let features = self.feature_updates(accepted.iter().map(|a| (write_key_id.as_str(), &a.message))).await;
-        let to_bus = Ingested {
-            write_key_id: write_key_id.clone(),
-            messages: accepted.iter().map(|a| (&a.message).into()).collect(),
-            features: features.clone(),
-        };
+        // Only what other nodes must apply goes to the bus (identify, page ... have no features).
+        let to_bus =
+            (!features.is_empty()).then(|| Ingested { write_key_id: write_key_id.clone(), features: features.clone() });
         let sent = accepted.len();
-        let job = Append { write_key_id, accepted, dead, to_bus: Some(to_bus), received_at: received };
+        let job = Append { write_key_id, accepted, dead, to_bus, received_at: received };
         let inserted = self.writer.append(job).await?;
         if inserted > 0 {
             self.outbox_ready.notify_one();
@@ -353,15 +351,14 @@ impl Ingestor {
             .map_err(|r| EventsError::StillInvalid(r.reason))?;
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
-        let to_bus = Ingested {
-            write_key_id: dl.write_key_id.clone(),
-            messages: vec![(&accepted.message).into()],
-            features: self.feature_updates([(dl.write_key_id.as_str(), &accepted.message)]).await,
-        };
-        let stored = log::replay(&self.db, id, &dl.write_key_id, &accepted, &to_bus, now_ms()).await?;
+        let features = self.feature_updates([(dl.write_key_id.as_str(), &accepted.message)]).await;
+        let to_bus = (!features.is_empty()).then(|| Ingested { write_key_id: dl.write_key_id.clone(), features });
+        let stored = log::replay(&self.db, id, &dl.write_key_id, &accepted, to_bus.as_ref(), now_ms()).await?;
         if stored {
             self.outbox_ready.notify_one();
-            self.apply_features(&to_bus.features).await;
+            if let Some(b) = &to_bus {
+                self.apply_features(&b.features).await;
+            }
         }
         Ok(stored)
     }

@@ -347,7 +347,7 @@ pub async fn replay(
     dead_letter_id: &str,
     write_key_id: &str,
     accepted: &Accepted,
-    to_bus: &Ingested,
+    to_bus: Option<&Ingested>,
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
@@ -363,8 +363,8 @@ pub async fn replay(
         return Ok(false);
     }
     let inserted = insert_events(&mut tx, db.backend(), write_key_id, std::slice::from_ref(accepted)).await?;
-    if inserted > 0 {
-        outbox::append(&mut tx, to_bus, now).await?;
+    if let Some(i) = to_bus.filter(|_| inserted > 0) {
+        outbox::append(&mut tx, i, now).await?;
     }
     tx.commit().await?;
     Ok(inserted > 0)

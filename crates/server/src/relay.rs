@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dermis_bus::EventBus;
+use dermis_bus::{EventBus, Outgoing};
 use dermis_store::Db;
 use tokio::sync::Notify;
 
@@ -33,20 +33,32 @@ pub async fn run(db: Db, bus: Arc<dyn EventBus>, ready: Arc<Notify>, idle: Durat
 /// Relays one batch of each outbox; returns how many rows were handed over.
 pub async fn relay_once(db: &Db, bus: &dyn EventBus) -> anyhow::Result<usize> {
     let batch = dermis_catalog::store::unpublished(db.reader(), 500).await?;
-    let mut done = Vec::with_capacity(batch.len());
-    for e in &batch {
-        bus.publish(&e.event_type, &e.aggregate_id, &e.id, &e.payload).await?;
-        done.push(e.id.clone());
-    }
+    let outgoing: Vec<Outgoing> = batch
+        .iter()
+        .map(|e| Outgoing {
+            topic: e.event_type.clone(),
+            key: e.aggregate_id.clone(),
+            id: e.id.clone(),
+            payload: e.payload.clone(),
+        })
+        .collect();
+    bus.publish_all(&outgoing).await?;
+    let done: Vec<String> = batch.into_iter().map(|e| e.id).collect();
     dermis_catalog::store::mark_published(db.writer(), &done, dermis_core::clock::now_ms()).await?;
     metrics::counter!("bus_relayed_total", "source" => "catalog").increment(done.len() as u64);
 
     let ingested = dermis_events::outbox::pending(db, 200).await?;
-    let mut relayed = Vec::with_capacity(ingested.len());
-    for row in &ingested {
-        bus.publish(dermis_events::outbox::TOPIC, "ingestion", &row.id, &row.payload).await?;
-        relayed.push(row.id.clone());
-    }
+    let outgoing: Vec<Outgoing> = ingested
+        .iter()
+        .map(|row| Outgoing {
+            topic: dermis_events::outbox::TOPIC.to_owned(),
+            key: "ingestion".to_owned(),
+            id: row.id.clone(),
+            payload: row.payload.clone(),
+        })
+        .collect();
+    bus.publish_all(&outgoing).await?;
+    let relayed: Vec<String> = ingested.into_iter().map(|r| r.id).collect();
     dermis_events::outbox::remove(db, &relayed).await?;
     metrics::counter!("bus_relayed_total", "source" => "events").increment(relayed.len() as u64);
     Ok(done.len() + relayed.len())
