@@ -98,6 +98,70 @@ pub fn ingestion_router() -> axum::Router<EventsState> {
     r.layer(RequestDecompressionLayer::new().gzip(true)).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
 }
 
+/// Adds the ingestion routes to the OpenAPI document: they are plain axum routes (one handler
+/// for fifteen paths), so their operations are built here, with the `writeKey` scheme (HTTP
+/// Basic, the write key as user name; or `writeKey` in the body).
+pub fn document_ingestion(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{ContentBuilder, Ref, Required};
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut schemas = vec![(IngestResult::name().into_owned(), <IngestResult as utoipa::PartialSchema>::schema())];
+    <IngestResult as ToSchema>::schemas(&mut schemas);
+    components.schemas.extend(schemas);
+    components.add_security_scheme("writeKey", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    let json = |name: &str| ContentBuilder::new().schema(Some(Ref::from_schema_name(name))).build();
+    let problem = |what: &str| {
+        ResponseBuilder::new().description(what).content("application/problem+json", json("ProblemBody")).build()
+    };
+    for path in INGESTION_PATHS {
+        let call = path.trim_start_matches("/v1/");
+        let (summary, body) = match call {
+            "batch" | "b" | "import" => (
+                format!("Segment-compatible batch ({path}): up to 2,500 messages, 32 KB each, 500 KB in all"),
+                "`{\"batch\": [messages], \"context\": {...}, \"sentAt\": ...}`; `writeKey` may be in the body",
+            ),
+            _ => (
+                format!("Segment-compatible `{}` call ({path})", long_name(call)),
+                "one Segment message; `writeKey` may be in the body; any content type is read as JSON (the browser library sends text/plain), gzip accepted",
+            ),
+        };
+        let operation = OperationBuilder::new()
+            .tag("ingestion")
+            .summary(Some(summary))
+            .description(Some("Messages that fail their event's JSON Schema are kept as dead letters and listed in `rejected`; duplicates of a stored `messageId` are counted, not stored again."))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .description(Some(body))
+                    .required(Some(Required::True))
+                    .content("application/json", ContentBuilder::new().build())
+                    .build(),
+            ))
+            .response("200", ResponseBuilder::new().description("stored (see `rejected` for dead letters)").content("application/json", json("IngestResult")).build())
+            .response("400", problem("malformed body"))
+            .response("401", problem("missing, unknown or revoked write key"))
+            .response("413", problem("over the size or batch limits"))
+            .response("429", problem("ingestion saturated; retry after `Retry-After`"))
+            .security(SecurityRequirement::new("writeKey", Vec::<String>::new()))
+            .build();
+        doc.paths.add_path_operation(path, vec![HttpMethod::Post], operation);
+    }
+}
+
+fn long_name(call: &str) -> &str {
+    match call {
+        "t" => "track",
+        "i" => "identify",
+        "p" => "page",
+        "s" => "screen",
+        "g" => "group",
+        "a" => "alias",
+        other => other,
+    }
+}
+
 fn basic_user(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.trim().split_once(' ')?;

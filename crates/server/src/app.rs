@@ -349,6 +349,8 @@ pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, ingestor:
         .merge(dermis_catalog::routes::router().with_state(catalog))
         .merge(dermis_events::routes::admin_router().with_state(events.clone()))
         .split_for_parts();
+    let mut doc = doc;
+    dermis_events::routes::document_ingestion(&mut doc);
     let doc_json = Arc::new(doc.to_pretty_json().context("serializing the OpenAPI document")?);
 
     let request_id = HeaderName::from_static("x-request-id");

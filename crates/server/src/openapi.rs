@@ -17,7 +17,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "auth", description = "API keys for machine clients"),
         (name = "catalog", description = "Products, SKUs, ingredients and search"),
         (name = "features", description = "Online features of customers and products, updated from ingested events"),
-        (name = "events", description = "Event log, dead letters and write keys (ingestion itself is at the Segment-compatible /v1/track, /v1/batch ... with a write key)"),
+        (name = "events", description = "Event log, dead letters and write keys"),
+        (name = "ingestion", description = "Segment/RudderStack-compatible ingestion with a write key (HTTP Basic user name, or `writeKey` in the body)"),
     )
 )]
 pub struct ApiDoc;
