@@ -198,13 +198,22 @@ impl Ingestor {
         updates
     }
 
-    /// Applies feature updates; a failure is logged, never lost from the log (a rebuild or the
-    /// bus consumer applies it again).
-    pub async fn apply_features(&self, updates: &[FeatureEvent]) {
+    /// Applies feature updates, all of them even when one fails; returns the first failure. At
+    /// ingestion a failure is logged (the event is in the log and on the bus, whose consumer
+    /// applies it again); the consumer does not acknowledge a batch that failed.
+    pub async fn apply_features(&self, updates: &[FeatureEvent]) -> Result<(), dermis_features::FeatureError> {
+        let mut first = None;
         for fe in updates {
             if let Err(e) = self.features.apply(fe).await {
-                tracing::warn!(error = %e, "feature update failed; the event is stored in the log");
+                first.get_or_insert(e);
             }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    async fn apply_now(&self, updates: &[FeatureEvent]) {
+        if let Err(e) = self.apply_features(updates).await {
+            tracing::warn!(error = %e, "feature update failed; the bus consumer applies it again");
         }
     }
 
@@ -318,7 +327,7 @@ impl Ingestor {
         }
         // Read-your-writes on this node: features reflect the events before the answer leaves.
         // The store ignores an event id it has seen, so retries and duplicates count once.
-        self.apply_features(&features).await;
+        self.apply_now(&features).await;
         Ok(IngestResult {
             success: failures.is_empty(),
             accepted: inserted,
@@ -357,7 +366,7 @@ impl Ingestor {
         if stored {
             self.outbox_ready.notify_one();
             if let Some(b) = &to_bus {
-                self.apply_features(&b.features).await;
+                self.apply_now(&b.features).await;
             }
         }
         Ok(stored)

@@ -33,7 +33,7 @@ struct Customer {
 struct State {
     customers: HashMap<String, Customer>,
     products: HashMap<String, [BTreeMap<i64, i64>; 3]>,
-    /// Seen ids in arrival order with their event time, to forget them after [`SEEN_MS`] (or
+    /// Seen ids in the order they were applied, with when, to forget them after [`SEEN_MS`] (or
     /// beyond [`SEEN_MAX`]). The set is rebuilt from it on restore.
     seen_order: VecDeque<(i64, String)>,
     #[serde(skip)]
@@ -81,6 +81,10 @@ impl MemoryFeatures {
     }
 }
 
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn push<T>(list: &mut VecDeque<T>, item: T, cap: usize) {
     list.push_front(item);
     list.truncate(cap);
@@ -97,10 +101,14 @@ impl FeatureStore for MemoryFeatures {
         if s.seen.contains_key(&e.id) {
             return Ok(());
         }
-        s.seen.insert(e.id.clone(), e.at_ms);
-        s.seen_order.push_back((e.at_ms, e.id.clone()));
+        // Ids are forgotten by when they were applied (the clock here), never by the event's own
+        // time: that comes from the client, and one message dated 2100 (or an import of old
+        // orders) must not wipe the set that stops the bus's second copy from counting.
+        let applied_at = wall_clock_ms();
+        s.seen.insert(e.id.clone(), applied_at);
+        s.seen_order.push_back((applied_at, e.id.clone()));
         while let Some((at, _)) = s.seen_order.front() {
-            if e.at_ms - *at < SEEN_MS && s.seen_order.len() <= SEEN_MAX {
+            if applied_at - *at < SEEN_MS && s.seen_order.len() <= SEEN_MAX {
                 break;
             }
             if let Some((_, id)) = s.seen_order.pop_front() {
@@ -182,6 +190,16 @@ mod tests {
             "an event seen before the snapshot counts once"
         );
         assert!(b.restore("{not json").is_err(), "a damaged snapshot is refused, not half applied");
-        assert_eq!(b.size(), (1, 1));
+        // An event from the far future or the far past does not make the store forget ids.
+        let mut future = purchase("e-future", now + 80 * 365 * 24 * 3600 * 1000);
+        future.customer_id = "c2".into();
+        b.apply(&future).await.unwrap();
+        b.apply(&purchase("e1", now - 1000)).await.unwrap();
+        assert_eq!(
+            b.customer("c1", now).await.unwrap().spend_minor,
+            1000,
+            "e1 is still known after a dated-2106 event"
+        );
+        assert_eq!(b.size(), (2, 1), "customers c1 and c2, product p1");
     }
 }

@@ -196,7 +196,7 @@ impl Application {
             ingestor.outbox_ready(),
             Duration::from_millis(200),
         ))];
-        let consumer = streams::consumer_name(ingestor.features().as_ref(), &config.node_id);
+        let consumer = streams::consumer_name(&config.node_id);
         background.push(tokio::spawn(streams::watch_lag(
             bus.clone(),
             consumer.clone(),
@@ -223,13 +223,13 @@ impl Application {
         // Products derived under another knowledge base version (or before facts existed) are
         // recomputed in the background; reads keep working meanwhile.
         let facts_db = db.clone();
-        tokio::spawn(async move {
+        background.push(tokio::spawn(async move {
             match Catalog::new(facts_db).refresh_stale_facts().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(products = n, "product facts recomputed for the current knowledge base"),
                 Err(e) => tracing::warn!(error = %e, "recomputing product facts failed"),
             }
-        });
+        }));
         // Set once the in-memory features are rebuilt: a snapshot of a half-rebuilt state would
         // make the next start skip what the rebuild had not reached.
         let rebuilt = Arc::new(AtomicBool::new(false));
@@ -237,22 +237,32 @@ impl Application {
             let (db, memory, ingestor, node) = (db.clone(), memory.clone(), ingestor.clone(), config.node_id.clone());
             let (bus, consumer, rebuilt) = (bus.clone(), consumer.clone(), rebuilt.clone());
             let snapshot_secs = config.features.snapshot_secs;
+            let lag_alert = config.events.lag_alert;
             background.push(tokio::spawn(async move {
-                match streams::rebuild(&db, &memory, &ingestor, &node).await {
-                    Ok(n) => {
-                        tracing::info!(replayed = n, "online features rebuilt from the snapshot and the event log")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rebuilding the online features failed; they fill from new events")
+                // Until the rebuild succeeds no snapshot is taken (it would claim what the
+                // rebuild had not reached) and the consumer waits (its messages stay on the bus).
+                let mut pause = Duration::from_secs(1);
+                loop {
+                    match streams::rebuild(&db, &memory, &ingestor, &node).await {
+                        Ok(n) => {
+                            tracing::info!(replayed = n, "online features rebuilt from the snapshot and the event log");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in_secs = pause.as_secs(), "rebuilding the online features failed");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(60));
+                        }
                     }
                 }
                 rebuilt.store(true, Ordering::SeqCst);
                 let snapshots = async {
                     if snapshot_secs > 0 {
-                        streams::snapshot_every(db, memory, node, Duration::from_secs(snapshot_secs)).await;
+                        let every = Duration::from_secs(snapshot_secs);
+                        streams::snapshot_every(db, memory, node, every, bus.clone(), lag_alert).await;
                     }
                 };
-                tokio::join!(snapshots, streams::consume_features(bus, ingestor, consumer));
+                tokio::join!(snapshots, streams::consume_features(bus.clone(), ingestor, consumer));
             }));
         } else {
             background.push(tokio::spawn(streams::consume_features(bus.clone(), ingestor.clone(), consumer)));
