@@ -135,44 +135,8 @@ impl EventBus for EmbeddedBus {
 
     async fn publish(&self, topic: &str, key: &str, id: &str, payload: &str) -> Result<(), BusError> {
         check_name(topic)?;
-        // Positions are assigned under the store's write serialization; on PostgreSQL two
-        // concurrent publishers may pick the same one, and the loser retries.
-        for _ in 0..10 {
-            let mut tx = self.db.begin().await?;
-            let exists = sqlx::query("SELECT 1 FROM bus_messages WHERE msg_id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-            if exists.is_some() {
-                return Ok(());
-            }
-            let result = sqlx::query(
-                "INSERT INTO bus_messages (seq, topic, msg_key, msg_id, payload, created_at)
-                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5 FROM bus_messages",
-            )
-            .bind(topic)
-            .bind(key)
-            .bind(id)
-            .bind(payload)
-            .bind(dermis_core::clock::now_ms())
-            .execute(&mut *tx)
-            .await;
-            match result {
-                Ok(_) => {
-                    tx.commit().await.map_err(StoreError::from)?;
-                    self.published.notify_waiters();
-                    return Ok(());
-                }
-                Err(e) => {
-                    let e = StoreError::from(e);
-                    if !matches!(e, StoreError::Unique { .. }) {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-        Err(BusError::Store(StoreError::Unavailable("bus publish kept conflicting".into())))
+        let message = Outgoing { topic: topic.into(), key: key.into(), id: id.into(), payload: payload.into() };
+        self.publish_chunk(std::slice::from_ref(&message)).await
     }
 
     async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), BusError> {

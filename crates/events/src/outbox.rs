@@ -15,8 +15,7 @@ pub const TOPIC: &str = "events.ingested";
 
 /// What one ingestion request stored that other nodes must apply: its feature updates, already
 /// enriched from the catalog so consumers need no lookup. The messages themselves stay in the
-/// log (a consumer that needs them reads the log): carrying them too cost PostgreSQL a fifth of
-/// its ingestion rate in write volume.
+/// log (a consumer that needs them reads the log), which keeps the bus's copy small.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ingested {
     /// The source.
@@ -67,10 +66,4 @@ pub async fn remove(db: &Db, ids: &[String]) -> Result<(), StoreError> {
         q.execute(db.writer()).await?;
     }
     Ok(())
-}
-
-/// How many rows wait for the relay.
-pub async fn backlog(db: &Db) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM events_outbox").fetch_one(db.reader()).await?.try_get(0)?;
-    Ok(n as u64)
 }
