@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use dermis_events::log::{self, Accepted};
+use dermis_events::log::{self, Accepted, LogWriter};
 use dermis_events::message::{BatchDefaults, Kind, normalize};
 use dermis_store::Db;
 use dermis_store::db::PoolSize;
@@ -24,6 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     db.migrate(dermis_store::MIGRATIONS).await?;
     db.migrate(dermis_events::MIGRATIONS).await?;
+    let writer = LogWriter::new(db.clone());
     let run = dermis_core::ids::new_id("run");
     let now = dermis_core::clock::now_ms();
     let mut normalize_secs = 0.0;
@@ -47,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             to_bus: None,
             received_at: now,
         };
-        log::append(&db, &job).await?;
+        writer.append(job).await?;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

@@ -361,13 +361,12 @@ impl Ingestor {
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
         let features = self.feature_updates([(dl.write_key_id.as_str(), &accepted.message)]).await;
-        let to_bus = (!features.is_empty()).then(|| Ingested { write_key_id: dl.write_key_id.clone(), features });
-        let stored = log::replay(&self.db, id, &dl.write_key_id, &accepted, to_bus.as_ref(), now_ms()).await?;
+        let to_bus = (!features.is_empty())
+            .then(|| Ingested { write_key_id: dl.write_key_id.clone(), features: features.clone() });
+        let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, now_ms()).await?;
         if stored {
             self.outbox_ready.notify_one();
-            if let Some(b) = &to_bus {
-                self.apply_now(&b.features).await;
-            }
+            self.apply_now(&features).await;
         }
         Ok(stored)
     }

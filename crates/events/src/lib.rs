@@ -7,7 +7,9 @@
 //!   merged, timestamps corrected for client clock skew as Segment does.
 //! - [`schemas`]: the registry of JSON Schemas (`schemas/*.vN.json`) for e-commerce v2 and
 //!   skincare events.
-//! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters.
+//! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters. On
+//!   SQLite one writer thread owns the appends (group commit over a prepared-statement
+//!   connection of its own); on PostgreSQL each request commits on its own connection.
 //! - [`ingest`]: a request body in, stored events and dead letters out, with per-message results;
 //!   the online features of each stored message updated before the answer (read-your-writes).
 //! - [`outbox`]: what ingestion hands to the event bus ([`outbox::Ingested`] on
@@ -18,6 +20,7 @@
 //! This crate owns the `write_keys`, `events`, `dead_letters` and `events_outbox` tables. Nothing is dropped
 //! silently: a message is either in the log, or in the dead letters with its reason.
 
+mod embedded_log;
 pub mod ingest;
 pub mod log;
 pub mod message;
@@ -43,6 +46,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox to the event bus",
         sqlite: include_str!("../migrations/0002_events_outbox.sql"),
         postgres: include_str!("../migrations/0002_events_outbox.sql"),
+    },
+    Migration {
+        domain: "events",
+        version: 3,
+        name: "integer event keys on SQLite",
+        sqlite: include_str!("../migrations/0003_events_integer_keys.sqlite.sql"),
+        postgres: include_str!("../migrations/0003_events_integer_keys.postgres.sql"),
     },
 ];
 

@@ -1,5 +1,6 @@
-//! The event log and the dead letters. Appends are multi-row inserts in one transaction;
-//! `(write_key_id, messageId)` is unique, so a retried message is stored once.
+//! The event log and the dead letters. `(write_key_id, messageId)` is unique, so a retried
+//! message is stored once. Appends go through [`LogWriter`]: on SQLite a writer thread with
+//! group commit, on PostgreSQL multi-row inserts in the request's own transaction.
 
 use dermis_core::clock::rfc3339;
 use dermis_core::ids::new_id;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::embedded_log::{self, COUNTER_BITS};
 use crate::message::{Kind, Message};
 use crate::outbox::{self, Ingested};
 
@@ -35,28 +37,17 @@ pub struct DeadLetter {
     pub payload: Value,
 }
 
-/// Rows per multi-row INSERT. PostgreSQL pays a round trip per statement, so it gets many;
-/// SQLite pays nothing per statement but looks bound parameters up by a linear scan (sqlx asks
-/// for each one's name), which makes a statement quadratic in its parameters: at 200 rows
-/// (2,400 parameters) that scan was a third of the embedded insert time. Measured with the
-/// `insert_rate` example, 100-message batches: 1 row 11.9 k/s, 5 rows 14.8 k/s, 10 rows 16.7 k/s,
-/// 20 rows 13.9 k/s, 200 rows 11.5 k/s.
-fn rows_per_insert(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 10,
-        Backend::Postgres => 200,
-    }
-}
+/// Rows per multi-row INSERT on PostgreSQL, which pays a round trip per statement.
+const ROWS_PER_INSERT: usize = 200;
 
 /// Inserts events (multi-row, duplicates of stored `messageId`s skipped); returns how many were new.
 async fn insert_events(
     conn: &mut sqlx::AnyConnection,
-    backend: Backend,
     write_key_id: &str,
     accepted: &[Accepted],
 ) -> Result<usize, StoreError> {
     let mut inserted = 0;
-    for chunk in accepted.chunks(rows_per_insert(backend)) {
+    for chunk in accepted.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, partition_key, schema_ref, timestamp_ms, received_at, payload) VALUES ",
         );
@@ -107,15 +98,9 @@ pub struct Append {
     pub received_at: i64,
 }
 
-impl Append {
-    fn rows(&self) -> usize {
-        self.accepted.len() + self.dead.len() + 1
-    }
-}
-
 /// Writes one request's rows in the caller's transaction; returns how many messages were new.
-async fn write(conn: &mut sqlx::AnyConnection, backend: Backend, job: &Append) -> Result<usize, StoreError> {
-    let inserted = insert_events(&mut *conn, backend, &job.write_key_id, &job.accepted).await?;
+async fn write(conn: &mut sqlx::AnyConnection, job: &Append) -> Result<usize, StoreError> {
+    let inserted = insert_events(&mut *conn, &job.write_key_id, &job.accepted).await?;
     if let Some(i) = job.to_bus.as_ref().filter(|_| inserted > 0) {
         outbox::append(&mut *conn, i, job.received_at).await?;
     }
@@ -136,95 +121,129 @@ async fn write(conn: &mut sqlx::AnyConnection, backend: Backend, job: &Append) -
     Ok(inserted)
 }
 
-/// Appends one request in its own transaction. Returns how many messages were new (the rest
-/// were duplicates of stored ones).
-pub async fn append(db: &Db, job: &Append) -> Result<usize, StoreError> {
+/// Appends one request in its own transaction (PostgreSQL).
+async fn append(db: &Db, job: &Append) -> Result<usize, StoreError> {
     let mut tx = db.begin().await?;
-    let inserted = write(&mut tx, db.backend(), job).await?;
+    let inserted = write(&mut tx, job).await?;
     tx.commit().await?;
     Ok(inserted)
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<usize, StoreError>>;
-
-/// Most rows one group commit carries.
-const GROUP_ROWS: usize = 2500;
-
-/// The log's writer. On SQLite, which has one writer anyway, concurrent requests are committed
-/// together (group commit): one task takes every append waiting, writes them in one
-/// transaction and answers each after the commit, so the per-transaction cost (dirty index
-/// pages written to the WAL, the fsync) is shared. A group that fails is retried one request
-/// per transaction, so one bad request never fails the others. On PostgreSQL each request
-/// commits on its own connection, concurrently.
+/// The log's writer. On SQLite, which has one writer anyway, a thread of its own owns the
+/// appends and commits concurrent requests together (see `embedded_log`); on PostgreSQL each
+/// request commits on its own connection, concurrently.
 #[derive(Debug, Clone)]
 pub struct LogWriter {
     db: Db,
-    group: Option<tokio::sync::mpsc::Sender<(Append, Reply)>>,
+    embedded: Option<embedded_log::Writer>,
 }
 
 impl LogWriter {
-    /// A writer for `db` (on SQLite, starts the group-commit task: call within a runtime).
+    /// A writer for `db` (on SQLite, starts the writer thread).
     pub fn new(db: Db) -> Self {
-        let group = (db.backend() == Backend::Sqlite).then(|| {
-            let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            tokio::spawn(group_commit(db.clone(), rx));
-            tx
-        });
-        Self { db, group }
+        let embedded = db.sqlite_file().map(embedded_log::Writer::start);
+        Self { db, embedded }
     }
 
-    /// Appends one request; answers once it is committed.
+    /// Appends one request; answers once it is committed. Returns how many messages were new
+    /// (the rest were duplicates of stored ones).
     pub async fn append(&self, job: Append) -> Result<usize, StoreError> {
-        let Some(group) = &self.group else { return append(&self.db, &job).await };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        group.send((job, reply)).await.map_err(|_| StoreError::Unavailable("the event log writer stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Unavailable("the event log writer stopped".into()))?
+        match &self.embedded {
+            Some(w) => w.append(job).await,
+            None => append(&self.db, &job).await,
+        }
+    }
+
+    /// Stores a replayed dead letter's message and marks the dead letter replayed, in one
+    /// transaction. Returns whether the message was stored now (false when the dead letter was
+    /// replayed before, or the log already held its `messageId`).
+    pub async fn replay(
+        &self,
+        dead_letter_id: &str,
+        write_key_id: &str,
+        accepted: Accepted,
+        to_bus: Option<Ingested>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        if let Some(w) = &self.embedded {
+            let job = embedded_log::Replay {
+                dead_letter_id: dead_letter_id.to_owned(),
+                write_key_id: write_key_id.to_owned(),
+                accepted,
+                to_bus,
+                now,
+            };
+            return w.replay(job).await;
+        }
+        let mut tx = self.db.begin().await?;
+        // Claim the dead letter first: a second replay (or a concurrent one) claims nothing and
+        // stores nothing.
+        let claimed = sqlx::query("UPDATE dead_letters SET replayed_at = $1 WHERE id = $2 AND replayed_at IS NULL")
+            .bind(now)
+            .bind(dead_letter_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            return Ok(false);
+        }
+        let inserted = insert_events(&mut tx, write_key_id, std::slice::from_ref(&accepted)).await?;
+        if let Some(i) = to_bus.as_ref().filter(|_| inserted > 0) {
+            outbox::append(&mut tx, i, now).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted > 0)
     }
 }
 
-async fn group_commit(db: Db, mut rx: tokio::sync::mpsc::Receiver<(Append, Reply)>) {
-    while let Some(first) = rx.recv().await {
-        let mut rows = first.0.rows();
-        let mut group = vec![first];
-        while rows < GROUP_ROWS {
-            match rx.try_recv() {
-                Ok(next) => {
-                    rows += next.0.rows();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("events_group_commit_requests").record(group.len() as f64);
-        match write_group(&db, &group).await {
-            Ok(counts) => {
-                for ((_, reply), n) in group.into_iter().zip(counts) {
-                    let _ = reply.send(Ok(n));
-                }
-            }
-            Err(e) if group.len() == 1 => {
-                if let Some((_, reply)) = group.pop() {
-                    let _ = reply.send(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, requests = group.len(), "group commit failed; committing one by one");
-                for (job, reply) in group {
-                    let _ = reply.send(append(&db, &job).await);
-                }
-            }
-        }
-    }
+/// How an event id shows through the API: on PostgreSQL the stored text id; on SQLite the
+/// integer key (`ms << 20 | counter`) written as `evt_<ULID>` with the key's milliseconds as
+/// the ULID's time and its counter as the ULID's low bits, so ids sort alike on both.
+fn key_to_id(key: i64) -> String {
+    let ms = (key >> COUNTER_BITS) as u64;
+    let counter = (key & ((1 << COUNTER_BITS) - 1)) as u128;
+    format!("evt_{}", ulid::Ulid::from_parts(ms, counter).to_string().to_ascii_lowercase())
 }
 
-async fn write_group(db: &Db, group: &[(Append, Reply)]) -> Result<Vec<usize>, StoreError> {
-    let mut tx = db.begin().await?;
-    let mut counts = Vec::with_capacity(group.len());
-    for (job, _) in group {
-        counts.push(write(&mut tx, db.backend(), job).await?);
+/// The largest SQLite key that sorts at or before the id (or id prefix, as [`id_floor`] makes)
+/// `after`: keys greater than it are the events after `after`.
+fn key_after(after: &str) -> Result<i64, StoreError> {
+    let bad = || StoreError::InvalidInput(format!("{after:?} is not an event id"));
+    let Some(rest) = after.strip_prefix("evt_") else {
+        return if after.is_empty() { Ok(-1) } else { Err(bad()) };
+    };
+    if rest.len() > 26 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad());
     }
-    tx.commit().await?;
-    Ok(counts)
+    let padded = format!("{:0<26}", rest.to_ascii_uppercase());
+    let u = ulid::Ulid::from_string(&padded).map_err(|_| bad())?;
+    let ms = u.timestamp_ms();
+    if ms >= 1 << (63 - COUNTER_BITS) {
+        return Ok(i64::MAX);
+    }
+    let counter = u.random().min((1 << COUNTER_BITS) - 1) as i64;
+    let key = ((ms as i64) << COUNTER_BITS) | counter;
+    // A prefix sorts before every id that starts with it, the zero-padded one included.
+    Ok(if rest.len() < 26 { key - 1 } else { key })
+}
+
+/// Binds the "after this id" bound of a scan in the backend's key type.
+fn bind_after<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    backend: Backend,
+    after: Option<&str>,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, StoreError> {
+    Ok(match backend {
+        Backend::Sqlite => q.bind(key_after(after.unwrap_or(""))?),
+        Backend::Postgres => q.bind(after.unwrap_or("").to_owned()),
+    })
+}
+
+fn read_id(r: &dermis_store::sqlx::any::AnyRow, i: usize, backend: Backend) -> Result<String, StoreError> {
+    Ok(match backend {
+        Backend::Sqlite => key_to_id(r.try_get(i)?),
+        Backend::Postgres => r.try_get(i)?,
+    })
 }
 
 /// A stored event.
@@ -262,18 +281,16 @@ pub async fn events_of(
         Subject::User(u) => ("user_id", u),
         Subject::Anonymous(a) => ("anonymous_id", a),
     };
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT id, write_key_id, schema_ref, payload FROM events WHERE {column} = $1 AND id > $2 ORDER BY id LIMIT {limit}"
-    ))
-    .bind(value)
-    .bind(after.unwrap_or(""))
-    .fetch_all(db.reader())
-    .await?;
+    );
+    let q = sqlx::query(&sql).bind(value);
+    let rows = bind_after(q, db.backend(), after)?.fetch_all(db.reader()).await?;
     rows.iter()
         .map(|r| {
             let payload: String = r.try_get(3)?;
             Ok(StoredEvent {
-                id: r.try_get(0)?,
+                id: read_id(r, 0, db.backend())?,
                 write_key_id: r.try_get(1)?,
                 schema: r.try_get(2)?,
                 message: serde_json::from_str(&payload).map_err(|e| StoreError::Other(e.to_string()))?,
@@ -341,35 +358,6 @@ pub async fn dead_letter(db: &Db, id: &str) -> Result<Option<StoredDeadLetter>, 
     row.as_ref().map(dead_letter_row).transpose()
 }
 
-/// Stores a replayed dead letter's message and marks the dead letter replayed, in one transaction.
-pub async fn replay(
-    db: &Db,
-    dead_letter_id: &str,
-    write_key_id: &str,
-    accepted: &Accepted,
-    to_bus: Option<&Ingested>,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    // Claim the dead letter first: a second replay (or a concurrent one) claims nothing and
-    // stores nothing.
-    let claimed = sqlx::query("UPDATE dead_letters SET replayed_at = $1 WHERE id = $2 AND replayed_at IS NULL")
-        .bind(now)
-        .bind(dead_letter_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if claimed == 0 {
-        return Ok(false);
-    }
-    let inserted = insert_events(&mut tx, db.backend(), write_key_id, std::slice::from_ref(accepted)).await?;
-    if let Some(i) = to_bus.filter(|_| inserted > 0) {
-        outbox::append(&mut tx, i, now).await?;
-    }
-    tx.commit().await?;
-    Ok(inserted > 0)
-}
-
 /// A stored message with its source, as a rebuild reads it.
 #[derive(Debug, Clone)]
 pub struct Logged {
@@ -384,20 +372,19 @@ pub struct Logged {
 /// Messages stored after `after` (an event id, or the id prefix [`id_floor`] makes of a time),
 /// oldest first: what a node replays into its online features after a restart.
 pub async fn since(db: &Db, after: &str, limit: u32) -> Result<Vec<Logged>, StoreError> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT id, write_key_id, message_id, kind, event, user_id, anonymous_id, timestamp_ms, received_at, payload
          FROM events WHERE id > $1 ORDER BY id LIMIT {}",
         limit.clamp(1, 5000)
-    ))
-    .bind(after)
-    .fetch_all(db.reader())
-    .await?;
+    );
+    let q = sqlx::query(&sql);
+    let rows = bind_after(q, db.backend(), Some(after))?.fetch_all(db.reader()).await?;
     rows.iter()
         .map(|r| {
             let kind: String = r.try_get(3)?;
             let payload: String = r.try_get(9)?;
             Ok(Logged {
-                id: r.try_get(0)?,
+                id: read_id(r, 0, db.backend())?,
                 write_key_id: r.try_get(1)?,
                 message: Message {
                     message_id: r.try_get(2)?,
@@ -418,4 +405,39 @@ pub async fn since(db: &Db, after: &str, limit: u32) -> Result<Vec<Logged>, Stor
 /// time `t`.
 pub fn id_floor(ms: i64) -> String {
     dermis_core::ids::floor_at("evt", ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_keys_show_as_ids_that_sort_like_the_keys_and_read_back() {
+        let ms = 1_764_000_000_123_i64;
+        let keys =
+            [ms << COUNTER_BITS, (ms << COUNTER_BITS) + 1, (ms << COUNTER_BITS) + 70_000, (ms + 1) << COUNTER_BITS];
+        let ids: Vec<String> = keys.iter().map(|k| key_to_id(*k)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(ids.iter().all(|id| dermis_core::ids::is_id("evt", id)), "{ids:?}");
+        for (k, id) in keys.iter().zip(&ids) {
+            assert_eq!(key_after(id).unwrap(), *k, "the events after {id} start after its key");
+        }
+    }
+
+    #[test]
+    fn a_time_floor_starts_at_the_first_event_of_that_millisecond() {
+        let ms = 1_764_000_000_123_i64;
+        let first = ms << COUNTER_BITS;
+        let after = key_after(&id_floor(ms)).unwrap();
+        assert!(after < first, "the first key of {ms} ({first}) is after the floor ({after})");
+        assert!(after >= ((ms - 1) << COUNTER_BITS), "events of the millisecond before are not replayed");
+        assert_eq!(key_after("").unwrap(), -1, "no cursor: from the start");
+    }
+
+    #[test]
+    fn a_cursor_that_is_not_an_event_id_is_refused_as_bad_input() {
+        for bad in ["prd_01jd0000000000000000000000", "evt_!!", "evt_zzzzzzzzzzzzzzzzzzzzzzzzzzzz"] {
+            assert!(matches!(key_after(bad), Err(StoreError::InvalidInput(_))), "{bad}");
+        }
+    }
 }

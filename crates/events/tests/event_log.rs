@@ -9,7 +9,7 @@ use serde_json::json;
 
 const ALL: &[&[dermis_store::Migration]] = &[dermis_store::MIGRATIONS, dermis_events::MIGRATIONS];
 
-dermis_store::backend_tests!(ALL; concurrent_appends_store_each_message_once);
+dermis_store::backend_tests!(ALL; concurrent_appends_store_each_message_once, stored_events_page_in_order_by_id_and_by_time);
 
 fn job(ids: std::ops::Range<usize>) -> Append {
     let accepted = ids
@@ -42,4 +42,80 @@ async fn concurrent_appends_store_each_message_once(db: Db) {
     let stored: i64 = sqlx::query("SELECT COUNT(*) FROM events").fetch_one(db.reader()).await.unwrap().get(0);
     assert_eq!(stored, 23 * 5 + 10, "each distinct message stored once");
     assert_eq!(new as i64, stored, "the requests' counts of new messages add up to what was stored");
+}
+
+async fn stored_events_page_in_order_by_id_and_by_time(db: Db) {
+    use dermis_events::log::{Subject, events_of, id_floor, since};
+    let writer = LogWriter::new(db.clone());
+    let before = dermis_core::clock::now_ms() - 1;
+    for k in 0..3 {
+        assert_eq!(writer.append(job(k * 4..k * 4 + 4)).await.unwrap(), 4);
+    }
+    let all = since(&db, &id_floor(before), 100).await.unwrap();
+    assert_eq!(all.len(), 12, "everything stored since the time before the first append");
+    let message_ids: Vec<&str> = all.iter().map(|l| l.message.message_id.as_str()).collect();
+    let expected: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    assert_eq!(message_ids, expected, "in the order they were stored");
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    assert!(since(&db, &all[11].id, 100).await.unwrap().is_empty(), "nothing after the last id");
+    let later = since(&db, &id_floor(dermis_core::clock::now_ms() + 1000), 100).await.unwrap();
+    assert!(later.is_empty(), "nothing stored in the future");
+
+    // A customer's events, paged with the last id of the previous page as the cursor.
+    let who = Subject::User("u1".into());
+    let first = events_of(&db, &who, None, 5).await.unwrap();
+    let rest = events_of(&db, &who, Some(&first[4].id), 100).await.unwrap();
+    assert_eq!(first.len() + rest.len(), 12);
+    assert_eq!(first[0].id, all[0].id);
+    assert_eq!(rest[0].id, all[5].id, "the second page starts right after the cursor");
+    assert!(events_of(&db, &Subject::User("u2".into()), None, 5).await.unwrap().is_empty());
+}
+
+/// SQLite's events table moved to integer keys (migration 3): what was stored before is kept,
+/// in the same order, and reads like anything stored after.
+#[tokio::test]
+async fn sqlite_events_stored_before_the_integer_keys_are_kept() {
+    use dermis_events::log::{Subject, events_of, id_floor, since};
+    let old: &[&[dermis_store::Migration]] = &[dermis_store::MIGRATIONS, &dermis_events::MIGRATIONS[..2]];
+    let t = dermis_store::testing::TestDb::sqlite(old).await;
+    let db = t.db().clone();
+    for (i, received) in [(0, 1_000), (1, 1_000), (2, 2_000)] {
+        sqlx::query(
+            "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, partition_key, schema_ref, timestamp_ms, received_at, payload)
+             VALUES ($1, 'wk_1', $2, 'track', 'Product Viewed', 'u1', NULL, 'u1', NULL, $3, $3, $4)",
+        )
+        .bind(dermis_core::ids::new_id("evt"))
+        .bind(format!("old{i}"))
+        .bind(received as i64)
+        .bind(json!({"type": "track", "messageId": format!("old{i}")}).to_string())
+        .execute(db.writer())
+        .await
+        .unwrap();
+    }
+    db.migrate(dermis_events::MIGRATIONS).await.unwrap();
+    let writer = LogWriter::new(db.clone());
+    assert_eq!(writer.append(job(0..2)).await.unwrap(), 2);
+    let listed = events_of(&db, &Subject::User("u1".into()), None, 100).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|e| e.message["messageId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["old0", "old1", "old2", "m0", "m1"], "old events first, in their order");
+    let replayed = since(&db, &id_floor(1_500), 100).await.unwrap();
+    assert_eq!(replayed.len(), 3, "old2 and the two new ones were stored at or after 1,500 ms");
+    // A retried old message is still a duplicate.
+    let again = Append {
+        write_key_id: "wk_1".into(),
+        accepted: vec![Accepted {
+            message: normalize(
+                &json!({"userId": "u1", "event": "Product Viewed", "messageId": "old1", "properties": {}}),
+                Some(Kind::Track),
+                &BatchDefaults::default(),
+                1,
+            )
+            .unwrap(),
+            schema: None,
+        }],
+        dead: Vec::new(),
+        to_bus: None,
+        received_at: 1,
+    };
+    assert_eq!(writer.append(again).await.unwrap(), 0);
 }

@@ -65,6 +65,7 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     max_read: u32,
+    file: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -82,14 +83,22 @@ impl Db {
         if url.starts_with("sqlite:") {
             let read = sqlite_pool(url, size.max_connections.clamp(1, 64), size).await?;
             let write = sqlite_pool(url, 1, size).await?;
-            Ok(Self { backend: Backend::Sqlite, read, write, max_read: size.max_connections.clamp(1, 64) })
+            let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            let file = Some(std::path::PathBuf::from(path.split('?').next().unwrap_or(path)));
+            Ok(Self { backend: Backend::Sqlite, read, write, max_read: size.max_connections.clamp(1, 64), file })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(size.max_connections)
                 .acquire_timeout(size.acquire_timeout)
                 .connect(url)
                 .await?;
-            Ok(Self { backend: Backend::Postgres, read: pool.clone(), write: pool, max_read: size.max_connections })
+            Ok(Self {
+                backend: Backend::Postgres,
+                read: pool.clone(),
+                write: pool,
+                max_read: size.max_connections,
+                file: None,
+            })
         } else {
             Err(StoreError::Unavailable("database URL must start with sqlite:// or postgres://".to_owned()))
         }
@@ -98,6 +107,12 @@ impl Db {
     /// The backend behind this handle.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite file, for a domain that keeps a connection of its own on it (the event log's
+    /// writer); `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Pool for reads.

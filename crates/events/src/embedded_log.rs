@@ -1,0 +1,397 @@
+//! The embedded (SQLite) event log's writer: one thread with a connection of its own on the
+//! database file, prepared statements, and group commit.
+//!
+//! SQLite has one writer at a time anyway. Going through the async pool cost a hand-off to the
+//! driver's worker thread for every statement and a scan of the parameter names for every bound
+//! value; here the thread that owns the connection runs the inserts back to back. Concurrent
+//! requests are committed together: the thread takes every job waiting (up to [`GROUP_ROWS`]
+//! rows), writes them in one transaction and answers each after the commit, so the cost of a
+//! commit (dirty index pages to the WAL, the fsync) is shared. A group that fails is retried
+//! one job per transaction, so one bad request never fails the others.
+//!
+//! The writer also issues the event keys: `milliseconds << 20 | counter`, strictly increasing
+//! (a clock that steps back does not reorder them), shown through the API as `evt_<ULID>`
+//! (see [`crate::log`]).
+
+use std::path::Path;
+
+use dermis_store::StoreError;
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::log::{Accepted, Append};
+use crate::outbox::Ingested;
+
+/// Most rows one group commit carries.
+const GROUP_ROWS: usize = 2500;
+
+/// Bits of an event key below the millisecond.
+pub(crate) const COUNTER_BITS: u32 = 20;
+
+const INSERT_EVENT: &str = "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, \
+     partition_key, schema_ref, timestamp_ms, received_at, payload) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (write_key_id, message_id) DO NOTHING";
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, \
+     received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_OUTBOX: &str = "INSERT INTO events_outbox (id, payload, created_at) VALUES (?1, ?2, ?3)";
+
+/// A dead letter replayed into the log.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    pub dead_letter_id: String,
+    pub write_key_id: String,
+    pub accepted: Accepted,
+    pub to_bus: Option<Ingested>,
+    pub now: i64,
+}
+
+/// An event as its row: everything serialized on the request's task, so the one writer thread
+/// only binds and inserts (and the parsed JSON is freed where it was made).
+struct EventRow {
+    message_id: String,
+    kind: &'static str,
+    event: Option<String>,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    partition_key: String,
+    schema: Option<String>,
+    timestamp_ms: i64,
+    received_at_ms: i64,
+    payload: String,
+}
+
+impl EventRow {
+    fn new(a: Accepted) -> Self {
+        let m = a.message;
+        Self {
+            payload: m.payload.to_string(),
+            partition_key: m.partition_key().to_owned(),
+            message_id: m.message_id,
+            kind: m.kind.as_str(),
+            event: m.event,
+            user_id: m.user_id,
+            anonymous_id: m.anonymous_id,
+            schema: a.schema,
+            timestamp_ms: m.timestamp_ms,
+            received_at_ms: m.received_at_ms,
+        }
+    }
+}
+
+struct DeadRow {
+    message_id: Option<String>,
+    reason: String,
+    errors: String,
+    payload: String,
+}
+
+fn encode_outbox(ingested: Option<Ingested>) -> Result<Option<String>, StoreError> {
+    ingested.map(|i| serde_json::to_string(&i).map_err(|e| StoreError::Other(e.to_string()))).transpose()
+}
+
+struct AppendRows {
+    write_key_id: String,
+    events: Vec<EventRow>,
+    dead: Vec<DeadRow>,
+    outbox: Option<String>,
+    received_at: i64,
+}
+
+impl AppendRows {
+    fn new(job: Append) -> Result<Self, StoreError> {
+        Ok(Self {
+            write_key_id: job.write_key_id,
+            events: job.accepted.into_iter().map(EventRow::new).collect(),
+            dead: job
+                .dead
+                .into_iter()
+                .map(|d| DeadRow {
+                    message_id: d.message_id,
+                    reason: d.reason,
+                    errors: serde_json::to_string(&d.errors).unwrap_or_default(),
+                    payload: d.payload.to_string(),
+                })
+                .collect(),
+            outbox: encode_outbox(job.to_bus)?,
+            received_at: job.received_at,
+        })
+    }
+}
+
+struct ReplayRows {
+    dead_letter_id: String,
+    write_key_id: String,
+    event: EventRow,
+    outbox: Option<String>,
+    now: i64,
+}
+
+enum Job {
+    Append(AppendRows, oneshot::Sender<Result<usize, StoreError>>),
+    Replay(ReplayRows, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+enum Outcome {
+    Appended(usize),
+    Replayed(bool),
+}
+
+impl Job {
+    fn rows(&self) -> usize {
+        match self {
+            Job::Append(a, _) => a.events.len() + a.dead.len() + 1,
+            Job::Replay(..) => 2,
+        }
+    }
+
+    fn answer(self, outcome: Result<Outcome, StoreError>) {
+        match (self, outcome) {
+            (Job::Append(_, reply), Ok(Outcome::Appended(n))) => drop(reply.send(Ok(n))),
+            (Job::Replay(_, reply), Ok(Outcome::Replayed(b))) => drop(reply.send(Ok(b))),
+            (Job::Append(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::Replay(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::Append(_, reply), Ok(_)) => drop(reply.send(Err(StoreError::Other("mismatched outcome".into())))),
+            (Job::Replay(_, reply), Ok(_)) => drop(reply.send(Err(StoreError::Other("mismatched outcome".into())))),
+        }
+    }
+}
+
+/// The handle on the writer thread. Cheap to clone; the thread stops when the last handle drops.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Append(..) => "Append",
+            Job::Replay(..) => "Replay",
+        })
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the event log writer stopped".into())
+}
+
+impl Writer {
+    /// Starts the writer thread on the SQLite file `file`.
+    pub(crate) fn start(file: &Path) -> Self {
+        let (jobs, rx) = mpsc::channel(1024);
+        let file = file.to_owned();
+        let spawned = std::thread::Builder::new().name("event-log-writer".into()).spawn(move || run(&file, rx));
+        if let Err(e) = spawned {
+            // Every append then answers "unavailable" (the receiver is gone), never silently.
+            tracing::error!(error = %e, "cannot start the event log writer thread");
+        }
+        Self { jobs }
+    }
+
+    /// Appends one request; answers once it is committed.
+    pub(crate) async fn append(&self, job: Append) -> Result<usize, StoreError> {
+        let rows = AppendRows::new(job)?;
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Append(rows, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Claims a dead letter and stores its message, in one transaction.
+    pub(crate) async fn replay(&self, job: Replay) -> Result<bool, StoreError> {
+        let rows = ReplayRows {
+            dead_letter_id: job.dead_letter_id,
+            write_key_id: job.write_key_id,
+            event: EventRow::new(job.accepted),
+            outbox: encode_outbox(job.to_bus)?,
+            now: job.now,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Replay(rows, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+        Some(ErrorCode::ConstraintViolation) if e.to_string().contains("UNIQUE") => {
+            StoreError::Unique { constraint: e.to_string().rsplit(": ").next().unwrap_or_default().to_owned() }
+        }
+        Some(ErrorCode::TooBig) => StoreError::InvalidInput(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// The key generator: strictly increasing, `ms << COUNTER_BITS` at least.
+struct Keys {
+    last: i64,
+}
+
+impl Keys {
+    fn next(&mut self, now_ms: i64) -> i64 {
+        let key = (now_ms.max(0) << COUNTER_BITS).max(self.last + 1);
+        self.last = key;
+        key
+    }
+}
+
+struct Log {
+    conn: Connection,
+    keys: Keys,
+}
+
+impl Log {
+    fn open(file: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(file)?;
+        // The same settings as the pool's connections (dermis-store): WAL, a commit is on disk
+        // when it returns, wait for a checkpoint or another writer instead of failing.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+        )?;
+        let last: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        Ok(Self { conn, keys: Keys { last } })
+    }
+
+    fn commit(&mut self, group: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        for job in group {
+            outcomes.push(match job {
+                Job::Append(a, _) => Outcome::Appended(write(&tx, &mut self.keys, a).map_err(store_error)?),
+                Job::Replay(r, _) => Outcome::Replayed(replay(&tx, &mut self.keys, r).map_err(store_error)?),
+            });
+        }
+        tx.commit().map_err(store_error)?;
+        Ok(outcomes)
+    }
+}
+
+fn run(file: &Path, mut rx: mpsc::Receiver<Job>) {
+    let mut log = match Log::open(file) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            tracing::error!(error = %e, file = %file.display(), "the event log writer cannot open the database");
+            None
+        }
+    };
+    while let Some(first) = rx.blocking_recv() {
+        let Some(log) = log.as_mut() else {
+            first.answer(Err(StoreError::Unavailable("the event log writer cannot open the database".into())));
+            continue;
+        };
+        let mut rows = first.rows();
+        let mut group = vec![first];
+        while rows < GROUP_ROWS {
+            match rx.try_recv() {
+                Ok(next) => {
+                    rows += next.rows();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("events_group_commit_requests").record(group.len() as f64);
+        match log.commit(&group) {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    job.answer(Ok(outcome));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                if let Some(job) = group.pop() {
+                    job.answer(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, requests = group.len(), "group commit failed; committing one by one");
+                for job in group {
+                    let outcome = log.commit(std::slice::from_ref(&job)).map(|mut o| o.remove(0));
+                    job.answer(outcome);
+                }
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    dermis_core::clock::now_ms()
+}
+
+/// Inserts one event unless its `messageId` is stored already; returns 1 if it was new.
+fn insert_event(tx: &Transaction<'_>, keys: &mut Keys, write_key_id: &str, e: &EventRow) -> rusqlite::Result<usize> {
+    tx.prepare_cached(INSERT_EVENT)?.execute(params![
+        keys.next(now()),
+        write_key_id,
+        e.message_id,
+        e.kind,
+        e.event,
+        e.user_id,
+        e.anonymous_id,
+        e.partition_key,
+        e.schema,
+        e.timestamp_ms,
+        e.received_at_ms,
+        e.payload,
+    ])
+}
+
+fn insert_outbox(tx: &Transaction<'_>, payload: &str, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(INSERT_OUTBOX)?.execute(params![dermis_core::ids::new_id("ing"), payload, now])?;
+    Ok(())
+}
+
+fn write(tx: &Transaction<'_>, keys: &mut Keys, job: &AppendRows) -> rusqlite::Result<usize> {
+    let mut inserted = 0;
+    for e in &job.events {
+        inserted += insert_event(tx, keys, &job.write_key_id, e)?;
+    }
+    if let Some(payload) = job.outbox.as_deref().filter(|_| inserted > 0) {
+        insert_outbox(tx, payload, job.received_at)?;
+    }
+    for d in &job.dead {
+        tx.prepare_cached(INSERT_DEAD_LETTER)?.execute(params![
+            dermis_core::ids::new_id("dlq"),
+            job.write_key_id,
+            d.message_id,
+            d.reason,
+            d.errors,
+            d.payload,
+            job.received_at,
+        ])?;
+    }
+    Ok(inserted)
+}
+
+fn replay(tx: &Transaction<'_>, keys: &mut Keys, r: &ReplayRows) -> rusqlite::Result<bool> {
+    // Claim the dead letter first: a second replay (or a concurrent one) claims nothing and
+    // stores nothing.
+    let claimed = tx.execute(
+        "UPDATE dead_letters SET replayed_at = ?1 WHERE id = ?2 AND replayed_at IS NULL",
+        params![r.now, r.dead_letter_id],
+    )?;
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let inserted = insert_event(tx, keys, &r.write_key_id, &r.event)?;
+    if let Some(payload) = r.outbox.as_deref().filter(|_| inserted > 0) {
+        insert_outbox(tx, payload, r.now)?;
+    }
+    Ok(inserted > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_increase_even_when_the_clock_steps_back() {
+        let mut keys = Keys { last: 0 };
+        let a = keys.next(1_000);
+        let b = keys.next(1_000);
+        let c = keys.next(900);
+        let d = keys.next(1_001);
+        assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
+        assert_eq!(a >> COUNTER_BITS, 1_000);
+        assert_eq!(d, 1_001 << COUNTER_BITS);
+    }
+}
