@@ -139,9 +139,9 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// A writer for `db` (on SQLite, starts the writer thread).
+    /// A writer for `db` (on SQLite, starts the writer thread: call within a Tokio runtime).
     pub fn new(db: Db) -> Self {
-        let embedded = db.sqlite_file().map(embedded_log::Writer::start);
+        let embedded = db.sqlite_file().is_some().then(|| embedded_log::Writer::start(&db));
         Self { db, embedded }
     }
 

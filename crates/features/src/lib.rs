@@ -92,16 +92,19 @@ pub struct FeatureEvent {
     /// What happened.
     pub action: Action,
     /// The product's brand, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brand: Option<String>,
     /// The product's category, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     /// The product's routine step (`moisturizer`), from the catalog.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routine_step: Option<String>,
     /// The product's actives (canonical ingredient ids), from the catalog.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actives: Vec<String>,
     /// Money spent (purchases), minor units.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub amount_minor: i64,
     /// When, ms since the epoch.
     pub at_ms: i64,
@@ -383,4 +386,8 @@ pub(crate) fn product_from(buckets: [BTreeMap<i64, i64>; 3], now_ms: i64) -> Pro
 /// The hour bucket of a time.
 pub(crate) fn hour_of(at_ms: i64) -> i64 {
     at_ms / HOUR_MS
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }

@@ -66,6 +66,8 @@ pub struct Db {
     write: AnyPool,
     max_read: u32,
     file: Option<std::path::PathBuf>,
+    /// While any clone lives, the SQLite checkpoint task runs.
+    _alive: std::sync::Arc<()>,
 }
 
 impl Db {
@@ -83,9 +85,18 @@ impl Db {
         if url.starts_with("sqlite:") {
             let read = sqlite_pool(url, size.max_connections.clamp(1, 64), size).await?;
             let write = sqlite_pool(url, 1, size).await?;
+            let alive = std::sync::Arc::new(());
+            tokio::spawn(checkpoints(read.clone(), std::sync::Arc::downgrade(&alive)));
             let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
             let file = Some(std::path::PathBuf::from(path.split('?').next().unwrap_or(path)));
-            Ok(Self { backend: Backend::Sqlite, read, write, max_read: size.max_connections.clamp(1, 64), file })
+            Ok(Self {
+                backend: Backend::Sqlite,
+                read,
+                write,
+                max_read: size.max_connections.clamp(1, 64),
+                file,
+                _alive: alive,
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(size.max_connections)
@@ -98,6 +109,7 @@ impl Db {
                 write: pool,
                 max_read: size.max_connections,
                 file: None,
+                _alive: std::sync::Arc::new(()),
             })
         } else {
             Err(StoreError::Unavailable("database URL must start with sqlite:// or postgres://".to_owned()))
@@ -162,10 +174,37 @@ impl Db {
     }
 }
 
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL from a reader connection, off the writers' path. A PASSIVE checkpoint
+/// copies what no reader still needs and never waits for (or blocks) a writer. Writers' own
+/// automatic checkpoints are raised to 8,192 pages (32 MB of WAL) so that they only step in if
+/// this task falls behind: a writer that checkpoints after its commit does so while it still
+/// holds the process's write turn (see the event log's writer). Stops when the pool closes or
+/// the last [`Db`] handle is dropped.
+async fn checkpoints(read: AnyPool, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if read.is_closed() || alive.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = read.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            if read.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying at the next tick");
+        }
+    }
+}
+
 async fn sqlite_pool(url: &str, max: u32, size: PoolSize) -> Result<AnyPool, StoreError> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(size.acquire_timeout)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
@@ -175,6 +214,7 @@ async fn sqlite_pool(url: &str, max: u32, size: PoolSize) -> Result<AnyPool, Sto
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = FULL").await?;
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
+                conn.execute("PRAGMA wal_autocheckpoint = 8192").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
                 // LIKE compares case as PostgreSQL does, so filters answer alike on both.
                 conn.execute("PRAGMA case_sensitive_like = ON").await?;
