@@ -13,7 +13,8 @@ crate::both_backends!(
     sdk_payloads_are_stored_once_with_corrected_time,
     invalid_events_become_dead_letters_and_can_be_replayed,
     another_node_sees_ingested_events_through_the_bus,
-    online_features_survive_a_restart
+    online_features_survive_a_restart,
+    erasure_forgets_a_customer_everywhere
 );
 
 async fn write_key(app: &TestApp) -> String {
@@ -402,5 +403,95 @@ mod nats {
         super::another_node_sees_ingested_events_through_the_bus(app).await;
         let bus = dermis_bus::nats::NatsBus::connect(&url, &stream, std::time::Duration::from_secs(30)).await.unwrap();
         bus.delete_stream().await.unwrap();
+    }
+}
+
+async fn erasure_forgets_a_customer_everywhere(mut app: TestApp) {
+    let key = write_key(&app).await;
+    let mut peer = app.peer("node-e").await;
+    let view = |id: &str, user: Option<&str>, product: &str| {
+        let mut m = json!({"anonymousId": "a-e", "event": "Product Viewed", "messageId": id,
+            "properties": {"product_id": product}});
+        if let Some(u) = user {
+            m["userId"] = u.into();
+        }
+        m
+    };
+    // Browsing before signing in, then signed in on the same device; someone else; and a
+    // message of hers that failed validation.
+    track(&app, &key, &view("e-1", None, "P1")).await;
+    track(&app, &key, &view("e-2", Some("u-e"), "P2")).await;
+    track(
+        &app,
+        &key,
+        &json!({"userId": "u-keep", "event": "Product Viewed", "messageId": "k-1",
+        "properties": {"product_id": "P3"}}),
+    )
+    .await;
+    let bad = json!({"writeKey": key, "batch": [{"type": "track", "userId": "u-e", "event": "Product Viewed",
+        "messageId": "e-bad", "properties": {"price": -1}}]});
+    let r: Value = app.client.post(app.url("/v1/batch")).json(&bad).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["rejected"].as_array().unwrap().len(), 1);
+    eventually_viewed(&peer.client, peer.url("/v1/features/customers/u-e"), 1).await;
+    // A snapshot that still holds her features (saved at this graceful restart), and from now
+    // on no new one: the node restarts below from this snapshot.
+    app.config.features.snapshot_secs = 0;
+    app.restart().await;
+    eventually_viewed(&app.client, app.url("/v1/features/customers/u-e"), 1).await;
+
+    assert_problem(
+        app.request(Method::DELETE, "/v1/events?user_id=u-e", Some(Role::Analyst)).send().await.unwrap(),
+        403,
+    )
+    .await;
+    assert_problem(app.request(Method::DELETE, "/v1/events", Some(Role::Admin)).send().await.unwrap(), 422).await;
+    let res = app.request(Method::DELETE, "/v1/events?user_id=u-e", Some(Role::Admin)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let erased: Value = res.json().await.unwrap();
+    assert_eq!(erased["subjects"], json!(["u-e", "a-e"]), "{erased}");
+    assert_eq!(erased["events"], 2, "the signed-in view and the anonymous one: {erased}");
+    assert_eq!(erased["dead_letters"], 1, "{erased}");
+
+    assert!(events_of(&app, "user_id=u-e").await.is_empty());
+    assert!(events_of(&app, "anonymous_id=a-e").await.is_empty());
+    assert_eq!(events_of(&app, "user_id=u-keep").await.len(), 1, "nobody else's events");
+    let dead: Value = app.get("/v1/events/dead-letters", Role::Admin).await.json().await.unwrap();
+    assert!(!dead.to_string().contains("u-e"), "{dead}");
+    eventually_viewed(&app.client, app.url("/v1/features/customers/u-e"), 0).await;
+    eventually_viewed(&app.client, app.url("/v1/features/customers/a-e"), 0).await;
+    eventually_viewed(&app.client, app.url("/v1/features/customers/u-keep"), 1).await;
+    // The other node forgets her through the bus.
+    eventually_none(&peer.client, peer.url("/v1/features/customers/u-e")).await;
+    peer.stop().await;
+
+    // A restart that restores the snapshot taken before the erasure (no new snapshot at this
+    // shutdown) forgets her again; the log replay has nothing of hers to bring back.
+    app.restart().await;
+    eventually_viewed(&app.client, app.url("/v1/features/customers/u-keep"), 1).await;
+    eventually_none(&app.client, app.url("/v1/features/customers/u-e")).await;
+    // Erasing again removes nothing more.
+    let again: Value = app
+        .request(Method::DELETE, "/v1/events?user_id=u-e", Some(Role::Admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["events"], 0);
+}
+
+/// Waits (up to 15 s) until the customer features at `url` list no views.
+async fn eventually_none(client: &reqwest::Client, url: String) {
+    let started = std::time::Instant::now();
+    loop {
+        let res = client.get(&url).bearer_auth(crate::helpers::token(Role::Service)).send().await.unwrap();
+        let f: Value = res.json().await.unwrap();
+        let n = f["recent_views"].as_array().unwrap().len();
+        if n == 0 {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 15, "still {n} views: {f}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

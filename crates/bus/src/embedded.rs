@@ -25,6 +25,17 @@ pub struct EmbeddedBus {
     published: Arc<Notify>,
 }
 
+/// Rows per multi-row INSERT. sqlx asks SQLite for every bound parameter's name, a linear
+/// lookup, so a statement's cost grows with the square of its parameters there: small
+/// statements (6 parameters a row) in one transaction; PostgreSQL pays a round trip per
+/// statement instead.
+fn rows_per_insert(backend: dermis_store::db::Backend) -> usize {
+    match backend {
+        dermis_store::db::Backend::Sqlite => 10,
+        dermis_store::db::Backend::Postgres => 100,
+    }
+}
+
 impl EmbeddedBus {
     /// A bus in `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
@@ -94,22 +105,30 @@ impl EmbeddedBus {
                 .await
                 .map_err(StoreError::from)?
                 .get(0);
-            let rows: Vec<String> = (0..fresh.len())
-                .map(|i| {
-                    let b = i * 6;
-                    format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO bus_messages (seq, topic, msg_key, msg_id, payload, created_at) VALUES {}",
-                rows.join(", ")
-            );
             let now = dermis_core::clock::now_ms();
-            let mut q = sqlx::query(&sql);
-            for (i, m) in fresh.iter().enumerate() {
-                q = q.bind(last + 1 + i as i64).bind(&m.topic).bind(&m.key).bind(&m.id).bind(&m.payload).bind(now);
+            let mut inserted = Ok(());
+            for (c, rows) in fresh.chunks(rows_per_insert(self.db.backend())).enumerate() {
+                let first = last + 1 + (c * rows_per_insert(self.db.backend())) as i64;
+                let values: Vec<String> = (0..rows.len())
+                    .map(|i| {
+                        let b = i * 6;
+                        format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO bus_messages (seq, topic, msg_key, msg_id, payload, created_at) VALUES {}",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for (i, m) in rows.iter().enumerate() {
+                    q = q.bind(first + i as i64).bind(&m.topic).bind(&m.key).bind(&m.id).bind(&m.payload).bind(now);
+                }
+                if let Err(e) = q.execute(&mut *tx).await {
+                    inserted = Err(e);
+                    break;
+                }
             }
-            match q.execute(&mut *tx).await {
+            match inserted {
                 Ok(_) => {
                     tx.commit().await.map_err(StoreError::from)?;
                     self.published.notify_waiters();

@@ -27,5 +27,7 @@ DROP TABLE events;
 ALTER TABLE events_v3 RENAME TO events;
 CREATE UNIQUE INDEX events_message ON events (write_key_id, message_id);
 -- Index entries carry the rowid, so these also give one customer's events in key order.
-CREATE INDEX events_user ON events (user_id);
-CREATE INDEX events_anonymous ON events (anonymous_id);
+-- Partial: a server-side event has no anonymous id, an anonymous one no user id, and an index
+-- entry for NULL is a B-tree insert for nothing.
+CREATE INDEX events_user ON events (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX events_anonymous ON events (anonymous_id) WHERE anonymous_id IS NOT NULL;

@@ -52,9 +52,11 @@ pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
         "order_completed" => Action::Purchase,
         _ => return Vec::new(),
     };
-    let props = m.payload.get("properties").cloned().unwrap_or(Value::Null);
-    let products: Vec<Value> = match action {
-        Action::Purchase => props.get("products").and_then(Value::as_array).cloned().unwrap_or_default(),
+    let props = m.payload.get("properties").unwrap_or(&Value::Null);
+    let products: Vec<&Value> = match action {
+        Action::Purchase => {
+            props.get("products").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+        }
         _ => vec![props],
     };
     let text = |v: &Value, k: &str| {
@@ -317,8 +319,11 @@ impl Ingestor {
         }
         let features = self.feature_updates(accepted.iter().map(|a| (write_key_id.as_str(), &a.message))).await;
         // Only what other nodes must apply goes to the bus (identify, page ... have no features).
-        let to_bus =
-            (!features.is_empty()).then(|| Ingested { write_key_id: write_key_id.clone(), features: features.clone() });
+        let to_bus = (!features.is_empty()).then(|| Ingested {
+            write_key_id: write_key_id.clone(),
+            features: features.clone(),
+            erase: Vec::new(),
+        });
         let sent = accepted.len();
         let job = Append { write_key_id, accepted, dead, to_bus, received_at: received };
         let inserted = self.writer.append(job).await?;
@@ -334,6 +339,19 @@ impl Ingestor {
             duplicates: sent - inserted,
             rejected: failures,
         })
+    }
+
+    /// Erases one customer's events and dead letters, and their online features here (other
+    /// nodes forget them when the erasure reaches them on the bus).
+    pub async fn erase(&self, who: &log::Subject) -> Result<log::Erased, EventsError> {
+        let erased = log::erase(&self.db, who, now_ms()).await?;
+        self.outbox_ready.notify_one();
+        for subject in &erased.subjects {
+            if let Err(e) = self.features.forget_customer(subject).await {
+                tracing::warn!(error = %e, "forgetting erased features failed; the bus consumer forgets them again");
+            }
+        }
+        Ok(erased)
     }
 
     /// Replays a dead letter (optionally with a corrected message): validates it again and, if it
@@ -361,8 +379,11 @@ impl Ingestor {
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
         let features = self.feature_updates([(dl.write_key_id.as_str(), &accepted.message)]).await;
-        let to_bus = (!features.is_empty())
-            .then(|| Ingested { write_key_id: dl.write_key_id.clone(), features: features.clone() });
+        let to_bus = (!features.is_empty()).then(|| Ingested {
+            write_key_id: dl.write_key_id.clone(),
+            features: features.clone(),
+            erase: Vec::new(),
+        });
         let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, now_ms()).await?;
         if stored {
             self.outbox_ready.notify_one();

@@ -17,7 +17,7 @@
 //! - [`routes`]: `/v1/track|identify|page|screen|group|alias|batch|import`, the short forms, and the
 //!   admin routes for events, dead letters and write keys.
 //!
-//! This crate owns the `write_keys`, `events`, `dead_letters` and `events_outbox` tables. Nothing is dropped
+//! This crate owns the `write_keys`, `events`, `dead_letters`, `events_outbox` and `event_erasures` tables. Nothing is dropped
 //! silently: a message is either in the log, or in the dead letters with its reason.
 
 mod embedded_log;
@@ -53,6 +53,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "integer event keys on SQLite",
         sqlite: include_str!("../migrations/0003_events_integer_keys.sqlite.sql"),
         postgres: include_str!("../migrations/0003_events_integer_keys.postgres.sql"),
+    },
+    Migration {
+        domain: "events",
+        version: 4,
+        name: "erasures of customers' events",
+        sqlite: include_str!("../migrations/0004_event_erasures.sql"),
+        postgres: include_str!("../migrations/0004_event_erasures.sql"),
     },
 ];
 

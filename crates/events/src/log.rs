@@ -358,6 +358,127 @@ pub async fn dead_letter(db: &Db, id: &str) -> Result<Option<StoredDeadLetter>, 
     row.as_ref().map(dead_letter_row).transpose()
 }
 
+/// What an erasure removed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Erased {
+    /// The customer ids forgotten: the one asked for and, for a user id, the anonymous ids its
+    /// events carried (the same person before they signed in).
+    pub subjects: Vec<String>,
+    /// Events deleted from the log.
+    pub events: u64,
+    /// Dead letters deleted.
+    pub dead_letters: u64,
+}
+
+/// How long erasure records are kept: the features' horizon (no snapshot older than that is
+/// restored with data in it).
+const ERASURE_KEPT_MS: i64 = 90 * 24 * 60 * 60 * 1000;
+
+/// `"key":"value"` as it appears in a stored payload, as a LIKE pattern (`\` escapes).
+fn json_member_pattern(key: &str, value: &str) -> String {
+    let member = format!("\"{key}\":{}", Value::String(value.to_owned()));
+    let escaped: String = member
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
+/// Erases one customer's events (GDPR): their rows in the log, found through the user-id and
+/// anonymous-id indexes; for a user id also the anonymous events of the devices they used
+/// (events carrying one of their anonymous ids and no other user id); their dead letters; in
+/// one transaction with an outbox message that makes every node forget their features, and a
+/// record of the erasure (see [`erasures_since`]).
+pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreError> {
+    let mut tx = db.begin().await?;
+    let mut subjects = Vec::new();
+    let mut events = 0;
+    match who {
+        Subject::User(user) => {
+            let anonymous: Vec<String> =
+                sqlx::query("SELECT DISTINCT anonymous_id FROM events WHERE user_id = $1 AND anonymous_id IS NOT NULL")
+                    .bind(user)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+            events += sqlx::query("DELETE FROM events WHERE user_id = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            for a in &anonymous {
+                events += sqlx::query("DELETE FROM events WHERE anonymous_id = $1 AND user_id IS NULL")
+                    .bind(a)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            subjects.push(user.clone());
+            subjects.extend(anonymous);
+        }
+        Subject::Anonymous(a) => {
+            events += sqlx::query("DELETE FROM events WHERE anonymous_id = $1")
+                .bind(a)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            subjects.push(a.clone());
+        }
+    }
+    let mut dead_letters = 0;
+    let mut patterns = Vec::new();
+    if let Subject::User(u) = who {
+        patterns.push(json_member_pattern("userId", u));
+        patterns.push(json_member_pattern("user_id", u));
+    }
+    for a in subjects.iter().skip(usize::from(matches!(who, Subject::User(_)))) {
+        patterns.push(json_member_pattern("anonymousId", a));
+        patterns.push(json_member_pattern("anonymous_id", a));
+    }
+    for p in &patterns {
+        dead_letters += sqlx::query("DELETE FROM dead_letters WHERE payload LIKE $1 ESCAPE '\\'")
+            .bind(p)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    let forget = Ingested { write_key_id: String::new(), features: Vec::new(), erase: subjects.clone() };
+    outbox::append(&mut tx, &forget, now).await?;
+    let record = serde_json::to_string(&subjects).map_err(|e| StoreError::Other(e.to_string()))?;
+    sqlx::query("INSERT INTO event_erasures (id, subjects, erased_at) VALUES ($1, $2, $3)")
+        .bind(new_id("era"))
+        .bind(record)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM event_erasures WHERE erased_at < $1")
+        .bind(now - ERASURE_KEPT_MS)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Erased { subjects, events, dead_letters })
+}
+
+/// The customer ids erased at or after `ms`: what a node restoring a feature snapshot taken
+/// after `ms` must forget again.
+pub async fn erasures_since(db: &Db, ms: i64) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT subjects FROM event_erasures WHERE erased_at >= $1 ORDER BY erased_at")
+        .bind(ms)
+        .fetch_all(db.reader())
+        .await?;
+    let mut subjects = Vec::new();
+    for r in rows {
+        let list: String = r.try_get(0)?;
+        subjects.extend(serde_json::from_str::<Vec<String>>(&list).map_err(|e| StoreError::Other(e.to_string()))?);
+    }
+    Ok(subjects)
+}
+
 /// A stored message with its source, as a rebuild reads it.
 #[derive(Debug, Clone)]
 pub struct Logged {
@@ -432,6 +553,12 @@ mod tests {
         assert!(after < first, "the first key of {ms} ({first}) is after the floor ({after})");
         assert!(after >= ((ms - 1) << COUNTER_BITS), "events of the millisecond before are not replayed");
         assert_eq!(key_after("").unwrap(), -1, "no cursor: from the start");
+    }
+
+    #[test]
+    fn payload_patterns_escape_like_wildcards() {
+        assert_eq!(json_member_pattern("userId", "u_1%"), r#"%"userId":"u\_1\%"%"#);
+        assert_eq!(json_member_pattern("userId", "a\"b"), r#"%"userId":"a\\"b"%"#);
     }
 
     #[test]

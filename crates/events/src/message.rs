@@ -155,6 +155,25 @@ pub struct BatchDefaults {
     pub sent_at_ms: Option<i64>,
 }
 
+/// The length of `v` serialized, without building the text.
+fn serialized_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Makes a message canonical. `kind` is the path's type for single calls, `None` in a batch.
 pub fn normalize(
     raw: &Value,
@@ -162,7 +181,7 @@ pub fn normalize(
     batch: &BatchDefaults,
     received_at_ms: i64,
 ) -> Result<Message, Rejection> {
-    let size = serde_json::to_vec(raw).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serialized_len(raw);
     if size > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(format!("message is {size} bytes; at most {MAX_MESSAGE_BYTES}")));
     }

@@ -22,6 +22,9 @@ pub struct Ingested {
     pub write_key_id: String,
     /// The feature updates (ids are unique per message and product, so applying twice is safe).
     pub features: Vec<FeatureEvent>,
+    /// Customer ids whose events were erased: every node forgets their features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erase: Vec<String>,
 }
 
 /// A row waiting for the relay.
@@ -56,14 +59,24 @@ pub async fn pending(db: &Db, limit: u32) -> Result<Vec<OutboxRow>, StoreError> 
 
 /// Removes relayed rows.
 pub async fn remove(db: &Db, ids: &[String]) -> Result<(), StoreError> {
-    for chunk in ids.chunks(200) {
+    // Small statements on SQLite: sqlx looks every bound parameter's name up linearly.
+    let per_statement = match db.backend() {
+        dermis_store::db::Backend::Sqlite => 20,
+        dermis_store::db::Backend::Postgres => 200,
+    };
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    for chunk in ids.chunks(per_statement) {
         let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!("DELETE FROM events_outbox WHERE id IN ({})", params.join(", "));
         let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(id);
         }
-        q.execute(db.writer()).await?;
+        q.execute(&mut *tx).await?;
     }
+    tx.commit().await?;
     Ok(())
 }

@@ -189,7 +189,7 @@ async fn ingest(
 /// The admin routes.
 pub fn admin_router() -> OpenApiRouter<EventsState> {
     OpenApiRouter::new()
-        .routes(routes!(list_events))
+        .routes(routes!(list_events, erase_events))
         .routes(routes!(list_dead_letters))
         .routes(routes!(replay_dead_letter))
         .routes(routes!(create_write_key, list_write_keys))
@@ -267,22 +267,46 @@ async fn list_events(
     State(s): State<EventsState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Page<StoredEvent>>, Problem> {
-    let who = match (q.user_id, q.anonymous_id) {
-        (Some(u), None) => Subject::User(u),
-        (None, Some(a)) => Subject::Anonymous(a),
-        _ => {
-            return Err(Problem::validation(vec![FieldError::new(
-                "user_id",
-                "give exactly one of user_id and anonymous_id",
-            )]));
-        }
-    };
+    let who = subject(q.user_id, q.anonymous_id)?;
     let limit = q.limit.unwrap_or_default();
     let after = q.cursor.as_deref().map(Cursor::parse).transpose()?;
     let rows = log::events_of(s.ingestor.db(), &who, after.as_ref().map(|c| c.0.as_str()), limit.get() + 1)
         .await
         .map_err(EventsError::from)?;
     Ok(Json(Page::from_rows(rows, limit, |e| e.id.clone())))
+}
+
+/// Whose events to erase.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EraseQuery {
+    /// The customer's user id.
+    pub user_id: Option<String>,
+    /// Or a device's anonymous id.
+    pub anonymous_id: Option<String>,
+}
+
+fn subject(user_id: Option<String>, anonymous_id: Option<String>) -> Result<Subject, Problem> {
+    match (user_id, anonymous_id) {
+        (Some(u), None) if !u.is_empty() => Ok(Subject::User(u)),
+        (None, Some(a)) if !a.is_empty() => Ok(Subject::Anonymous(a)),
+        _ => Err(Problem::validation(vec![FieldError::new("user_id", "give exactly one of user_id and anonymous_id")])),
+    }
+}
+
+/// Erase one customer's events (GDPR): their stored events (for a user id, also the anonymous
+/// events of the devices they used), their dead letters, and their online features on every
+/// node. Idempotent: erasing again removes nothing more.
+#[utoipa::path(delete, path = "/v1/events", tag = "events", params(EraseQuery),
+    responses((status = 200, body = log::Erased), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
+async fn erase_events(
+    _a: Auth<AdminOnly>,
+    State(s): State<EventsState>,
+    ApiQuery(q): ApiQuery<EraseQuery>,
+) -> Result<Json<log::Erased>, Problem> {
+    let who = subject(q.user_id, q.anonymous_id)?;
+    Ok(Json(s.ingestor.erase(&who).await?))
 }
 
 /// Paging.

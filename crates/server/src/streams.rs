@@ -17,7 +17,7 @@ use dermis_core::clock::now_ms;
 use dermis_events::ingest::Ingestor;
 use dermis_events::outbox::{Ingested, TOPIC};
 use dermis_features::memory::MemoryFeatures;
-use dermis_features::{CUSTOMER_TTL_MS, ProductDirectory, ProductTraits};
+use dermis_features::{CUSTOMER_TTL_MS, FeatureStore, ProductDirectory, ProductTraits};
 use dermis_store::Db;
 
 /// The catalog as the feature store's product directory, behind a one-minute cache (products
@@ -97,6 +97,14 @@ pub async fn consume_features(bus: Arc<dyn EventBus>, ingestor: Ingestor, consum
                         failed = Some(e);
                         break;
                     }
+                    for subject in &ingested.erase {
+                        if let Err(e) = ingestor.features().forget_customer(subject).await {
+                            failed = Some(e);
+                        }
+                    }
+                    if failed.is_some() {
+                        break;
+                    }
                 }
                 Err(e) => {
                     metrics::counter!("bus_unreadable_total", "consumer" => consumer.clone()).increment(1);
@@ -156,7 +164,14 @@ pub const REPLAY_MARGIN_MS: i64 = 10 * 60 * 1000;
 pub async fn rebuild(db: &Db, memory: &MemoryFeatures, ingestor: &Ingestor, node_id: &str) -> anyhow::Result<usize> {
     let from = match dermis_features::snapshot::load(db, node_id).await? {
         Some(s) => match memory.restore(&s.body) {
-            Ok(()) => s.taken_at - REPLAY_MARGIN_MS,
+            Ok(()) => {
+                // Customers erased since (or just before) the snapshot: forget them before the
+                // replay, which may bring back only what they did after their erasure.
+                for subject in dermis_events::log::erasures_since(db, s.taken_at - REPLAY_MARGIN_MS).await? {
+                    memory.forget_customer(&subject).await?;
+                }
+                s.taken_at - REPLAY_MARGIN_MS
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "feature snapshot unreadable; rebuilding from the event log");
                 now_ms() - CUSTOMER_TTL_MS
@@ -274,7 +289,9 @@ mod tests {
             amount_minor: 0,
             at_ms: now_ms(),
         };
-        let payload = serde_json::to_string(&Ingested { write_key_id: "wk".into(), features: vec![update] }).unwrap();
+        let payload =
+            serde_json::to_string(&Ingested { write_key_id: "wk".into(), features: vec![update], erase: Vec::new() })
+                .unwrap();
         bus.publish(TOPIC, "k", "ing_1", &payload).await.unwrap();
         let consumer = tokio::spawn(consume_features(bus.clone(), ingestor, "features-t".into()));
         let started = std::time::Instant::now();
