@@ -13,11 +13,6 @@ use dermis_bus::{EventBus, Outgoing};
 use dermis_store::Db;
 use tokio::sync::Notify;
 
-/// A round that moved fewer rows than this waits [`LINGER`] before the next.
-const LINGER_BELOW: usize = 100;
-/// How long a partial round waits for more rows (bounds what it adds to cross-node freshness).
-const LINGER: Duration = Duration::from_millis(5);
-
 /// Relays until the task is aborted. Ingestion wakes it through `ready`; otherwise it looks
 /// every `idle` (catalog changes, rows another node wrote).
 pub async fn run(db: Db, bus: Arc<dyn EventBus>, ready: Arc<Notify>, idle: Duration) {
@@ -26,9 +21,6 @@ pub async fn run(db: Db, bus: Arc<dyn EventBus>, ready: Arc<Notify>, idle: Durat
             Ok(0) => {
                 let _ = tokio::time::timeout(idle, ready.notified()).await;
             }
-            // Under load, let a few more rows gather: every round is two write transactions
-            // (publish, delete) that take turns with ingestion's own on SQLite.
-            Ok(n) if n < LINGER_BELOW => tokio::time::sleep(LINGER).await,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay failed; retrying");
