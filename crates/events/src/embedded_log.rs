@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dermis_store::{Db, StoreError};
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::log::{Accepted, Append};
@@ -249,7 +249,9 @@ struct Log {
 
 impl Log {
     fn open(file: &Path) -> rusqlite::Result<Self> {
-        let conn = Connection::open(file)?;
+        // The store created and migrated the file: never create an empty one here.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(file, flags)?;
         // The same settings as the pool's connections (dermis-store): WAL, a commit is on disk
         // when it returns, wait for a checkpoint or another writer instead of failing.
         conn.execute_batch(
@@ -261,6 +263,11 @@ impl Log {
 
     fn commit(&mut self, group: &[Job]) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
+        // Another writer on the file (a second process, another handle) may have issued keys:
+        // continue after the largest stored one (a rowid lookup, cheap).
+        let stored: i64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)).map_err(store_error)?;
+        self.keys.last = self.keys.last.max(stored);
         let mut outcomes = Vec::with_capacity(group.len());
         for job in group {
             outcomes.push(match job {
@@ -287,13 +294,14 @@ fn run(db: &Db, runtime: &tokio::runtime::Handle, mut rx: mpsc::Receiver<Job>) {
     // Returning the pool's connection spawns a task: that needs the runtime's context.
     let _context = runtime.enter();
     let file = db.sqlite_file().unwrap_or_else(|| Path::new(""));
-    let mut log = match Log::open(file) {
+    let open = || match Log::open(file) {
         Ok(log) => Some(log),
         Err(e) => {
             tracing::error!(error = %e, file = %file.display(), "the event log writer cannot open the database");
             None
         }
     };
+    let mut log = open();
     let mut turn: Option<(Turn, Instant)> = None;
     loop {
         if rx.is_empty() {
@@ -301,6 +309,9 @@ fn run(db: &Db, runtime: &tokio::runtime::Handle, mut rx: mpsc::Receiver<Job>) {
             turn = None;
         }
         let Some(first) = rx.blocking_recv() else { break };
+        if log.is_none() {
+            log = open();
+        }
         let Some(log) = log.as_mut() else {
             first.answer(Err(StoreError::Unavailable("the event log writer cannot open the database".into())));
             continue;
@@ -349,6 +360,14 @@ fn run(db: &Db, runtime: &tokio::runtime::Handle, mut rx: mpsc::Receiver<Job>) {
             Err(e) if group.len() == 1 => {
                 if let Some(job) = group.pop() {
                     job.answer(Err(e));
+                }
+            }
+            // The database is busy or gone: no single job caused it, and retrying each would
+            // wait out the busy timeout once per job while holding the turn.
+            Err(e @ StoreError::Unavailable(_)) => {
+                let reason = e.to_string();
+                for job in group {
+                    job.answer(Err(StoreError::Unavailable(reason.clone())));
                 }
             }
             Err(e) => {

@@ -141,7 +141,7 @@ pub struct LogWriter {
 impl LogWriter {
     /// A writer for `db` (on SQLite, starts the writer thread: call within a Tokio runtime).
     pub fn new(db: Db) -> Self {
-        let embedded = db.sqlite_file().is_some().then(|| embedded_log::Writer::start(&db));
+        let embedded = (db.backend() == Backend::Sqlite).then(|| embedded_log::Writer::start(&db));
         Self { db, embedded }
     }
 
@@ -374,17 +374,25 @@ pub struct Erased {
 /// restored with data in it).
 const ERASURE_KEPT_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 
-/// `"key":"value"` as it appears in a stored payload, as a LIKE pattern (`\` escapes).
-fn json_member_pattern(key: &str, value: &str) -> String {
-    let member = format!("\"{key}\":{}", Value::String(value.to_owned()));
-    let escaped: String = member
-        .chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("%{escaped}%")
+/// LIKE patterns (`\\` escapes) matching `"key":value` in a stored payload: the value as a JSON
+/// string, and as a number when it reads as one (SDKs may send numeric ids; dead letters keep
+/// the message as received). Payloads are stored compact, so a number ends at `,` or `}`.
+fn json_member_patterns(key: &str, value: &str) -> Vec<String> {
+    let escape = |text: &str| -> String {
+        text.chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect()
+    };
+    let mut patterns = vec![format!("%{}%", escape(&format!("\"{key}\":{}", Value::String(value.to_owned()))))];
+    if let Ok(n) = value.parse::<serde_json::Number>() {
+        for end in [',', '}'] {
+            patterns.push(format!("%{}{end}%", escape(&format!("\"{key}\":{n}"))));
+        }
+    }
+    patterns
 }
 
 /// Erases one customer's events (GDPR): their rows in the log, found through the user-id and
@@ -393,33 +401,59 @@ fn json_member_pattern(key: &str, value: &str) -> String {
 /// one transaction with an outbox message that makes every node forget their features, and a
 /// record of the erasure (see [`erasures_since`]).
 pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreError> {
-    let mut tx = db.begin().await?;
-    let mut subjects = Vec::new();
-    let mut events = 0;
-    match who {
+    // Who, and which dead letters, found on a reader first: the write transaction holds the
+    // write turn (on SQLite, ingestion waits for it), so it only deletes.
+    let subjects: Vec<String> = match who {
         Subject::User(user) => {
             let anonymous: Vec<String> =
                 sqlx::query("SELECT DISTINCT anonymous_id FROM events WHERE user_id = $1 AND anonymous_id IS NOT NULL")
                     .bind(user)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(db.reader())
                     .await?
                     .iter()
                     .map(|r| r.try_get(0))
                     .collect::<Result<_, _>>()?;
+            std::iter::once(user.clone()).chain(anonymous).collect()
+        }
+        Subject::Anonymous(a) => vec![a.clone()],
+    };
+    let mut patterns = Vec::new();
+    if let Subject::User(u) = who {
+        patterns.extend(json_member_patterns("userId", u));
+        patterns.extend(json_member_patterns("user_id", u));
+    }
+    for a in subjects.iter().skip(usize::from(matches!(who, Subject::User(_)))) {
+        patterns.extend(json_member_patterns("anonymousId", a));
+        patterns.extend(json_member_patterns("anonymous_id", a));
+    }
+    // Dead letters have no customer column: their payloads are scanned.
+    let mut dead_ids = std::collections::BTreeSet::new();
+    for p in &patterns {
+        let rows = sqlx::query("SELECT id FROM dead_letters WHERE payload LIKE $1 ESCAPE '\\'")
+            .bind(p)
+            .fetch_all(db.reader())
+            .await?;
+        for r in rows {
+            dead_ids.insert(r.try_get::<String, _>(0)?);
+        }
+    }
+
+    let mut tx = db.begin().await?;
+    let mut events = 0;
+    match who {
+        Subject::User(user) => {
             events += sqlx::query("DELETE FROM events WHERE user_id = $1")
                 .bind(user)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            for a in &anonymous {
+            for a in &subjects[1..] {
                 events += sqlx::query("DELETE FROM events WHERE anonymous_id = $1 AND user_id IS NULL")
                     .bind(a)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
             }
-            subjects.push(user.clone());
-            subjects.extend(anonymous);
         }
         Subject::Anonymous(a) => {
             events += sqlx::query("DELETE FROM events WHERE anonymous_id = $1")
@@ -427,25 +461,12 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            subjects.push(a.clone());
         }
     }
     let mut dead_letters = 0;
-    let mut patterns = Vec::new();
-    if let Subject::User(u) = who {
-        patterns.push(json_member_pattern("userId", u));
-        patterns.push(json_member_pattern("user_id", u));
-    }
-    for a in subjects.iter().skip(usize::from(matches!(who, Subject::User(_)))) {
-        patterns.push(json_member_pattern("anonymousId", a));
-        patterns.push(json_member_pattern("anonymous_id", a));
-    }
-    for p in &patterns {
-        dead_letters += sqlx::query("DELETE FROM dead_letters WHERE payload LIKE $1 ESCAPE '\\'")
-            .bind(p)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+    for id in &dead_ids {
+        dead_letters +=
+            sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
     }
     let forget = Ingested { write_key_id: String::new(), features: Vec::new(), erase: subjects.clone() };
     outbox::append(&mut tx, &forget, now).await?;
@@ -556,9 +577,13 @@ mod tests {
     }
 
     #[test]
-    fn payload_patterns_escape_like_wildcards() {
-        assert_eq!(json_member_pattern("userId", "u_1%"), r#"%"userId":"u\_1\%"%"#);
-        assert_eq!(json_member_pattern("userId", "a\"b"), r#"%"userId":"a\\"b"%"#);
+    fn payload_patterns_escape_like_wildcards_and_match_numeric_ids() {
+        assert_eq!(json_member_patterns("userId", "u_1%"), [r#"%"userId":"u\_1\%"%"#]);
+        assert_eq!(json_member_patterns("userId", "a\"b"), [r#"%"userId":"a\\"b"%"#]);
+        assert_eq!(
+            json_member_patterns("userId", "42"),
+            [r#"%"userId":"42"%"#, r#"%"userId":42,%"#, r#"%"userId":42}%"#]
+        );
     }
 
     #[test]

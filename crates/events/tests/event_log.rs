@@ -9,7 +9,7 @@ use serde_json::json;
 
 const ALL: &[&[dermis_store::Migration]] = &[dermis_store::MIGRATIONS, dermis_events::MIGRATIONS];
 
-dermis_store::backend_tests!(ALL; concurrent_appends_store_each_message_once, stored_events_page_in_order_by_id_and_by_time);
+dermis_store::backend_tests!(ALL; concurrent_appends_store_each_message_once, stored_events_page_in_order_by_id_and_by_time, two_writers_on_one_store_never_collide);
 
 fn job(ids: std::ops::Range<usize>) -> Append {
     let accepted = ids
@@ -118,4 +118,18 @@ async fn sqlite_events_stored_before_the_integer_keys_are_kept() {
         received_at: 1,
     };
     assert_eq!(writer.append(again).await.unwrap(), 0);
+}
+
+/// Two writers on one store (two handles in a process, or two processes on one SQLite file):
+/// each continues after the other's keys, so nothing fails and the order holds.
+async fn two_writers_on_one_store_never_collide(db: Db) {
+    use dermis_events::log::{id_floor, since};
+    let (a, b) = (LogWriter::new(db.clone()), LogWriter::new(db.clone()));
+    for k in 0..20 {
+        let w = if k % 2 == 0 { &a } else { &b };
+        assert_eq!(w.append(job(k * 3..k * 3 + 3)).await.unwrap(), 3, "append {k}");
+    }
+    let all = since(&db, &id_floor(0), 100).await.unwrap();
+    let ids: Vec<String> = all.iter().map(|l| l.message.message_id.clone()).collect();
+    assert_eq!(ids, (0..60).map(|i| format!("m{i}")).collect::<Vec<_>>(), "all stored, in the order appended");
 }

@@ -104,7 +104,9 @@ pub struct FeatureEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actives: Vec<String>,
     /// Money spent (purchases), minor units.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// (Always written: nodes of the previous release require the field, and a rolling
+    /// deployment has both on the bus.)
+    #[serde(default)]
     pub amount_minor: i64,
     /// When, ms since the epoch.
     pub at_ms: i64,
@@ -386,8 +388,4 @@ pub(crate) fn product_from(buckets: [BTreeMap<i64, i64>; 3], now_ms: i64) -> Pro
 /// The hour bucket of a time.
 pub(crate) fn hour_of(at_ms: i64) -> i64 {
     at_ms / HOUR_MS
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
 }

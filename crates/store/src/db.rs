@@ -87,8 +87,12 @@ impl Db {
             let write = sqlite_pool(url, 1, size).await?;
             let alive = std::sync::Arc::new(());
             tokio::spawn(checkpoints(read.clone(), std::sync::Arc::downgrade(&alive)));
-            let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
-            let file = Some(std::path::PathBuf::from(path.split('?').next().unwrap_or(path)));
+            // The file as sqlx reads the URL (percent-decoding included); an in-memory database
+            // has none, and a domain that needs its own connection refuses it.
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?;
+            let name = options.get_filename();
+            let in_memory = name.as_os_str().is_empty() || name.to_string_lossy().contains(":memory:");
+            let file = (!in_memory).then(|| name.to_owned());
             Ok(Self {
                 backend: Backend::Sqlite,
                 read,
@@ -122,7 +126,7 @@ impl Db {
     }
 
     /// The SQLite file, for a domain that keeps a connection of its own on it (the event log's
-    /// writer); `None` on PostgreSQL.
+    /// writer); `None` on PostgreSQL and for an in-memory SQLite database.
     pub fn sqlite_file(&self) -> Option<&Path> {
         self.file.as_deref()
     }
