@@ -7,7 +7,8 @@
 //! requests are committed together: the thread takes every job waiting (up to [`GROUP_ROWS`]
 //! rows), writes them in one transaction and answers each after the commit, so the cost of a
 //! commit (dirty index pages to the WAL, the fsync) is shared. A group that fails is retried
-//! one job per transaction, so one bad request never fails the others.
+//! one job per transaction, so one bad request never fails the others (unless the database
+//! itself is unavailable: then the whole group gets that answer at once).
 //!
 //! The writer also issues the event keys: `milliseconds << 20 | counter`, strictly increasing
 //! (a clock that steps back does not reorder them), shown through the API as `evt_<ULID>`
@@ -39,16 +40,6 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, write_key_id, message_id, ki
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, \
      received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_OUTBOX: &str = "INSERT INTO events_outbox (id, payload, created_at) VALUES (?1, ?2, ?3)";
-
-/// A dead letter replayed into the log.
-#[derive(Debug)]
-pub(crate) struct Replay {
-    pub dead_letter_id: String,
-    pub write_key_id: String,
-    pub accepted: Accepted,
-    pub to_bus: Option<Ingested>,
-    pub now: i64,
-}
 
 /// An event as its row: everything serialized on the request's task, so the one writer thread
 /// only binds and inserts (and the parsed JSON is freed where it was made).
@@ -91,7 +82,7 @@ struct DeadRow {
 }
 
 fn encode_outbox(ingested: Option<Ingested>) -> Result<Option<String>, StoreError> {
-    ingested.map(|i| serde_json::to_string(&i).map_err(|e| StoreError::Other(e.to_string()))).transpose()
+    ingested.as_ref().map(crate::outbox::encode).transpose()
 }
 
 struct AppendRows {
@@ -131,14 +122,12 @@ struct ReplayRows {
     now: i64,
 }
 
-enum Job {
-    Append(AppendRows, oneshot::Sender<Result<usize, StoreError>>),
-    Replay(ReplayRows, oneshot::Sender<Result<bool, StoreError>>),
-}
+/// Answers how many messages a job stored (a replay: 0 or 1).
+type Reply = oneshot::Sender<Result<usize, StoreError>>;
 
-enum Outcome {
-    Appended(usize),
-    Replayed(bool),
+enum Job {
+    Append(AppendRows, Reply),
+    Replay(ReplayRows, Reply),
 }
 
 impl Job {
@@ -149,15 +138,9 @@ impl Job {
         }
     }
 
-    fn answer(self, outcome: Result<Outcome, StoreError>) {
-        match (self, outcome) {
-            (Job::Append(_, reply), Ok(Outcome::Appended(n))) => drop(reply.send(Ok(n))),
-            (Job::Replay(_, reply), Ok(Outcome::Replayed(b))) => drop(reply.send(Ok(b))),
-            (Job::Append(_, reply), Err(e)) => drop(reply.send(Err(e))),
-            (Job::Replay(_, reply), Err(e)) => drop(reply.send(Err(e))),
-            (Job::Append(_, reply), Ok(_)) => drop(reply.send(Err(StoreError::Other("mismatched outcome".into())))),
-            (Job::Replay(_, reply), Ok(_)) => drop(reply.send(Err(StoreError::Other("mismatched outcome".into())))),
-        }
+    fn answer(self, outcome: Result<usize, StoreError>) {
+        let (Job::Append(_, reply) | Job::Replay(_, reply)) = self;
+        let _ = reply.send(outcome);
     }
 }
 
@@ -165,15 +148,6 @@ impl Job {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Job::Append(..) => "Append",
-            Job::Replay(..) => "Replay",
-        })
-    }
 }
 
 fn stopped() -> StoreError {
@@ -197,28 +171,36 @@ impl Writer {
 
     /// Appends one request; answers once it is committed.
     pub(crate) async fn append(&self, job: Append) -> Result<usize, StoreError> {
-        let rows = AppendRows::new(job)?;
-        let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Append(rows, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.send(|reply| Ok(Job::Append(AppendRows::new(job)?, reply))).await
     }
 
-    /// Claims a dead letter and stores its message, in one transaction.
-    pub(crate) async fn replay(&self, job: Replay) -> Result<bool, StoreError> {
+    /// Claims a dead letter and stores its message, in one transaction; true if it was stored.
+    pub(crate) async fn replay(
+        &self,
+        dead_letter_id: &str,
+        write_key_id: &str,
+        accepted: Accepted,
+        to_bus: Option<Ingested>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let rows = ReplayRows {
-            dead_letter_id: job.dead_letter_id,
-            write_key_id: job.write_key_id,
-            event: EventRow::new(job.accepted),
-            outbox: encode_outbox(job.to_bus)?,
-            now: job.now,
+            dead_letter_id: dead_letter_id.to_owned(),
+            write_key_id: write_key_id.to_owned(),
+            event: EventRow::new(accepted),
+            outbox: encode_outbox(to_bus)?,
+            now,
         };
+        Ok(self.send(|reply| Ok(Job::Replay(rows, reply))).await? > 0)
+    }
+
+    async fn send(&self, job: impl FnOnce(Reply) -> Result<Job, StoreError>) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Replay(rows, reply)).await.map_err(|_| stopped())?;
+        self.jobs.send(job(reply)?).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
+fn store_error(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
         Some(ErrorCode::ConstraintViolation) if e.to_string().contains("UNIQUE") => {
@@ -257,26 +239,29 @@ impl Log {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 8192;",
         )?;
-        let last: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
-        Ok(Self { conn, keys: Keys { last } })
+        // Keys continue after the stored ones: `commit` reads the largest in each transaction.
+        Ok(Self { conn, keys: Keys { last: 0 } })
     }
 
-    fn commit(&mut self, group: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    fn commit(&mut self, group: &[Job]) -> Result<Vec<usize>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
         // Another writer on the file (a second process, another handle) may have issued keys:
         // continue after the largest stored one (a rowid lookup, cheap).
         let stored: i64 =
             tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)).map_err(store_error)?;
         self.keys.last = self.keys.last.max(stored);
-        let mut outcomes = Vec::with_capacity(group.len());
+        let mut stored = Vec::with_capacity(group.len());
         for job in group {
-            outcomes.push(match job {
-                Job::Append(a, _) => Outcome::Appended(write(&tx, &mut self.keys, a).map_err(store_error)?),
-                Job::Replay(r, _) => Outcome::Replayed(replay(&tx, &mut self.keys, r).map_err(store_error)?),
-            });
+            stored.push(
+                match job {
+                    Job::Append(a, _) => write(&tx, &mut self.keys, a),
+                    Job::Replay(r, _) => replay(&tx, &mut self.keys, r),
+                }
+                .map_err(store_error)?,
+            );
         }
         tx.commit().map_err(store_error)?;
-        Ok(outcomes)
+        Ok(stored)
     }
 }
 
@@ -430,7 +415,7 @@ fn write(tx: &Transaction<'_>, keys: &mut Keys, job: &AppendRows) -> rusqlite::R
     Ok(inserted)
 }
 
-fn replay(tx: &Transaction<'_>, keys: &mut Keys, r: &ReplayRows) -> rusqlite::Result<bool> {
+fn replay(tx: &Transaction<'_>, keys: &mut Keys, r: &ReplayRows) -> rusqlite::Result<usize> {
     // Claim the dead letter first: a second replay (or a concurrent one) claims nothing and
     // stores nothing.
     let claimed = tx.execute(
@@ -438,13 +423,13 @@ fn replay(tx: &Transaction<'_>, keys: &mut Keys, r: &ReplayRows) -> rusqlite::Re
         params![r.now, r.dead_letter_id],
     )?;
     if claimed == 0 {
-        return Ok(false);
+        return Ok(0);
     }
     let inserted = insert_event(tx, keys, &r.write_key_id, &r.event)?;
     if let Some(payload) = r.outbox.as_deref().filter(|_| inserted > 0) {
         insert_outbox(tx, payload, r.now)?;
     }
-    Ok(inserted > 0)
+    Ok(inserted)
 }
 
 #[cfg(test)]

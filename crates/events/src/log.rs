@@ -166,14 +166,7 @@ impl LogWriter {
         now: i64,
     ) -> Result<bool, StoreError> {
         if let Some(w) = &self.embedded {
-            let job = embedded_log::Replay {
-                dead_letter_id: dead_letter_id.to_owned(),
-                write_key_id: write_key_id.to_owned(),
-                accepted,
-                to_bus,
-                now,
-            };
-            return w.replay(job).await;
+            return w.replay(dead_letter_id, write_key_id, accepted, to_bus, now).await;
         }
         let mut tx = self.db.begin().await?;
         // Claim the dead letter first: a second replay (or a concurrent one) claims nothing and

@@ -36,9 +36,14 @@ pub struct OutboxRow {
     pub payload: String,
 }
 
+/// An [`Ingested`] as an outbox row's payload.
+pub(crate) fn encode(ingested: &Ingested) -> Result<String, StoreError> {
+    serde_json::to_string(ingested).map_err(|e| StoreError::Other(e.to_string()))
+}
+
 /// Appends a row in the caller's transaction.
 pub(crate) async fn append(conn: &mut sqlx::AnyConnection, ingested: &Ingested, now: i64) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(ingested).map_err(|e| StoreError::Other(e.to_string()))?;
+    let payload = encode(ingested)?;
     sqlx::query("INSERT INTO events_outbox (id, payload, created_at) VALUES ($1, $2, $3)")
         .bind(new_id("ing"))
         .bind(payload)
