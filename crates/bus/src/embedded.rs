@@ -42,6 +42,17 @@ impl EmbeddedBus {
         Self { db, published: Arc::new(Notify::new()) }
     }
 
+    /// The store the bus keeps its messages in.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Wakes this process's waiting consumers: call after committing a
+    /// [`publish_in_sqlite_transaction`].
+    pub fn wake(&self) {
+        self.published.notify_waiters();
+    }
+
     async fn acked(&self, consumer: &str, prefix: &str) -> Result<i64, BusError> {
         Ok(sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1 AND selection = $2")
             .bind(consumer)
@@ -144,6 +155,33 @@ impl EmbeddedBus {
         }
         Err(BusError::Store(StoreError::Unavailable("bus publish kept conflicting".into())))
     }
+}
+
+/// Publishes inside a SQLite transaction that another component holds on the bus's database
+/// file (the event log's writer thread, with a connection of its own): the messages are durable
+/// exactly when that transaction commits, so no outbox row has to be written, relayed and
+/// deleted. The transaction must hold SQLite's write lock (`BEGIN IMMEDIATE`), which makes the
+/// positions taken here safe. Ids published before are skipped. Call [`EmbeddedBus::wake`]
+/// after the commit.
+pub fn publish_in_sqlite_transaction(
+    tx: &rusqlite::Connection,
+    messages: &[Outgoing],
+    now: i64,
+) -> rusqlite::Result<()> {
+    if let Some(bad) = messages.iter().find(|m| check_name(&m.topic).is_err()) {
+        return Err(rusqlite::Error::InvalidParameterName(format!("bus topic {:?}", bad.topic)));
+    }
+    let mut last: i64 =
+        tx.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM bus_messages")?.query_row([], |r| r.get(0))?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO bus_messages (seq, topic, msg_key, msg_id, payload, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (msg_id) DO NOTHING",
+    )?;
+    for m in messages {
+        last += 1;
+        insert.execute(rusqlite::params![last, m.topic, m.key, m.id, m.payload, now])?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -17,6 +17,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dermis_bus::Outgoing;
+use dermis_bus::embedded::EmbeddedBus;
 use dermis_store::{Db, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -81,20 +83,32 @@ struct DeadRow {
     payload: String,
 }
 
-fn encode_outbox(ingested: Option<Ingested>) -> Result<Option<String>, StoreError> {
-    ingested.as_ref().map(crate::outbox::encode).transpose()
+/// What a job hands to the bus when it stores anything new: the bus message, written to the
+/// embedded bus in the same transaction (`in_log`) or else to the outbox for the relay.
+struct Handoff {
+    message: Outgoing,
+    in_log: bool,
+}
+
+impl Handoff {
+    fn new(ingested: Option<Ingested>, in_log: bool) -> Result<Option<Self>, StoreError> {
+        Ok(match ingested {
+            Some(i) => Some(Self { message: crate::outbox::message(&i)?, in_log }),
+            None => None,
+        })
+    }
 }
 
 struct AppendRows {
     write_key_id: String,
     events: Vec<EventRow>,
     dead: Vec<DeadRow>,
-    outbox: Option<String>,
+    to_bus: Option<Handoff>,
     received_at: i64,
 }
 
 impl AppendRows {
-    fn new(job: Append) -> Result<Self, StoreError> {
+    fn new(job: Append, bus_in_log: bool) -> Result<Self, StoreError> {
         Ok(Self {
             write_key_id: job.write_key_id,
             events: job.accepted.into_iter().map(EventRow::new).collect(),
@@ -108,7 +122,7 @@ impl AppendRows {
                     payload: d.payload.to_string(),
                 })
                 .collect(),
-            outbox: encode_outbox(job.to_bus)?,
+            to_bus: Handoff::new(job.to_bus, bus_in_log)?,
             received_at: job.received_at,
         })
     }
@@ -118,7 +132,7 @@ struct ReplayRows {
     dead_letter_id: String,
     write_key_id: String,
     event: EventRow,
-    outbox: Option<String>,
+    to_bus: Option<Handoff>,
     now: i64,
 }
 
@@ -148,6 +162,9 @@ impl Job {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// The embedded bus, when it lives in the same database: then the log's transactions
+    /// publish to it directly (see [`Writer::publish_in_log`]).
+    bus: Option<EmbeddedBus>,
 }
 
 fn stopped() -> StoreError {
@@ -166,12 +183,34 @@ impl Writer {
             // Every append then answers "unavailable" (the receiver is gone), never silently.
             tracing::error!(error = %e, "cannot start the event log writer thread");
         }
-        Self { jobs }
+        Self { jobs, bus: None }
+    }
+
+    /// Publishes what ingestion hands to the bus in the log's own transactions, instead of
+    /// through the outbox and the relay: `bus` must keep its messages in this database file.
+    /// One write of the message instead of three (outbox row, bus row, outbox delete).
+    pub(crate) fn publish_in_log(&mut self, bus: EmbeddedBus) {
+        self.bus = Some(bus);
+    }
+
+    /// True when the bus messages are written by the log itself (nothing goes to the outbox).
+    pub(crate) fn publishes_in_log(&self) -> bool {
+        self.bus.is_some()
     }
 
     /// Appends one request; answers once it is committed.
     pub(crate) async fn append(&self, job: Append) -> Result<usize, StoreError> {
-        self.send(|reply| Ok(Job::Append(AppendRows::new(job)?, reply))).await
+        let in_log = self.publishes_in_log();
+        let stored = self.send(|reply| Ok(Job::Append(AppendRows::new(job, in_log)?, reply))).await?;
+        self.published(stored);
+        Ok(stored)
+    }
+
+    /// Wakes the bus's consumers after a commit that published in the log.
+    fn published(&self, stored: usize) {
+        if let Some(bus) = self.bus.as_ref().filter(|_| stored > 0) {
+            bus.wake();
+        }
     }
 
     /// Claims a dead letter and stores its message, in one transaction; true if it was stored.
@@ -187,10 +226,12 @@ impl Writer {
             dead_letter_id: dead_letter_id.to_owned(),
             write_key_id: write_key_id.to_owned(),
             event: EventRow::new(accepted),
-            outbox: encode_outbox(to_bus)?,
+            to_bus: Handoff::new(to_bus, self.publishes_in_log())?,
             now,
         };
-        Ok(self.send(|reply| Ok(Job::Replay(rows, reply))).await? > 0)
+        let stored = self.send(|reply| Ok(Job::Replay(rows, reply))).await?;
+        self.published(stored);
+        Ok(stored > 0)
     }
 
     async fn send(&self, job: impl FnOnce(Reply) -> Result<Job, StoreError>) -> Result<usize, StoreError> {
@@ -388,9 +429,13 @@ fn insert_event(tx: &Transaction<'_>, keys: &mut Keys, write_key_id: &str, e: &E
     ])
 }
 
-fn insert_outbox(tx: &Transaction<'_>, payload: &str, now: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(INSERT_OUTBOX)?.execute(params![dermis_core::ids::new_id("ing"), payload, now])?;
-    Ok(())
+fn hand_over(tx: &Transaction<'_>, h: &Handoff, now: i64) -> rusqlite::Result<()> {
+    if h.in_log {
+        dermis_bus::embedded::publish_in_sqlite_transaction(tx, std::slice::from_ref(&h.message), now)
+    } else {
+        tx.prepare_cached(INSERT_OUTBOX)?.execute(params![h.message.id, h.message.payload, now])?;
+        Ok(())
+    }
 }
 
 fn write(tx: &Transaction<'_>, keys: &mut Keys, job: &AppendRows) -> rusqlite::Result<usize> {
@@ -398,8 +443,8 @@ fn write(tx: &Transaction<'_>, keys: &mut Keys, job: &AppendRows) -> rusqlite::R
     for e in &job.events {
         inserted += insert_event(tx, keys, &job.write_key_id, e)?;
     }
-    if let Some(payload) = job.outbox.as_deref().filter(|_| inserted > 0) {
-        insert_outbox(tx, payload, job.received_at)?;
+    if let Some(h) = job.to_bus.as_ref().filter(|_| inserted > 0) {
+        hand_over(tx, h, job.received_at)?;
     }
     for d in &job.dead {
         tx.prepare_cached(INSERT_DEAD_LETTER)?.execute(params![
@@ -426,8 +471,8 @@ fn replay(tx: &Transaction<'_>, keys: &mut Keys, r: &ReplayRows) -> rusqlite::Re
         return Ok(0);
     }
     let inserted = insert_event(tx, keys, &r.write_key_id, &r.event)?;
-    if let Some(payload) = r.outbox.as_deref().filter(|_| inserted > 0) {
-        insert_outbox(tx, payload, r.now)?;
+    if let Some(h) = r.to_bus.as_ref().filter(|_| inserted > 0) {
+        hand_over(tx, h, r.now)?;
     }
     Ok(inserted)
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::EventsError;
 use crate::log::{self, Accepted, Append, DeadLetter, LogWriter};
-use crate::message::{BatchDefaults, Kind, Message, normalize, parse_time};
+use crate::message::{BatchDefaults, Kind, Message, normalize, normalize_owned, parse_time};
 use crate::outbox::Ingested;
 use crate::schemas::{Check, SchemaRegistry};
 use crate::write_keys::WriteKeys;
@@ -113,14 +113,6 @@ pub struct IngestResult {
     pub rejected: Vec<Failure>,
 }
 
-fn without_write_key(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Value::Object(o) = &mut v {
-        o.remove("writeKey");
-    }
-    v
-}
-
 /// A single call's type comes from its path; keep it on the dead letter so a replay knows it.
 fn with_type(mut v: Value, kind: Option<Kind>) -> Value {
     if let (Value::Object(o), Some(k)) = (&mut v, kind) {
@@ -175,6 +167,16 @@ impl Ingestor {
         self
     }
 
+    /// Publishes ingested events in the event log's own transactions when `bus` lives in the
+    /// same SQLite file (see [`LogWriter::publish_in_log`]); otherwise they go through the
+    /// outbox as before.
+    pub fn with_embedded_bus(mut self, bus: &dermis_bus::embedded::EmbeddedBus) -> Self {
+        if self.writer.publish_in_log(bus) {
+            tracing::debug!("ingested events are published to the embedded bus by the event log's transactions");
+        }
+        self
+    }
+
     /// Notified whenever ingestion wrote to the outbox, so the relay need not poll.
     pub fn outbox_ready(&self) -> Arc<Notify> {
         self.outbox_ready.clone()
@@ -216,6 +218,13 @@ impl Ingestor {
         first.map_or(Ok(()), Err)
     }
 
+    /// Wakes the relay after a write that handed something to the bus through the outbox.
+    fn wrote_outbox(&self, stored: bool) {
+        if stored && !self.writer.publishes_in_log() {
+            self.outbox_ready.notify_one();
+        }
+    }
+
     async fn apply_now(&self, updates: &[FeatureEvent]) {
         if let Err(e) = self.apply_features(updates).await {
             tracing::warn!(error = %e, "feature update failed; the bus consumer applies it again");
@@ -242,9 +251,9 @@ impl Ingestor {
         &self,
         kind: Option<Kind>,
         basic_user: Option<&str>,
-        body: &Value,
+        body: Value,
     ) -> Result<IngestResult, EventsError> {
-        let Value::Object(obj) = body else {
+        let Value::Object(obj) = &body else {
             return Err(EventsError::Malformed("the body must be a JSON object".into()));
         };
         let key = basic_user.filter(|k| !k.is_empty()).or_else(|| obj.get("writeKey").and_then(Value::as_str));
@@ -261,15 +270,15 @@ impl Ingestor {
         &self,
         write_key_id: String,
         kind: Option<Kind>,
-        body: &Value,
+        body: Value,
     ) -> Result<IngestResult, EventsError> {
-        let Value::Object(obj) = body else {
+        let Value::Object(mut obj) = body else {
             return Err(EventsError::Malformed("the body must be a JSON object".into()));
         };
-        let (raws, defaults): (Vec<&Value>, BatchDefaults) = match kind {
-            Some(_) => (vec![body], BatchDefaults::default()),
+        let (raws, defaults): (Vec<Value>, BatchDefaults) = match kind {
+            Some(_) => (vec![Value::Object(obj)], BatchDefaults::default()),
             None => {
-                let Some(Value::Array(batch)) = obj.get("batch") else {
+                let Some(Value::Array(batch)) = obj.remove("batch") else {
                     return Err(EventsError::Malformed("a batch body needs a `batch` array".into()));
                 };
                 if batch.len() > MAX_BATCH {
@@ -287,7 +296,7 @@ impl Ingestor {
                     integrations: obj.get("integrations").filter(|v| v.is_object()).cloned(),
                     sent_at_ms,
                 };
-                (batch.iter().collect(), defaults)
+                (batch, defaults)
             }
         };
         let _permit = match tokio::time::timeout(Duration::from_millis(250), self.permits.acquire()).await {
@@ -299,12 +308,17 @@ impl Ingestor {
         let mut dead = Vec::new();
         let mut failures = Vec::new();
         for (index, raw) in raws.into_iter().enumerate() {
-            let outcome = normalize(raw, kind, &defaults, received)
-                .map_err(|r| DeadLetter {
-                    message_id: raw.get("messageId").and_then(Value::as_str).map(str::to_owned),
-                    reason: r.reason,
-                    errors: r.errors,
-                    payload: with_type(without_write_key(raw), kind),
+            let outcome = normalize_owned(raw, kind, &defaults, received)
+                .map_err(|(r, mut raw)| {
+                    if let Value::Object(o) = &mut raw {
+                        o.remove("writeKey");
+                    }
+                    DeadLetter {
+                        message_id: raw.get("messageId").and_then(Value::as_str).map(str::to_owned),
+                        reason: r.reason,
+                        errors: r.errors,
+                        payload: with_type(raw, kind),
+                    }
                 })
                 .and_then(classify);
             match outcome {
@@ -330,9 +344,7 @@ impl Ingestor {
         let sent = accepted.len();
         let job = Append { write_key_id, accepted, dead, to_bus, received_at: received };
         let inserted = self.writer.append(job).await?;
-        if inserted > 0 {
-            self.outbox_ready.notify_one();
-        }
+        self.wrote_outbox(inserted > 0);
         // Read-your-writes on this node: features reflect the events before the answer leaves.
         // The store ignores an event id it has seen, so retries and duplicates count once.
         self.apply_now(&features).await;
@@ -388,8 +400,8 @@ impl Ingestor {
             erase: Vec::new(),
         });
         let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, now_ms()).await?;
+        self.wrote_outbox(stored);
         if stored {
-            self.outbox_ready.notify_one();
             self.apply_now(&features).await;
         }
         Ok(stored)

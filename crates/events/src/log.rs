@@ -145,6 +145,27 @@ impl LogWriter {
         Self { db, embedded }
     }
 
+    /// On SQLite, when the embedded `bus` keeps its messages in the log's database file, the
+    /// log's own transactions publish what ingestion hands to the bus (nothing goes through the
+    /// outbox). Elsewhere (PostgreSQL, another file) the outbox and its relay keep doing it.
+    /// Returns whether the log publishes from now on.
+    pub fn publish_in_log(&mut self, bus: &dermis_bus::embedded::EmbeddedBus) -> bool {
+        let same_file = self.db.sqlite_file().is_some() && self.db.sqlite_file() == bus.db().sqlite_file();
+        match &mut self.embedded {
+            Some(w) if same_file => {
+                w.publish_in_log(bus.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the log publishes to the bus itself, so the outbox relay has nothing to do
+    /// after an append.
+    pub fn publishes_in_log(&self) -> bool {
+        self.embedded.as_ref().is_some_and(|w| w.publishes_in_log())
+    }
+
     /// Appends one request; answers once it is committed. Returns how many messages were new
     /// (the rest were duplicates of stored ones).
     pub async fn append(&self, job: Append) -> Result<usize, StoreError> {

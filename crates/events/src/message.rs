@@ -174,6 +174,18 @@ fn serialized_len(v: &Value) -> usize {
     }
 }
 
+/// What checking a message found: everything [`finish`] needs besides the message itself.
+struct Checked {
+    kind: Kind,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    event: Option<String>,
+    message_id: String,
+    original: Option<i64>,
+    sent_at: Option<i64>,
+    timestamp_ms: i64,
+}
+
 /// Makes a message canonical. `kind` is the path's type for single calls, `None` in a batch.
 pub fn normalize(
     raw: &Value,
@@ -181,6 +193,29 @@ pub fn normalize(
     batch: &BatchDefaults,
     received_at_ms: i64,
 ) -> Result<Message, Rejection> {
+    let checked = check(raw, kind, batch, received_at_ms)?;
+    let Value::Object(obj) = raw else { return Err(Rejection::new("a message must be a JSON object")) };
+    Ok(finish(checked, obj.clone(), batch, received_at_ms))
+}
+
+/// [`normalize`] of a message the caller owns, without copying it; a rejected message comes
+/// back with its reason (for the dead letters).
+pub fn normalize_owned(
+    raw: Value,
+    kind: Option<Kind>,
+    batch: &BatchDefaults,
+    received_at_ms: i64,
+) -> Result<Message, (Rejection, Value)> {
+    match check(&raw, kind, batch, received_at_ms) {
+        Ok(checked) => match raw {
+            Value::Object(obj) => Ok(finish(checked, obj, batch, received_at_ms)),
+            other => Err((Rejection::new("a message must be a JSON object"), other)),
+        },
+        Err(r) => Err((r, raw)),
+    }
+}
+
+fn check(raw: &Value, kind: Option<Kind>, batch: &BatchDefaults, received_at_ms: i64) -> Result<Checked, Rejection> {
     let size = serialized_len(raw);
     if size > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(format!("message is {size} bytes; at most {MAX_MESSAGE_BYTES}")));
@@ -237,42 +272,45 @@ pub fn normalize(
         (Some(o), None) => o,
         (None, _) => received_at_ms,
     };
+    Ok(Checked { kind, user_id, anonymous_id, event, message_id, original, sent_at, timestamp_ms })
+}
 
-    let mut out = obj.clone();
+/// The canonical message: `out` is the checked message's object, completed in place.
+fn finish(c: Checked, mut out: Map<String, Value>, batch: &BatchDefaults, received_at_ms: i64) -> Message {
     out.remove("writeKey");
-    out.insert("type".into(), kind.as_str().into());
-    out.insert("messageId".into(), message_id.clone().into());
+    out.insert("type".into(), c.kind.as_str().into());
+    out.insert("messageId".into(), c.message_id.clone().into());
     for (name, default) in [("context", &batch.context), ("integrations", &batch.integrations)] {
         if let Some(d) = default {
-            let merged = merge(d, obj.get(name).unwrap_or(&Value::Null));
-            out.insert(name.into(), merged);
+            let own = out.remove(name).unwrap_or(Value::Null);
+            out.insert(name.into(), merge(d, &own));
         }
     }
     let fmt = |ms: i64| dermis_core::clock::rfc3339(ms);
-    if let Some(o) = original {
+    if let Some(o) = c.original {
         out.insert("originalTimestamp".into(), fmt(o).into());
     }
-    out.insert("timestamp".into(), fmt(timestamp_ms).into());
+    out.insert("timestamp".into(), fmt(c.timestamp_ms).into());
     out.insert("receivedAt".into(), fmt(received_at_ms).into());
-    if let Some(s) = sent_at {
+    if let Some(s) = c.sent_at {
         out.insert("sentAt".into(), fmt(s).into());
     }
-    if let Some(u) = &user_id {
+    if let Some(u) = &c.user_id {
         out.insert("userId".into(), u.clone().into());
     }
-    if let Some(a) = &anonymous_id {
+    if let Some(a) = &c.anonymous_id {
         out.insert("anonymousId".into(), a.clone().into());
     }
-    Ok(Message {
-        message_id,
-        kind,
-        event,
-        user_id,
-        anonymous_id,
-        timestamp_ms,
+    Message {
+        message_id: c.message_id,
+        kind: c.kind,
+        event: c.event,
+        user_id: c.user_id,
+        anonymous_id: c.anonymous_id,
+        timestamp_ms: c.timestamp_ms,
         received_at_ms,
         payload: Value::Object(out),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! What ingestion hands to the event bus. Each ingestion request that stored messages writes one
-//! [`Ingested`] row to `events_outbox` in its own transaction; the server's relay publishes it
-//! on [`TOPIC`] (the row id is the bus message id, so a relay repeated after a crash is dropped
-//! by the bus) and deletes it. Consumers on other nodes (their online features, later profiles
-//! and analytics) read it there.
+//! [`Ingested`] message in its own transaction: on SQLite with the embedded bus straight into the
+//! bus (see [`crate::log::LogWriter::publish_in_log`]); otherwise as a row of `events_outbox`,
+//! which the server's relay publishes on [`TOPIC`] (the row id is the bus message id, so a relay
+//! repeated after a crash is dropped by the bus) and deletes. Consumers on other nodes (their
+//! online features, later profiles and analytics) read it there.
 
+use dermis_bus::Outgoing;
 use dermis_core::ids::new_id;
 use dermis_features::FeatureEvent;
 use dermis_store::sqlx::{self, Row};
@@ -12,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 /// The bus topic of ingested events.
 pub const TOPIC: &str = "events.ingested";
+
+/// The bus key (partition) of ingested events.
+pub const KEY: &str = "ingestion";
 
 /// What one ingestion request stored that other nodes must apply: its feature updates, already
 /// enriched from the catalog so consumers need no lookup. The messages themselves stay in the
@@ -41,12 +46,17 @@ pub(crate) fn encode(ingested: &Ingested) -> Result<String, StoreError> {
     serde_json::to_string(ingested).map_err(|e| StoreError::Other(e.to_string()))
 }
 
+/// An [`Ingested`] as the bus message it becomes (its id is also its outbox row's id).
+pub(crate) fn message(ingested: &Ingested) -> Result<Outgoing, StoreError> {
+    Ok(Outgoing { topic: TOPIC.to_owned(), key: KEY.to_owned(), id: new_id("ing"), payload: encode(ingested)? })
+}
+
 /// Appends a row in the caller's transaction.
 pub(crate) async fn append(conn: &mut sqlx::AnyConnection, ingested: &Ingested, now: i64) -> Result<(), StoreError> {
-    let payload = encode(ingested)?;
+    let m = message(ingested)?;
     sqlx::query("INSERT INTO events_outbox (id, payload, created_at) VALUES ($1, $2, $3)")
-        .bind(new_id("ing"))
-        .bind(payload)
+        .bind(m.id)
+        .bind(m.payload)
         .bind(now)
         .execute(&mut *conn)
         .await?;

@@ -183,7 +183,7 @@ async fn ingest(
 ) -> Result<Json<IngestResult>, Problem> {
     let value: Value = dermis_core::extract::parse_json(&body)?;
     let user = basic_user(&headers);
-    Ok(Json(s.ingestor.ingest(kind, user.as_deref(), &value).await?))
+    Ok(Json(s.ingestor.ingest(kind, user.as_deref(), value).await?))
 }
 
 /// The admin routes.

@@ -133,3 +133,60 @@ async fn two_writers_on_one_store_never_collide(db: Db) {
     let ids: Vec<String> = all.iter().map(|l| l.message.message_id.clone()).collect();
     assert_eq!(ids, (0..60).map(|i| format!("m{i}")).collect::<Vec<_>>(), "all stored, in the order appended");
 }
+
+/// On SQLite the embedded bus lives in the log's file: ingestion publishes in the log's own
+/// transaction (no outbox row for the relay), once per request that stored something new, and
+/// wakes a consumer that waits.
+#[tokio::test]
+async fn the_sqlite_log_publishes_to_the_embedded_bus_in_its_own_transaction() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use dermis_bus::EventBus;
+    use dermis_bus::embedded::EmbeddedBus;
+    use dermis_events::ingest::Ingestor;
+    use dermis_events::outbox::{Ingested, TOPIC};
+
+    let t = dermis_store::testing::TestDb::sqlite(&[
+        dermis_store::MIGRATIONS,
+        dermis_events::MIGRATIONS,
+        dermis_bus::MIGRATIONS,
+    ])
+    .await;
+    let bus = EmbeddedBus::new(t.db().clone());
+    let features = Arc::new(dermis_features::memory::MemoryFeatures::new());
+    let ingestor = Ingestor::new(t.db().clone(), 4, features).with_embedded_bus(&bus);
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "u1", "event": "Product Viewed", "messageId": "m1", "properties": {"product_id": "P1"}},
+        {"type": "track", "userId": "u2", "event": "Product Viewed", "messageId": "m2", "properties": {"product_id": "P2"}},
+        {"type": "identify", "userId": "u1", "messageId": "m3", "traits": {"skin_type": "dry"}},
+    ]});
+
+    // A consumer already waiting is woken by the commit, not by its timeout.
+    let waiting = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let got = bus.fetch("c", TOPIC, 10, Duration::from_secs(20)).await.unwrap();
+            (got, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let result = ingestor.ingest_as("wk_1".into(), None, batch.clone()).await.unwrap();
+    assert_eq!(result.accepted, 3);
+    let (got, waited) = waiting.await.unwrap();
+    assert!(waited < Duration::from_secs(10), "the waiting consumer slept until its timeout ({waited:?})");
+    assert_eq!(got.len(), 1, "one bus message per request");
+    let ingested: Ingested = serde_json::from_str(&got[0].payload).unwrap();
+    let products: Vec<&str> = ingested.features.iter().map(|f| f.product_id.as_str()).collect();
+    assert_eq!(products, ["P1", "P2"], "the feature updates of the stored views");
+    assert!(
+        dermis_events::outbox::pending(t.db(), 10).await.unwrap().is_empty(),
+        "nothing left in the outbox for the relay"
+    );
+
+    // The same request again stores nothing new and publishes nothing.
+    let again = ingestor.ingest_as("wk_1".into(), None, batch).await.unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, 3));
+    assert_eq!(bus.lag("c", TOPIC).await.unwrap(), 1, "still the one message");
+}

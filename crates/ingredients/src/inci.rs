@@ -364,13 +364,17 @@ fn parse_items(text: &str, out: &mut Vec<Entry>, notes: &mut Vec<String>, may_co
         if let Some(e) = explanation {
             notes.push(e.to_owned());
         }
-        if let Some(entry) = entry(item, may_contain) {
-            if entry.text.chars().count() > MAX_ENTRY_CHARS
-                || looks_like_prose(&entry.text) && entry.text.split_whitespace().count() > 6
-            {
-                notes.push(entry.text);
-            } else {
-                out.push(entry);
+        // Splitting off an explanation can leave a bracket without its partner ("(Aqua.*, ...)"),
+        // and the separators it enclosed then separate.
+        for piece in split_depth0(&balance(item)) {
+            if let Some(entry) = entry(&piece, may_contain) {
+                if entry.text.chars().count() > MAX_ENTRY_CHARS
+                    || looks_like_prose(&entry.text) && entry.text.split_whitespace().count() > 6
+                {
+                    notes.push(entry.text);
+                } else {
+                    out.push(entry);
+                }
             }
         }
     }

@@ -67,17 +67,18 @@ pub struct Application {
     config: Config,
 }
 
-/// The configured event bus: NATS JetStream for `nats://` URLs, else the embedded one.
-pub async fn open_bus(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn EventBus>> {
+/// The event bus when `DERMIS_BUS_URL` names NATS JetStream; `None` for the embedded one (which
+/// the application opens on its store).
+pub async fn open_nats(config: &Config) -> anyhow::Result<Option<Arc<dyn EventBus>>> {
     // The URL may carry credentials: it is never printed.
     Ok(match config.bus_url.as_ref().map(|u| u.expose_secret()) {
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            Arc::new(NatsBus::connect(url, &config.bus_stream, Duration::from_secs(30)).await.map_err(|e| {
+            Some(Arc::new(NatsBus::connect(url, &config.bus_stream, Duration::from_secs(30)).await.map_err(|e| {
                 anyhow::anyhow!("connecting to DERMIS_BUS_URL failed ({})", redact(&e.to_string(), url))
-            })?)
+            })?))
         }
         Some(_) => anyhow::bail!("DERMIS_BUS_URL must start with nats:// or tls://"),
-        None => Arc::new(EmbeddedBus::new(db.clone())),
+        None => None,
     })
 }
 
@@ -155,10 +156,18 @@ impl Application {
         .map_err(anyhow::Error::msg)
         .context("configuring token verification")?;
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
-        let bus = open_bus(&config, &db).await?;
         let (features, memory) = open_features(&config).await?;
         let directory = Arc::new(CatalogDirectory::new(Catalog::new(db.clone())));
-        let ingestor = Ingestor::new(db.clone(), config.events.ingest_concurrency, features).with_directory(directory);
+        let mut ingestor =
+            Ingestor::new(db.clone(), config.events.ingest_concurrency, features).with_directory(directory);
+        let bus: Arc<dyn EventBus> = match open_nats(&config).await? {
+            Some(nats) => nats,
+            None => {
+                let embedded = EmbeddedBus::new(db.clone());
+                ingestor = ingestor.with_embedded_bus(&embedded);
+                Arc::new(embedded)
+            }
+        };
         let router = build_router(&config, db.clone(), auth, ingestor.clone())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         Ok(Self { listener, router, db, bus, ingestor, memory, config })

@@ -110,7 +110,7 @@ pub async fn load_customers(ingestor: &Ingestor) -> anyhow::Result<usize> {
         None => keys.create("demo").await?.0.id,
     };
     let batch = serde_json::json!({ "batch": customer_events(dermis_core::clock::now_ms()) });
-    let result = ingestor.ingest_as(key_id, None, &batch).await?;
+    let result = ingestor.ingest_as(key_id, None, batch).await?;
     anyhow::ensure!(result.success, "demo events rejected: {:?}", result.rejected);
     Ok(result.accepted)
 }

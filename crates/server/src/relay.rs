@@ -52,7 +52,7 @@ pub async fn relay_once(db: &Db, bus: &dyn EventBus) -> anyhow::Result<usize> {
         .iter()
         .map(|row| Outgoing {
             topic: dermis_events::outbox::TOPIC.to_owned(),
-            key: "ingestion".to_owned(),
+            key: dermis_events::outbox::KEY.to_owned(),
             id: row.id.clone(),
             payload: row.payload.clone(),
         })
