@@ -73,6 +73,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if contains_nul_escape(bytes) {
         return Err(Problem::malformed("NUL characters (\\u0000) are not accepted"));
     }
+    // The common case parses once, without tracking the path (which copies every key it meets);
+    // a failure is parsed again with the path, to say where.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(e, bytes))?;
     de.end().map_err(|e| Problem::malformed(format!("trailing characters after the JSON document: {e}")))?;
