@@ -40,8 +40,8 @@ struct State {
     /// beyond [`SEEN_MAX`]). The set is rebuilt from it on restore.
     seen_order: VecDeque<(i64, String)>,
     /// The same ids as 64-bit hashes (this process's random seed): one lookup per event without
-    /// copying its id. Two ids of one hash (about one in 10^7 at the 2,000,000 kept) would
-    /// make the second count for nothing, a risk worth taking for view and purchase counters.
+    /// copying its id. A new id whose hash matches one of the 2,000,000 kept (a chance of about
+    /// one in 10^13 per event) would count for nothing, a risk worth taking for counters.
     #[serde(skip)]
     seen: HashSet<u64>,
     #[serde(skip)]
