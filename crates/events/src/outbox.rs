@@ -41,14 +41,10 @@ pub struct OutboxRow {
     pub payload: String,
 }
 
-/// An [`Ingested`] as an outbox row's payload.
-pub(crate) fn encode(ingested: &Ingested) -> Result<String, StoreError> {
-    serde_json::to_string(ingested).map_err(|e| StoreError::Other(e.to_string()))
-}
-
 /// An [`Ingested`] as the bus message it becomes (its id is also its outbox row's id).
 pub(crate) fn message(ingested: &Ingested) -> Result<Outgoing, StoreError> {
-    Ok(Outgoing { topic: TOPIC.to_owned(), key: KEY.to_owned(), id: new_id("ing"), payload: encode(ingested)? })
+    let payload = serde_json::to_string(ingested).map_err(|e| StoreError::Other(e.to_string()))?;
+    Ok(Outgoing { topic: TOPIC.to_owned(), key: KEY.to_owned(), id: new_id("ing"), payload })
 }
 
 /// Appends a row in the caller's transaction.
