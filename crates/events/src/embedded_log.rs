@@ -13,6 +13,17 @@
 //! The writer also issues the event keys: `milliseconds << 20 | counter`, strictly increasing
 //! (a clock that steps back does not reorder them), shown through the API as `evt_<ULID>`
 //! (see [`crate::log`]).
+//!
+//! The customer index (`events_by_user`, `events_by_anonymous`) is kept behind the log.
+//! Indexing each event as it was stored dirtied one random 4 KB leaf page per event, written
+//! twice (to the WAL, then by the checkpoint): the embedded log's sustained limit. Instead an
+//! indexer thread, about once every [`INDEX_EVERY`], reads the events stored after the watermark
+//! (`events_indexed.through`) on a connection of its own, sorts their customer ids, and hands
+//! them to the writer in slices of [`INDEX_SLICE`] entries, which ride along in the group
+//! commits like any job (no pause of a whole pass; each leaf page written about once per pass).
+//! Once every slice is committed, the watermark moves. Reads of one customer's events use the
+//! index up to the watermark and scan the tail after it (see [`crate::log`]). A crash loses no
+//! index entry: the next pass, of this process or the next, starts again from the watermark.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,6 +44,12 @@ const GROUP_ROWS: usize = 2500;
 /// behind the rest of the process (handing the turn over costs a wake-up of a runtime task).
 const HOLD_TURN: Duration = Duration::from_millis(20);
 
+/// How often the indexer looks for events to index.
+const INDEX_EVERY: Duration = Duration::from_secs(1);
+
+/// Index entries per job handed to the writer: about one group commit's worth of rows.
+const INDEX_SLICE: usize = GROUP_ROWS;
+
 /// Bits of an event key below the millisecond.
 pub(crate) const COUNTER_BITS: u32 = 20;
 
@@ -42,6 +59,12 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, write_key_id, message_id, ki
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, \
      received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_OUTBOX: &str = "INSERT INTO events_outbox (id, payload, created_at) VALUES (?1, ?2, ?3)";
+// OR IGNORE: a pass that a crash interrupted wrote some entries already. The event must still
+// be there: it may have been erased since the indexer read it.
+const INDEX_USER: &str = "INSERT OR IGNORE INTO events_by_user (user_id, id) \
+     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)";
+const INDEX_ANONYMOUS: &str = "INSERT OR IGNORE INTO events_by_anonymous (anonymous_id, id) \
+     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)";
 
 /// An event as its row: everything serialized on the request's task, so the one writer thread
 /// only binds and inserts (and the parsed JSON is freed where it was made).
@@ -136,12 +159,20 @@ struct ReplayRows {
     now: i64,
 }
 
-/// Answers how many messages a job stored (a replay: 0 or 1).
+/// A slice of a pass of the indexer: (customer id, event key) pairs, sorted; or, once every
+/// slice of the pass is committed, the watermark to move to.
+enum IndexRows {
+    Entries { by_user: Vec<(String, i64)>, by_anonymous: Vec<(String, i64)> },
+    Through(i64),
+}
+
+/// Answers how many rows a job wrote (messages stored, a replay: 0 or 1; index entries).
 type Reply = oneshot::Sender<Result<usize, StoreError>>;
 
 enum Job {
     Append(AppendRows, Reply),
     Replay(ReplayRows, Reply),
+    Index(IndexRows, Reply),
 }
 
 impl Job {
@@ -149,11 +180,13 @@ impl Job {
         match self {
             Job::Append(a, _) => a.events.len() + a.dead.len() + 1,
             Job::Replay(..) => 2,
+            Job::Index(IndexRows::Entries { by_user, by_anonymous }, _) => by_user.len() + by_anonymous.len(),
+            Job::Index(IndexRows::Through(_), _) => 1,
         }
     }
 
     fn answer(self, outcome: Result<usize, StoreError>) {
-        let (Job::Append(_, reply) | Job::Replay(_, reply)) = self;
+        let (Job::Append(_, reply) | Job::Replay(_, reply) | Job::Index(_, reply)) = self;
         let _ = reply.send(outcome);
     }
 }
@@ -162,6 +195,8 @@ impl Job {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Asks the indexer for a pass now.
+    index_now: std::sync::mpsc::Sender<Reply>,
     /// The embedded bus, when it lives in the same database: then the log's transactions
     /// publish to it directly (see [`Writer::publish_in_log`]).
     bus: Option<EmbeddedBus>,
@@ -176,14 +211,25 @@ impl Writer {
     /// takes its turns at writing from `db`'s write pool (see [`run`]).
     pub(crate) fn start(db: &Db) -> Self {
         let (jobs, rx) = mpsc::channel(1024);
-        let db = db.clone();
         let runtime = tokio::runtime::Handle::current();
-        let spawned = std::thread::Builder::new().name("event-log-writer".into()).spawn(move || run(&db, &runtime, rx));
+        let writer_db = db.clone();
+        let spawned =
+            std::thread::Builder::new().name("event-log-writer".into()).spawn(move || run(&writer_db, &runtime, rx));
         if let Err(e) = spawned {
             // Every append then answers "unavailable" (the receiver is gone), never silently.
             tracing::error!(error = %e, "cannot start the event log writer thread");
         }
-        Self { jobs, bus: None }
+        let (index_now, requests) = std::sync::mpsc::channel();
+        let file = db.sqlite_file().map(Path::to_path_buf).unwrap_or_default();
+        let to_writer = jobs.downgrade();
+        let spawned = std::thread::Builder::new()
+            .name("event-log-indexer".into())
+            .spawn(move || run_indexer(&file, &to_writer, &requests));
+        if let Err(e) = spawned {
+            // Reads stay exact (they scan what is not indexed), only slower as the tail grows.
+            tracing::error!(error = %e, "cannot start the event log indexer thread");
+        }
+        Self { jobs, index_now, bus: None }
     }
 
     /// Publishes what ingestion hands to the bus in the log's own transactions, instead of
@@ -232,6 +278,14 @@ impl Writer {
         let stored = self.send(|reply| Ok(Job::Replay(rows, reply))).await?;
         self.published(stored);
         Ok(stored > 0)
+    }
+
+    /// Has the indexer index the events not yet in the customer index now, instead of at its
+    /// next pass; returns how many index entries it wrote.
+    pub(crate) async fn index_tail(&self) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.index_now.send(reply).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn send(&self, job: impl FnOnce(Reply) -> Result<Job, StoreError>) -> Result<usize, StoreError> {
@@ -297,6 +351,7 @@ impl Log {
                 match job {
                     Job::Append(a, _) => write(&tx, &mut self.keys, a),
                     Job::Replay(r, _) => replay(&tx, &mut self.keys, r),
+                    Job::Index(i, _) => index(&tx, i),
                 }
                 .map_err(store_error)?,
             );
@@ -477,9 +532,159 @@ fn replay(tx: &Transaction<'_>, keys: &mut Keys, r: &ReplayRows) -> rusqlite::Re
     Ok(inserted)
 }
 
+/// Writes a slice of an indexer's pass, or moves the watermark; returns the entries written.
+fn index(tx: &Transaction<'_>, rows: &IndexRows) -> rusqlite::Result<usize> {
+    match rows {
+        IndexRows::Entries { by_user, by_anonymous } => {
+            let mut written = 0;
+            for (sql, entries) in [(INDEX_USER, by_user), (INDEX_ANONYMOUS, by_anonymous)] {
+                let mut insert = tx.prepare_cached(sql)?;
+                for (customer, key) in entries {
+                    written += insert.execute(params![customer, key])?;
+                }
+            }
+            Ok(written)
+        }
+        // Never back: another writer on the file may have moved it further.
+        IndexRows::Through(key) => {
+            tx.execute("UPDATE events_indexed SET through = MAX(through, ?1) WHERE one = 1", params![key])?;
+            Ok(0)
+        }
+    }
+}
+
+/// Most events one pass of the indexer reads (after a long stop, the rest waits for the next).
+const PASS_EVENTS: usize = 250_000;
+
+/// The indexer's loop: a pass every [`INDEX_EVERY`], and one whenever asked. Stops with the
+/// last handle on the writer.
+fn run_indexer(file: &Path, writer: &mpsc::WeakSender<Job>, requests: &std::sync::mpsc::Receiver<Reply>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut conn = None;
+    loop {
+        let asked = match requests.recv_timeout(INDEX_EVERY) {
+            Ok(reply) => Some(reply),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let Some(jobs) = writer.upgrade() else { return };
+        let started = Instant::now();
+        let outcome = index_pass(file, &mut conn, &jobs);
+        drop(jobs);
+        match &outcome {
+            Ok(0) => {}
+            Ok(entries) => {
+                metrics::histogram!("events_index_pass_seconds").record(started.elapsed().as_secs_f64());
+                tracing::debug!(entries, took = ?started.elapsed(), "customer index pass");
+            }
+            Err(e) => {
+                // The watermark did not move: the next pass covers these events again, and reads
+                // scan them meanwhile.
+                tracing::warn!(error = %e, "the customer index could not catch up with the event log");
+                conn = None;
+            }
+        }
+        if let Some(reply) = asked {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// One pass: reads the events after the watermark (a snapshot, on the indexer's connection:
+/// the writer goes on meanwhile), sorts their customer ids, has the writer commit them slice by
+/// slice, then move the watermark. Returns the entries written.
+fn index_pass(file: &Path, conn: &mut Option<Connection>, jobs: &mpsc::Sender<Job>) -> Result<usize, StoreError> {
+    if conn.is_none() {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let c = Connection::open_with_flags(file, flags).map_err(store_error)?;
+        c.execute_batch("PRAGMA busy_timeout = 5000;").map_err(store_error)?;
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_mut() else { return Ok(0) };
+    let (mut by_user, mut by_anonymous, mut last) = (Vec::new(), Vec::new(), None);
+    {
+        let tx = c.transaction().map_err(store_error)?;
+        let through: i64 =
+            tx.query_row("SELECT through FROM events_indexed WHERE one = 1", [], |r| r.get(0)).map_err(store_error)?;
+        let mut tail = tx
+            .prepare_cached("SELECT id, user_id, anonymous_id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(store_error)?;
+        let mut rows = tail.query(params![through, PASS_EVENTS as i64]).map_err(store_error)?;
+        while let Some(r) = rows.next().map_err(store_error)? {
+            let key: i64 = r.get(0).map_err(store_error)?;
+            if let Some(u) = r.get::<_, Option<String>>(1).map_err(store_error)? {
+                by_user.push((u, key));
+            }
+            if let Some(a) = r.get::<_, Option<String>>(2).map_err(store_error)? {
+                by_anonymous.push((a, key));
+            }
+            last = Some(key);
+        }
+    }
+    let Some(last) = last else { return Ok(0) };
+    by_user.sort_unstable();
+    by_anonymous.sort_unstable();
+    // One slice at a time: each waits in the writer's queue behind the appends that came
+    // first, so no append waits for more than one slice.
+    let commit = |rows: IndexRows| -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        jobs.blocking_send(Job::Index(rows, reply)).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    };
+    let mut written = 0;
+    let (mut users, mut anonymous) = (by_user.into_iter(), by_anonymous.into_iter());
+    loop {
+        let by_user: Vec<_> = users.by_ref().take(INDEX_SLICE).collect();
+        let by_anonymous: Vec<_> = anonymous.by_ref().take(INDEX_SLICE - by_user.len()).collect();
+        if by_user.is_empty() && by_anonymous.is_empty() {
+            break;
+        }
+        written += commit(IndexRows::Entries { by_user, by_anonymous })?;
+    }
+    // Every entry up to `last` is committed: only now may reads skip the scan of them.
+    commit(IndexRows::Through(last))?;
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An indexer's slice is written after it read the events: an event erased in between
+    /// gets no entry (nothing of an erased customer's is left behind), and the watermark only
+    /// moves forward.
+    #[test]
+    fn a_slice_indexes_only_events_still_stored_and_the_watermark_never_moves_back() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for m in crate::MIGRATIONS {
+            conn.execute_batch(m.sqlite).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO events (id, write_key_id, message_id, kind, user_id, anonymous_id, partition_key, timestamp_ms, received_at, payload) \
+             VALUES (7, 'wk', 'm7', 'track', 'u1', 'a1', 'u1', 0, 0, '{}')",
+            [],
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        let slice = IndexRows::Entries {
+            by_user: vec![("u1".into(), 7), ("u9".into(), 8)],
+            by_anonymous: vec![("a1".into(), 7), ("a9".into(), 8)],
+        };
+        assert_eq!(index(&tx, &slice).unwrap(), 2, "only the entries of event 7: event 8 was erased");
+        assert_eq!(index(&tx, &slice).unwrap(), 0, "a slice written again adds nothing");
+        index(&tx, &IndexRows::Through(8)).unwrap();
+        index(&tx, &IndexRows::Through(5)).unwrap();
+        let through: i64 = tx.query_row("SELECT through FROM events_indexed", [], |r| r.get(0)).unwrap();
+        assert_eq!(through, 8);
+        let erased: i64 = tx
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events_by_user WHERE id = 8) + (SELECT COUNT(*) FROM events_by_anonymous WHERE id = 8)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(erased, 0);
+    }
 
     #[test]
     fn keys_increase_even_when_the_clock_steps_back() {

@@ -61,6 +61,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_event_erasures.sql"),
         postgres: include_str!("../migrations/0004_event_erasures.sql"),
     },
+    Migration {
+        domain: "events",
+        version: 5,
+        name: "the customer index written behind the log on SQLite",
+        sqlite: include_str!("../migrations/0005_events_customer_index.sqlite.sql"),
+        postgres: include_str!("../migrations/0005_events_customer_index.postgres.sql"),
+    },
 ];
 
 /// What an events operation can fail with.

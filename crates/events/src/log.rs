@@ -175,6 +175,16 @@ impl LogWriter {
         }
     }
 
+    /// On SQLite, brings the customer index up to date with the log now instead of at the
+    /// indexer's next pass (about once a second); returns how many index entries it wrote. Reads are exact either way (they scan what is not indexed yet); this is
+    /// for tests and tools that want the tail empty. Nothing to do on PostgreSQL.
+    pub async fn index_tail(&self) -> Result<usize, StoreError> {
+        match &self.embedded {
+            Some(w) => w.index_tail().await,
+            None => Ok(0),
+        }
+    }
+
     /// Stores a replayed dead letter's message and marks the dead letter replayed, in one
     /// transaction. Returns whether the message was stored now (false when the dead letter was
     /// replayed before, or the log already held its `messageId`).
@@ -284,6 +294,42 @@ pub enum Subject {
     Anonymous(String),
 }
 
+impl Subject {
+    /// The id.
+    fn value(&self) -> &str {
+        let (Subject::User(v) | Subject::Anonymous(v)) = self;
+        v
+    }
+
+    /// The `events` column holding this kind of id, and on SQLite the customer index table
+    /// keyed by it (see `embedded_log`).
+    fn column_and_index(&self) -> (&'static str, &'static str) {
+        match self {
+            Subject::User(_) => BY_USER,
+            Subject::Anonymous(_) => BY_ANONYMOUS,
+        }
+    }
+}
+
+const BY_USER: (&str, &str) = ("user_id", "events_by_user");
+const BY_ANONYMOUS: (&str, &str) = ("anonymous_id", "events_by_anonymous");
+
+/// A condition on `events` that holds for `who`'s events after the key `$2`, with `who`'s id
+/// bound as `$1`. On PostgreSQL an index on `events` answers it. On SQLite the customer index
+/// answers up to its watermark (entries after it may be there, from a pass not finished yet,
+/// and are not trusted), and the tail after the watermark (a second or two of events) is
+/// scanned in key order; the keys are looked up in order, so a page of them needs no sort.
+fn of_customer(backend: Backend, who: &Subject) -> String {
+    let (column, index) = who.column_and_index();
+    match backend {
+        Backend::Postgres => format!("{column} = $1 AND id > $2"),
+        Backend::Sqlite => format!(
+            "id IN (SELECT id FROM {index} WHERE {column} = $1 AND id > $2 AND id <= (SELECT through FROM events_indexed) \
+             UNION ALL SELECT id FROM events WHERE id > MAX($2, (SELECT through FROM events_indexed)) AND {column} = $1)"
+        ),
+    }
+}
+
 /// Lists one customer's events in arrival order after `after`.
 pub async fn events_of(
     db: &Db,
@@ -291,14 +337,11 @@ pub async fn events_of(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let (column, value) = match who {
-        Subject::User(u) => ("user_id", u),
-        Subject::Anonymous(a) => ("anonymous_id", a),
-    };
     let sql = format!(
-        "SELECT id, write_key_id, schema_ref, payload FROM events WHERE {column} = $1 AND id > $2 ORDER BY id LIMIT {limit}"
+        "SELECT id, write_key_id, schema_ref, payload FROM events WHERE {} ORDER BY id LIMIT {limit}",
+        of_customer(db.backend(), who)
     );
-    let q = sqlx::query(&sql).bind(value);
+    let q = sqlx::query(&sql).bind(who.value());
     let rows = bind_after(q, db.backend(), after)?.fetch_all(db.reader()).await?;
     rows.iter()
         .map(|r| {
@@ -417,16 +460,19 @@ fn json_member_patterns(key: &str, value: &str) -> Vec<String> {
 pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreError> {
     // Who, and which dead letters, found on a reader first: the write transaction holds the
     // write turn (on SQLite, ingestion waits for it), so it only deletes.
+    let backend = db.backend();
     let subjects: Vec<String> = match who {
         Subject::User(user) => {
-            let anonymous: Vec<String> =
-                sqlx::query("SELECT DISTINCT anonymous_id FROM events WHERE user_id = $1 AND anonymous_id IS NOT NULL")
-                    .bind(user)
-                    .fetch_all(db.reader())
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get(0))
-                    .collect::<Result<_, _>>()?;
+            let sql = format!(
+                "SELECT DISTINCT anonymous_id FROM events WHERE {} AND anonymous_id IS NOT NULL",
+                of_customer(backend, who)
+            );
+            let anonymous: Vec<String> = bind_after(sqlx::query(&sql).bind(user), backend, None)?
+                .fetch_all(db.reader())
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             std::iter::once(user.clone()).chain(anonymous).collect()
         }
         Subject::Anonymous(a) => vec![a.clone()],
@@ -453,28 +499,10 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
     }
 
     let mut tx = db.begin().await?;
-    let mut events = 0;
-    match who {
-        Subject::User(user) => {
-            events += sqlx::query("DELETE FROM events WHERE user_id = $1")
-                .bind(user)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            for a in &subjects[1..] {
-                events += sqlx::query("DELETE FROM events WHERE anonymous_id = $1 AND user_id IS NULL")
-                    .bind(a)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
-        }
-        Subject::Anonymous(a) => {
-            events += sqlx::query("DELETE FROM events WHERE anonymous_id = $1")
-                .bind(a)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+    let mut events = delete_events(&mut tx, backend, who, false).await?;
+    if let Subject::User(_) = who {
+        for a in &subjects[1..] {
+            events += delete_events(&mut tx, backend, &Subject::Anonymous(a.clone()), true).await?;
         }
     }
     let mut dead_letters = 0;
@@ -497,6 +525,46 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
         .await?;
     tx.commit().await?;
     Ok(Erased { subjects, events, dead_letters })
+}
+
+/// Deletes `who`'s events (with `without_user`, only those that carry no user id), and on
+/// SQLite their entries in the customer index; returns how many events it deleted.
+async fn delete_events(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    who: &Subject,
+    without_user: bool,
+) -> Result<u64, StoreError> {
+    let mut sql = format!("DELETE FROM events WHERE {}", of_customer(backend, who));
+    if without_user {
+        sql.push_str(" AND user_id IS NULL");
+    }
+    if backend == Backend::Postgres {
+        let q = bind_after(sqlx::query(&sql).bind(who.value()), backend, None)?;
+        return Ok(q.execute(&mut *conn).await?.rows_affected());
+    }
+    sql.push_str(" RETURNING user_id, anonymous_id");
+    let deleted = bind_after(sqlx::query(&sql).bind(who.value()), backend, None)?.fetch_all(&mut *conn).await?;
+    // The index entries of every customer id the deleted events carried, that now point at
+    // nothing (one statement per customer id, not per event).
+    let mut carried = std::collections::BTreeSet::new();
+    for r in &deleted {
+        if let Some(u) = r.try_get::<Option<String>, _>(0)? {
+            carried.insert((BY_USER, u));
+        }
+        if let Some(a) = r.try_get::<Option<String>, _>(1)? {
+            carried.insert((BY_ANONYMOUS, a));
+        }
+    }
+    for ((column, index), value) in carried {
+        sqlx::query(&format!(
+            "DELETE FROM {index} WHERE {column} = $1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = {index}.id)"
+        ))
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(deleted.len() as u64)
 }
 
 /// The customer ids erased at or after `ms`: what a node restoring a feature snapshot taken

@@ -9,7 +9,12 @@ use serde_json::json;
 
 const ALL: &[&[dermis_store::Migration]] = &[dermis_store::MIGRATIONS, dermis_events::MIGRATIONS];
 
-dermis_store::backend_tests!(ALL; concurrent_appends_store_each_message_once, stored_events_page_in_order_by_id_and_by_time, two_writers_on_one_store_never_collide);
+dermis_store::backend_tests!(ALL;
+    concurrent_appends_store_each_message_once,
+    stored_events_page_in_order_by_id_and_by_time,
+    two_writers_on_one_store_never_collide,
+    a_customers_events_are_found_and_erased_whether_indexed_yet_or_not,
+);
 
 fn job(ids: std::ops::Range<usize>) -> Append {
     let accepted = ids
@@ -189,4 +194,112 @@ async fn the_sqlite_log_publishes_to_the_embedded_bus_in_its_own_transaction() {
     let again = ingestor.ingest_as("wk_1".into(), None, batch).await.unwrap();
     assert_eq!((again.accepted, again.duplicates), (0, 3));
     assert_eq!(bus.lag("c", TOPIC).await.unwrap(), 1, "still the one message");
+}
+
+/// One message of `user` and/or `anonymous`.
+fn seen(message_id: &str, user: Option<&str>, anonymous: Option<&str>) -> Accepted {
+    let mut raw = json!({"event": "Product Viewed", "messageId": message_id, "properties": {"product_id": "P1"}});
+    if let Some(u) = user {
+        raw["userId"] = u.into();
+    }
+    if let Some(a) = anonymous {
+        raw["anonymousId"] = a.into();
+    }
+    Accepted { message: normalize(&raw, Some(Kind::Track), &BatchDefaults::default(), 1).unwrap(), schema: None }
+}
+
+fn request(messages: Vec<Accepted>) -> Append {
+    Append { write_key_id: "wk_1".into(), accepted: messages, dead: Vec::new(), to_bus: None, received_at: 1 }
+}
+
+/// On SQLite the customer index is written behind the log (about once a second): a customer's
+/// events are listed and erased alike whether they are indexed yet or still in the tail, and an
+/// erasure leaves no index entry of theirs behind. The same on PostgreSQL, where the index is
+/// on the table.
+async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: Db) {
+    use dermis_events::log::{Subject, erase, events_of};
+    let writer = LogWriter::new(db.clone());
+    // Before she signed in, signed in on that device, and someone else on the same device.
+    let round = |k: usize| {
+        vec![
+            seen(&format!("anon-{k}"), None, Some("a1")),
+            seen(&format!("her-{k}"), Some("u1"), Some("a1")),
+            seen(&format!("his-{k}"), Some("u2"), Some("a1")),
+            seen(&format!("app-{k}"), Some("u1"), None),
+        ]
+    };
+    let sqlite = db.backend() == dermis_store::db::Backend::Sqlite;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move { sqlx::query(sql).fetch_one(db.reader()).await.unwrap().get::<i64, _>(0) }
+    };
+    const ENTRIES: &str = "SELECT (SELECT COUNT(*) FROM events_by_user) + (SELECT COUNT(*) FROM events_by_anonymous)";
+    writer.append(request(round(0))).await.unwrap();
+    writer.append(request(round(1))).await.unwrap();
+    writer.index_tail().await.unwrap();
+    if sqlite {
+        assert_eq!(count(ENTRIES).await, 6 + 6, "two rounds of three user ids and three anonymous ids");
+        assert_eq!(writer.index_tail().await.unwrap(), 0, "nothing new to index");
+    }
+    // These stay in the tail.
+    writer.append(request(round(2))).await.unwrap();
+
+    let ids = |events: Vec<dermis_events::log::StoredEvent>| -> Vec<String> {
+        events.iter().map(|e| e.message["messageId"].as_str().unwrap().to_owned()).collect()
+    };
+    let hers = ids(events_of(&db, &Subject::User("u1".into()), None, 100).await.unwrap());
+    assert_eq!(hers, ["her-0", "app-0", "her-1", "app-1", "her-2", "app-2"], "indexed ones, then the tail");
+    // Paging across the watermark: the cursor is the last of the indexed ones.
+    let first = events_of(&db, &Subject::User("u1".into()), None, 4).await.unwrap();
+    let rest = ids(events_of(&db, &Subject::User("u1".into()), Some(&first[3].id), 4).await.unwrap());
+    assert_eq!(rest, ["her-2", "app-2"]);
+    let device = ids(events_of(&db, &Subject::Anonymous("a1".into()), None, 100).await.unwrap());
+    assert_eq!(device.len(), 9, "{device:?}");
+
+    let erased = erase(&db, &Subject::User("u1".into()), 10).await.unwrap();
+    assert_eq!(erased.subjects, ["u1", "a1"]);
+    assert_eq!(erased.events, 9, "her six, and the three anonymous ones of her device");
+    assert!(events_of(&db, &Subject::User("u1".into()), None, 100).await.unwrap().is_empty());
+    let left = ids(events_of(&db, &Subject::Anonymous("a1".into()), None, 100).await.unwrap());
+    assert_eq!(left, ["his-0", "his-1", "his-2"], "his events on the shared device are kept");
+    assert_eq!(ids(events_of(&db, &Subject::User("u2".into()), None, 100).await.unwrap()), left);
+
+    if sqlite {
+        // Her entries are gone; what the next pass indexes is his alone.
+        assert_eq!(count("SELECT COUNT(*) FROM events_by_user WHERE user_id = 'u1'").await, 0);
+        writer.index_tail().await.unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM events_by_user").await, 3, "his user id of the three rounds");
+        assert_eq!(
+            count("SELECT COUNT(*) FROM events_by_anonymous WHERE id NOT IN (SELECT id FROM events)").await,
+            0,
+            "no index entry points at an erased event"
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM events_by_anonymous").await, 3);
+    }
+    assert_eq!(erase(&db, &Subject::User("u1".into()), 11).await.unwrap().events, 0, "erasing again removes nothing");
+}
+
+/// A process that stops before its writer's next pass leaves a tail: the next writer on the
+/// file indexes it, and it is listed meanwhile.
+#[tokio::test]
+async fn the_next_writer_indexes_the_tail_a_stopped_one_left() {
+    use dermis_events::log::{Subject, events_of};
+    let t = dermis_store::testing::TestDb::sqlite(ALL).await;
+    let db = t.db().clone();
+    {
+        let writer = LogWriter::new(db.clone());
+        writer.append(request(vec![seen("m1", Some("u1"), None), seen("m2", Some("u1"), Some("a1"))])).await.unwrap();
+    }
+    assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 2);
+    let next = LogWriter::new(db.clone());
+    next.index_tail().await.unwrap();
+    let entries: i64 =
+        sqlx::query("SELECT (SELECT COUNT(*) FROM events_by_user) + (SELECT COUNT(*) FROM events_by_anonymous)")
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(entries, 3, "two user entries and one anonymous entry");
+    assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 2);
+    assert_eq!(events_of(&db, &Subject::Anonymous("a1".into()), None, 10).await.unwrap().len(), 1);
 }
