@@ -292,12 +292,16 @@ async fn catalog_changes_reach_the_event_bus(app: TestApp) {
     let id = p["id"].as_str().unwrap();
     app.patch_json(&format!("/v1/products/{id}"), Role::Merchandiser, &json!({"status": "discontinued"})).await;
     let bus = dermis_bus::embedded::EmbeddedBus::new(app.test_db.db().clone());
+    // The relay may publish the creation before it sees the change: a fetch then answers at once
+    // with one message. Fetch again (nothing is acknowledged) until both are there, up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut seen = Vec::new();
-    for _ in 0..30 {
+    while std::time::Instant::now() < deadline {
         seen = bus.fetch("test-consumer", "catalog.", 10, std::time::Duration::from_millis(200)).await.unwrap();
         if seen.len() >= 2 {
             break;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let topics: Vec<&str> = seen.iter().map(|e| e.topic.as_str()).collect();
     assert_eq!(topics, ["catalog.product.created", "catalog.product.discontinued"]);

@@ -9,7 +9,8 @@
 //!   skincare events.
 //! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters. On
 //!   SQLite one writer thread owns the appends (group commit over a prepared-statement
-//!   connection of its own); on PostgreSQL each request commits on its own connection.
+//!   connection of its own) and an indexer thread keeps the customer index behind it; on
+//!   PostgreSQL each request commits on its own connection.
 //! - [`ingest`]: a request body in, stored events and dead letters out, with per-message results;
 //!   the online features of each stored message updated before the answer (read-your-writes).
 //! - [`outbox`]: what ingestion hands to the event bus ([`outbox::Ingested`] on
@@ -17,8 +18,10 @@
 //! - [`routes`]: `/v1/track|identify|page|screen|group|alias|batch|import`, the short forms, and the
 //!   admin routes for events, dead letters and write keys.
 //!
-//! This crate owns the `write_keys`, `events`, `dead_letters`, `events_outbox` and `event_erasures` tables. Nothing is dropped
-//! silently: a message is either in the log, or in the dead letters with its reason.
+//! This crate owns the `write_keys`, `events`, `dead_letters`, `events_outbox` and
+//! `event_erasures` tables, and on SQLite the customer index written behind the log
+//! (`events_by_user`, `events_by_anonymous`, `events_indexed`). Nothing is dropped silently: a
+//! message is either in the log, or in the dead letters with its reason.
 
 mod embedded_log;
 pub mod ingest;
