@@ -16,10 +16,13 @@ CREATE TABLE events_by_anonymous (
     id           INTEGER NOT NULL,
     PRIMARY KEY (anonymous_id, id)
 ) WITHOUT ROWID;
--- One row: every event with a key up to `through` is in the tables above.
+-- One row: every event with a key up to `through` is in the tables above. `issued`: the largest
+-- key ever issued as far as an erasure saw (it deletes the newest events too); new keys are
+-- issued above both, so no event is ever stored at or below the watermark, unindexed.
 CREATE TABLE events_indexed (
     one     INTEGER PRIMARY KEY CHECK (one = 1),
-    through INTEGER NOT NULL
+    through INTEGER NOT NULL,
+    issued  INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO events_by_user (user_id, id) SELECT user_id, id FROM events WHERE user_id IS NOT NULL ORDER BY 1, 2;
 INSERT INTO events_by_anonymous (anonymous_id, id)

@@ -60,11 +60,16 @@ const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, write_key_id, me
      received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_OUTBOX: &str = "INSERT INTO events_outbox (id, payload, created_at) VALUES (?1, ?2, ?3)";
 // OR IGNORE: a pass that a crash interrupted wrote some entries already. The event must still
-// be there: it may have been erased since the indexer read it.
+// be there, the same customer's: it may have been erased since the indexer read it.
 const INDEX_USER: &str = "INSERT OR IGNORE INTO events_by_user (user_id, id) \
-     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)";
+     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2 AND user_id = ?1)";
 const INDEX_ANONYMOUS: &str = "INSERT OR IGNORE INTO events_by_anonymous (anonymous_id, id) \
-     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)";
+     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2 AND anonymous_id = ?1)";
+// Keys continue above every stored key, the customer index's watermark and what an erasure
+// recorded as issued (it may have deleted the newest events): an event keyed at or below the
+// watermark would never be indexed, so never listed nor erased.
+const KEY_FLOOR: &str = "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0), through, issued) \
+     FROM events_indexed WHERE one = 1";
 
 /// An event as its row: everything serialized on the request's task, so the one writer thread
 /// only binds and inserts (and the parsed JSON is freed where it was made).
@@ -220,14 +225,16 @@ impl Writer {
             tracing::error!(error = %e, "cannot start the event log writer thread");
         }
         let (index_now, requests) = std::sync::mpsc::channel();
-        let file = db.sqlite_file().map(Path::to_path_buf).unwrap_or_default();
-        let to_writer = jobs.downgrade();
-        let spawned = std::thread::Builder::new()
-            .name("event-log-indexer".into())
-            .spawn(move || run_indexer(&file, &to_writer, &requests));
-        if let Err(e) = spawned {
-            // Reads stay exact (they scan what is not indexed), only slower as the tail grows.
-            tracing::error!(error = %e, "cannot start the event log indexer thread");
+        // No file (an in-memory database): the writer cannot open it either.
+        if let Some(file) = db.sqlite_file().map(Path::to_path_buf) {
+            let to_writer = jobs.downgrade();
+            let spawned = std::thread::Builder::new()
+                .name("event-log-indexer".into())
+                .spawn(move || run_indexer(&file, &to_writer, &requests));
+            if let Err(e) = spawned {
+                // Reads stay exact (they scan what is not indexed), only slower as the tail grows.
+                tracing::error!(error = %e, "cannot start the event log indexer thread");
+            }
         }
         Self { jobs, index_now, bus: None }
     }
@@ -281,7 +288,8 @@ impl Writer {
     }
 
     /// Has the indexer index the events not yet in the customer index now, instead of at its
-    /// next pass; returns how many index entries it wrote.
+    /// next pass; returns how many index entries it wrote. Never call it while holding a write
+    /// transaction of the store: the pass needs the writer, which waits for the write turn.
     pub(crate) async fn index_tail(&self) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.index_now.send(reply).map_err(|_| stopped())?;
@@ -341,9 +349,9 @@ impl Log {
     fn commit(&mut self, group: &[Job]) -> Result<Vec<usize>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
         // Another writer on the file (a second process, another handle) may have issued keys:
-        // continue after the largest stored one (a rowid lookup, cheap).
+        // continue after the largest (a rowid lookup and a one-row read, cheap).
         let stored: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)).map_err(store_error)?;
+            tx.prepare_cached(KEY_FLOOR).and_then(|mut s| s.query_row([], |r| r.get(0))).map_err(store_error)?;
         self.keys.last = self.keys.last.max(stored);
         let mut stored = Vec::with_capacity(group.len());
         for job in group {
@@ -651,8 +659,8 @@ mod tests {
     use super::*;
 
     /// An indexer's slice is written after it read the events: an event erased in between
-    /// gets no entry (nothing of an erased customer's is left behind), and the watermark only
-    /// moves forward.
+    /// gets no entry (nothing of an erased customer's is left behind, even if its key now holds
+    /// someone else's event), and the watermark only moves forward.
     #[test]
     fn a_slice_indexes_only_events_still_stored_and_the_watermark_never_moves_back() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -667,10 +675,10 @@ mod tests {
         .unwrap();
         let tx = conn.transaction().unwrap();
         let slice = IndexRows::Entries {
-            by_user: vec![("u1".into(), 7), ("u9".into(), 8)],
+            by_user: vec![("u1".into(), 7), ("u8".into(), 7), ("u9".into(), 8)],
             by_anonymous: vec![("a1".into(), 7), ("a9".into(), 8)],
         };
-        assert_eq!(index(&tx, &slice).unwrap(), 2, "only the entries of event 7: event 8 was erased");
+        assert_eq!(index(&tx, &slice).unwrap(), 2, "only event 7's own: event 8 was erased, 7 is not u8's");
         assert_eq!(index(&tx, &slice).unwrap(), 0, "a slice written again adds nothing");
         index(&tx, &IndexRows::Through(8)).unwrap();
         index(&tx, &IndexRows::Through(5)).unwrap();

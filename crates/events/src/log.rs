@@ -461,7 +461,7 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
     // Who, and which dead letters, found on a reader first: the write transaction holds the
     // write turn (on SQLite, ingestion waits for it), so it only deletes.
     let backend = db.backend();
-    let subjects: Vec<String> = match who {
+    let mut subjects: Vec<String> = match who {
         Subject::User(user) => {
             let sql = format!(
                 "SELECT DISTINCT anonymous_id FROM events WHERE {} AND anonymous_id IS NOT NULL",
@@ -499,10 +499,25 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
     }
 
     let mut tx = db.begin().await?;
-    let mut events = delete_events(&mut tx, backend, who, false).await?;
+    if backend == Backend::Sqlite {
+        // The newest events may be among those deleted: new keys must still come above every
+        // key issued (see `embedded_log`), never at or below the customer index's watermark.
+        sqlx::query(
+            "UPDATE events_indexed SET issued = MAX(issued, (SELECT COALESCE(MAX(id), 0) FROM events)) WHERE one = 1",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (mut events, carried) = delete_events(&mut tx, backend, who, false).await?;
     if let Subject::User(_) = who {
+        // A device first seen between the look-up above and this transaction is hers too.
+        for a in carried {
+            if !subjects.contains(&a) {
+                subjects.push(a);
+            }
+        }
         for a in &subjects[1..] {
-            events += delete_events(&mut tx, backend, &Subject::Anonymous(a.clone()), true).await?;
+            events += delete_events(&mut tx, backend, &Subject::Anonymous(a.clone()), true).await?.0;
         }
     }
     let mut dead_letters = 0;
@@ -528,25 +543,20 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
 }
 
 /// Deletes `who`'s events (with `without_user`, only those that carry no user id), and on
-/// SQLite their entries in the customer index; returns how many events it deleted.
+/// SQLite their entries in the customer index. Returns how many events it deleted and the
+/// anonymous ids they carried.
 async fn delete_events(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     who: &Subject,
     without_user: bool,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Vec<String>), StoreError> {
     let mut sql = format!("DELETE FROM events WHERE {}", of_customer(backend, who));
     if without_user {
         sql.push_str(" AND user_id IS NULL");
     }
-    if backend == Backend::Postgres {
-        let q = bind_after(sqlx::query(&sql).bind(who.value()), backend, None)?;
-        return Ok(q.execute(&mut *conn).await?.rows_affected());
-    }
     sql.push_str(" RETURNING user_id, anonymous_id");
     let deleted = bind_after(sqlx::query(&sql).bind(who.value()), backend, None)?.fetch_all(&mut *conn).await?;
-    // The index entries of every customer id the deleted events carried, that now point at
-    // nothing (one statement per customer id, not per event).
     let mut carried = std::collections::BTreeSet::new();
     for r in &deleted {
         if let Some(u) = r.try_get::<Option<String>, _>(0)? {
@@ -556,15 +566,21 @@ async fn delete_events(
             carried.insert((BY_ANONYMOUS, a));
         }
     }
-    for ((column, index), value) in carried {
-        sqlx::query(&format!(
-            "DELETE FROM {index} WHERE {column} = $1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = {index}.id)"
-        ))
-        .bind(value)
-        .execute(&mut *conn)
-        .await?;
+    if backend == Backend::Sqlite {
+        // The index entries of every customer id the deleted events carried that no longer
+        // point at one of that customer's events (one statement per customer id, not per event).
+        for ((column, index), value) in &carried {
+            sqlx::query(&format!(
+                "DELETE FROM {index} WHERE {column} = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = {index}.id AND e.{column} = {index}.{column})"
+            ))
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
-    Ok(deleted.len() as u64)
+    let anonymous = carried.into_iter().filter(|(kind, _)| *kind == BY_ANONYMOUS).map(|(_, a)| a).collect();
+    Ok((deleted.len() as u64, anonymous))
 }
 
 /// The customer ids erased at or after `ms`: what a node restoring a feature snapshot taken

@@ -303,3 +303,31 @@ async fn the_next_writer_indexes_the_tail_a_stopped_one_left() {
     assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 2);
     assert_eq!(events_of(&db, &Subject::Anonymous("a1".into()), None, 10).await.unwrap().len(), 1);
 }
+
+/// An erasure may delete the newest events: a writer started after it must still key new events
+/// above the customer index's watermark, or they would never be indexed, listed nor erased.
+#[tokio::test]
+async fn keys_stay_above_the_watermark_after_the_newest_events_are_erased() {
+    use dermis_events::log::{Subject, erase, events_of};
+    let t = dermis_store::testing::TestDb::sqlite(ALL).await;
+    let db = t.db().clone();
+    // An event keyed a day ahead (stored by a writer whose clock ran fast), indexed, erased.
+    let ahead = (dermis_core::clock::now_ms() + 86_400_000) << 20;
+    sqlx::query(
+        "INSERT INTO events (id, write_key_id, message_id, kind, user_id, partition_key, timestamp_ms, received_at, payload)
+         VALUES ($1, 'wk_1', 'ahead', 'track', 'u9', 'u9', 0, 0, '{}')",
+    )
+    .bind(ahead)
+    .execute(db.writer())
+    .await
+    .unwrap();
+    LogWriter::new(db.clone()).index_tail().await.unwrap();
+    assert_eq!(erase(&db, &Subject::User("u9".into()), 1).await.unwrap().events, 1);
+
+    let next = LogWriter::new(db.clone());
+    assert_eq!(next.append(request(vec![seen("m1", Some("u1"), None)])).await.unwrap(), 1);
+    assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 1, "listed");
+    next.index_tail().await.unwrap();
+    assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 1, "listed once indexed");
+    assert_eq!(erase(&db, &Subject::User("u1".into()), 2).await.unwrap().events, 1, "and erased");
+}
