@@ -176,8 +176,11 @@ impl LogWriter {
     }
 
     /// On SQLite, brings the customer index up to date with the log now instead of at the
-    /// indexer's next pass (about once a second); returns how many index entries it wrote. Reads are exact either way (they scan what is not indexed yet); this is
-    /// for tests and tools that want the tail empty. Nothing to do on PostgreSQL.
+    /// indexer's next pass (about once a second); returns how many index entries it wrote.
+    /// Reads are exact either way (they scan what is not indexed yet): this is for tests and
+    /// tools that want the tail empty. Never call it while holding a write transaction of the
+    /// store (the pass needs the writer, which waits for the write turn). Nothing to do on
+    /// PostgreSQL.
     pub async fn index_tail(&self) -> Result<usize, StoreError> {
         match &self.embedded {
             Some(w) => w.index_tail().await,
