@@ -2,10 +2,11 @@
 -- every event. Each event used to insert into `events_user` (and `events_anonymous`) at its own
 -- random leaf page, so nearly every event dirtied a 4 KB page of its own, written twice (to the
 -- WAL, then by the checkpoint): about 3.5 KB of disk writes per event of 450 bytes, the embedded
--- log's sustained limit. Now the log's writer indexes the events stored since the last time
--- (`events_indexed.through`) about once a second, sorted, in one transaction: a leaf page is
--- written once per pass instead of once per event. Reads of one customer's events (listing,
--- erasure) use these tables for the events up to `through` and scan the short tail after it.
+-- log's sustained limit. Now an indexer thread reads the events stored after the watermark
+-- (`events_indexed.through`) about once a second, sorts their customer ids and has the log's
+-- writer insert them in slices: a leaf page is written about once per pass instead of once per
+-- event (see embedded_log.rs). Reads of one customer's events (listing, erasure) use these
+-- tables for the events up to `through` and scan the short tail after it.
 CREATE TABLE events_by_user (
     user_id TEXT    NOT NULL,
     id      INTEGER NOT NULL,

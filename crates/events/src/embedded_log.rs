@@ -334,16 +334,8 @@ struct Log {
 
 impl Log {
     fn open(file: &Path) -> rusqlite::Result<Self> {
-        // The store created and migrated the file: never create an empty one here.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(file, flags)?;
-        // The same settings as the pool's connections (dermis-store): WAL, a commit is on disk
-        // when it returns, wait for a checkpoint or another writer instead of failing.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 8192;",
-        )?;
         // Keys continue after the stored ones: `commit` reads the largest in each transaction.
-        Ok(Self { conn, keys: Keys { last: 0 } })
+        Ok(Self { conn: connect(file)?, keys: Keys { last: 0 } })
     }
 
     fn commit(&mut self, group: &[Job]) -> Result<Vec<usize>, StoreError> {
@@ -367,6 +359,19 @@ impl Log {
         tx.commit().map_err(store_error)?;
         Ok(stored)
     }
+}
+
+/// A connection of the writer's or the indexer's own on the store's file.
+fn connect(file: &Path) -> rusqlite::Result<Connection> {
+    // The store created and migrated the file: never create an empty one here.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(file, flags)?;
+    // The same settings as the pool's connections (dermis-store): WAL, a commit is on disk
+    // when it returns, wait for a checkpoint or another writer instead of failing.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 8192;",
+    )?;
+    Ok(conn)
 }
 
 /// Holding the one connection of the store's SQLite write pool is the process's turn to write.
@@ -603,10 +608,7 @@ fn run_indexer(file: &Path, writer: &mpsc::WeakSender<Job>, requests: &std::sync
 /// slice, then move the watermark. Returns the entries written.
 fn index_pass(file: &Path, conn: &mut Option<Connection>, jobs: &mpsc::Sender<Job>) -> Result<usize, StoreError> {
     if conn.is_none() {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let c = Connection::open_with_flags(file, flags).map_err(store_error)?;
-        c.execute_batch("PRAGMA busy_timeout = 5000;").map_err(store_error)?;
-        *conn = Some(c);
+        *conn = Some(connect(file).map_err(store_error)?);
     }
     let Some(c) = conn.as_mut() else { return Ok(0) };
     let (mut by_user, mut by_anonymous, mut last) = (Vec::new(), Vec::new(), None);
