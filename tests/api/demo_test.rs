@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use dermis_events::ingest::Ingestor;
-use dermis_features::FeatureStore;
 use dermis_features::memory::MemoryFeatures;
 use dermis_server::demo;
 use dermis_server::streams::CatalogDirectory;
@@ -18,14 +17,16 @@ async fn demo_customers_load_once_with_catalog_features() {
     demo::load(&db).await.unwrap();
     let features = Arc::new(MemoryFeatures::new());
     let directory = Arc::new(CatalogDirectory::new(dermis_catalog::Catalog::new(db.clone())));
-    let ingestor = Ingestor::new(db.clone(), 4, features.clone()).with_directory(directory);
+    let ingestor =
+        Ingestor::new(db.clone(), 4, features.clone(), dermis_features::Pseudonyms::load(&db).await.unwrap())
+            .with_directory(directory);
     let first = demo::load_customers(&ingestor).await.unwrap();
     assert!(first >= demo::CUSTOMERS.len() * 3, "identify, quiz and activity per customer: {first}");
     assert_eq!(demo::load_customers(&ingestor).await.unwrap(), 0, "a second load stores nothing");
-    let ana = features.customer("demo-ana", dermis_core::clock::now_ms()).await.unwrap();
+    let ana = ingestor.customer_features("demo-ana", dermis_core::clock::now_ms()).await.unwrap().unwrap();
     assert_eq!(ana.recent_purchases.len(), 2);
     assert!(ana.purchases_by_step.values().sum::<i64>() >= 1, "the demo catalog knows her products: {ana:?}");
     assert!(!ana.brand_affinity.is_empty());
-    let dev = features.customer("demo-dev", dermis_core::clock::now_ms()).await.unwrap();
+    let dev = ingestor.customer_features("demo-dev", dermis_core::clock::now_ms()).await.unwrap().unwrap();
     assert_eq!(dev.recent_add_to_carts.len(), 1);
 }

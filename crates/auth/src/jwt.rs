@@ -176,7 +176,10 @@ impl JwtVerifier {
             return Err(bad(format!("algorithm {:?} is not accepted", header.alg)));
         };
         let mut validation = Validation::new(header.alg);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
+        // `nbf` (not before) with the same leeway as `exp`: an external identity provider may
+        // issue tokens that become valid later.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(iss) = &self.cfg.issuer {
             validation.set_issuer(&[iss]);
@@ -187,6 +190,7 @@ impl JwtVerifier {
         }
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| bad(e.to_string()))?;
+        check_issued_at(&data.claims, unix_now())?;
         self.principal(&data.claims)
     }
 
@@ -220,6 +224,26 @@ impl JwtVerifier {
         };
         p.check_bindings().map_err(AuthError::InvalidToken)?;
         Ok(p)
+    }
+}
+
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `iat` (issued at), when present, must be a number of seconds and not in the future (beyond
+/// the leeway): a token issued "later" comes from a wrong clock or a forger's hand.
+fn check_issued_at(claims: &Map<String, Value>, now: u64) -> Result<(), AuthError> {
+    match claims.get("iat") {
+        None => Ok(()),
+        Some(v) => match v.as_f64() {
+            Some(iat) if iat.is_finite() && iat >= 0.0 && iat <= (now + LEEWAY_SECS) as f64 => Ok(()),
+            Some(_) => Err(AuthError::InvalidToken("the token is issued in the future (`iat`)".into())),
+            None => Err(AuthError::InvalidToken("`iat` must be a number of seconds".into())),
+        },
     }
 }
 
@@ -264,8 +288,13 @@ pub fn load_or_create_secret(path: &std::path::Path) -> std::io::Result<(SecretS
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        // The data folder is private to its owner (as dermis-store makes it).
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
     }
     write_private(path, &secret)?;
     Ok((SecretString::from(secret), true))
@@ -327,6 +356,30 @@ mod tests {
         .unwrap();
         assert!(v.verify(&t).await.is_err(), "expired");
         assert!(v.verify("not.a.jwt").await.is_err());
+        let now = unix_now();
+        let signed = |extra: &[(&str, Value)]| {
+            let mut claims = Map::new();
+            claims.insert("sub".into(), "x".into());
+            claims.insert("role".into(), "admin".into());
+            claims.insert("exp".into(), (now + 7200).into());
+            for (k, val) in extra {
+                claims.insert((*k).into(), val.clone());
+            }
+            jsonwebtoken::encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(secret().expose_secret().as_bytes()),
+            )
+            .unwrap()
+        };
+        assert!(v.verify(&signed(&[])).await.is_ok());
+        let err = v.verify(&signed(&[("nbf", (now + 3600).into())])).await.unwrap_err();
+        assert!(err.to_string().contains("ImmatureSignature"), "nbf an hour ahead: {err}");
+        assert!(v.verify(&signed(&[("nbf", (now + 10).into())])).await.is_ok(), "within the leeway");
+        assert!(v.verify(&signed(&[("nbf", (now - 10).into())])).await.is_ok());
+        assert!(v.verify(&signed(&[("iat", (now + 3600).into())])).await.is_err(), "issued in the future");
+        assert!(v.verify(&signed(&[("iat", "yesterday".into())])).await.is_err());
+        assert!(v.verify(&signed(&[("iat", (now - 60).into())])).await.is_ok());
         let short = JwtConfig { hs256_secret: Some(SecretString::from("short".to_owned())), ..JwtConfig::default() };
         assert_eq!(JwtVerifier::new(short).await.unwrap_err(), "the JWT secret must be at least 32 bytes");
     }

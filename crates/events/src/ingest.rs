@@ -14,11 +14,11 @@ use utoipa::ToSchema;
 
 use crate::EventsError;
 use crate::log::{self, Accepted, Append, DeadLetter, LogWriter};
-use crate::message::{BatchDefaults, Kind, Message, normalize, normalize_owned, parse_time};
+use crate::message::{BatchDefaults, Kind, Message, normalize, normalize_owned, parse_time, serialized_len};
 use crate::outbox::Ingested;
 use crate::schemas::{Check, SchemaRegistry};
 use crate::write_keys::WriteKeys;
-use dermis_features::{Action, FeatureEvent, FeatureStore, ProductDirectory};
+use dermis_features::{Action, FeatureEvent, FeatureStore, ProductDirectory, Pseudonyms};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 2500;
@@ -35,6 +35,7 @@ pub struct Ingestor {
     directory: Option<Arc<dyn ProductDirectory>>,
     outbox_ready: Arc<Notify>,
     writer: LogWriter,
+    pseudonyms: Pseudonyms,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -43,8 +44,9 @@ impl std::fmt::Debug for Ingestor {
     }
 }
 
-/// The feature updates a stored message implies: views, add-to-carts and purchases of products.
-pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
+/// The feature updates a stored message implies: views, add-to-carts and purchases of products,
+/// for the customer's pseudonym (features never hold a customer id in clear).
+pub fn feature_events(write_key_id: &str, m: &Message, pseudonyms: &Pseudonyms) -> Vec<FeatureEvent> {
     let (Kind::Track, Some(event)) = (m.kind, m.event.as_deref()) else { return Vec::new() };
     let action = match crate::schemas::normalize_name(event).as_str() {
         "product_viewed" => Action::View,
@@ -59,6 +61,7 @@ pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
         }
         _ => vec![props],
     };
+    let customer = pseudonyms.customer(m.partition_key());
     let text = |v: &Value, k: &str| {
         v.get(k).and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
     };
@@ -71,7 +74,7 @@ pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
             let quantity = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
             Some(FeatureEvent {
                 id: format!("{write_key_id}:{}:{i}", m.message_id),
-                customer_id: m.partition_key().to_owned(),
+                customer_id: customer.clone(),
                 product_id,
                 action,
                 brand: text(p, "brand"),
@@ -80,6 +83,7 @@ pub fn feature_events(write_key_id: &str, m: &Message) -> Vec<FeatureEvent> {
                 actives: Vec::new(),
                 amount_minor: if action == Action::Purchase { (price * quantity * 100.0).round() as i64 } else { 0 },
                 at_ms: m.timestamp_ms,
+                received_at_ms: m.received_at_ms,
             })
         })
         .collect()
@@ -145,8 +149,8 @@ pub fn classify(m: Message) -> Result<Accepted, DeadLetter> {
 
 impl Ingestor {
     /// Ingestion into `db`, with at most `concurrency` requests writing at once (more wait up to
-    /// 250 ms, then get a 429).
-    pub fn new(db: Db, concurrency: usize, features: Arc<dyn FeatureStore>) -> Self {
+    /// 250 ms, then get a 429); features of customers under `pseudonyms`.
+    pub fn new(db: Db, concurrency: usize, features: Arc<dyn FeatureStore>, pseudonyms: Pseudonyms) -> Self {
         // Compile the bundled JSON Schemas now (once per process), not in the first request:
         // that made a node's first event take about 170 ms.
         SchemaRegistry::bundled();
@@ -158,6 +162,7 @@ impl Ingestor {
             features,
             directory: None,
             outbox_ready: Arc::new(Notify::new()),
+            pseudonyms,
         }
     }
 
@@ -188,8 +193,10 @@ impl Ingestor {
         &self,
         messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
     ) -> Vec<FeatureEvent> {
-        let mut updates: Vec<FeatureEvent> =
-            messages.into_iter().flat_map(|(write_key_id, m)| feature_events(write_key_id, m)).collect();
+        let mut updates: Vec<FeatureEvent> = messages
+            .into_iter()
+            .flat_map(|(write_key_id, m)| feature_events(write_key_id, m, &self.pseudonyms))
+            .collect();
         if let Some(dir) = &self.directory {
             let mut known = std::collections::HashMap::new();
             for u in &mut updates {
@@ -234,6 +241,35 @@ impl Ingestor {
     /// The online feature store the ingested events update.
     pub fn features(&self) -> &Arc<dyn FeatureStore> {
         &self.features
+    }
+
+    /// A product's online features, by its Dermis id or the id an event used for it (they are
+    /// kept under the Dermis id); `None` when the catalog does not know the product.
+    pub async fn product_features(
+        &self,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<Option<dermis_features::ProductFeatures>, dermis_features::FeatureError> {
+        let id = match &self.directory {
+            Some(dir) => match dir.traits(reference).await {
+                Some(t) => t.id,
+                None => return Ok(None),
+            },
+            None => reference.to_owned(),
+        };
+        self.features.product(&id, now_ms).await.map(Some)
+    }
+
+    /// A customer's online features; `None` when the store holds nothing of them (never seen,
+    /// everything older than the time-to-live, or erased).
+    pub async fn customer_features(
+        &self,
+        customer_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<dermis_features::CustomerFeatures>, dermis_features::FeatureError> {
+        let f = self.features.customer(&self.pseudonyms.customer(customer_id), now_ms).await?;
+        let seen = !(f.recent_views.is_empty() && f.recent_add_to_carts.is_empty() && f.recent_purchases.is_empty());
+        Ok(seen.then_some(f))
     }
 
     /// The write keys.
@@ -296,6 +332,13 @@ impl Ingestor {
                     integrations: obj.get("integrations").filter(|v| v.is_object()).cloned(),
                     sent_at_ms,
                 };
+                // The shared context is copied into every message: refuse a batch whose copies
+                // would outgrow the request itself (one tiny-message batch with a large context
+                // was once enough to write gigabytes).
+                if defaults.shared_len() > 0 {
+                    let request_len = batch.iter().map(serialized_len).sum::<usize>() + defaults.shared_len();
+                    defaults.copies_fit(batch.len(), request_len).map_err(EventsError::TooLarge)?;
+                }
                 (batch, defaults)
             }
         };
@@ -340,6 +383,7 @@ impl Ingestor {
             write_key_id: write_key_id.clone(),
             features: features.clone(),
             erase: Vec::new(),
+            erased_at: 0,
         });
         let sent = accepted.len();
         let job = Append { write_key_id, accepted, dead, to_bus, received_at: received };
@@ -359,10 +403,21 @@ impl Ingestor {
     /// Erases one customer's events and dead letters, and their online features here (other
     /// nodes forget them when the erasure reaches them on the bus).
     pub async fn erase(&self, who: &log::Subject) -> Result<log::Erased, EventsError> {
-        let erased = log::erase(&self.db, who, now_ms()).await?;
+        let now = now_ms();
+        let erased = log::erase(&self.db, who, now, &self.pseudonyms).await?;
         self.outbox_ready.notify_one();
+        // Nothing readable of the person may stay in the files: SQLite zeroed the deleted rows
+        // (`secure_delete`); the WAL still holds their old pages until it is checkpointed and
+        // truncated. On PostgreSQL, the dead row versions are vacuumed.
+        match self.db.scrub(&["events", "dead_letters", "events_outbox", "event_erasures"]).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "after an erasure the WAL could not be truncated (readers kept it busy); the next checkpoints overwrite it"
+            ),
+            Err(e) => tracing::warn!(error = %e, "scrubbing the store after an erasure failed"),
+        }
         for subject in &erased.subjects {
-            if let Err(e) = self.features.forget_customer(subject).await {
+            if let Err(e) = self.features.forget_customer(&self.pseudonyms.customer(subject), now).await {
                 tracing::warn!(error = %e, "forgetting erased features failed; the bus consumer forgets them again");
             }
         }
@@ -398,6 +453,7 @@ impl Ingestor {
             write_key_id: dl.write_key_id.clone(),
             features: features.clone(),
             erase: Vec::new(),
+            erased_at: 0,
         });
         let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, now_ms()).await?;
         self.wrote_outbox(stored);

@@ -71,6 +71,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0005_events_customer_index.sqlite.sql"),
         postgres: include_str!("../migrations/0005_events_customer_index.postgres.sql"),
     },
+    Migration {
+        domain: "events",
+        version: 6,
+        name: "erasure records by pseudonym",
+        sqlite: include_str!("../migrations/0006_erasures_by_pseudonym.sql"),
+        postgres: include_str!("../migrations/0006_erasures_by_pseudonym.sql"),
+    },
 ];
 
 /// What an events operation can fail with.

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::embedded_log::{self, COUNTER_BITS};
 use crate::message::{Kind, Message};
 use crate::outbox::{self, Ingested};
+use dermis_features::Pseudonyms;
 
 /// A message to append, with the schema it was validated against.
 #[derive(Debug, Clone)]
@@ -460,7 +461,7 @@ fn json_member_patterns(key: &str, value: &str) -> Vec<String> {
 /// (events carrying one of their anonymous ids and no other user id); their dead letters; in
 /// one transaction with an outbox message that makes every node forget their features, and a
 /// record of the erasure (see [`erasures_since`]).
-pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreError> {
+pub async fn erase(db: &Db, who: &Subject, now: i64, pseudonyms: &Pseudonyms) -> Result<Erased, StoreError> {
     // Who, and which dead letters, found on a reader first: the write transaction holds the
     // write turn (on SQLite, ingestion waits for it), so it only deletes.
     let backend = db.backend();
@@ -528,9 +529,12 @@ pub async fn erase(db: &Db, who: &Subject, now: i64) -> Result<Erased, StoreErro
         dead_letters +=
             sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
     }
-    let forget = Ingested { write_key_id: String::new(), features: Vec::new(), erase: subjects.clone() };
+    // The bus message and the record name the customers by pseudonym only: both outlive the
+    // erasure (the bus keeps messages a week; the record 90 days).
+    let hidden: Vec<String> = subjects.iter().map(|s| pseudonyms.customer(s)).collect();
+    let forget = Ingested { write_key_id: String::new(), features: Vec::new(), erase: hidden.clone(), erased_at: now };
     outbox::append(&mut tx, &forget, now).await?;
-    let record = serde_json::to_string(&subjects).map_err(|e| StoreError::Other(e.to_string()))?;
+    let record = serde_json::to_string(&hidden).map_err(|e| StoreError::Other(e.to_string()))?;
     sqlx::query("INSERT INTO event_erasures (id, subjects, erased_at) VALUES ($1, $2, $3)")
         .bind(new_id("era"))
         .bind(record)
@@ -586,17 +590,19 @@ async fn delete_events(
     Ok((deleted.len() as u64, anonymous))
 }
 
-/// The customer ids erased at or after `ms`: what a node restoring a feature snapshot taken
-/// after `ms` must forget again.
-pub async fn erasures_since(db: &Db, ms: i64) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT subjects FROM event_erasures WHERE erased_at >= $1 ORDER BY erased_at")
+/// The customers (pseudonyms) erased at or after `ms`, with when: what a node restoring a
+/// feature snapshot taken after `ms` must forget again.
+pub async fn erasures_since(db: &Db, ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT subjects, erased_at FROM event_erasures WHERE erased_at >= $1 ORDER BY erased_at")
         .bind(ms)
         .fetch_all(db.reader())
         .await?;
     let mut subjects = Vec::new();
     for r in rows {
         let list: String = r.try_get(0)?;
-        subjects.extend(serde_json::from_str::<Vec<String>>(&list).map_err(|e| StoreError::Other(e.to_string()))?);
+        let at: i64 = r.try_get(1)?;
+        let list = serde_json::from_str::<Vec<String>>(&list).map_err(|e| StoreError::Other(e.to_string()))?;
+        subjects.extend(list.into_iter().map(|s| (s, at)));
     }
     Ok(subjects)
 }

@@ -6,6 +6,10 @@
 //!   `event`.
 //! - `messageId` is kept, or made (`dmx-<ulid>`) when absent; it is the deduplication key.
 //! - Batch-level `context` and `integrations` are merged into each message (the message wins).
+//!   They are copied, not stored once per batch: every stored event stays whole on its own (an
+//!   export, a replay or an erasure reads one row). The copy is what the limits bound: a message
+//!   is limited to [`MAX_MESSAGE_BYTES`] *as stored*, context included, and the ingestion of a
+//!   batch refuses a context whose copies would outgrow the request ([`BatchDefaults::copies_fit`]).
 //! - Time: `originalTimestamp` is the client's `timestamp` (or `originalTimestamp`);
 //!   `timestamp = receivedAt − (sentAt − originalTimestamp)` corrects the client's clock skew; with
 //!   no `sentAt`, the client's timestamp is used as it is (server libraries, imports); with no client
@@ -16,8 +20,19 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Largest message, serialized.
+/// Largest message, serialized as stored (the batch's context and integrations merged in).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// What the copies of a batch's context may add in all, beyond [`COPY_FACTOR`] times the
+/// request's own size: small batches are never refused for their context.
+pub const COPY_ALLOWANCE_BYTES: usize = 256 * 1024;
+
+/// The copies of a batch's context may add at most this many times the request's own size.
+pub const COPY_FACTOR: usize = 4;
+
+/// Room for the fields [`normalize`] adds (type, messageId, four timestamps, ids): a message
+/// within [`MAX_MESSAGE_BYTES`] by this much is measured again only when the merge could cross it.
+const ADDED_FIELDS_BYTES: usize = 512;
 
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,8 +170,35 @@ pub struct BatchDefaults {
     pub sent_at_ms: Option<i64>,
 }
 
+impl BatchDefaults {
+    /// The serialized size of what is merged into every message (context and integrations).
+    pub fn shared_len(&self) -> usize {
+        [&self.context, &self.integrations].into_iter().flatten().map(serialized_len).sum()
+    }
+
+    /// Whether copying the shared context into `messages` messages stays within bounds for a
+    /// request of `request_len` bytes: at most [`COPY_FACTOR`] times the request plus
+    /// [`COPY_ALLOWANCE_BYTES`]. The answer says how much it would have been.
+    pub fn copies_fit(&self, messages: usize, request_len: usize) -> Result<(), String> {
+        let shared = self.shared_len();
+        if shared > MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "the batch's context and integrations are {shared} bytes; they are merged into every message, which may be at most {MAX_MESSAGE_BYTES} bytes"
+            ));
+        }
+        let copies = shared.saturating_mul(messages);
+        let allowed = request_len.saturating_mul(COPY_FACTOR).saturating_add(COPY_ALLOWANCE_BYTES);
+        if copies > allowed {
+            return Err(format!(
+                "the batch's context ({shared} bytes) copied into its {messages} messages would store {copies} bytes; at most {allowed} for this request: send a smaller context, or put it on the messages that need it"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The length of `v` serialized, without building the text.
-fn serialized_len(v: &Value) -> usize {
+pub fn serialized_len(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -176,6 +218,8 @@ fn serialized_len(v: &Value) -> usize {
 
 /// What checking a message found: everything [`finish`] needs besides the message itself.
 struct Checked {
+    /// The message's serialized size as sent.
+    size: usize,
     kind: Kind,
     user_id: Option<String>,
     anonymous_id: Option<String>,
@@ -193,9 +237,7 @@ pub fn normalize(
     batch: &BatchDefaults,
     received_at_ms: i64,
 ) -> Result<Message, Rejection> {
-    let checked = check(raw, kind, batch, received_at_ms)?;
-    let Value::Object(obj) = raw else { return Err(Rejection::new("a message must be a JSON object")) };
-    Ok(finish(checked, obj.clone(), batch, received_at_ms))
+    normalize_owned(raw.clone(), kind, batch, received_at_ms).map_err(|(r, _)| r)
 }
 
 /// [`normalize`] of a message the caller owns, without copying it; a rejected message comes
@@ -208,7 +250,23 @@ pub fn normalize_owned(
 ) -> Result<Message, (Rejection, Value)> {
     match check(&raw, kind, batch, received_at_ms) {
         Ok(checked) => match raw {
-            Value::Object(obj) => Ok(finish(checked, obj, batch, received_at_ms)),
+            Value::Object(obj) => {
+                let shared = batch.shared_len();
+                if shared == 0 || checked.size + shared + ADDED_FIELDS_BYTES <= MAX_MESSAGE_BYTES {
+                    return Ok(finish(checked, obj, batch, received_at_ms));
+                }
+                // The merge could cross the limit: measure the message as it would be stored.
+                // Rare (a message near the limit with a batch context), so a copy is fine.
+                let m = finish(checked, obj.clone(), batch, received_at_ms);
+                let stored = serialized_len(&m.payload);
+                if stored > MAX_MESSAGE_BYTES {
+                    let r = Rejection::new(format!(
+                        "message is {stored} bytes once the batch's context is merged; at most {MAX_MESSAGE_BYTES}"
+                    ));
+                    return Err((r, Value::Object(obj)));
+                }
+                Ok(m)
+            }
             other => Err((Rejection::new("a message must be a JSON object"), other)),
         },
         Err(r) => Err((r, raw)),
@@ -272,7 +330,7 @@ fn check(raw: &Value, kind: Option<Kind>, batch: &BatchDefaults, received_at_ms:
         (Some(o), None) => o,
         (None, _) => received_at_ms,
     };
-    Ok(Checked { kind, user_id, anonymous_id, event, message_id, original, sent_at, timestamp_ms })
+    Ok(Checked { size, kind, user_id, anonymous_id, event, message_id, original, sent_at, timestamp_ms })
 }
 
 /// The canonical message: `out` is the checked message's object, completed in place.
@@ -382,5 +440,36 @@ mod tests {
         assert!(r(json!({"userId": "u", "event": "X", "properties": [1]}), Some(Kind::Track)).contains("object"));
         let big = json!({"userId": "u", "event": "X", "properties": {"blob": "x".repeat(40_000)}});
         assert!(r(big, Some(Kind::Track)).contains("bytes"));
+    }
+
+    #[test]
+    fn the_limit_holds_on_the_message_as_stored() {
+        // 20 KB of batch context and a 20 KB message: each is under the limit, the stored message
+        // is not.
+        let batch = BatchDefaults { context: Some(json!({"blob": "c".repeat(20_000)})), ..Default::default() };
+        let raw = json!({"type": "track", "userId": "u", "event": "X", "properties": {"blob": "p".repeat(20_000)}});
+        let (rejection, kept) = normalize_owned(raw.clone(), None, &batch, received()).unwrap_err();
+        assert!(rejection.reason.contains("once the batch's context is merged"), "{}", rejection.reason);
+        assert_eq!(kept, raw, "the dead letter keeps the message as sent, not the merged copy");
+        // Just under: stored, and really within the limit.
+        let small = json!({"type": "track", "userId": "u", "event": "X", "properties": {"blob": "p".repeat(11_000)}});
+        let m = normalize_owned(small, None, &batch, received()).unwrap();
+        assert!(serialized_len(&m.payload) <= MAX_MESSAGE_BYTES);
+        assert_eq!(m.payload["context"]["blob"].as_str().map(str::len), Some(20_000));
+    }
+
+    #[test]
+    fn a_context_copied_beyond_the_request_is_refused() {
+        let ctx = |n: usize| BatchDefaults { context: Some(json!({"blob": "c".repeat(n)})), ..Default::default() };
+        // The shape that once wrote 2.2 GB: 2,500 tiny messages and a 380 KB context.
+        let err = ctx(380_000).copies_fit(2500, 499_000).unwrap_err();
+        assert!(err.contains("merged into every message"), "{err}");
+        // A 30 KB context in 2,500 tiny messages (~120 KB): 75 MB of copies, refused.
+        let err = ctx(30_000).copies_fit(2500, 150_000).unwrap_err();
+        assert!(err.contains("would store"), "{err}");
+        // What SDKs send: a library/device context of a few hundred bytes.
+        assert!(ctx(300).copies_fit(2500, 150_000).is_ok());
+        assert!(ctx(30_000).copies_fit(5, 31_000).is_ok(), "a small batch is never refused for its context");
+        assert!(BatchDefaults::default().copies_fit(2500, 10).is_ok());
     }
 }

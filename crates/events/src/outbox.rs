@@ -27,9 +27,17 @@ pub struct Ingested {
     pub write_key_id: String,
     /// The feature updates (ids are unique per message and product, so applying twice is safe).
     pub features: Vec<FeatureEvent>,
-    /// Customer ids whose events were erased: every node forgets their features.
+    /// Customers whose events were erased, as their pseudonyms (never in clear): every node
+    /// forgets their features and drops updates for them received before `erased_at`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erase: Vec<String>,
+    /// When the erasure happened, ms since the epoch (with `erase`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub erased_at: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A row waiting for the relay.

@@ -203,7 +203,9 @@ pub fn admin_router() -> OpenApiRouter<EventsState> {
 /// their own.
 #[utoipa::path(get, path = "/v1/features/customers/{id}", tag = "features",
     params(("id" = String, Path, description = "User id (or anonymous id)")),
-    responses((status = 200, body = dermis_features::CustomerFeatures), (status = 403, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 200, body = dermis_features::CustomerFeatures), (status = 403, body = ProblemBody),
+        (status = 404, description = "nothing is known of this customer (never seen, expired or erased)", body = ProblemBody, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 async fn customer_features(
     Auth(who, ..): Auth<AnyRole>,
     State(s): State<EventsState>,
@@ -222,24 +224,30 @@ async fn customer_features(
     }
     let f = s
         .ingestor
-        .features()
-        .customer(&id, dermis_core::clock::now_ms())
+        .customer_features(&id, dermis_core::clock::now_ms())
         .await
-        .map_err(|e| Problem::unavailable(&e))?;
+        .map_err(|e| Problem::unavailable(&e))?
+        .ok_or_else(|| Problem::not_found(format!("no online features for customer {id:?}")))?;
     Ok(Json(f))
 }
 
 /// A product's online features: views, add-to-carts, purchases over 1 h / 24 h / 7 d, conversion, trend.
 #[utoipa::path(get, path = "/v1/features/products/{id}", tag = "features",
-    params(("id" = String, Path, description = "Product id as sent in events")),
-    responses((status = 200, body = dermis_features::ProductFeatures)), security(("bearer" = [])))]
+    params(("id" = String, Path, description = "The product's Dermis id, or the id events use for it (its external id)")),
+    responses((status = 200, body = dermis_features::ProductFeatures),
+        (status = 404, description = "the catalog has no such product", body = ProblemBody, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 async fn product_features(
     _a: Auth<AnyRole>,
     State(s): State<EventsState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<dermis_features::ProductFeatures>, Problem> {
-    let f =
-        s.ingestor.features().product(&id, dermis_core::clock::now_ms()).await.map_err(|e| Problem::unavailable(&e))?;
+    let f = s
+        .ingestor
+        .product_features(&id, dermis_core::clock::now_ms())
+        .await
+        .map_err(|e| Problem::unavailable(&e))?
+        .ok_or_else(|| Problem::not_found(format!("the catalog has no product {id:?}")))?;
     Ok(Json(f))
 }
 
@@ -261,7 +269,9 @@ pub struct EventsQuery {
 
 /// One customer's stored events, in arrival order.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
-    responses((status = 200, body = Page<StoredEvent>), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<StoredEvent>), (status = 403, description = "admins only", body = ProblemBody),
+        (status = 422, description = "not exactly one of `user_id` and `anonymous_id`, or an invalid cursor", body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn list_events(
     _a: Auth<AdminOnly>,
     State(s): State<EventsState>,
@@ -299,7 +309,9 @@ fn subject(user_id: Option<String>, anonymous_id: Option<String>) -> Result<Subj
 /// events of the devices they used), their dead letters, and their online features on every
 /// node. Idempotent: erasing again removes nothing more.
 #[utoipa::path(delete, path = "/v1/events", tag = "events", params(EraseQuery),
-    responses((status = 200, body = log::Erased), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 200, body = log::Erased), (status = 403, description = "admins only", body = ProblemBody),
+        (status = 422, description = "not exactly one of `user_id` and `anonymous_id`", body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn erase_events(
     _a: Auth<AdminOnly>,
     State(s): State<EventsState>,
@@ -323,7 +335,9 @@ pub struct PageQuery {
 
 /// Messages that failed validation, with their reasons, in arrival order.
 #[utoipa::path(get, path = "/v1/events/dead-letters", tag = "events", params(PageQuery),
-    responses((status = 200, body = Page<StoredDeadLetter>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<StoredDeadLetter>), (status = 403, description = "admins only", body = ProblemBody),
+        (status = 422, description = "an invalid cursor", body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn list_dead_letters(
     _a: Auth<AdminOnly>,
     State(s): State<EventsState>,
@@ -356,7 +370,9 @@ pub struct ReplayResult {
 /// Validate a dead letter again (or a corrected version of it) and store it in the log.
 #[utoipa::path(post, path = "/v1/events/dead-letters/{id}/replay", tag = "events",
     params(("id" = String, Path, description = "Dead letter id")), request_body = Option<ReplayRequest>,
-    responses((status = 200, body = ReplayResult), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 200, body = ReplayResult), (status = 403, description = "admins only", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 422, description = "the message still fails validation", body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn replay_dead_letter(
     _a: Auth<AdminOnly>,
     State(s): State<EventsState>,
@@ -407,7 +423,9 @@ pub struct WriteKeyList {
 
 /// Create a write key for a source (web shop, app, POS).
 #[utoipa::path(post, path = "/v1/write-keys", tag = "events", request_body = CreateWriteKey,
-    responses((status = 201, body = CreatedWriteKey), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 201, body = CreatedWriteKey), (status = 403, description = "admins only", body = ProblemBody),
+        (status = 422, body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn create_write_key(
     _a: Auth<AdminOnly>,
     State(s): State<EventsState>,
@@ -422,14 +440,17 @@ async fn create_write_key(
 }
 
 /// List write keys.
-#[utoipa::path(get, path = "/v1/write-keys", tag = "events", responses((status = 200, body = WriteKeyList)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/write-keys", tag = "events",
+    responses((status = 200, body = WriteKeyList), (status = 403, description = "admins only", body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn list_write_keys(_a: Auth<AdminOnly>, State(s): State<EventsState>) -> Result<Json<WriteKeyList>, Problem> {
     Ok(Json(WriteKeyList { items: s.ingestor.write_keys().list().await.map_err(EventsError::from)? }))
 }
 
 /// Revoke a write key: its events are refused from now on (within a minute on other nodes).
 #[utoipa::path(delete, path = "/v1/write-keys/{id}", tag = "events", params(("id" = String, Path, description = "Write key id")),
-    responses((status = 204), (status = 404, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 403, description = "admins only", body = ProblemBody), (status = 404, body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn revoke_write_key(
     _a: Auth<AdminOnly>,
     State(s): State<EventsState>,

@@ -160,7 +160,8 @@ async fn the_sqlite_log_publishes_to_the_embedded_bus_in_its_own_transaction() {
     .await;
     let bus = EmbeddedBus::new(t.db().clone());
     let features = Arc::new(dermis_features::memory::MemoryFeatures::new());
-    let ingestor = Ingestor::new(t.db().clone(), 4, features).with_embedded_bus(&bus);
+    let ingestor = Ingestor::new(t.db().clone(), 4, features, dermis_features::Pseudonyms::with_key(b"test"))
+        .with_embedded_bus(&bus);
     let batch = json!({"batch": [
         {"type": "track", "userId": "u1", "event": "Product Viewed", "messageId": "m1", "properties": {"product_id": "P1"}},
         {"type": "track", "userId": "u2", "event": "Product Viewed", "messageId": "m2", "properties": {"product_id": "P2"}},
@@ -256,7 +257,8 @@ async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: 
     let device = ids(events_of(&db, &Subject::Anonymous("a1".into()), None, 100).await.unwrap());
     assert_eq!(device.len(), 9, "{device:?}");
 
-    let erased = erase(&db, &Subject::User("u1".into()), 10).await.unwrap();
+    let erased =
+        erase(&db, &Subject::User("u1".into()), 10, &dermis_features::Pseudonyms::with_key(b"test")).await.unwrap();
     assert_eq!(erased.subjects, ["u1", "a1"]);
     assert_eq!(erased.events, 9, "her six, and the three anonymous ones of her device");
     assert!(events_of(&db, &Subject::User("u1".into()), None, 100).await.unwrap().is_empty());
@@ -276,7 +278,14 @@ async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: 
         );
         assert_eq!(count("SELECT COUNT(*) FROM events_by_anonymous").await, 3);
     }
-    assert_eq!(erase(&db, &Subject::User("u1".into()), 11).await.unwrap().events, 0, "erasing again removes nothing");
+    assert_eq!(
+        erase(&db, &Subject::User("u1".into()), 11, &dermis_features::Pseudonyms::with_key(b"test"))
+            .await
+            .unwrap()
+            .events,
+        0,
+        "erasing again removes nothing"
+    );
 }
 
 /// A process that stops before its writer's next pass leaves a tail: the next writer on the
@@ -322,12 +331,25 @@ async fn keys_stay_above_the_watermark_after_the_newest_events_are_erased() {
     .await
     .unwrap();
     LogWriter::new(db.clone()).index_tail().await.unwrap();
-    assert_eq!(erase(&db, &Subject::User("u9".into()), 1).await.unwrap().events, 1);
+    assert_eq!(
+        erase(&db, &Subject::User("u9".into()), 1, &dermis_features::Pseudonyms::with_key(b"test"))
+            .await
+            .unwrap()
+            .events,
+        1
+    );
 
     let next = LogWriter::new(db.clone());
     assert_eq!(next.append(request(vec![seen("m1", Some("u1"), None)])).await.unwrap(), 1);
     assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 1, "listed");
     next.index_tail().await.unwrap();
     assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 1, "listed once indexed");
-    assert_eq!(erase(&db, &Subject::User("u1".into()), 2).await.unwrap().events, 1, "and erased");
+    assert_eq!(
+        erase(&db, &Subject::User("u1".into()), 2, &dermis_features::Pseudonyms::with_key(b"test"))
+            .await
+            .unwrap()
+            .events,
+        1,
+        "and erased"
+    );
 }

@@ -35,6 +35,7 @@ async fn run(store: Arc<dyn FeatureStore>, events: usize, reads: usize) {
             actives: vec![format!("a{}", i % 30), "niacinamide".into()],
             amount_minor: 2500,
             at_ms: now - ((events - i) as i64) * 10,
+            received_at_ms: now,
         };
         store.apply(&e).await.unwrap();
     }

@@ -6,24 +6,42 @@
 //!   out. Applying an event twice counts it once (the bus delivers at least once).
 //! - [`memory`]: in process (the embedded default).
 //! - [`redis_store`]: Redis, shared by several nodes; one Lua script applies an event atomically.
-//! - [`snapshot`]: the in-memory store's snapshots (`feature_snapshots`, the one table this
-//!   crate owns: derived state, rebuilt from the event log when missing).
+//! - [`snapshot`]: the in-memory store's snapshots (`feature_snapshots` and its parts: derived
+//!   state, rebuilt from the event log when missing), written in 1 MB parts so a snapshot
+//!   never holds the SQLite write turn for long.
+//! - [`pseudonym`]: customers are known here only by a keyed hash of their id
+//!   ([`Pseudonyms`]; the key is in `feature_keys`): the bus, snapshots, Redis and erasure
+//!   records never carry a customer id in clear.
+//!
+//! This crate owns the `feature_snapshots`, `feature_snapshot_parts` and `feature_keys` tables.
 //!
 //! Windows and time-to-live are enforced when reading: a customer's activity older than
 //! [`CUSTOMER_TTL_MS`] is gone, product counts are summed over hourly buckets.
 
 pub mod memory;
+pub mod pseudonym;
 pub mod redis_store;
 pub mod snapshot;
 
+pub use pseudonym::Pseudonyms;
+
 /// Migrations of the snapshot table.
-pub const MIGRATIONS: &[dermis_store::Migration] = &[dermis_store::Migration {
-    domain: "features",
-    version: 1,
-    name: "snapshots of in-memory features",
-    sqlite: include_str!("../migrations/0001_feature_snapshots.sql"),
-    postgres: include_str!("../migrations/0001_feature_snapshots.sql"),
-}];
+pub const MIGRATIONS: &[dermis_store::Migration] = &[
+    dermis_store::Migration {
+        domain: "features",
+        version: 1,
+        name: "snapshots of in-memory features",
+        sqlite: include_str!("../migrations/0001_feature_snapshots.sql"),
+        postgres: include_str!("../migrations/0001_feature_snapshots.sql"),
+    },
+    dermis_store::Migration {
+        domain: "features",
+        version: 2,
+        name: "pseudonymous customer keys, snapshots written in parts",
+        sqlite: include_str!("../migrations/0002_pseudonyms_snapshot_parts.sql"),
+        postgres: include_str!("../migrations/0002_pseudonyms_snapshot_parts.sql"),
+    },
+];
 
 use std::collections::BTreeMap;
 
@@ -110,11 +128,18 @@ pub struct FeatureEvent {
     pub amount_minor: i64,
     /// When, ms since the epoch.
     pub at_ms: i64,
+    /// When Dermis received the event, ms since the epoch: an update received before its
+    /// customer's erasure is dropped where it is applied (0 from nodes of the previous release:
+    /// dropped too when its customer was erased, the safe side).
+    #[serde(default)]
+    pub received_at_ms: i64,
 }
 
 /// What the catalog says about a product, to enrich events whose properties do not say it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProductTraits {
+    /// The product's Dermis id (`prd_...`), whatever id the event used for it.
+    pub id: String,
     /// Brand.
     pub brand: Option<String>,
     /// Category path.
@@ -135,8 +160,13 @@ pub trait ProductDirectory: Send + Sync + 'static {
 }
 
 impl FeatureEvent {
-    /// Fills what the event did not say from the catalog (the event's own brand and category win).
+    /// Keys the event by the product's Dermis id (an event may name it by the id of the system
+    /// it came from, `P12045`), and fills what the event did not say from the catalog (the
+    /// event's own brand and category win).
     pub fn enrich(&mut self, t: &ProductTraits) {
+        if !t.id.is_empty() {
+            self.product_id.clone_from(&t.id);
+        }
         if self.brand.is_none() {
             self.brand.clone_from(&t.brand);
         }
@@ -319,8 +349,9 @@ pub trait FeatureStore: Send + Sync + 'static {
     async fn customer(&self, customer_id: &str, now_ms: i64) -> Result<CustomerFeatures, FeatureError>;
     /// A product's features as of `now_ms`.
     async fn product(&self, product_id: &str, now_ms: i64) -> Result<ProductFeatures, FeatureError>;
-    /// Forgets everything about a customer (erasure).
-    async fn forget_customer(&self, customer_id: &str) -> Result<(), FeatureError>;
+    /// Forgets everything about a customer (erasure), and leaves a tombstone: an update for them
+    /// received before `erased_at_ms` that arrives later (it was on the bus) is dropped.
+    async fn forget_customer(&self, customer_id: &str, erased_at_ms: i64) -> Result<(), FeatureError>;
 }
 
 /// Builds customer features from raw lists, newest first (shared by both implementations so

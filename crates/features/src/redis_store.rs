@@ -19,20 +19,34 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 // KEYS: seen id, the customer's list for the action, the customer's interests, the product's
-// buckets for the action. ARGV: seen TTL, list entry, list cap, customer TTL, hour, product TTL,
-// interest cap, then one interest entry per remaining argument.
+// buckets for the action, the customer's erasure tombstone. ARGV: seen TTL, list entry, list
+// cap, customer TTL, hour, product TTL, interest cap, received at, then one interest entry per
+// remaining argument. An update received before the customer's erasure is dropped.
 const APPLY: &str = r#"
+local erased = redis.call('GET', KEYS[5])
+if erased and tonumber(ARGV[8]) <= tonumber(erased) then return 0 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   redis.call('LPUSH', KEYS[3], ARGV[i])
 end
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
+return 1
+"#;
+
+// KEYS: the customer's four lists, their tombstone. ARGV: erased at, tombstone TTL. The
+// tombstone keeps the latest erasure time.
+const FORGET: &str = r#"
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local prev = redis.call('GET', KEYS[5])
+if (not prev) or tonumber(prev) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[2])
+end
 return 1
 "#;
 
@@ -49,6 +63,7 @@ pub struct RedisFeatures {
     conn: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    forget: redis::Script,
 }
 
 impl std::fmt::Debug for RedisFeatures {
@@ -62,7 +77,12 @@ impl RedisFeatures {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, FeatureError> {
         let client = redis::Client::open(url).map_err(err)?;
         let conn = client.get_connection_manager().await.map_err(err)?;
-        Ok(Self { conn, prefix: prefix.to_owned(), script: redis::Script::new(APPLY) })
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            script: redis::Script::new(APPLY),
+            forget: redis::Script::new(FORGET),
+        })
     }
 
     fn customer_key(&self, id: &str, what: &str) -> String {
@@ -94,13 +114,15 @@ impl FeatureStore for RedisFeatures {
             .key(self.customer_key(&e.customer_id, e.action.as_str()))
             .key(self.customer_key(&e.customer_id, "interests"))
             .key(self.product_key(&e.product_id, e.action))
+            .key(self.customer_key(&e.customer_id, "erased"))
             .arg(SEEN_MS)
             .arg(json(&e.touch()))
             .arg(cap)
             .arg(CUSTOMER_TTL_MS)
             .arg(hour_of(e.at_ms))
             .arg(PRODUCT_MS)
-            .arg(ACTIVITY);
+            .arg(ACTIVITY)
+            .arg(e.received_at_ms);
         for i in e.interests() {
             invocation.arg(json(&i));
         }
@@ -133,11 +155,22 @@ impl FeatureStore for RedisFeatures {
         Ok(product_from([v, c, p], now_ms))
     }
 
-    async fn forget_customer(&self, customer_id: &str) -> Result<(), FeatureError> {
+    async fn forget_customer(&self, customer_id: &str, erased_at_ms: i64) -> Result<(), FeatureError> {
         let mut conn = self.conn.clone();
         let keys: Vec<String> =
             ["view", "cart", "purchase", "interests"].iter().map(|w| self.customer_key(customer_id, w)).collect();
-        let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(err)?;
+        let _: i64 = self
+            .forget
+            .key(&keys[0])
+            .key(&keys[1])
+            .key(&keys[2])
+            .key(&keys[3])
+            .key(self.customer_key(customer_id, "erased"))
+            .arg(erased_at_ms)
+            .arg(CUSTOMER_TTL_MS)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ fn ev(id: &str, customer: &str, product: &str, action: Action, at: i64) -> Featu
         actives: vec!["niacinamide".into(), "ceramide-np".into()],
         amount_minor: if action == Action::Purchase { 2500 } else { 0 },
         at_ms: at,
+        received_at_ms: at,
     }
 }
 
@@ -69,7 +70,8 @@ feature_tests!(
     customer_activity_is_recent_first_and_counted_once,
     windows_ttl_and_erasure,
     loyalty_follows_spend_and_odd_ids_survive,
-    huge_amounts_saturate
+    huge_amounts_saturate,
+    an_update_received_before_an_erasure_is_dropped_when_it_arrives_after
 );
 
 async fn customer_activity_is_recent_first_and_counted_once(s: Arc<dyn FeatureStore>) {
@@ -104,8 +106,29 @@ async fn windows_ttl_and_erasure(s: Arc<dyn FeatureStore>) {
     let later = s.product("p9", NOW + 8 * DAY).await.unwrap();
     assert_eq!(later.views, [0, 0, 0], "windows are enforced at read");
     assert!(s.customer("c0", NOW + 91 * DAY).await.unwrap().recent_views.is_empty(), "customer TTL at read");
-    s.forget_customer("c0").await.unwrap();
+    s.forget_customer("c0", NOW).await.unwrap();
     assert_eq!(s.customer("c0", NOW).await.unwrap(), Default::default());
+}
+
+/// Two nodes: one erases a customer while an update of theirs, stored just before on the other
+/// node, is still on the bus. It arrives after the erasure and must not bring them back; what
+/// they do after the erasure counts.
+async fn an_update_received_before_an_erasure_is_dropped_when_it_arrives_after(s: Arc<dyn FeatureStore>) {
+    s.apply(&ev("t1", "c-gone", "p1", Action::View, NOW - 2 * MIN)).await.unwrap();
+    s.forget_customer("c-gone", NOW).await.unwrap();
+    let in_flight = ev("t2", "c-gone", "p2", Action::Purchase, NOW - MIN);
+    s.apply(&in_flight).await.unwrap();
+    assert_eq!(s.customer("c-gone", NOW).await.unwrap(), Default::default(), "the late update was applied");
+    // The tombstone is per customer; others are untouched.
+    s.apply(&ev("t3", "c-other", "p2", Action::View, NOW - MIN)).await.unwrap();
+    assert_eq!(s.customer("c-other", NOW).await.unwrap().recent_views.len(), 1);
+    // An erasure with an older time never moves the tombstone back.
+    s.forget_customer("c-gone", NOW - 10 * MIN).await.unwrap();
+    s.apply(&ev("t4", "c-gone", "p2", Action::View, NOW - 5 * MIN)).await.unwrap();
+    assert_eq!(s.customer("c-gone", NOW).await.unwrap(), Default::default());
+    // Received after the erasure: a new visit, counted.
+    s.apply(&ev("t5", "c-gone", "p3", Action::View, NOW + MIN)).await.unwrap();
+    assert_eq!(s.customer("c-gone", NOW + 2 * MIN).await.unwrap().recent_views.len(), 1);
 }
 
 async fn loyalty_follows_spend_and_odd_ids_survive(s: Arc<dyn FeatureStore>) {

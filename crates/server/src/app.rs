@@ -158,8 +158,9 @@ impl Application {
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
         let (features, memory) = open_features(&config).await?;
         let directory = Arc::new(CatalogDirectory::new(Catalog::new(db.clone())));
+        let pseudonyms = dermis_features::Pseudonyms::load(&db).await.context("loading the pseudonym key")?;
         let mut ingestor =
-            Ingestor::new(db.clone(), config.events.ingest_concurrency, features).with_directory(directory);
+            Ingestor::new(db.clone(), config.events.ingest_concurrency, features, pseudonyms).with_directory(directory);
         let bus: Arc<dyn EventBus> = match open_nats(&config).await? {
             Some(nats) => nats,
             None => {
@@ -277,7 +278,11 @@ impl Application {
             background.push(tokio::spawn(streams::consume_features(bus.clone(), ingestor.clone(), consumer)));
         }
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let limits = crate::listen::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs.max(1)),
+            max_connections: config.http.max_connections,
+        };
+        let server = crate::listen::serve(listener, router, limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping_tx.send(());
@@ -290,7 +295,7 @@ impl Application {
             }
         };
         tokio::select! {
-            r = server.into_future() => r.context("serving HTTP")?,
+            () = server => {}
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
         }
         for task in background {
@@ -370,6 +375,7 @@ pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, ingestor:
         .split_for_parts();
     let mut doc = doc;
     dermis_events::routes::document_ingestion(&mut doc);
+    openapi::document_errors(&mut doc);
     let doc_json = Arc::new(doc.to_pretty_json().context("serializing the OpenAPI document")?);
 
     let request_id = HeaderName::from_static("x-request-id");

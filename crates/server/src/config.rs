@@ -93,6 +93,13 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Seconds in-flight requests get to finish after SIGTERM (`DERMIS_HTTP__SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: u64,
+    /// Seconds a connection has to send a request's complete headers, from connecting and from
+    /// its previous answer (so it also closes idle keep-alive connections)
+    /// (`DERMIS_HTTP__HEADER_READ_TIMEOUT_SECS`). Behind a load balancer that keeps idle
+    /// connections open longer, set it above the balancer's idle timeout.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; more are closed as they arrive (`DERMIS_HTTP__MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 /// Token verification.
@@ -163,6 +170,8 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             cors_origins: Vec::new(),
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 20,
+            max_connections: 1000,
         }
     }
 }

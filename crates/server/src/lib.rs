@@ -5,6 +5,7 @@
 //! - [`config`]: layered configuration (defaults → `dermis.toml` → `DERMIS_*`).
 //! - [`app`]: [`Application`]: store, migrations, auth, router, listener, graceful shutdown.
 //! - [`http`]: the problem+json guarantee for errors produced outside handlers.
+//! - [`listen`]: the accept loop: header-read / idle timeouts and a connection cap.
 //! - [`metrics`]: Prometheus request metrics and pool gauges.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 //! - [`openapi`]: the document's frame.
@@ -17,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

@@ -48,7 +48,7 @@ impl ProductDirectory for CatalogDirectory {
                     .attributes
                     .map(|f| (f.routine_step.map(|s| s.as_str().to_owned()), f.actives))
                     .unwrap_or_default();
-                ProductTraits { brand: Some(p.brand), category: p.category, routine_step, actives }
+                ProductTraits { id: p.id, brand: Some(p.brand), category: p.category, routine_step, actives }
             }),
             // Not cached: the next event asks again.
             Err(e) => {
@@ -98,7 +98,7 @@ pub async fn consume_features(bus: Arc<dyn EventBus>, ingestor: Ingestor, consum
                         break;
                     }
                     for subject in &ingested.erase {
-                        if let Err(e) = ingestor.features().forget_customer(subject).await {
+                        if let Err(e) = ingestor.features().forget_customer(subject, ingested.erased_at).await {
                             failed = Some(e);
                         }
                     }
@@ -167,8 +167,10 @@ pub async fn rebuild(db: &Db, memory: &MemoryFeatures, ingestor: &Ingestor, node
             Ok(()) => {
                 // Customers erased since (or just before) the snapshot: forget them before the
                 // replay, which may bring back only what they did after their erasure.
-                for subject in dermis_events::log::erasures_since(db, s.taken_at - REPLAY_MARGIN_MS).await? {
-                    memory.forget_customer(&subject).await?;
+                for (subject, erased_at) in
+                    dermis_events::log::erasures_since(db, s.taken_at - REPLAY_MARGIN_MS).await?
+                {
+                    memory.forget_customer(&subject, erased_at).await?;
                 }
                 s.taken_at - REPLAY_MARGIN_MS
             }
@@ -266,8 +268,8 @@ mod tests {
         async fn product(&self, id: &str, now_ms: i64) -> Result<ProductFeatures, FeatureError> {
             self.inner.product(id, now_ms).await
         }
-        async fn forget_customer(&self, id: &str) -> Result<(), FeatureError> {
-            self.inner.forget_customer(id).await
+        async fn forget_customer(&self, id: &str, at: i64) -> Result<(), FeatureError> {
+            self.inner.forget_customer(id, at).await
         }
     }
 
@@ -276,7 +278,7 @@ mod tests {
         let t = TestDb::sqlite(crate::app::MIGRATIONS).await;
         let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::new(t.db().clone()));
         let store = Arc::new(Flaky { failures: AtomicUsize::new(2), inner: MemoryFeatures::new() });
-        let ingestor = Ingestor::new(t.db().clone(), 4, store.clone());
+        let ingestor = Ingestor::new(t.db().clone(), 4, store.clone(), dermis_features::Pseudonyms::with_key(b"test"));
         let update = FeatureEvent {
             id: "wk:m1:0".into(),
             customer_id: "c1".into(),
@@ -288,10 +290,15 @@ mod tests {
             actives: Vec::new(),
             amount_minor: 0,
             at_ms: now_ms(),
+            received_at_ms: now_ms(),
         };
-        let payload =
-            serde_json::to_string(&Ingested { write_key_id: "wk".into(), features: vec![update], erase: Vec::new() })
-                .unwrap();
+        let payload = serde_json::to_string(&Ingested {
+            write_key_id: "wk".into(),
+            features: vec![update],
+            erase: Vec::new(),
+            erased_at: 0,
+        })
+        .unwrap();
         bus.publish(TOPIC, "k", "ing_1", &payload).await.unwrap();
         let consumer = tokio::spawn(consume_features(bus.clone(), ingestor, "features-t".into()));
         let started = std::time::Instant::now();

@@ -71,12 +71,49 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the SQLite file `dermis.sqlite` in `dir`.
+    /// Opens (creating if needed) the SQLite file `dermis.sqlite` in `dir`. The folder is made
+    /// private to its owner (0700) and the file is created 0600 before SQLite opens it: it
+    /// holds personal data and key hashes, and SQLite gives its WAL and shared-memory files the
+    /// database file's mode.
     pub async fn open_data_dir(dir: &Path, size: PoolSize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        crate::private::private_dir(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
         let file = dir.join("dermis.sqlite");
+        for f in [file.clone(), dir.join("dermis.sqlite-wal"), dir.join("dermis.sqlite-shm")] {
+            crate::private::private_file(&f, f == file)
+                .map_err(|e| StoreError::Unavailable(format!("cannot make {} private: {e}", f.display())))?;
+        }
         Self::connect(&format!("sqlite://{}?mode=rwc", file.display()), size).await
+    }
+
+    /// After an erasure: on SQLite, copies the whole WAL into the database file and truncates
+    /// it (`wal_checkpoint(TRUNCATE)`), so the erased rows' old page images are gone from the
+    /// WAL too (the file's own pages were zeroed by `secure_delete`); on PostgreSQL, `VACUUM`s
+    /// `tables` so their dead row versions are reclaimed. Retries a few times while readers
+    /// hold old snapshots; returns whether it completed.
+    pub async fn scrub(&self, tables: &[&str]) -> Result<bool, StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                for attempt in 0..50u64 {
+                    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.write).await?;
+                    let busy: i64 = sqlx::Row::try_get(&row, 0)?;
+                    if busy == 0 {
+                        return Ok(true);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 * (attempt + 1).min(10))).await;
+                }
+                Ok(false)
+            }
+            Backend::Postgres => {
+                for t in tables {
+                    if !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(StoreError::InvalidInput(format!("not a table name: {t:?}")));
+                    }
+                    self.write.execute(format!("VACUUM {t}").as_str()).await?;
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Connects to `sqlite://PATH?mode=rwc` or `postgres://...`.
@@ -222,6 +259,9 @@ async fn sqlite_pool(url: &str, max: u32, size: PoolSize) -> Result<AnyPool, Sto
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
                 conn.execute("PRAGMA wal_autocheckpoint = 8192").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
+                // Deleted content is overwritten with zeros, not left in free space: an erased
+                // customer must not stay readable in the file's bytes.
+                conn.execute("PRAGMA secure_delete = ON").await?;
                 // LIKE compares case as PostgreSQL does, so filters answer alike on both.
                 conn.execute("PRAGMA case_sensitive_like = ON").await?;
                 Ok(())

@@ -8,6 +8,7 @@
 //!   several nodes at once without advisory locks.
 //! - [`idempotency`]: `Idempotency-Key` records, written in the same transaction as the write
 //!   they protect.
+//! - [`private`]: the data folder (0700) and files (0600) only their owner may read.
 //! - [`error`]: [`StoreError`], which tells unique violations and outages apart from bugs.
 //! - `testing` (feature): an isolated database per test on either backend.
 //!
@@ -20,6 +21,7 @@ pub mod db;
 pub mod error;
 pub mod idempotency;
 pub mod migrate;
+pub mod private;
 #[cfg(feature = "testing")]
 pub mod testing;
 
