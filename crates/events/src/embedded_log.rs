@@ -369,7 +369,7 @@ fn connect(file: &Path) -> rusqlite::Result<Connection> {
     // The same settings as the pool's connections (dermis-store): WAL, a commit is on disk
     // when it returns, wait for a checkpoint or another writer instead of failing.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 8192; PRAGMA secure_delete = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 8192; PRAGMA secure_delete = FAST;",
     )?;
     Ok(conn)
 }

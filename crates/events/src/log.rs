@@ -503,6 +503,8 @@ pub async fn erase(db: &Db, who: &Subject, now: i64, pseudonyms: &Pseudonyms) ->
     }
 
     let mut tx = db.begin().await?;
+    // Every byte of what this transaction deletes is zeroed, freed pages included.
+    Db::secure_deletes(&mut tx, backend, true).await?;
     if backend == Backend::Sqlite {
         // The newest events may be among those deleted: new keys must still come above every
         // key issued (see `embedded_log`), never at or below the customer index's watermark.
@@ -545,6 +547,7 @@ pub async fn erase(db: &Db, who: &Subject, now: i64, pseudonyms: &Pseudonyms) ->
         .bind(now - ERASURE_KEPT_MS)
         .execute(&mut *tx)
         .await?;
+    Db::secure_deletes(&mut tx, backend, false).await?;
     tx.commit().await?;
     Ok(Erased { subjects, events, dead_letters })
 }

@@ -86,6 +86,17 @@ impl Db {
         Self::connect(&format!("sqlite://{}?mode=rwc", file.display()), size).await
     }
 
+    /// On SQLite, whether deletes on `conn` zero every byte they free, freed pages included
+    /// (`secure_delete = ON`: for an erasure), or only where no extra write is needed (`FAST`,
+    /// every connection's default: freeing a large outbox row's overflow pages would otherwise
+    /// write them all again). Nothing on PostgreSQL (see [`Db::scrub`]).
+    pub async fn secure_deletes(conn: &mut sqlx::AnyConnection, backend: Backend, all: bool) -> Result<(), StoreError> {
+        if backend == Backend::Sqlite {
+            conn.execute(if all { "PRAGMA secure_delete = ON" } else { "PRAGMA secure_delete = FAST" }).await?;
+        }
+        Ok(())
+    }
+
     /// After an erasure: on SQLite, copies the whole WAL into the database file and truncates
     /// it (`wal_checkpoint(TRUNCATE)`), so the erased rows' old page images are gone from the
     /// WAL too (the file's own pages were zeroed by `secure_delete`); on PostgreSQL, `VACUUM`s
@@ -259,9 +270,10 @@ async fn sqlite_pool(url: &str, max: u32, size: PoolSize) -> Result<AnyPool, Sto
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
                 conn.execute("PRAGMA wal_autocheckpoint = 8192").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
-                // Deleted content is overwritten with zeros, not left in free space: an erased
-                // customer must not stay readable in the file's bytes.
-                conn.execute("PRAGMA secure_delete = ON").await?;
+                // Deleted content is overwritten with zeros where that costs no extra write (the
+                // page is written anyway). An erasure switches to `ON` for its deletes, which also
+                // zeroes the pages it frees (see `Db::secure_deletes`).
+                conn.execute("PRAGMA secure_delete = FAST").await?;
                 // LIKE compares case as PostgreSQL does, so filters answer alike on both.
                 conn.execute("PRAGMA case_sensitive_like = ON").await?;
                 Ok(())
