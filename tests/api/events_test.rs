@@ -244,6 +244,51 @@ async fn bad_keys_limits_and_malformed_bodies_are_refused_clearly() {
     assert_problem(app.get("/v1/events", Role::Admin).await, 422).await;
 }
 
+/// One request with a public write key once stored 2.2 GB: 2,500 tiny messages and a 380 KB
+/// batch context, copied into each. Now the batch is refused whole, and a message is limited
+/// as stored, context included.
+#[tokio::test]
+async fn a_batch_context_cannot_amplify_what_is_stored() {
+    let app = spawn_app().await;
+    let key = write_key(&app).await;
+    let dir = app.test_db.data_dir().unwrap().to_path_buf();
+    let size = || -> u64 { std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
+    let before = size();
+    let tiny: Vec<Value> = (0..2500).map(|i| json!({"type": "identify", "userId": format!("u{i}")})).collect();
+    let body = json!({"batch": tiny, "context": {"blob": "x".repeat(380_000)}});
+    let res =
+        app.client.post(app.url("/v1/batch")).header("authorization", basic(&key)).json(&body).send().await.unwrap();
+    let problem = assert_problem(res, 413).await;
+    assert!(problem["detail"].as_str().unwrap().contains("merged into every message"), "{problem}");
+    // A context under the message limit, still copied far beyond the request's own size.
+    let body = json!({"batch": tiny, "context": {"blob": "x".repeat(20_000)}});
+    let res =
+        app.client.post(app.url("/v1/batch")).header("authorization", basic(&key)).json(&body).send().await.unwrap();
+    assert_problem(res, 413).await;
+    assert!(events_of(&app, "user_id=u1").await.is_empty(), "nothing of a refused batch is stored");
+    // A 20 KB context and a 20 KB message: the stored message would be 40 KB; it becomes a dead
+    // letter (as sent), the others in the batch are stored.
+    let body = json!({"batch": [
+        {"type": "track", "userId": "u-ok", "event": "X", "messageId": "ok-1"},
+        {"type": "track", "userId": "u-big", "event": "X", "messageId": "big-1", "properties": {"blob": "p".repeat(20_000)}}
+    ], "context": {"blob": "c".repeat(20_000)}});
+    let r: Value = app
+        .client
+        .post(app.url("/v1/batch"))
+        .header("authorization", basic(&key))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert!(r["rejected"][0]["reason"].as_str().unwrap().contains("once the batch's context is merged"), "{r}");
+    let grown = size().saturating_sub(before);
+    assert!(grown < 4 * 1024 * 1024, "the store grew by {grown} bytes");
+}
+
 #[tokio::test]
 async fn features_reflect_an_event_as_soon_as_ingestion_answers() {
     let app = spawn_app().await;
