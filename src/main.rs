@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use dermis_auth::Role;
 use dermis_auth::api_keys::{ApiKeys, NewApiKey};
 use dermis_server::{Application, Config, app, demo, init_tracing, shutdown_signal};
+use secrecy::SecretString;
 
 /// mimalloc instead of the system allocator: a request parses, copies and frees many small JSON
 /// values on one thread while the event log's writer frees others; with glibc's malloc the
@@ -191,6 +192,57 @@ fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
+/// The HS256 secret for a command that signs tokens without serving: the configured one, or the
+/// one `serve` (or `demo`) generated into the data dir. It is never created here: a secret made up
+/// by `token` would sign tokens that the server refuses.
+fn existing_jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
+    if let Some(s) = &config.auth.jwt_secret {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(SecretString::from(text.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no JWT secret found: {} does not exist and DERMIS_AUTH__JWT_SECRET is not set.\n\
+             `dermis serve` and `dermis demo` create that file on their first start in their data directory \
+             (./dermis-data by default, relative to the folder they run in). Run this command from that folder, \
+             or pass the server's data directory with --data-dir DIR, or set DERMIS_AUTH__JWT_SECRET \
+             (auth.jwt_secret) to the secret the server uses.",
+            shown.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("reading the JWT secret {}", shown.display())),
+    }
+}
+
+/// How to run this binary again, for the commands the demo prints: `cargo run -q --release --`
+/// when run by `cargo run` (which sets `CARGO`), else the path it was started by (`dermis` from
+/// the PATH, `./target/release/dermis` ...); with the `--config` it was given.
+fn invocation(config_file: Option<&std::path::Path>) -> String {
+    let exe = std::env::current_exe().ok();
+    let profile = exe.as_deref().and_then(|e| e.parent()).and_then(|d| d.file_name()).and_then(|d| d.to_str());
+    let mut command = match (std::env::var_os("CARGO"), profile) {
+        (Some(_), Some("release")) => "cargo run -q --release --".to_owned(),
+        (Some(_), Some("debug")) => "cargo run -q --".to_owned(),
+        (Some(_), Some(other)) => format!("cargo run -q --profile {other} --"),
+        _ => shell_word(&std::env::args().next().unwrap_or_else(|| "dermis".to_owned())),
+    };
+    if let Some(file) = config_file {
+        command.push_str(" --config ");
+        command.push_str(&shell_word(&file.display().to_string()));
+    }
+    command
+}
+
+/// A word as a shell reads it back.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-./=:@%+,".contains(c)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 fn apply(config: &mut Config, args: &ServeArgs) {
     if let Some(l) = args.listen {
         config.listen = l;
@@ -208,11 +260,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { args, demo } => {
             apply(&mut config, &args);
-            serve(config, demo).await
+            serve(config, demo, cli.config.as_deref()).await
         }
         Command::Demo { args } => {
             apply(&mut config, &args);
-            serve(config, true).await
+            serve(config, true, cli.config.as_deref()).await
         }
         Command::Migrate { data_dir } => {
             if let Some(d) = data_dir {
@@ -231,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("a store_associate token needs --store STORE_ID");
             }
             let ttl = parse_ttl(&ttl)?;
-            let secret = app::jwt_secret(&config)?;
+            let secret = existing_jwt_secret(&config)?;
             // The same refusal `serve` gives: a token signed with a short secret would never verify.
             dermis_auth::jwt::check_secret(&secret).map_err(anyhow::Error::msg)?;
             let token =
@@ -338,7 +390,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, with_demo: bool, config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let app = Application::build(config.clone()).await?;
     let base = format!("http://{}:{}", display_host(&config), app.port());
     if with_demo {
@@ -354,7 +406,13 @@ async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
             Duration::from_secs(12 * 3600),
         )
         .map_err(anyhow::Error::msg)?;
-        demo::print_welcome(&base, &report, &token);
+        // The data dir goes after the subcommand (it is not a global flag), when not the default.
+        let data_dir = if config.data_dir == Config::default().data_dir {
+            String::new()
+        } else {
+            format!(" --data-dir {}", shell_word(&config.data_dir.display().to_string()))
+        };
+        demo::print_welcome(&base, &report, &token, &invocation(config_file), &data_dir);
     } else {
         eprintln!("Dermis listening on {base} ({} store); API reference at {base}/docs", app.db().backend().name());
     }
@@ -378,6 +436,14 @@ mod tests {
         assert_eq!(parse_ttl("12h").unwrap(), Duration::from_secs(43_200));
         assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
         assert_eq!(parse_ttl("366d").unwrap(), dermis_auth::jwt::MAX_TTL);
+    }
+
+    #[test]
+    fn printed_words_survive_the_shell() {
+        assert_eq!(shell_word("./target/release/dermis"), "./target/release/dermis");
+        assert_eq!(shell_word("my data"), "'my data'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

@@ -458,8 +458,12 @@ async fn sweep_limits(ops: &[Op], findings: &mut Findings) {
     // Large batches take the one writer; while they hold it, every ingestion path asks for it.
     let ingestion: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].scheme.as_deref() == Some("writeKey")).collect();
     let is_batch = |op: &Op| ["/v1/b", "/v1/batch", "/v1/import"].contains(&op.template.as_str());
-    let big_batch: Vec<Value> =
-        (0..2000).map(|i| json!({"type": "identify", "userId": format!("sat-{i}"), "traits": {"n": i}})).collect();
+    let big_batch: Vec<Value> = (0..2500)
+        .map(|i| {
+            json!({"type": "track", "userId": format!("sat-{}", i % 50), "event": "Product Viewed",
+            "properties": {"product_id": format!("P{}", i % 100), "price": 1}})
+        })
+        .collect();
     let mut saturated = tokio::task::JoinSet::new();
     let mut post = |i: usize, body: Value| {
         let (client, url, key) = (app.client.clone(), app.url(&ops[i].template), basic(&write_key));
@@ -471,10 +475,10 @@ async fn sweep_limits(ops: &[Op], findings: &mut Findings) {
         });
     };
     let batch_op = *ingestion.iter().find(|&&i| is_batch(&ops[i])).expect("a batch route");
-    for _ in 0..4 {
+    for _ in 0..12 {
         post(batch_op, json!({"batch": big_batch}));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     for &i in &ingestion {
         let body = if is_batch(&ops[i]) {
             json!({"batch": [{"type": "identify", "userId": "sat"}]})
@@ -485,7 +489,6 @@ async fn sweep_limits(ops: &[Op], findings: &mut Findings) {
     }
     while let Some(r) = saturated.join_next().await {
         let (i, a) = r.unwrap();
-        eprintln!("DEBUG sat {} {} {:.100}", ops[i].template, a.status, a.text);
         findings.record(&ops[i], "ingestion while the writer is busy", &a);
     }
 }

@@ -89,7 +89,8 @@ fn store_problem(e: dermis_store::StoreError) -> Problem {
 
 /// Create an API key.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "auth", request_body = CreateApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 422, body = dermis_core::problem::ProblemBody)),
+    responses((status = 201, body = CreatedApiKey), (status = 403, description = "admins only", body = dermis_core::problem::ProblemBody),
+        (status = 422, body = dermis_core::problem::ProblemBody)),
     security(("bearer" = [])))]
 async fn create_api_key(
     _auth: Auth<AdminOnly>,
@@ -103,7 +104,8 @@ async fn create_api_key(
 
 /// List API keys (without secrets).
 #[utoipa::path(get, path = "/v1/api-keys", tag = "auth",
-    responses((status = 200, body = ApiKeyList)), security(("bearer" = [])))]
+    responses((status = 200, body = ApiKeyList), (status = 403, description = "admins only", body = dermis_core::problem::ProblemBody)),
+    security(("bearer" = [])))]
 async fn list_api_keys(
     _auth: Auth<AdminOnly>,
     State(auth): State<Arc<Authenticator>>,
@@ -114,7 +116,8 @@ async fn list_api_keys(
 /// Revoke an API key; it stops working at once on this node and within a minute everywhere.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "auth",
     params(("id" = String, Path, description = "The key's id")),
-    responses((status = 204), (status = 404, body = dermis_core::problem::ProblemBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 403, description = "admins only", body = dermis_core::problem::ProblemBody),
+        (status = 404, body = dermis_core::problem::ProblemBody)), security(("bearer" = [])))]
 async fn revoke_api_key(
     _auth: Auth<AdminOnly>,
     State(auth): State<Arc<Authenticator>>,

@@ -110,7 +110,9 @@ fn cursor(raw: Option<&str>) -> Result<Option<Cursor>, Problem> {
 /// returns the product the first attempt created (with `Idempotent-Replayed: true`).
 #[utoipa::path(post, path = "/v1/products", tag = "catalog", request_body = CreateProduct,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = Product), (status = 409, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 201, body = Product), (status = 403, description = "only admins and merchandisers change the catalog", body = ProblemBody),
+        (status = 409, description = "the external id is taken by another product", body = ProblemBody),
+        (status = 422, description = "invalid fields, or the Idempotency-Key was used with another body", body = ProblemBody)),
     security(("bearer" = [])))]
 async fn create_product(
     Auth(who, ..): Auth<CatalogWrite>,
@@ -131,7 +133,7 @@ async fn create_product(
 /// `vitamin e` = `tocopherol`) and families (`fragrance`, `parabens` ...), and never let through a
 /// product whose ingredient list is unknown.
 #[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ListProducts),
-    responses((status = 200, body = SearchPage), (status = 422, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 200, body = SearchPage), (status = 422, description = "an invalid filter or cursor", body = ProblemBody)), security(("bearer" = [])))]
 async fn list_products(
     _auth: Auth<AnyRole>,
     State(s): State<CatalogState>,
@@ -194,7 +196,10 @@ async fn get_product(
 /// overwriting someone else's change (412).
 #[utoipa::path(patch, path = "/v1/products/{id}", tag = "catalog", request_body = UpdateProduct,
     params(("id" = String, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "ETag of the version you read")),
-    responses((status = 200, body = Product), (status = 404, body = ProblemBody), (status = 412, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 200, body = Product), (status = 403, description = "only admins and merchandisers change the catalog", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 409, description = "the external id is taken by another product", body = ProblemBody),
+        (status = 412, description = "`If-Match` names a version that is no longer current", body = ProblemBody),
+        (status = 422, body = ProblemBody)),
     security(("bearer" = [])))]
 async fn update_product(
     _auth: Auth<CatalogWrite>,
@@ -211,7 +216,9 @@ async fn update_product(
 /// Create a SKU under a product.
 #[utoipa::path(post, path = "/v1/products/{id}/skus", tag = "catalog", request_body = CreateSku,
     params(("id" = String, Path, description = "Product id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = Sku), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 201, body = Sku), (status = 403, description = "only admins and merchandisers change the catalog", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 409, description = "the code or barcode is taken by another SKU", body = ProblemBody),
+        (status = 422, description = "invalid fields, or the Idempotency-Key was used with another body", body = ProblemBody)),
     security(("bearer" = [])))]
 async fn create_sku(
     Auth(who, ..): Auth<CatalogWrite>,
@@ -230,7 +237,8 @@ async fn create_sku(
 /// List a product's SKUs.
 #[utoipa::path(get, path = "/v1/products/{id}/skus", tag = "catalog",
     params(("id" = String, Path, description = "Product id"), ListSkus),
-    responses((status = 200, body = Page<Sku>), (status = 404, body = ProblemBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<Sku>), (status = 404, body = ProblemBody), (status = 422, description = "an invalid cursor", body = ProblemBody)),
+    security(("bearer" = [])))]
 async fn list_skus(
     _auth: Auth<AnyRole>,
     State(s): State<CatalogState>,
@@ -258,7 +266,10 @@ async fn get_sku(
 #[utoipa::path(patch, path = "/v1/products/{id}/skus/{sku_id}", tag = "catalog", request_body = UpdateSku,
     params(("id" = String, Path, description = "Product id"), ("sku_id" = String, Path, description = "SKU id"),
         ("If-Match" = Option<String>, Header, description = "ETag of the version you read")),
-    responses((status = 200, body = Sku), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody), (status = 412, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 200, body = Sku), (status = 403, description = "only admins and merchandisers change the catalog", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 409, description = "the code or barcode is taken by another SKU", body = ProblemBody),
+        (status = 412, description = "`If-Match` names a version that is no longer current", body = ProblemBody),
+        (status = 422, body = ProblemBody)),
     security(("bearer" = [])))]
 async fn update_sku(
     _auth: Auth<CatalogWrite>,

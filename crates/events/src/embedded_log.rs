@@ -59,6 +59,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, write_key_id, message_id, ki
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, write_key_id, message_id, reason, errors, payload, \
      received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_OUTBOX: &str = "INSERT INTO events_outbox (id, payload, created_at) VALUES (?1, ?2, ?3)";
+const DELETE_OUTBOX: &str = "DELETE FROM events_outbox WHERE id = ?1";
 // OR IGNORE: a pass that a crash interrupted wrote some entries already. The event must still
 // be there, the same customer's: it may have been erased since the indexer read it.
 const INDEX_USER: &str = "INSERT OR IGNORE INTO events_by_user (user_id, id) \
@@ -178,6 +179,9 @@ enum Job {
     Append(AppendRows, Reply),
     Replay(ReplayRows, Reply),
     Index(IndexRows, Reply),
+    /// Outbox rows the relay handed to the bus: deleted in a group commit, not in a write
+    /// transaction of their own (see [`Writer::relayed`]).
+    Relayed(Vec<String>, Reply),
 }
 
 impl Job {
@@ -187,11 +191,12 @@ impl Job {
             Job::Replay(..) => 2,
             Job::Index(IndexRows::Entries { by_user, by_anonymous }, _) => by_user.len() + by_anonymous.len(),
             Job::Index(IndexRows::Through(_), _) => 1,
+            Job::Relayed(ids, _) => ids.len(),
         }
     }
 
     fn answer(self, outcome: Result<usize, StoreError>) {
-        let (Job::Append(_, reply) | Job::Replay(_, reply) | Job::Index(_, reply)) = self;
+        let (Job::Append(_, reply) | Job::Replay(_, reply) | Job::Index(_, reply) | Job::Relayed(_, reply)) = self;
         let _ = reply.send(outcome);
     }
 }
@@ -287,6 +292,14 @@ impl Writer {
         Ok(stored > 0)
     }
 
+    /// Deletes outbox rows the relay published, in the writer's next group commit. With the
+    /// NATS bus every ingestion request leaves an outbox row (its feature updates, tens of KB
+    /// on overflow pages); deleting them in a transaction of the relay's own took the process's
+    /// write turn and an fsync of its own each round, and ingestion's commits queued behind it.
+    pub(crate) async fn relayed(&self, ids: Vec<String>) -> Result<usize, StoreError> {
+        self.send(|reply| Ok(Job::Relayed(ids, reply))).await
+    }
+
     /// Has the indexer index the events not yet in the customer index now, instead of at its
     /// next pass; returns how many index entries it wrote. Never call it while holding a write
     /// transaction of the store: the pass needs the writer, which waits for the write turn.
@@ -352,6 +365,7 @@ impl Log {
                     Job::Append(a, _) => write(&tx, &mut self.keys, a),
                     Job::Replay(r, _) => replay(&tx, &mut self.keys, r),
                     Job::Index(i, _) => index(&tx, i),
+                    Job::Relayed(ids, _) => relayed(&tx, ids),
                 }
                 .map_err(store_error)?,
             );
@@ -359,6 +373,16 @@ impl Log {
         tx.commit().map_err(store_error)?;
         Ok(stored)
     }
+}
+
+/// Deletes relayed outbox rows; answers how many were there.
+fn relayed(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<usize> {
+    let mut delete = tx.prepare_cached(DELETE_OUTBOX)?;
+    let mut gone = 0;
+    for id in ids {
+        gone += delete.execute(params![id])?;
+    }
+    Ok(gone)
 }
 
 /// A connection of the writer's or the indexer's own on the store's file.

@@ -182,6 +182,11 @@ impl Ingestor {
         self
     }
 
+    /// Deletes outbox rows the relay has handed to the bus (see [`LogWriter::relayed`]).
+    pub async fn relayed(&self, ids: Vec<String>) -> Result<(), EventsError> {
+        Ok(self.writer.relayed(ids).await?)
+    }
+
     /// Notified whenever ingestion wrote to the outbox, so the relay need not poll.
     pub fn outbox_ready(&self) -> Arc<Notify> {
         self.outbox_ready.clone()

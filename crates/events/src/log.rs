@@ -176,6 +176,19 @@ impl LogWriter {
         }
     }
 
+    /// Deletes outbox rows the relay handed to the bus: on SQLite in the writer's next group
+    /// commit (not in a write transaction of their own, which queued ingestion behind it), on
+    /// PostgreSQL in a transaction of their own.
+    pub async fn relayed(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match &self.embedded {
+            Some(w) => w.relayed(ids).await.map(|_| ()),
+            None => outbox::remove(&self.db, &ids).await,
+        }
+    }
+
     /// On SQLite, brings the customer index up to date with the log now instead of at the
     /// indexer's next pass (about once a second); returns how many index entries it wrote.
     /// Reads are exact either way (they scan what is not indexed yet): this is for tests and

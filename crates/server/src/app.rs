@@ -203,7 +203,7 @@ impl Application {
         let mut background = vec![tokio::spawn(crate::relay::run(
             db.clone(),
             bus.clone(),
-            ingestor.outbox_ready(),
+            ingestor.clone(),
             Duration::from_millis(200),
         ))];
         let consumer = streams::consumer_name(&config.node_id);

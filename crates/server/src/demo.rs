@@ -18,13 +18,17 @@ pub async fn load(db: &Db) -> anyhow::Result<ImportReport> {
     Ok(import::import(db, rows, 200).await?)
 }
 
-/// Prints where to look and what to try.
-pub fn print_welcome(base: &str, report: &ImportReport, token: &str) {
+/// Prints where to look and what to try. `dermis` is how to run this binary again, as the user
+/// did (`cargo run -q --release --`, `./target/release/dermis`, `dermis`), and `data_dir` what
+/// follows a command to name the data dir (` --data-dir DIR`, or nothing for the default), so the
+/// printed commands work when pasted.
+pub fn print_welcome(base: &str, report: &ImportReport, token: &str, dermis: &str, data_dir: &str) {
     eprintln!(
         "\nDermis demo is running at {base}\n\
          - demo catalog: {} products imported now, {} already there (Sephora subset, CC BY 4.0, Nady Inky / Kaggle)\n\
          - API reference: {base}/docs    health: {base}/healthz    metrics: {base}/metrics\n\
-         - a merchandiser token (12 h) is in $TOKEN below; `dermis token --role admin` prints others\n\n\
+         - a merchandiser token (12 h) is in $TOKEN below; `{dermis} token --role admin{data_dir}` prints others\n\
+         - run the commands below in another terminal, in this folder\n\n\
          export TOKEN={token}\n\
          # fragrance-free moisturizers for dry, acne-prone skin, without linalool or limonene:\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?routine_step=moisturizer&fragrance_free=true&skin_type=dry&non_comedogenic=true&exclude_ingredients=linalool,limonene&limit=5'\n\
@@ -33,7 +37,11 @@ pub fn print_welcome(base: &str, report: &ImportReport, token: &str) {
          # search with facet counts:\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?q=vitamin%20c&facets=true&limit=3'\n\
          # a demo customer's online features (also demo-ben, demo-chloe, demo-dev; needs an admin token):\n\
-         curl -s -H \"Authorization: Bearer $(dermis token --role admin)\" '{base}/v1/features/customers/demo-ana'\n",
+         curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/features/customers/demo-ana'\n\
+         # send an event as a web shop would, with a write key of its own:\n\
+         export WRITE_KEY=$({dermis} write-key create web-shop{data_dir})\n\
+         curl -s -u \"$WRITE_KEY:\" -H 'Content-Type: application/json' \
+         -d '{{\"userId\":\"demo-ana\",\"event\":\"Product Viewed\",\"properties\":{{\"product_id\":\"P122900\"}}}}' '{base}/v1/track'\n",
         report.imported,
         report.unchanged + report.updated
     );

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dermis_bus::{EventBus, Outgoing};
+use dermis_events::ingest::Ingestor;
 use dermis_store::Db;
-use tokio::sync::Notify;
 
 /// Relays until the task is aborted. Ingestion wakes it through `ready`; otherwise it looks
 /// every `idle` (catalog changes, rows another node wrote).
-pub async fn run(db: Db, bus: Arc<dyn EventBus>, ready: Arc<Notify>, idle: Duration) {
+pub async fn run(db: Db, bus: Arc<dyn EventBus>, ingestor: Ingestor, idle: Duration) {
+    let ready = ingestor.outbox_ready();
     loop {
-        match relay_once(&db, bus.as_ref()).await {
+        match relay_once(&db, bus.as_ref(), &ingestor).await {
             Ok(0) => {
                 let _ = tokio::time::timeout(idle, ready.notified()).await;
             }
@@ -31,7 +32,7 @@ pub async fn run(db: Db, bus: Arc<dyn EventBus>, ready: Arc<Notify>, idle: Durat
 }
 
 /// Relays one batch of each outbox; returns how many rows were handed over.
-pub async fn relay_once(db: &Db, bus: &dyn EventBus) -> anyhow::Result<usize> {
+pub async fn relay_once(db: &Db, bus: &dyn EventBus, ingestor: &Ingestor) -> anyhow::Result<usize> {
     let batch = dermis_catalog::store::unpublished(db.reader(), 500).await?;
     let outgoing: Vec<Outgoing> = batch
         .iter()
@@ -59,7 +60,8 @@ pub async fn relay_once(db: &Db, bus: &dyn EventBus) -> anyhow::Result<usize> {
         .collect();
     bus.publish_all(&outgoing).await?;
     let relayed: Vec<String> = ingested.into_iter().map(|r| r.id).collect();
-    dermis_events::outbox::remove(db, &relayed).await?;
-    metrics::counter!("bus_relayed_total", "source" => "events").increment(relayed.len() as u64);
-    Ok(done.len() + relayed.len())
+    let count = relayed.len();
+    ingestor.relayed(relayed).await?;
+    metrics::counter!("bus_relayed_total", "source" => "events").increment(count as u64);
+    Ok(done.len() + count)
 }
