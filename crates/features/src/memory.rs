@@ -166,19 +166,6 @@ impl FeatureStore for MemoryFeatures {
                 s.seen.remove(&forgotten);
             }
         }
-        // Tombstones older than anything that can still arrive are dropped, a few at a time.
-        if s.erased.len() > 64 {
-            let old: Vec<String> = s
-                .erased
-                .iter()
-                .filter(|(_, at)| applied_at - **at > CUSTOMER_TTL_MS)
-                .map(|(k, _)| k.clone())
-                .take(8)
-                .collect();
-            for k in old {
-                s.erased.remove(&k);
-            }
-        }
         // Look up before inserting: the id is copied only for a new customer or product.
         if !s.customers.contains_key(&e.customer_id) {
             s.customers.insert(e.customer_id.clone(), Customer::default());
@@ -228,6 +215,10 @@ impl FeatureStore for MemoryFeatures {
         s.customers.remove(customer_id);
         let at = s.erased.get(customer_id).map_or(erased_at_ms, |t| (*t).max(erased_at_ms));
         s.erased.insert(customer_id.to_owned(), at);
+        // Tombstones older than anything that can still arrive go (erasures are rare: a scan
+        // here costs nothing on the ingestion path).
+        let horizon = wall_clock_ms() - CUSTOMER_TTL_MS;
+        s.erased.retain(|_, at| *at >= horizon);
         Ok(())
     }
 }
