@@ -9,7 +9,6 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use dermis_core::{Problem, ProblemKind};
-use dermis_store::StoreError;
 
 use crate::AuthError;
 use crate::api_keys::ApiKeys;
@@ -140,8 +139,6 @@ pub fn problem(e: AuthError) -> Problem {
             tracing::debug!(reason = %e, "authentication failed");
             Problem::new(ProblemKind::Unauthenticated, e.to_string())
         }
-        AuthError::Store(StoreError::Unavailable(m)) => Problem::unavailable(&m),
-        AuthError::Store(StoreError::InvalidInput(m)) => Problem::malformed(m),
-        AuthError::Store(other) => Problem::internal(&other),
+        AuthError::Store(e) => e.into(),
     }
 }

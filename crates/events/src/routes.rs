@@ -68,9 +68,7 @@ impl From<EventsError> for Problem {
             EventsError::Saturated => Problem::new(ProblemKind::RateLimited, e.to_string()).with_retry_after(1),
             EventsError::NotFound(_) => Problem::not_found(e.to_string()),
             EventsError::StillInvalid(_) => Problem::validation(vec![FieldError::new("message", e.to_string())]),
-            EventsError::Store(dermis_store::StoreError::Unavailable(m)) => Problem::unavailable(&m),
-            EventsError::Store(dermis_store::StoreError::InvalidInput(m)) => Problem::malformed(m),
-            EventsError::Store(other) => Problem::internal(&other),
+            EventsError::Store(e) => e.into(),
         }
     }
 }

@@ -32,6 +32,23 @@ pub enum StoreError {
     Other(String),
 }
 
+/// The one mapping of storage errors to answers, used by every domain's error mapping (each
+/// variant named, no catch-all, so a new variant is a compile error here and nowhere else):
+/// a unique violation no domain turned into its own answer is a conflict (409), an outage 503,
+/// a value the database refused 400, a failed migration or anything else 500 (logged, never
+/// shown).
+impl From<StoreError> for dermis_core::Problem {
+    fn from(e: StoreError) -> Self {
+        use dermis_core::Problem;
+        match e {
+            StoreError::Unique { .. } => Problem::conflict("the request conflicts with a stored value that must be unique"),
+            StoreError::Unavailable(m) => Problem::unavailable(&m),
+            StoreError::InvalidInput(m) => Problem::malformed(m),
+            e @ (StoreError::Migration { .. } | StoreError::Other(_)) => Problem::internal(&e),
+        }
+    }
+}
+
 impl StoreError {
     /// True when this is a unique violation on a constraint whose name or columns contain `hint`.
     pub fn is_unique_on(&self, hint: &str) -> bool {
