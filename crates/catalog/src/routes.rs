@@ -64,13 +64,7 @@ impl From<CatalogError> for Problem {
             CatalogError::Duplicate { .. } => Problem::conflict(e.to_string()),
             CatalogError::VersionMismatch { .. } => Problem::new(ProblemKind::PreconditionFailed, e.to_string()),
             CatalogError::IdempotencyKeyReused => Problem::new(ProblemKind::IdempotencyKeyReused, e.to_string()),
-            CatalogError::Store(dermis_store::StoreError::Unavailable(m)) => Problem::unavailable(&m),
-            CatalogError::Store(dermis_store::StoreError::InvalidInput(m)) => Problem::malformed(m),
-            CatalogError::Store(
-                other @ (dermis_store::StoreError::Unique { .. }
-                | dermis_store::StoreError::Migration { .. }
-                | dermis_store::StoreError::Other(_)),
-            ) => Problem::internal(&other),
+            CatalogError::Store(e) => e.into(),
         }
     }
 }
