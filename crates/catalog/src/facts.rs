@@ -3,6 +3,8 @@
 //! rows for filtering). Recomputed in the transaction of every change to those inputs, and for
 //! every product whose facts were derived under another knowledge base version.
 
+use std::collections::BTreeMap;
+
 use dermis_ingredients::facts::derive;
 use dermis_ingredients::inci::{self, key};
 use dermis_ingredients::{KnowledgeBase, ProductFacts};
@@ -56,22 +58,34 @@ fn flag(b: Option<bool>) -> Option<i64> {
     b.map(i64::from)
 }
 
+/// Every ingredient a product declares (`true`) or may contain (`false`: an entry or a note names
+/// it without resolving to it), each once; declared wins.
+pub fn ingredient_ids(facts: &ProductFacts) -> BTreeMap<&str, bool> {
+    let mut out: BTreeMap<&str, bool> = BTreeMap::new();
+    for e in &facts.ingredients {
+        for id in e.ingredient_id.iter().chain(&e.also) {
+            out.insert(id, true);
+        }
+    }
+    for id in facts.ingredients.iter().flat_map(|e| &e.may_name).chain(&facts.possible_ingredients) {
+        out.entry(id).or_insert(false);
+    }
+    out
+}
+
 /// Stores a product's facts and their search columns and rows (in the caller's transaction).
 pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) -> Result<(), StoreError> {
     let types = skin_types(&p.highlights);
     let vegan = p.highlights.iter().any(|h| h.eq_ignore_ascii_case("vegan"));
     let kb = KnowledgeBase::bundled();
+    let ids = ingredient_ids(facts);
     let families = facts.has_ingredient_list.then(|| {
         let present: Vec<&str> = dermis_ingredients::kb::FAMILIES
             .iter()
             .map(|(f, _)| *f)
             .filter(|f| {
-                facts
-                    .ingredients
-                    .iter()
-                    .filter_map(|e| e.ingredient_id.as_deref())
-                    .filter_map(|id| kb.get(id))
-                    .any(|i| dermis_ingredients::kb::in_family(i, f))
+                facts.possible_families.iter().any(|p| p == f)
+                    || ids.keys().filter_map(|id| kb.get(id)).any(|i| dermis_ingredients::kb::in_family(i, f))
             })
             .collect();
         format!("|{}|", present.join("|"))
@@ -146,6 +160,22 @@ pub async fn store(conn: &mut AnyConnection, p: &Product, facts: &ProductFacts) 
                 .bind(e.ingredient_id.clone())
                 .bind(key(&e.text))
                 .bind(i64::from(e.may_contain));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    sqlx::query("DELETE FROM product_ingredient_ids WHERE product_id = $1").bind(&p.id).execute(&mut *conn).await?;
+    let ids: Vec<(&str, bool)> = ids.into_iter().collect();
+    for chunk in ids.chunks(200) {
+        let mut sql = String::from("INSERT INTO product_ingredient_ids (product_id, ingredient_id, certain) VALUES ");
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3));
+        }
+        let mut q = sqlx::query(&sql).bind(&p.id);
+        for (id, certain) in chunk {
+            q = q.bind(*id).bind(i64::from(*certain));
         }
         q.execute(&mut *conn).await?;
     }

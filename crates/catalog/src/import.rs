@@ -172,6 +172,12 @@ fn json_row(line: usize, v: serde_json::Value) -> Result<ImportRow, Rejected> {
     validate(line, item)
 }
 
+/// A decoded character as products may store it: control characters other than a new line or a
+/// tab become a space.
+fn printable(c: char) -> char {
+    if c.is_control() && c != '\n' && c != '\t' { ' ' } else { c }
+}
+
 /// Parses a Python list literal of strings (`['a', "b's"]`), as the Sephora CSV stores lists.
 pub fn parse_py_list(s: &str) -> Result<Vec<String>, String> {
     let s = s.trim();
@@ -196,7 +202,44 @@ pub fn parse_py_list(s: &str) -> Result<Vec<String>, String> {
                 Some('\\') => match chars.next() {
                     Some('n') => item.push('\n'),
                     Some('t') => item.push('\t'),
-                    Some(c) => item.push(c),
+                    // A carriage return (read as the letter `r`, it glued "rLimonene" together)
+                    // breaks the line; products keep no other control characters.
+                    Some('r' | 'f' | 'v') => item.push('\n'),
+                    Some('a' | 'b') => item.push(' '),
+                    Some('\n') => {}
+                    Some(c @ ('\\' | '\'' | '"')) => item.push(c),
+                    Some(c @ ('x' | 'u' | 'U')) => {
+                        let len = match c {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
+                        let hex: String = chars.by_ref().take(len).collect();
+                        let code = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .filter(|_| hex.len() == len)
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| format!("bad escape \\{c}{hex}"))?;
+                        item.push(printable(code));
+                    }
+                    Some(c @ '0'..='7') => {
+                        let mut code = c.to_digit(8).unwrap_or_default();
+                        for _ in 0..2 {
+                            match chars.peek().and_then(|d| d.to_digit(8)) {
+                                Some(d) => {
+                                    code = code * 8 + d;
+                                    chars.next();
+                                }
+                                None => break,
+                            }
+                        }
+                        item.push(char::from_u32(code).map_or(' ', printable));
+                    }
+                    // Python keeps the backslash of an escape it does not know ("Water\Aqua\Eau").
+                    Some(c) => {
+                        item.push('\\');
+                        item.push(c);
+                    }
                     None => return Err("unterminated escape".into()),
                 },
                 Some(c) if c == quote => break,
@@ -520,6 +563,14 @@ mod tests {
     fn python_list_literals() {
         assert_eq!(parse_py_list("['Water, Glycerin', \"L'Oreal\"]").unwrap(), ["Water, Glycerin", "L'Oreal"]);
         assert_eq!(parse_py_list("['It\\'s', 'a\\\\b']").unwrap(), ["It's", "a\\b"]);
+        // Python escapes (P450176: "\\r" before each item; P441831: "\\u2028"; P448553: "\\xad").
+        assert_eq!(parse_py_list("['a,\\rLimonene', '\\x07b']").unwrap(), ["a,\nLimonene", " b"]);
+        assert_eq!(
+            parse_py_list("['a\\u2028b', 'C12\\xad-15', '\\101']").unwrap(),
+            ["a\u{2028}b", "C12\u{ad}-15", "A"]
+        );
+        assert_eq!(parse_py_list("['Water\\Aqua\\Eau']").unwrap(), ["Water\\Aqua\\Eau"]);
+        assert!(parse_py_list("['\\x4']").is_err());
         assert!(parse_py_list("").unwrap().is_empty());
         assert!(parse_py_list("['open").is_err());
         assert!(parse_py_list("not a list").is_err());

@@ -49,6 +49,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0003_outbox_published.sql"),
         postgres: include_str!("../migrations/0003_outbox_published.sql"),
     },
+    Migration {
+        domain: "catalog",
+        version: 4,
+        name: "ingredients each product declares or may name",
+        sqlite: include_str!("../migrations/0004_ingredient_ids.sql"),
+        postgres: include_str!("../migrations/0004_ingredient_ids.sql"),
+    },
 ];
 
 /// Everything a catalog operation can fail with.

@@ -4,7 +4,12 @@
 //!
 //! Safety rule: an exclusion is only satisfied by a product whose ingredient list is known and
 //! contains none of the excluded ingredients (by canonical id, or by declared name for names the
-//! knowledge base does not know). A product with an unknown list never passes an exclusion.
+//! knowledge base does not know). A product with an unknown list never passes an exclusion. An
+//! ingredient a product *may* contain (an entry or a note writes its name as a whole word without
+//! resolving to it, see [`dermis_ingredients::resolve`]) counts as contained; so do the families of
+//! such ingredients. Exclusions and "free of" filters only pass products whose facts were derived
+//! under the running knowledge base and rules: facts derived under older rules (until the
+//! background refresh reaches them after an upgrade) are not trusted to say "free of".
 
 use std::collections::BTreeMap;
 
@@ -59,6 +64,8 @@ pub struct SearchFilter {
     pub price_max: Option<i64>,
     /// Attribute columns that must equal the given value.
     pub flags: Vec<(&'static str, bool)>,
+    /// The knowledge-base version facts must have been derived under for a "free of" answer.
+    pub kb_version: String,
     /// Ingredients that must not be present.
     pub exclude: Vec<Term>,
     /// Ingredients that must be present.
@@ -174,6 +181,7 @@ impl SearchFilter {
             price_min: q.price_min,
             price_max: q.price_max,
             flags,
+            kb_version: kb.version().to_owned(),
             exclude,
             include,
         })
@@ -247,22 +255,38 @@ impl SearchFilter {
             let n = arg(&mut args, Arg::Int(i64::from(*value)));
             sql.push_str(&format!(" AND s.{column} = {n}"));
         }
-        // A family is matched through the family list stored with each product (one string test
-        // on the narrow row); single ingredients through two correlated subqueries, by canonical
-        // id and by declared name, each served by its index.
+        let free_of = !self.exclude.is_empty()
+            || self.skin_type.is_some()
+            || self.flags.iter().any(|(c, _)| !["vegan", "has_ingredients"].contains(c));
+        if free_of {
+            let n = arg(&mut args, Arg::Text(self.kb_version.clone()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM products fv WHERE fv.id = s.product_id AND fv.kb_version = {n})"
+            ));
+        }
+        // An excluded family is matched through the family list stored with each product (one
+        // string test on the narrow row; it counts the families of ingredients the product may
+        // contain). Single ingredients, and families that must be present, through correlated
+        // subqueries by canonical id (everything declared or possibly contained for an exclusion,
+        // only what is declared for an inclusion) and by declared name, each served by its index.
         let term_match = |args: &mut Vec<Arg>, t: &Term, negate: bool| {
-            if let Some(f) = &t.family {
+            if let Some(f) = &t.family
+                && negate
+            {
                 let n = arg(args, Arg::Text(format!("%|{f}|%")));
-                return format!(" AND s.families {} {n}", if negate { "NOT LIKE" } else { "LIKE" });
+                return format!(" AND s.families NOT LIKE {n}");
             }
             let ids: Vec<String> = t.ids.iter().map(|id| arg(args, Arg::Text(id.clone()))).collect();
             let key = arg(args, Arg::Text(t.name_key.clone()));
-            let sub = |cond: String| {
-                format!("EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND {cond})")
-            };
-            let mut parts = vec![sub(format!("pi.name_key = {key}"))];
+            let mut parts = vec![format!(
+                "EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = s.product_id AND pi.name_key = {key})"
+            )];
             if !ids.is_empty() {
-                parts.push(sub(format!("pi.ingredient_id IN ({})", ids.join(", "))));
+                parts.push(format!(
+                    "EXISTS (SELECT 1 FROM product_ingredient_ids pii WHERE pii.product_id = s.product_id AND pii.ingredient_id IN ({}){})",
+                    ids.join(", "),
+                    if negate { "" } else { " AND pii.certain = 1" }
+                ));
             }
             if negate {
                 parts.iter().map(|p| format!(" AND NOT {p}")).collect()
@@ -316,6 +340,19 @@ pub async fn search<'c, E: Executor<'c, Database = Any>>(
     );
     let rows = bind_all(sqlx::query(&sql), args).fetch_all(ex).await?;
     rows.iter().map(crate::store::product_row).collect()
+}
+
+/// The ids of every product matching `f`, in id order: the same filter as [`search`] without
+/// reading the products (for checks over a whole catalog, and rules that only need to know which
+/// products pass).
+pub async fn search_ids<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    f: &SearchFilter,
+) -> Result<Vec<String>, StoreError> {
+    let (w, args) = f.where_clause();
+    let sql = format!("SELECT s.product_id FROM product_search s WHERE {w} ORDER BY s.product_id");
+    let rows = bind_all(sqlx::query(&sql), args).fetch_all(ex).await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
 }
 
 /// Counts of the matching products by value, per facet.

@@ -294,7 +294,7 @@ pub async fn products_containing(
     ingredient_id: &str,
     limit: u32,
 ) -> Result<(Vec<ProductRef>, i64), StoreError> {
-    let cond = "EXISTS (SELECT 1 FROM product_ingredients pi WHERE pi.product_id = p.id AND pi.ingredient_id = $1)";
+    let cond = "EXISTS (SELECT 1 FROM product_ingredient_ids pii WHERE pii.product_id = p.id AND pii.ingredient_id = $1 AND pii.certain = 1)";
     let rows =
         sqlx::query(&format!("SELECT p.id, p.name, p.brand FROM products p WHERE {cond} ORDER BY p.id LIMIT {limit}"))
             .bind(ingredient_id)

@@ -2,6 +2,11 @@
 //! the category or the knowledge base change (the knowledge base version is stored with the
 //! facts). Facts that need the ingredient list are `None` when the list is unknown: "we do not
 //! know" must never read as "free of".
+//!
+//! The same holds inside a known list: an ingredient that an entry or a note *may name* (its name
+//! written as a whole word in text that does not resolve to it, see [`crate::resolve`]) counts as
+//! present for every "free of" fact, the allergens and the warnings, never for the actives,
+//! concerns or routine step, which are claims about what the product does.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -10,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::inci::IngredientList;
 use crate::kb::{ConcernEvidence, Ingredient, KnowledgeBase, in_family};
+use crate::resolve::EntryMatch;
 
 /// Where a product sits in a skincare routine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -80,6 +86,14 @@ pub struct ResolvedEntry {
     /// The canonical ingredient, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingredient_id: Option<String>,
+    /// Further ingredients the entry declares, when names were glued together
+    /// (`TocopherolLimonene`, `Limonene and Fragrance/Parfum`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+    /// Ingredients whose names the entry writes as whole words without resolving to them: the
+    /// product is treated as containing them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub may_name: Vec<String>,
 }
 
 /// Attributes derived from ingredients and category.
@@ -94,11 +108,12 @@ pub struct ProductFacts {
     pub essential_oil_free: Option<bool>,
     /// No drying alcohol.
     pub drying_alcohol_free: Option<bool>,
-    /// Highest published comedogenic rating among its ingredients.
+    /// Highest published comedogenic rating among its ingredients (those it may contain
+    /// included).
     pub max_comedogenic: Option<u8>,
     /// No ingredient rated 3 or more.
     pub non_comedogenic: Option<bool>,
-    /// Listed allergens it contains (ingredient ids).
+    /// Listed allergens it contains or may contain (ingredient ids).
     pub allergens: Vec<String>,
     /// Contains an ingredient to avoid or use with caution in pregnancy (salicylic acid only when
     /// declared above 2% or without a strength).
@@ -126,6 +141,14 @@ pub struct ProductFacts {
     pub ingredients: Vec<ResolvedEntry>,
     /// Declared names the knowledge base does not know.
     pub unknown_ingredients: Vec<String>,
+    /// Ingredients no entry resolves to but that an entry or a note names as whole words: counted
+    /// as present by every "free of" fact, the allergens and the warnings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub possible_ingredients: Vec<String>,
+    /// Families an entry or a note names only generically (`Essential Oils`): the product is
+    /// treated as containing a member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub possible_families: Vec<String>,
     /// The knowledge base version these facts were derived with.
     pub kb_version: String,
 }
@@ -167,6 +190,16 @@ fn unique_in_order<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
     ids.filter(|id| seen.insert(*id)).map(str::to_owned).collect()
 }
 
+/// Adds what an entry or a note declares or may name.
+fn take<'kb>(m: &EntryMatch<'kb>, present: &mut Vec<&'kb Ingredient>, families: &mut Vec<&'static str>) {
+    present.extend(m.declared.iter().chain(&m.may_name).copied());
+    for f in &m.families {
+        if !families.contains(f) {
+            families.push(f);
+        }
+    }
+}
+
 /// Derives the facts of a product.
 pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Option<&str>, name: &str) -> ProductFacts {
     let list = list.filter(|l| !l.is_empty());
@@ -174,34 +207,66 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
     let mut unknown = Vec::new();
     // Every resolved declaration with its declared strength, in label order.
     let mut declared: Vec<(&Ingredient, Option<&str>)> = Vec::new();
+    // Everything the product contains or may contain, in label order.
+    let mut present: Vec<&Ingredient> = Vec::new();
+    let mut families: Vec<&'static str> = Vec::new();
     if let Some(l) = list {
         let mut position = 0;
         for (si, s) in l.sections.iter().enumerate() {
-            for (may, e) in s.ingredients.iter().map(|e| (false, e)).chain(s.may_contain.iter().map(|e| (true, e))) {
-                let ingredient = kb.resolve(&e.text);
-                match ingredient {
-                    Some(i) => declared.push((i, e.percent.as_deref())),
-                    None if !unknown.contains(&e.text) => unknown.push(e.text.clone()),
-                    None => {}
-                }
-                entries.push(ResolvedEntry {
-                    position,
-                    section: si,
-                    may_contain: may,
-                    text: e.text.clone(),
-                    ingredient_id: ingredient.map(|i| i.id.clone()),
-                });
-                position += 1;
+            // A section's header ("Leila Lou Eau de Parfum:", "Lavender Oil:") says something
+            // about what follows, like a note.
+            if let Some(label) = &s.label {
+                take(&kb.may_name(label), &mut present, &mut families);
             }
+            for (may, part) in [(false, &s.ingredients), (true, &s.may_contain)] {
+                let mut matches: Vec<EntryMatch<'_>> = part.iter().map(|e| kb.resolve_entry(&e.text)).collect();
+                let texts: Vec<&str> = part.iter().map(|e| e.text.as_str()).collect();
+                let resolved: Vec<bool> = matches.iter().map(|m| !m.declared.is_empty()).collect();
+                for (n, i) in kb.may_name_across(&texts, &resolved) {
+                    let m = &mut matches[n];
+                    if !m.declared.iter().chain(&m.may_name).any(|d| d.id == i.id) {
+                        m.may_name.push(i);
+                    }
+                }
+                for (e, m) in part.iter().zip(&matches) {
+                    for (n, i) in m.declared.iter().enumerate() {
+                        // A declared strength belongs to the entry's first name.
+                        declared.push((i, if n == 0 { e.percent.as_deref() } else { None }));
+                    }
+                    if m.declared.is_empty() && !unknown.contains(&e.text) {
+                        unknown.push(e.text.clone());
+                    }
+                    take(m, &mut present, &mut families);
+                    entries.push(ResolvedEntry {
+                        position,
+                        section: si,
+                        may_contain: may,
+                        text: e.text.clone(),
+                        ingredient_id: m.declared.first().map(|i| i.id.clone()),
+                        also: m.declared.iter().skip(1).map(|i| i.id.clone()).collect(),
+                        may_name: m.may_name.iter().map(|i| i.id.clone()).collect(),
+                    });
+                    position += 1;
+                }
+            }
+        }
+        // Notes are not entries, but "Allergens: Linalool." or a list printed without commas
+        // still says what is in the product.
+        for n in &l.notes {
+            take(&kb.may_name(n), &mut present, &mut families);
         }
     }
     let known: Vec<&Ingredient> = declared.iter().map(|(i, _)| *i).collect();
+    let known_ids: HashSet<&str> = known.iter().map(|i| i.id.as_str()).collect();
+    let possible = unique_in_order(present.iter().map(|i| i.id.as_str()).filter(|id| !known_ids.contains(id)));
     let known_list = list.is_some();
-    let none_of = |f: &dyn Fn(&Ingredient) -> bool| known_list.then(|| !known.iter().any(|i| f(i)));
-    let any_of = |f: &dyn Fn(&Ingredient) -> bool| known_list.then(|| known.iter().any(|i| f(i)));
+    let free_of = |family: &str, f: &dyn Fn(&Ingredient) -> bool| {
+        known_list.then(|| !present.iter().any(|i| f(i)) && !families.contains(&family))
+    };
+    let any_of = |f: &dyn Fn(&Ingredient) -> bool| known_list.then(|| present.iter().any(|i| f(i)));
 
-    let max_comedogenic = known.iter().filter_map(|i| i.comedogenic).max();
-    let allergens = unique_in_order(known.iter().filter(|i| i.is_allergen()).map(|i| i.id.as_str()));
+    let max_comedogenic = present.iter().filter_map(|i| i.comedogenic).max();
+    let allergens = unique_in_order(present.iter().filter(|i| i.is_allergen()).map(|i| i.id.as_str()));
     let actives = unique_in_order(known.iter().filter(|i| !i.concerns.is_empty()).map(|i| i.id.as_str()));
     let mut concerns: BTreeMap<String, crate::kb::Evidence> = BTreeMap::new();
     for i in known.iter().filter(|i| !i.concerns.is_empty()) {
@@ -217,19 +282,20 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
     let (am, pm) = if sunscreen {
         (Some(true), Some(false))
     } else if known_list {
-        (Some(!known.iter().any(|i| pm_only(i)) && step != Some(RoutineStep::Exfoliant)), Some(true))
+        (Some(!present.iter().any(|i| pm_only(i)) && step != Some(RoutineStep::Exfoliant)), Some(true))
     } else {
         (None, None)
     };
+    let possible_caution = present.iter().any(|i| !known_ids.contains(i.id.as_str()) && i.pregnancy.is_some());
     ProductFacts {
         has_ingredient_list: known_list,
-        fragrance_free: none_of(&|i| in_family(i, "fragrance")),
-        essential_oil_free: none_of(&|i| i.has("essential-oil")),
-        drying_alcohol_free: none_of(&|i| i.has("drying-alcohol")),
+        fragrance_free: free_of("fragrance", &|i| in_family(i, "fragrance")),
+        essential_oil_free: free_of("essential-oils", &|i| i.has("essential-oil")),
+        drying_alcohol_free: free_of("drying-alcohols", &|i| i.has("drying-alcohol")),
         max_comedogenic: if known_list { max_comedogenic } else { None },
         non_comedogenic: known_list.then(|| max_comedogenic.is_none_or(|m| m < 3)),
         allergens,
-        pregnancy_caution: known_list.then(|| declared.iter().any(|(i, p)| pregnancy_flag(i, *p))),
+        pregnancy_caution: known_list.then(|| possible_caution || declared.iter().any(|(i, p)| pregnancy_flag(i, *p))),
         photosensitizing: any_of(&|i| i.photosensitizing),
         actives,
         concerns: concerns.into_iter().map(|(concern, evidence)| ConcernEvidence { concern, evidence }).collect(),
@@ -238,6 +304,8 @@ pub fn derive(kb: &KnowledgeBase, list: Option<&IngredientList>, category: Optio
         pm,
         ingredients: entries,
         unknown_ingredients: unknown,
+        possible_ingredients: possible,
+        possible_families: families.iter().map(|f| (*f).to_owned()).collect(),
         kb_version: kb.version().to_owned(),
     }
 }

@@ -118,7 +118,8 @@ pub fn parse(raw: &str) -> IngredientList {
         }
     };
 
-    for line in raw.lines().map(clean_line).filter(|l| !l.is_empty()) {
+    // Line and paragraph separators (U+2028, U+2029) break items as a new line does.
+    for line in raw.split(['\n', '\u{2028}', '\u{2029}']).map(clean_line).filter(|l| !l.is_empty()) {
         match classify(&line) {
             Line::Header(label) => {
                 flush(&mut pending, &mut current, &mut out.notes);
@@ -173,17 +174,33 @@ enum Line {
     List(String),
 }
 
-/// Folds the characters labels vary in: ligatures, curly quotes, dashes, odd spaces.
+/// Whether a character is invisible and only ever joins or marks text (zero-width spaces and
+/// joiners, direction marks, the byte order mark): labels copied from web pages carry them inside
+/// names (`Lina\u{200B}lool`), so they are dropped, never read as a separator.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// Folds the characters labels vary in: ligatures, curly quotes, dashes, odd spaces, invisible
+/// characters, soft hyphens.
 fn clean_line(line: &str) -> String {
     let mut s = String::with_capacity(line.len());
-    for c in line.chars() {
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             'ﬁ' => s.push_str("fi"),
             'ﬂ' => s.push_str("fl"),
             '\u{2018}' | '\u{2019}' | '\u{00B4}' | '`' => s.push('\''),
             '\u{201C}' | '\u{201D}' => s.push('"'),
             '\u{2010}'..='\u{2015}' | '\u{2212}' => s.push('-'),
-            '\u{00A0}' | '\u{2002}'..='\u{200B}' | '\t' | '\r' => s.push(' '),
+            // A soft hyphen stands where a hyphen was (`Pentapeptide\u{AD}17`, `C12\u{AD}-15`).
+            '\u{00AD}' => {
+                if !s.ends_with('-') && chars.peek() != Some(&'-') {
+                    s.push('-');
+                }
+            }
+            c if is_invisible(c) => {}
+            '\u{00A0}' | '\u{2002}'..='\u{200A}' | '\t' | '\r' => s.push(' '),
             '•' | '·' | '|' => s.push(','),
             c if c.is_control() => s.push(' '),
             c => s.push(c),
@@ -253,6 +270,11 @@ fn is_label_word(s: &str) -> bool {
         "other ingredients",
         "key ingredients",
         "contains",
+        // "Allergens: Linalool." declares the allergens of the fragrance: ingredients, not a note.
+        "allergens",
+        "allergen",
+        "fragrance allergens",
+        "allergens in fragrance",
     ]
     .contains(&l.trim())
 }
@@ -325,7 +347,8 @@ fn split_may_contain(text: &str) -> (&str, Option<&str>) {
     }
 }
 
-const FOOTNOTE_MARKS: [char; 4] = ['*', '†', '‡', '°'];
+/// Footnote markers (`key` folds the same four into spaces).
+pub(crate) const FOOTNOTE_MARKS: [char; 4] = ['*', '†', '‡', '°'];
 
 /// Drops brackets that have no partner, so that "Water (Aqua, Eau" cannot swallow the rest of the
 /// list into one entry.
@@ -565,31 +588,56 @@ fn last_group_start(s: &str) -> Option<usize> {
     None
 }
 
+/// A letter with its accent removed (`é` → `e`); other characters unchanged.
+pub(crate) fn fold_accent(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'a',
+        'ç' | 'Ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
+        'ñ' | 'Ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'ø' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
+        'ý' | 'ÿ' | 'Ý' => 'y',
+        'ß' => 's',
+        c => c,
+    }
+}
+
 /// The lookup key of a name: lower case, accents folded, spacing and punctuation normalized.
 pub fn key(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
+        if is_invisible(c) {
+            continue;
+        }
         let folded = match c {
-            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'a',
-            'ç' | 'Ç' => 'c',
-            'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
-            'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
-            'ñ' | 'Ñ' => 'n',
-            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'ø' => 'o',
-            'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
-            'ý' | 'ÿ' | 'Ý' => 'y',
-            'ß' => 's',
-            c if FOOTNOTE_MARKS.contains(&c) => ' ',
-            '_' => ' ',
-            c => c,
+            '*' | '†' | '‡' | '°' | '_' => ' ',
+            // "Water\Aqua\Eau": a backslash separates alternatives as a slash does.
+            '\\' => '/',
+            c => fold_accent(c),
         };
-        for l in folded.to_lowercase() {
-            out.push(l);
+        if folded.is_ascii() {
+            out.push(folded.to_ascii_lowercase());
+        } else {
+            out.extend(folded.to_lowercase());
         }
     }
-    let out = out.replace(" /", "/").replace("/ ", "/").replace(" - ", "-").replace("- ", "-");
-    let out = collapse_spaces(&out);
-    out.trim_end_matches('.').trim().to_owned()
+    // The common case (no slash, no dash before a space, single spaces) skips the rewrites.
+    let mut out = if out.contains('/') || out.contains("- ") {
+        out.replace(" /", "/").replace("/ ", "/").replace(" - ", "-").replace("- ", "-")
+    } else {
+        out
+    };
+    let tidy = !out.starts_with(' ') && !out.ends_with(' ') && !out.contains("  ");
+    if !tidy || out.chars().any(|c| c.is_whitespace() && c != ' ') {
+        out = collapse_spaces(&out);
+    }
+    let trimmed = out.trim_end_matches('.').trim();
+    if trimmed.len() != out.len() {
+        out = trimmed.to_owned();
+    }
+    out
 }
 
 /// The keys under which an entry may be known, most specific first: the whole text, the text

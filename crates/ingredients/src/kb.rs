@@ -9,9 +9,11 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::inci::{candidate_keys, key, parse};
+use crate::resolve::{Index, RULES_VERSION, read_different_substances};
 
 const INGREDIENTS_CSV: &str = include_str!("../data/ingredients.csv");
 const SOURCES_CSV: &str = include_str!("../data/sources.csv");
+const DIFFERENT_SUBSTANCES_CSV: &str = include_str!("../data/different_substances.csv");
 
 /// Evidence that an active addresses a concern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -151,9 +153,10 @@ pub const FAMILIES: [(&str, &str); 12] = [
 /// The knowledge base, indexed for lookups.
 #[derive(Debug)]
 pub struct KnowledgeBase {
-    ingredients: Vec<Ingredient>,
+    pub(crate) ingredients: Vec<Ingredient>,
     by_id: HashMap<String, usize>,
-    by_key: HashMap<String, usize>,
+    pub(crate) by_key: HashMap<String, usize>,
+    pub(crate) index: Index,
     version: String,
 }
 
@@ -180,11 +183,21 @@ impl KnowledgeBase {
     /// The knowledge base shipped with this build.
     pub fn bundled() -> &'static KnowledgeBase {
         static KB: OnceLock<KnowledgeBase> = OnceLock::new();
-        KB.get_or_init(|| Self::from_csv(INGREDIENTS_CSV, SOURCES_CSV).expect("the bundled knowledge base is valid"))
+        KB.get_or_init(|| {
+            Self::from_data(INGREDIENTS_CSV, SOURCES_CSV, DIFFERENT_SUBSTANCES_CSV)
+                .expect("the bundled knowledge base is valid")
+        })
     }
 
-    /// Loads and checks a knowledge base.
+    /// Loads and checks a knowledge base, without a list of different substances.
     pub fn from_csv(ingredients: &str, sources: &str) -> Result<Self, String> {
+        Self::from_data(ingredients, sources, "phrase,not,why\n")
+    }
+
+    /// Loads and checks a knowledge base and its reviewed list of different substances
+    /// (`phrase,not,why`: a phrase that contains an ingredient's name but is another substance;
+    /// see [`crate::resolve`]).
+    pub fn from_data(ingredients: &str, sources: &str, different_substances: &str) -> Result<Self, String> {
         let mut refs = HashMap::new();
         for rec in csv::Reader::from_reader(sources.as_bytes()).records() {
             let rec = rec.map_err(|e| format!("sources.csv: {e}"))?;
@@ -193,8 +206,13 @@ impl KnowledgeBase {
             let url = rec.get(2).map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned);
             refs.insert(key.clone(), Source { key, citation, url });
         }
-        let mut kb =
-            Self { ingredients: Vec::new(), by_id: HashMap::new(), by_key: HashMap::new(), version: String::new() };
+        let mut kb = Self {
+            ingredients: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+            index: Index::default(),
+            version: String::new(),
+        };
         for (line, row) in csv::Reader::from_reader(ingredients.as_bytes()).deserialize::<Row>().enumerate() {
             let row = row.map_err(|e| format!("ingredients.csv row {}: {e}", line + 2))?;
             let bad = |what: String| format!("ingredients.csv {}: {what}", row.id);
@@ -271,11 +289,19 @@ impl KnowledgeBase {
             kb.by_key.entry(ing.id.replace('-', " ")).or_insert(i);
             kb.ingredients.push(ing);
         }
-        kb.version = hex::encode(&Sha256::digest(format!("{ingredients}\n{sources}").as_bytes())[..8]);
+        let different = read_different_substances(different_substances, &kb.by_id)?;
+        kb.index = Index::new(&kb.ingredients, &kb.by_key, different);
+        // The rules that read labels are part of the version: products derived under other rules
+        // are derived again, as under other data.
+        kb.version = hex::encode(
+            &Sha256::digest(format!("{ingredients}\n{sources}\n{different_substances}\n{RULES_VERSION}").as_bytes())
+                [..8],
+        );
         Ok(kb)
     }
 
-    /// A digest of the data: products derived under another version must be recomputed.
+    /// A digest of the data and of the resolution rules: products derived under another version
+    /// must be recomputed.
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -295,7 +321,8 @@ impl KnowledgeBase {
         self.by_key.get(&key(name)).map(|&i| &self.ingredients[i])
     }
 
-    /// Resolves a declared entry's text, trying its parenthesised and slash-separated alternatives.
+    /// Resolves a declared entry's text, trying its parenthesised and slash-separated alternatives
+    /// (exact names only; [`KnowledgeBase::resolve_entry`] reads labels as they really are).
     pub fn resolve(&self, text: &str) -> Option<&Ingredient> {
         candidate_keys(text).iter().find_map(|k| self.by_key.get(k)).map(|&i| &self.ingredients[i])
     }
@@ -303,7 +330,9 @@ impl KnowledgeBase {
     /// Resolves one ingredient written any way a label writes it: any name or synonym, with its
     /// alternatives in parentheses or after slashes (`Water (Aqua)`, `Aqua/Water/Eau`), a footnote
     /// marker (`Glycerin*`) or a declared strength (`Niacinamide 5%`, `Salicylic Acid 2% (BHA)`).
-    /// Text that parses as several ingredients is not one ingredient.
+    /// Text that parses as several ingredients is not one ingredient. Failing the exact names, the
+    /// label forms of [`KnowledgeBase::resolve_entry`] are read (`Linalool 78-70-6`, `d-Limonene`,
+    /// `Linalooll`) when they give one ingredient and name nothing else.
     pub fn resolve_label(&self, text: &str) -> Option<&Ingredient> {
         if let Some(i) = self.lookup(text) {
             return Some(i);
@@ -312,11 +341,18 @@ impl KnowledgeBase {
         // ("Salicylic Acid 2% (BHA)" is salicylic acid, not the BHA in its note).
         let parsed = parse(text);
         let mut entries = parsed.entries();
-        match (entries.next(), entries.next()) {
-            (Some(only), None) => self.resolve(&only.text).or_else(|| self.resolve(text)),
-            (Some(_), Some(_)) => None,
-            (None, _) => self.resolve(text),
-        }
+        let one = match (entries.next(), entries.next()) {
+            (Some(only), None) => only.text.clone(),
+            (Some(_), Some(_)) => return None,
+            (None, _) => text.to_owned(),
+        };
+        self.resolve(&one).or_else(|| self.resolve(text)).or_else(|| {
+            let m = self.resolve_entry(&one);
+            match m.declared.as_slice() {
+                [only] if m.may_name.is_empty() => Some(*only),
+                _ => None,
+            }
+        })
     }
 
     /// The ids a search term stands for: a family name, or one ingredient by any of its names or

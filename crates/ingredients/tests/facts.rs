@@ -19,12 +19,16 @@ fn allergens_of_several_variants_are_listed_once_in_first_seen_order() {
         "Fragrance Discovery Set",
         "Capri Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Parfum (Fragrance) D-Limonene, Linalool, Benzyl Salicylate, Ethylhexyl Methoxycinnamate, Butyl Methoxydibenzoylmethane, Ethylhexyl Salicylate, Benzl Benzoate, Citral, Geraniol, Eugenol, Benzyl Alcohol, Farnesol, Citronellol, Isoeugenol.\nInvisible Post Eau de Parfum:\nAlcohol Denat. (SD Alcohol 39C), Parfum (Fragrance) Ethylhexyl Methoxycinnamate, Ethylhexyl Salicylate, Butyl Methoxydibenzoylmethane, Benzyl Benzoate, Citral, Coumarin, Limonene, Alpha-Isomethyl Ionone, Linalool.",
     );
+    // "Parfum (Fragrance) D-Limonene" lost its comma: it declares limonene too, in the first
+    // perfume already; "Benzl Benzoate" is a typo of benzyl benzoate.
     assert_eq!(
         f.allergens,
         [
             "fragrance",
+            "limonene",
             "linalool",
             "benzyl-salicylate",
+            "benzyl-benzoate",
             "citral",
             "geraniol",
             "eugenol",
@@ -32,15 +36,17 @@ fn allergens_of_several_variants_are_listed_once_in_first_seen_order() {
             "farnesol",
             "citronellol",
             "isoeugenol",
-            "benzyl-benzoate",
             "coumarin",
-            "limonene",
             "alpha-isomethyl-ionone",
         ]
     );
     assert_eq!(f.actives, ["ethylhexyl-methoxycinnamate", "butyl-methoxydibenzoylmethane", "ethylhexyl-salicylate"]);
-    // The typo "Benzl Benzoate" stays reported, once.
-    assert_eq!(f.unknown_ingredients, ["Benzl Benzoate"]);
+    assert_eq!(f.ingredients[1].ingredient_id.as_deref(), Some("fragrance"));
+    assert_eq!(f.ingredients[1].also, ["limonene"]);
+    assert_eq!(f.ingredients[7].ingredient_id.as_deref(), Some("benzyl-benzoate"));
+    assert!(f.unknown_ingredients.is_empty());
+    // "SD Alcohol 39C" in the parentheses of "Alcohol Denat." names another SD alcohol.
+    assert_eq!(f.possible_ingredients, ["sd-alcohol-40"]);
 }
 
 #[test]

@@ -41,7 +41,9 @@ impl From<StoreError> for dermis_core::Problem {
     fn from(e: StoreError) -> Self {
         use dermis_core::Problem;
         match e {
-            StoreError::Unique { .. } => Problem::conflict("the request conflicts with a stored value that must be unique"),
+            StoreError::Unique { .. } => {
+                Problem::conflict("the request conflicts with a stored value that must be unique")
+            }
             StoreError::Unavailable(m) => Problem::unavailable(&m),
             StoreError::InvalidInput(m) => Problem::malformed(m),
             e @ (StoreError::Migration { .. } | StoreError::Other(_)) => Problem::internal(&e),
