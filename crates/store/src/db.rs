@@ -7,7 +7,6 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use crate::error::StoreError;
-use crate::migrate::{self, Migration};
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,11 +196,6 @@ impl Db {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
         })
-    }
-
-    /// Applies the given migrations that are not applied yet, in order.
-    pub async fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
-        migrate::run(self, migrations).await
     }
 
     /// Checks that the database answers a query.

@@ -51,7 +51,15 @@ const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS dermis_migrations (
     PRIMARY KEY (domain, version)
 )";
 
-pub(crate) async fn run(db: &Db, migrations: &[Migration]) -> Result<(), StoreError> {
+impl Db {
+    /// Applies the given migrations that are not applied yet, in order. (Here, not in `db`:
+    /// migrations know the handle, the handle does not know migrations.)
+    pub async fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
+        run(self, migrations).await
+    }
+}
+
+async fn run(db: &Db, migrations: &[Migration]) -> Result<(), StoreError> {
     // Two nodes creating the table at once can collide on PostgreSQL's catalog even with
     // IF NOT EXISTS; the loser's retry finds the table.
     let mut created = db.writer().execute(BOOKKEEPING).await;
