@@ -238,6 +238,32 @@ async fn an_erasure_holds_on_every_node_against_updates_still_on_the_bus() {
     }
 }
 
+/// A message of the previous release (customer named in clear) still on the bus at an upgrade
+/// is applied under the customer's pseudonym, so an erasure reaches it.
+#[tokio::test]
+async fn an_update_naming_a_customer_in_clear_is_applied_under_a_pseudonym() {
+    let app = spawn_app().await;
+    let db = app.test_db.db();
+    let bus = dermis_bus::embedded::EmbeddedBus::new(db.clone());
+    let now = dermis_core::clock::now_ms();
+    let old = json!({"write_key_id": "wk_old", "features": [{"id": "old:0", "customer_id": "u-legacy",
+        "product_id": "P-old", "action": "view", "amount_minor": 0, "at_ms": now}]});
+    bus.publish("events.ingested", "ingestion", "ing_old", &old.to_string()).await.unwrap();
+    let started = std::time::Instant::now();
+    while app.get("/v1/features/customers/u-legacy", Role::Admin).await.status() != 200 {
+        assert!(started.elapsed() < Duration::from_secs(15), "the old message was never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    erase_one_user(&app, "u-legacy").await;
+    assert_problem(app.get("/v1/features/customers/u-legacy", Role::Admin).await, 404).await;
+}
+
+async fn erase_one_user(app: &TestApp, user: &str) {
+    let res =
+        app.request(Method::DELETE, &format!("/v1/events?user_id={user}"), Some(Role::Admin)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
 async fn erase_one(app: &TestApp) {
     let res =
         app.request(Method::DELETE, &format!("/v1/events?user_id={USER}"), Some(Role::Admin)).send().await.unwrap();

@@ -182,6 +182,18 @@ impl Ingestor {
         self
     }
 
+    /// Makes sure an `events.ingested` message from the bus names customers by pseudonym only:
+    /// a node of the previous release, or a message written before the upgrade, named them in
+    /// clear, and what is applied in clear could never be erased.
+    pub fn pseudonymize(&self, ingested: &mut crate::outbox::Ingested) {
+        for f in &mut ingested.features {
+            self.pseudonyms.ensure(&mut f.customer_id);
+        }
+        for s in &mut ingested.erase {
+            self.pseudonyms.ensure(s);
+        }
+    }
+
     /// Deletes outbox rows the relay has handed to the bus (see [`LogWriter::relayed`]).
     pub async fn relayed(&self, ids: Vec<String>) -> Result<(), EventsError> {
         Ok(self.writer.relayed(ids).await?)
@@ -408,8 +420,8 @@ impl Ingestor {
     /// Erases one customer's events and dead letters, and their online features here (other
     /// nodes forget them when the erasure reaches them on the bus).
     pub async fn erase(&self, who: &log::Subject) -> Result<log::Erased, EventsError> {
-        let now = now_ms();
-        let erased = log::erase(&self.db, who, now, &self.pseudonyms).await?;
+        let erased = log::erase(&self.db, who, &now_ms, &self.pseudonyms).await?;
+        let now = erased.erased_at;
         self.outbox_ready.notify_one();
         // Nothing readable of the person may stay in the files: SQLite zeroed the deleted rows
         // (`secure_delete`); the WAL still holds their old pages until it is checkpointed and

@@ -442,6 +442,10 @@ pub struct Erased {
     pub events: u64,
     /// Dead letters deleted.
     pub dead_letters: u64,
+    /// When the erasure took effect (read inside its transaction, after its deletes), ms: an
+    /// update received before it is dropped wherever it arrives later.
+    #[serde(skip)]
+    pub erased_at: i64,
 }
 
 /// How long erasure records are kept: the features' horizon (no snapshot older than that is
@@ -474,7 +478,12 @@ fn json_member_patterns(key: &str, value: &str) -> Vec<String> {
 /// (events carrying one of their anonymous ids and no other user id); their dead letters; in
 /// one transaction with an outbox message that makes every node forget their features, and a
 /// record of the erasure (see [`erasures_since`]).
-pub async fn erase(db: &Db, who: &Subject, now: i64, pseudonyms: &Pseudonyms) -> Result<Erased, StoreError> {
+pub async fn erase(
+    db: &Db,
+    who: &Subject,
+    clock: &(dyn Fn() -> i64 + Sync),
+    pseudonyms: &Pseudonyms,
+) -> Result<Erased, StoreError> {
     // Who, and which dead letters, found on a reader first: the write transaction holds the
     // write turn (on SQLite, ingestion waits for it), so it only deletes.
     let backend = db.backend();
@@ -547,6 +556,10 @@ pub async fn erase(db: &Db, who: &Subject, now: i64, pseudonyms: &Pseudonyms) ->
     // The bus message and the record name the customers by pseudonym only: both outlive the
     // erasure (the bus keeps messages a week; the record 90 days).
     let hidden: Vec<String> = subjects.iter().map(|s| pseudonyms.customer(s)).collect();
+    // The erasure's time is read now, after its deletes and before its commit: an event
+    // received before it and committed before the deletes is gone with them, and its feature
+    // update, if still on the bus, falls under the tombstone.
+    let now = clock();
     let forget = Ingested { write_key_id: String::new(), features: Vec::new(), erase: hidden.clone(), erased_at: now };
     outbox::append(&mut tx, &forget, now).await?;
     let record = serde_json::to_string(&hidden).map_err(|e| StoreError::Other(e.to_string()))?;
@@ -562,7 +575,7 @@ pub async fn erase(db: &Db, who: &Subject, now: i64, pseudonyms: &Pseudonyms) ->
         .await?;
     Db::secure_deletes(&mut tx, backend, false).await?;
     tx.commit().await?;
-    Ok(Erased { subjects, events, dead_letters })
+    Ok(Erased { subjects, events, dead_letters, erased_at: now })
 }
 
 /// Deletes `who`'s events (with `without_user`, only those that carry no user id), and on

@@ -258,7 +258,7 @@ async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: 
     assert_eq!(device.len(), 9, "{device:?}");
 
     let erased =
-        erase(&db, &Subject::User("u1".into()), 10, &dermis_features::Pseudonyms::with_key(b"test")).await.unwrap();
+        erase(&db, &Subject::User("u1".into()), &|| 10, &dermis_features::Pseudonyms::with_key(b"test")).await.unwrap();
     assert_eq!(erased.subjects, ["u1", "a1"]);
     assert_eq!(erased.events, 9, "her six, and the three anonymous ones of her device");
     assert!(events_of(&db, &Subject::User("u1".into()), None, 100).await.unwrap().is_empty());
@@ -279,7 +279,7 @@ async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: 
         assert_eq!(count("SELECT COUNT(*) FROM events_by_anonymous").await, 3);
     }
     assert_eq!(
-        erase(&db, &Subject::User("u1".into()), 11, &dermis_features::Pseudonyms::with_key(b"test"))
+        erase(&db, &Subject::User("u1".into()), &|| 11, &dermis_features::Pseudonyms::with_key(b"test"))
             .await
             .unwrap()
             .events,
@@ -332,7 +332,7 @@ async fn keys_stay_above_the_watermark_after_the_newest_events_are_erased() {
     .unwrap();
     LogWriter::new(db.clone()).index_tail().await.unwrap();
     assert_eq!(
-        erase(&db, &Subject::User("u9".into()), 1, &dermis_features::Pseudonyms::with_key(b"test"))
+        erase(&db, &Subject::User("u9".into()), &|| 1, &dermis_features::Pseudonyms::with_key(b"test"))
             .await
             .unwrap()
             .events,
@@ -345,7 +345,7 @@ async fn keys_stay_above_the_watermark_after_the_newest_events_are_erased() {
     next.index_tail().await.unwrap();
     assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 1, "listed once indexed");
     assert_eq!(
-        erase(&db, &Subject::User("u1".into()), 2, &dermis_features::Pseudonyms::with_key(b"test"))
+        erase(&db, &Subject::User("u1".into()), &|| 2, &dermis_features::Pseudonyms::with_key(b"test"))
             .await
             .unwrap()
             .events,

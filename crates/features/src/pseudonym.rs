@@ -50,6 +50,21 @@ impl Pseudonyms {
         Ok(Self::with_key(&key))
     }
 
+    /// Whether `id` has the shape of a pseudonym (`cx_` and 32 lower-case hex digits).
+    pub fn is_pseudonym(id: &str) -> bool {
+        id.len() == 35
+            && id.starts_with("cx_")
+            && id[3..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
+    /// `id` as a pseudonym: unchanged when it is one already, else hashed (an update of the
+    /// previous release, which named customers in clear, still on the bus at an upgrade).
+    pub fn ensure(&self, id: &mut String) {
+        if !Self::is_pseudonym(id) {
+            *id = self.customer(id);
+        }
+    }
+
     /// The customer's pseudonym (`cx_` and 32 hex digits).
     pub fn customer(&self, customer_id: &str) -> String {
         let mut mac = self.mac.clone();
@@ -72,5 +87,10 @@ mod tests {
         assert_ne!(a.customer("u-42"), b.customer("u-42"), "another deployment, another pseudonym");
         let p = a.customer("ana@example.com");
         assert!(p.starts_with("cx_") && p.len() == 35 && !p.contains("ana"), "{p}");
+        assert!(Pseudonyms::is_pseudonym(&p) && !Pseudonyms::is_pseudonym("cx_ana"));
+        let (mut clear, mut hidden) = ("ana@example.com".to_owned(), p.clone());
+        a.ensure(&mut clear);
+        a.ensure(&mut hidden);
+        assert_eq!((clear, hidden), (p.clone(), p), "a clear id is hashed, a pseudonym kept");
     }
 }

@@ -85,6 +85,42 @@ impl RedisFeatures {
         })
     }
 
+    /// Deletes customer keys that name a customer in clear (written by a release before
+    /// pseudonyms; no erasure could find them any more). Run once at start; returns how many.
+    pub async fn forget_clear_customers(&self) -> Result<u64, FeatureError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:c:*", self.prefix);
+        let head = format!("{}:c:", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            let clear: Vec<&String> = keys
+                .iter()
+                .filter(|k| {
+                    let id = k.strip_prefix(&head).and_then(|rest| rest.rsplit_once(':')).map_or("", |(id, _)| id);
+                    !crate::Pseudonyms::is_pseudonym(id)
+                })
+                .collect();
+            if !clear.is_empty() {
+                let n: u64 = redis::cmd("DEL").arg(&clear).query_async(&mut conn).await.map_err(err)?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
     fn customer_key(&self, id: &str, what: &str) -> String {
         format!("{}:c:{id}:{what}", self.prefix)
     }

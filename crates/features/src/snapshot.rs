@@ -39,8 +39,17 @@ fn parts(body: &str, size: usize) -> Vec<&str> {
     out
 }
 
-/// Saves the node's snapshot, part by part, then makes it the current one.
+/// Saves the node's snapshot, part by part, then makes it the current one. (Its time is moved
+/// past the current snapshot's when the clock gives the same millisecond or stepped back, so the
+/// new parts never collide with the current ones.)
 pub async fn save(db: &Db, node_id: &str, taken_at: i64, body: &str) -> Result<(), StoreError> {
+    let current: Option<i64> = sqlx::query("SELECT taken_at FROM feature_snapshots WHERE node_id = $1")
+        .bind(node_id)
+        .fetch_optional(db.writer())
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let taken_at = current.map_or(taken_at, |c| taken_at.max(c + 1));
     // Parts of an earlier save that did not finish (a crash), and any left at this time.
     sqlx::query(
         "DELETE FROM feature_snapshot_parts WHERE node_id = $1 AND taken_at NOT IN \

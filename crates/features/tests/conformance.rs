@@ -158,3 +158,32 @@ async fn huge_amounts_saturate(s: Arc<dyn FeatureStore>) {
     }
     assert_eq!(s.customer("c-big", NOW).await.unwrap().spend_minor, i64::MAX);
 }
+
+mod legacy {
+    mod redis {
+        use dermis_features::redis_store::RedisFeatures;
+        use dermis_features::{Action, FeatureStore, Pseudonyms};
+
+        /// Keys of an earlier release named customers in clear; no erasure could reach them.
+        /// They go at start; pseudonymous keys and products stay.
+        #[tokio::test]
+        async fn customer_keys_with_ids_in_clear_are_removed() {
+            let Ok(url) = std::env::var("DERMIS_TEST_REDIS_URL") else {
+                eprintln!("skipped: set DERMIS_TEST_REDIS_URL=redis://... to run the Redis variant");
+                return;
+            };
+            let prefix = format!("t{}", ulid::Ulid::new());
+            let store = RedisFeatures::connect(&url, &prefix).await.unwrap();
+            let hidden = Pseudonyms::with_key(b"k").customer("ana");
+            store
+                .apply(&super::super::ev("l1", "ana@example.com", "p1", Action::View, super::super::NOW))
+                .await
+                .unwrap();
+            store.apply(&super::super::ev("l2", &hidden, "p1", Action::View, super::super::NOW)).await.unwrap();
+            assert_eq!(store.forget_clear_customers().await.unwrap(), 2, "her view list and interests");
+            assert!(store.customer("ana@example.com", super::super::NOW).await.unwrap().recent_views.is_empty());
+            assert_eq!(store.customer(&hidden, super::super::NOW).await.unwrap().recent_views.len(), 1);
+            assert_eq!(store.product("p1", super::super::NOW).await.unwrap().views[0], 2);
+        }
+    }
+}

@@ -90,6 +90,13 @@ pub async fn open_features(config: &Config) -> anyhow::Result<(Arc<dyn FeatureSt
             let redis = RedisFeatures::connect(url, "dermis").await.map_err(|e| {
                 anyhow::anyhow!("connecting to DERMIS_REDIS_URL failed ({})", redact(&e.to_string(), url))
             })?;
+            match redis.forget_clear_customers().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(keys = n, "customer keys of an earlier release (ids in clear) removed from Redis")
+                }
+                Err(e) => tracing::warn!(error = %e, "removing customer keys with ids in clear from Redis failed"),
+            }
             (Arc::new(redis), None)
         }
         Some(_) => anyhow::bail!("DERMIS_REDIS_URL must start with redis:// or rediss://"),

@@ -92,7 +92,8 @@ pub async fn consume_features(bus: Arc<dyn EventBus>, ingestor: Ingestor, consum
         let mut failed = None;
         for envelope in &batch {
             match serde_json::from_str::<Ingested>(&envelope.payload) {
-                Ok(ingested) => {
+                Ok(mut ingested) => {
+                    ingestor.pseudonymize(&mut ingested);
                     if let Err(e) = ingestor.apply_features(&ingested.features).await {
                         failed = Some(e);
                         break;
@@ -278,10 +279,12 @@ mod tests {
         let t = TestDb::sqlite(crate::app::MIGRATIONS).await;
         let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::new(t.db().clone()));
         let store = Arc::new(Flaky { failures: AtomicUsize::new(2), inner: MemoryFeatures::new() });
-        let ingestor = Ingestor::new(t.db().clone(), 4, store.clone(), dermis_features::Pseudonyms::with_key(b"test"));
+        let pseudonyms = dermis_features::Pseudonyms::with_key(b"test");
+        let c1 = pseudonyms.customer("c1");
+        let ingestor = Ingestor::new(t.db().clone(), 4, store.clone(), pseudonyms);
         let update = FeatureEvent {
             id: "wk:m1:0".into(),
-            customer_id: "c1".into(),
+            customer_id: c1.clone(),
             product_id: "p1".into(),
             action: Action::View,
             brand: None,
@@ -302,7 +305,7 @@ mod tests {
         bus.publish(TOPIC, "k", "ing_1", &payload).await.unwrap();
         let consumer = tokio::spawn(consume_features(bus.clone(), ingestor, "features-t".into()));
         let started = std::time::Instant::now();
-        while store.customer("c1", now_ms()).await.unwrap().recent_views.is_empty() {
+        while store.customer(&c1, now_ms()).await.unwrap().recent_views.is_empty() {
             assert!(started.elapsed() < Duration::from_secs(10), "the refused batch never came again");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -311,6 +314,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         consumer.abort();
-        assert_eq!(store.customer("c1", now_ms()).await.unwrap().recent_views.len(), 1);
+        assert_eq!(store.customer(&c1, now_ms()).await.unwrap().recent_views.len(), 1);
     }
 }

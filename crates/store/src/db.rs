@@ -96,31 +96,50 @@ impl Db {
         Ok(())
     }
 
-    /// After an erasure: on SQLite, copies the whole WAL into the database file and truncates
+    /// After an erasure. On SQLite: copies the whole WAL into the database file and truncates
     /// it (`wal_checkpoint(TRUNCATE)`), so the erased rows' old page images are gone from the
-    /// WAL too (the file's own pages were zeroed by `secure_delete`); on PostgreSQL, `VACUUM`s
-    /// `tables` so their dead row versions are reclaimed. Retries a few times while readers
-    /// hold old snapshots; returns whether it completed.
+    /// WAL too (the file's own pages were zeroed by `secure_delete`). It runs on a reader
+    /// connection with a 100 ms busy wait, never on the write pool: a TRUNCATE checkpoint holds
+    /// SQLite's write lock while it waits for readers, and ingestion's writer must not wait
+    /// longer than that; between attempts (at most 30, about 5 s) nothing is held. Returns
+    /// whether it completed. On PostgreSQL: starts a `VACUUM` of `tables` in the background
+    /// (their dead row versions become reusable; PostgreSQL does not zero them, and its WAL
+    /// keeps what it logged) and returns at once.
     pub async fn scrub(&self, tables: &[&str]) -> Result<bool, StoreError> {
         match self.backend {
             Backend::Sqlite => {
-                for attempt in 0..50u64 {
-                    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.write).await?;
-                    let busy: i64 = sqlx::Row::try_get(&row, 0)?;
-                    if busy == 0 {
-                        return Ok(true);
+                let mut conn = self.read.acquire().await?;
+                conn.execute("PRAGMA busy_timeout = 100").await?;
+                let mut done = false;
+                for attempt in 0..30u64 {
+                    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
+                    if let Ok(row) = row
+                        && sqlx::Row::try_get::<i64, _>(&row, 0)? == 0
+                    {
+                        done = true;
+                        break;
                     }
-                    tokio::time::sleep(Duration::from_millis(10 * (attempt + 1).min(10))).await;
+                    tokio::time::sleep(Duration::from_millis(20 * (attempt + 1).min(10))).await;
                 }
-                Ok(false)
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                Ok(done)
             }
             Backend::Postgres => {
+                let mut statements = Vec::new();
                 for t in tables {
                     if !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                         return Err(StoreError::InvalidInput(format!("not a table name: {t:?}")));
                     }
-                    self.write.execute(format!("VACUUM {t}").as_str()).await?;
+                    statements.push(format!("VACUUM {t}"));
                 }
+                let pool = self.write.clone();
+                tokio::spawn(async move {
+                    for s in statements {
+                        if let Err(e) = pool.execute(s.as_str()).await {
+                            tracing::warn!(error = %e, statement = s, "vacuum after an erasure failed");
+                        }
+                    }
+                });
                 Ok(true)
             }
         }

@@ -11,7 +11,7 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            tighten(dir, 0o700);
         }
         Ok(())
     }
@@ -36,7 +36,8 @@ pub fn private_file(file: &Path, create: bool) -> std::io::Result<()> {
         }
         match std::fs::metadata(file) {
             Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                tighten(file, 0o600);
+                Ok(())
             }
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -47,6 +48,16 @@ pub fn private_file(file: &Path, create: bool) -> std::io::Result<()> {
     {
         let _ = (file, create);
         Ok(())
+    }
+}
+
+/// Narrows an existing folder's or file's mode. Not fatal when it cannot (a volume owned by
+/// another user, as with a random UID in a container): the start goes on and says so.
+#[cfg(unix)]
+fn tighten(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make it private to its owner ({mode:o}); others may read it");
     }
 }
 
