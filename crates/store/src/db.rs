@@ -114,7 +114,7 @@ impl Db {
                 for attempt in 0..30u64 {
                     let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
                     if let Ok(row) = row
-                        && sqlx::Row::try_get::<i64, _>(&row, 0)? == 0
+                        && sqlx::Row::try_get::<i64, _>(&row, 0).is_ok_and(|busy| busy == 0)
                     {
                         done = true;
                         break;
