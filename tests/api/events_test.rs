@@ -17,7 +17,7 @@ crate::both_backends!(
     erasure_forgets_a_customer_everywhere
 );
 
-async fn write_key(app: &TestApp) -> String {
+pub(crate) async fn write_key(app: &TestApp) -> String {
     let res = app.post_json("/v1/write-keys", Role::Admin, &json!({"name": "web-shop"})).await;
     assert_eq!(res.status(), 201);
     res.json::<Value>().await.unwrap()["write_key"].as_str().unwrap().to_owned()
@@ -28,8 +28,13 @@ async fn events_of(app: &TestApp, query: &str) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-fn basic(key: &str) -> String {
+pub(crate) fn basic(key: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+}
+
+/// Posts `body` to an ingestion `path` with a write key.
+pub(crate) async fn post_ingest(app: &TestApp, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    app.client.post(app.url(path)).header("authorization", basic(key)).json(body).send().await.unwrap()
 }
 
 fn gzip(body: &Value) -> Vec<u8> {
@@ -256,15 +261,11 @@ async fn a_batch_context_cannot_amplify_what_is_stored() {
     let before = size();
     let tiny: Vec<Value> = (0..2500).map(|i| json!({"type": "identify", "userId": format!("u{i}")})).collect();
     let body = json!({"batch": tiny, "context": {"blob": "x".repeat(380_000)}});
-    let res =
-        app.client.post(app.url("/v1/batch")).header("authorization", basic(&key)).json(&body).send().await.unwrap();
-    let problem = assert_problem(res, 413).await;
+    let problem = assert_problem(post_ingest(&app, &key, "/v1/batch", &body).await, 413).await;
     assert!(problem["detail"].as_str().unwrap().contains("merged into every message"), "{problem}");
     // A context under the message limit, still copied far beyond the request's own size.
     let body = json!({"batch": tiny, "context": {"blob": "x".repeat(20_000)}});
-    let res =
-        app.client.post(app.url("/v1/batch")).header("authorization", basic(&key)).json(&body).send().await.unwrap();
-    assert_problem(res, 413).await;
+    assert_problem(post_ingest(&app, &key, "/v1/batch", &body).await, 413).await;
     assert!(events_of(&app, "user_id=u1").await.is_empty(), "nothing of a refused batch is stored");
     // A 20 KB context and a 20 KB message: the stored message would be 40 KB; it becomes a dead
     // letter (as sent), the others in the batch are stored.
@@ -272,17 +273,7 @@ async fn a_batch_context_cannot_amplify_what_is_stored() {
         {"type": "track", "userId": "u-ok", "event": "X", "messageId": "ok-1"},
         {"type": "track", "userId": "u-big", "event": "X", "messageId": "big-1", "properties": {"blob": "p".repeat(20_000)}}
     ], "context": {"blob": "c".repeat(20_000)}});
-    let r: Value = app
-        .client
-        .post(app.url("/v1/batch"))
-        .header("authorization", basic(&key))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_ingest(&app, &key, "/v1/batch", &body).await.json().await.unwrap();
     assert_eq!(r["accepted"], 1, "{r}");
     assert!(r["rejected"][0]["reason"].as_str().unwrap().contains("once the batch's context is merged"), "{r}");
     let grown = size().saturating_sub(before);

@@ -3,30 +3,20 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use dermis_auth::Role;
 use dermis_bus::EventBus;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::events_test::{post_ingest, write_key};
 use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, spawn_app_on};
 
 const EMAIL: &str = "erase-me.7f3a@example.com";
 const MARKER: &str = "MARKER-c41d-9e2b";
 const USER: &str = "u-raw-5d1c";
 
-fn basic(key: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
-}
-
-async fn write_key(app: &TestApp) -> String {
-    let res = app.post_json("/v1/write-keys", Role::Admin, &json!({"name": "web-shop"})).await;
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["write_key"].as_str().unwrap().to_owned()
-}
-
 async fn send(app: &TestApp, key: &str, path: &str, body: Value) {
-    let res = app.client.post(app.url(path)).header("authorization", basic(key)).json(&body).send().await.unwrap();
+    let res = post_ingest(app, key, path, &body).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 
@@ -190,7 +180,7 @@ async fn an_erasure_holds_on_every_node_against_updates_still_on_the_bus() {
     )
     .await;
     let erased_at = dermis_core::clock::now_ms();
-    erase_one(&app).await;
+    erase_one_user(&app, USER).await;
     let db = app.test_db.db();
     let pseudonyms = dermis_features::Pseudonyms::load(db).await.unwrap();
     let update = |id: &str, received_at_ms: i64| {
@@ -261,11 +251,5 @@ async fn an_update_naming_a_customer_in_clear_is_applied_under_a_pseudonym() {
 async fn erase_one_user(app: &TestApp, user: &str) {
     let res =
         app.request(Method::DELETE, &format!("/v1/events?user_id={user}"), Some(Role::Admin)).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-}
-
-async fn erase_one(app: &TestApp) {
-    let res =
-        app.request(Method::DELETE, &format!("/v1/events?user_id={USER}"), Some(Role::Admin)).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
