@@ -7,12 +7,17 @@
 //! - [`embedded`]: the default, in the store (`bus_messages`, `bus_offsets`) with in-process
 //!   wake-ups: durable across restarts, nothing else to run.
 //! - [`nats`]: NATS JetStream (`DERMIS_BUS_URL=nats://...`) for several nodes.
+//! - [`relay`]: the one outbox relay; a domain registers its outbox as an [`relay::OutboxSource`].
+//! - [`projection`]: state kept current from the bus ([`projection::Projection`]): rebuilt at
+//!   start, fed its topic, snapshotted, its lag and health reported.
 //!
 //! Both pass the same conformance suite (`tests/conformance.rs`). Consumers must be idempotent:
 //! a message whose acknowledgement was lost is delivered again.
 
 pub mod embedded;
 pub mod nats;
+pub mod projection;
+pub mod relay;
 
 use std::time::Duration;
 

@@ -7,15 +7,21 @@
 //!   ("parse, don't validate": nothing past this module sees an unchecked string).
 //! - [`store`]: the SQL, written once for SQLite and PostgreSQL.
 //! - [`service`]: [`Catalog`], the operations (idempotent creates, optimistic concurrency).
+//! - [`search`]: search filters and their validation, the SQL search, pages and facets.
+//! - [`index`]: the in-memory search index of each node ([`index::SearchIndex`], a projection of
+//!   the catalog's events), which answers searches once built.
 //! - [`routes`]: `/v1/products` and `/v1/products/{id}/skus`.
+//! - [`relay`]: the catalog's outbox as the one relay reads it ([`relay::CatalogOutbox`]).
 //!
 //! This crate owns the `products`, `skus` and `catalog_outbox` tables. Other domains use
 //! [`Catalog`] or the catalog's events, never these tables.
 
 pub mod facts;
 pub mod import;
+pub mod index;
 pub mod input;
 pub mod model;
+pub mod relay;
 pub mod routes;
 pub mod search;
 pub mod service;
@@ -92,6 +98,10 @@ pub enum CatalogError {
         /// What is stored.
         actual: i64,
     },
+    /// A search cursor this listing did not return (a relevance-ranked search continues only
+    /// from its own cursors).
+    #[error("the cursor is not one this search returned")]
+    InvalidCursor,
     /// The idempotency key was used for a different request.
     #[error("the Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,

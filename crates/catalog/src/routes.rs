@@ -11,7 +11,7 @@ use dermis_auth::{AnyRole, Auth, Authenticator};
 use dermis_core::page::Cursor;
 use dermis_core::problem::ProblemBody;
 use dermis_core::{
-    ApiJson, ApiJsonBytes, ApiPath, ApiQuery, IdempotencyKey, IfMatch, Page, Problem, ProblemKind, etag,
+    ApiJson, ApiJsonBytes, ApiPath, ApiQuery, FieldError, IdempotencyKey, IfMatch, Page, Problem, ProblemKind, etag,
 };
 use dermis_store::idempotency::request_hash;
 use utoipa_axum::router::OpenApiRouter;
@@ -64,6 +64,9 @@ impl From<CatalogError> for Problem {
             CatalogError::Duplicate { .. } => Problem::conflict(e.to_string()),
             CatalogError::VersionMismatch { .. } => Problem::new(ProblemKind::PreconditionFailed, e.to_string()),
             CatalogError::IdempotencyKeyReused => Problem::new(ProblemKind::IdempotencyKeyReused, e.to_string()),
+            CatalogError::InvalidCursor => {
+                Problem::validation(vec![FieldError::new("cursor", "is not a cursor returned by this search")])
+            }
             CatalogError::Store(e) => e.into(),
         }
     }

@@ -1,6 +1,11 @@
 //! Product search: text, category, routine step, concern, skin type, price, attributes, and
-//! ingredient inclusion/exclusion that understands synonyms and families. Runs in SQL on both
-//! backends so every node answers the same.
+//! ingredient inclusion/exclusion that understands synonyms and families.
+//!
+//! [`SearchFilter::parse`] validates a search. Two engines answer it with the same filter
+//! semantics: the in-memory index of each node ([`crate::index`], ranked text matching, what the
+//! API uses once the index is built), and the SQL here (`words` as substrings of name and brand,
+//! id order), which answers for a [`crate::Catalog`] without an index or before its index is
+//! built, and is the reference the index is tested against.
 //!
 //! Safety rule: an exclusion is only satisfied by a product whose ingredient list is known and
 //! contains none of the excluded ingredients (by canonical id, or by declared name for names the
@@ -12,6 +17,7 @@
 //! background refresh reaches them after an upgrade) are not trusted to say "free of".
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dermis_core::{FieldError, Problem};
 use dermis_ingredients::RoutineStep;
@@ -20,6 +26,7 @@ use dermis_ingredients::kb::{CONCERNS, FAMILIES, KnowledgeBase};
 use dermis_store::StoreError;
 use dermis_store::sqlx::{self, Any, Executor, Row};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::facts::SKIN_TYPES;
@@ -393,11 +400,40 @@ pub async fn facets(db: &dermis_store::Db, f: &SearchFilter) -> Result<Facets, S
     Ok(out)
 }
 
+/// A product in a page of search results: its id, and its JSON as listings show it (serialized
+/// once, when the index took the product, so a page costs no serialization of products).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The product id.
+    pub id: String,
+    json: Arc<RawValue>,
+}
+
+impl Listed {
+    /// A product as listings show it (without the parsed ingredient list).
+    pub fn new(p: &Product) -> Result<Self, serde_json::Error> {
+        let json: Arc<RawValue> = Arc::from(serde_json::value::to_raw_value(p)?);
+        Ok(Self { id: p.id.clone(), json })
+    }
+
+    /// Its JSON.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+}
+
+impl Serialize for Listed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
+    }
+}
+
 /// A page of search results.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchPage {
-    /// The products, in creation order.
-    pub items: Vec<Product>,
+    /// The products: by relevance when the search has words (`q`), otherwise in creation order.
+    #[schema(value_type = Vec<Product>)]
+    pub items: Vec<Listed>,
     /// Pass as `cursor` to get the next page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,

@@ -1,6 +1,10 @@
 //! [`Catalog`]: the catalog's operations. Creates take an optional idempotency key and are
 //! recorded with it in one transaction; updates use optimistic concurrency on `version`; every
-//! change appends its domain event to the outbox in the same transaction.
+//! change appends its domain event to the outbox in the same transaction. After each commit that
+//! changed products or their SKUs, [`Catalog::committed`] brings this node's search index up to
+//! date before the operation answers (read-your-writes); other nodes learn of it from the event.
+
+use std::sync::Arc;
 
 use dermis_core::clock::now_ms;
 use dermis_core::ids::new_id;
@@ -12,9 +16,10 @@ use serde_json::json;
 
 use crate::CatalogError;
 use crate::facts;
+use crate::index::SearchIndex;
 use crate::input::{NewProduct, NewSku, ProductChanges, SkuChanges};
 use crate::model::{Product, ProductStatus, Sku};
-use crate::search::{self, SearchFilter, SearchPage};
+use crate::search::{self, Listed, SearchFilter, SearchPage};
 use crate::store::{self, ProductFilter, ProductRef};
 
 /// An idempotency key with what it protects.
@@ -41,6 +46,8 @@ pub struct Created<T> {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     db: Db,
+    /// This node's search index, when attached: searched once built, refreshed after each write.
+    index: Option<Arc<SearchIndex>>,
 }
 
 fn duplicate(
@@ -134,7 +141,36 @@ async fn record(conn: &mut AnyConnection, idem: Option<&Idempotent>, id: &str) -
 impl Catalog {
     /// The catalog stored in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, index: None }
+    }
+
+    /// The same catalog, searching `index` (once it is built) and refreshing it after each of its
+    /// writes. Build the index from a catalog first: `SearchIndex::new(catalog.clone())`.
+    pub fn with_index(mut self, index: Arc<SearchIndex>) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// The search index attached, if any.
+    pub fn index(&self) -> Option<&Arc<SearchIndex>> {
+        self.index.as_ref()
+    }
+
+    /// The store.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The one step after every commit that changed these products (their fields, facts or
+    /// SKUs): re-reads them into this node's search index before the operation answers. The
+    /// commit stands whatever happens here; if the read fails, the change's event brings the
+    /// index up to date when this node consumes it.
+    async fn committed(&self, product_ids: &[&str]) {
+        let Some(index) = &self.index else { return };
+        let ids: Vec<String> = product_ids.iter().map(|s| (*s).to_owned()).collect();
+        if let Err(e) = index.refresh(&ids).await {
+            tracing::warn!(error = %e, products = ?ids, "refreshing the search index after a write failed; the bus will");
+        }
     }
 
     /// Creates a product.
@@ -164,6 +200,7 @@ impl Catalog {
         let product = derive_facts(&mut tx, &id).await?;
         store::append_event(&mut tx, "catalog.product.created", &id, &event_payload(&product), now).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        self.committed(&[&id]).await;
         Ok(Created { value: product, replayed: false })
     }
 
@@ -194,7 +231,8 @@ impl Catalog {
         Ok(Page::from_rows(rows, limit, |p| p.id.clone()))
     }
 
-    /// Searches products (see [`crate::search`]).
+    /// Searches products (see [`crate::search`]): through the index when one is attached and
+    /// built, otherwise in SQL.
     pub async fn search(
         &self,
         filter: &SearchFilter,
@@ -202,11 +240,23 @@ impl Catalog {
         limit: Limit,
         with_facets: bool,
     ) -> Result<SearchPage, CatalogError> {
+        if let Some(index) = &self.index
+            && let Some(page) = index.search(filter, cursor, limit, with_facets)
+        {
+            return page;
+        }
+        // No index, or not built yet: SQL.
         let rows = search::search(self.db.reader(), filter, cursor.map(|c| c.0.as_str()), limit.get() + 1).await?;
         let page = Page::from_rows(rows, limit, |p| p.id.clone());
         let facets = if with_facets { Some(search::facets(&self.db, filter).await?) } else { None };
+        let items = page
+            .items
+            .iter()
+            .map(Listed::new)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Other(format!("serializing a product: {e}")))?;
         Ok(SearchPage {
-            items: page.items,
+            items,
             next_cursor: page.next_cursor,
             facets,
             unknown_terms: filter.unknown_terms(),
@@ -233,10 +283,16 @@ impl Catalog {
                 return Ok(done);
             }
             let mut tx = self.db.begin().await?;
+            let now = now_ms();
             for id in &ids {
-                derive_facts(&mut tx, id).await?;
+                let p = derive_facts(&mut tx, id).await?;
+                // No new version, but what searches and listings say changed: other nodes' search
+                // indexes learn it from this event.
+                store::append_event(&mut tx, "catalog.product.updated", id, &event_payload(&p), now).await?;
             }
             tx.commit().await.map_err(StoreError::from)?;
+            let refreshed: Vec<&str> = ids.iter().map(String::as_str).collect();
+            self.committed(&refreshed).await;
             done += ids.len();
         }
     }
@@ -318,8 +374,11 @@ impl Catalog {
                 store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?
             };
             if next == current {
-                // Only the derived facts were refreshed: no new version, no event.
+                // Only the derived facts were refreshed: no new version; the event tells other
+                // nodes' search indexes.
+                store::append_event(&mut tx, "catalog.product.updated", id, &event_payload(&updated), now).await?;
                 tx.commit().await.map_err(StoreError::from)?;
+                self.committed(&[id]).await;
                 return Ok(updated);
             }
             let event = if was_active && updated.status == ProductStatus::Discontinued {
@@ -329,6 +388,7 @@ impl Catalog {
             };
             store::append_event(&mut tx, event, id, &event_payload(&updated), now).await?;
             tx.commit().await.map_err(StoreError::from)?;
+            self.committed(&[id]).await;
             return Ok(updated);
         }
         Err(CatalogError::Store(StoreError::Unavailable("the product kept changing; retry".into())))
@@ -371,6 +431,7 @@ impl Catalog {
             .ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
         store::append_event(&mut tx, "catalog.sku.created", &id, &json!(sku), now).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        self.committed(&[product_id]).await;
         Ok(Created { value: sku, replayed: false })
     }
 
@@ -445,6 +506,7 @@ impl Catalog {
             let updated = store::get_sku(&mut *tx, product_id, id).await?.ok_or_else(not_found)?;
             store::append_event(&mut tx, "catalog.sku.updated", id, &json!(updated), now).await?;
             tx.commit().await.map_err(StoreError::from)?;
+            self.committed(&[product_id]).await;
             return Ok(updated);
         }
         Err(CatalogError::Store(StoreError::Unavailable("the SKU kept changing; retry".into())))

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dermis_core::clock::now_ms;
+use async_trait::async_trait;
+use dermis_core::clock::{SharedClock, SystemClock};
 use dermis_store::Db;
 use serde::Serialize;
 use serde_json::Value;
@@ -16,14 +17,39 @@ use crate::EventsError;
 use crate::log::{self, Accepted, Append, DeadLetter, LogWriter};
 use crate::message::{BatchDefaults, Kind, Message, normalize, normalize_owned, parse_time, serialized_len};
 use crate::outbox::Ingested;
+use crate::pseudonym::Pseudonyms;
 use crate::schemas::{Check, SchemaRegistry};
 use crate::write_keys::WriteKeys;
-use dermis_features::{Action, FeatureEvent, FeatureStore, ProductDirectory, Pseudonyms};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 2500;
 /// Largest request body.
 pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
+
+/// A projection of the event stream on this node that sees what ingestion stored before the
+/// answer leaves (read-your-writes) and forgets erased customers at once. Other nodes learn the
+/// same from `events.ingested` on the bus (see [`crate::outbox`]); the repeat on this node must
+/// count for nothing.
+///
+/// Ingestion hands a hook the messages of a request before they move into the log
+/// ([`Self::prepare`]: the hook takes what it needs of them) and applies what it prepared once
+/// they are stored ([`Prepared::stored`]); a failed append applies nothing.
+#[async_trait]
+pub trait IngestHook: Send + Sync + 'static {
+    /// Takes what the hook needs of messages the source `write_key_id` is about to store (a
+    /// retried request brings its duplicates again).
+    async fn prepare(&self, write_key_id: &str, messages: &[&Message]) -> Box<dyn Prepared>;
+
+    /// Customers, as pseudonyms, whose events were just erased at `erased_at`.
+    async fn erased(&self, pseudonyms: &[String], erased_at: i64);
+}
+
+/// What an [`IngestHook`] prepared from messages about to be stored.
+#[async_trait]
+pub trait Prepared: Send {
+    /// The messages are stored: apply.
+    async fn stored(self: Box<Self>);
+}
 
 /// The ingestion service.
 #[derive(Clone)]
@@ -31,62 +57,18 @@ pub struct Ingestor {
     db: Db,
     keys: WriteKeys,
     permits: Arc<Semaphore>,
-    features: Arc<dyn FeatureStore>,
-    directory: Option<Arc<dyn ProductDirectory>>,
+    hooks: Vec<Arc<dyn IngestHook>>,
     outbox_ready: Arc<Notify>,
     writer: LogWriter,
     pseudonyms: Pseudonyms,
+    node: String,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Ingestor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingestor").field("features", &self.features.name()).finish_non_exhaustive()
+        f.debug_struct("Ingestor").field("node", &self.node).field("hooks", &self.hooks.len()).finish_non_exhaustive()
     }
-}
-
-/// The feature updates a stored message implies: views, add-to-carts and purchases of products,
-/// for the customer's pseudonym (features never hold a customer id in clear).
-pub fn feature_events(write_key_id: &str, m: &Message, pseudonyms: &Pseudonyms) -> Vec<FeatureEvent> {
-    let (Kind::Track, Some(event)) = (m.kind, m.event.as_deref()) else { return Vec::new() };
-    let action = match crate::schemas::normalize_name(event).as_str() {
-        "product_viewed" => Action::View,
-        "product_added" => Action::AddToCart,
-        "order_completed" => Action::Purchase,
-        _ => return Vec::new(),
-    };
-    let props = m.payload.get("properties").unwrap_or(&Value::Null);
-    let products: Vec<&Value> = match action {
-        Action::Purchase => {
-            props.get("products").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
-        }
-        _ => vec![props],
-    };
-    let customer = pseudonyms.customer(m.partition_key());
-    let text = |v: &Value, k: &str| {
-        v.get(k).and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
-    };
-    products
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            let product_id = text(p, "product_id")?;
-            let price = p.get("price").and_then(Value::as_f64).unwrap_or(0.0);
-            let quantity = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
-            Some(FeatureEvent {
-                id: format!("{write_key_id}:{}:{i}", m.message_id),
-                customer_id: customer.clone(),
-                product_id,
-                action,
-                brand: text(p, "brand"),
-                category: text(p, "category"),
-                routine_step: None,
-                actives: Vec::new(),
-                amount_minor: if action == Action::Purchase { (price * quantity * 100.0).round() as i64 } else { 0 },
-                at_ms: m.timestamp_ms,
-                received_at_ms: m.received_at_ms,
-            })
-        })
-        .collect()
 }
 
 /// A message that was not accepted.
@@ -149,8 +131,9 @@ pub fn classify(m: Message) -> Result<Accepted, DeadLetter> {
 
 impl Ingestor {
     /// Ingestion into `db`, with at most `concurrency` requests writing at once (more wait up to
-    /// 250 ms, then get a 429); features of customers under `pseudonyms`.
-    pub fn new(db: Db, concurrency: usize, features: Arc<dyn FeatureStore>, pseudonyms: Pseudonyms) -> Self {
+    /// 250 ms, then get a 429); customers named on the bus and in erasure records by their
+    /// `pseudonyms`.
+    pub fn new(db: Db, concurrency: usize, pseudonyms: Pseudonyms) -> Self {
         // Compile the bundled JSON Schemas now (once per process), not in the first request:
         // that made a node's first event take about 170 ms.
         SchemaRegistry::bundled();
@@ -159,16 +142,29 @@ impl Ingestor {
             writer: LogWriter::new(db.clone()),
             db,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            features,
-            directory: None,
+            hooks: Vec::new(),
             outbox_ready: Arc::new(Notify::new()),
             pseudonyms,
+            node: String::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 
-    /// Enriches feature updates from the catalog (routine step, actives, brand, category).
-    pub fn with_directory(mut self, directory: Arc<dyn ProductDirectory>) -> Self {
-        self.directory = Some(directory);
+    /// Tells `hook` what is stored and erased here, before the answer leaves.
+    pub fn with_hook(mut self, hook: Arc<dyn IngestHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Names this node in what it hands to the bus (its own projections already saw it).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = node.to_owned();
+        self
+    }
+
+    /// Reads the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -182,18 +178,6 @@ impl Ingestor {
         self
     }
 
-    /// Makes sure an `events.ingested` message from the bus names customers by pseudonym only:
-    /// a node of the previous release, or a message written before the upgrade, named them in
-    /// clear, and what is applied in clear could never be erased.
-    pub fn pseudonymize(&self, ingested: &mut crate::outbox::Ingested) {
-        for f in &mut ingested.features {
-            self.pseudonyms.ensure(&mut f.customer_id);
-        }
-        for s in &mut ingested.erase {
-            self.pseudonyms.ensure(s);
-        }
-    }
-
     /// Deletes outbox rows the relay has handed to the bus (see [`LogWriter::relayed`]).
     pub async fn relayed(&self, ids: Vec<String>) -> Result<(), EventsError> {
         Ok(self.writer.relayed(ids).await?)
@@ -204,42 +188,9 @@ impl Ingestor {
         self.outbox_ready.clone()
     }
 
-    /// The feature updates of stored messages, enriched from the catalog: what ingestion applies
-    /// and hands to the bus, and what a restarting node replays from the log.
-    pub async fn feature_updates<'a>(
-        &self,
-        messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
-    ) -> Vec<FeatureEvent> {
-        let mut updates: Vec<FeatureEvent> = messages
-            .into_iter()
-            .flat_map(|(write_key_id, m)| feature_events(write_key_id, m, &self.pseudonyms))
-            .collect();
-        if let Some(dir) = &self.directory {
-            let mut known = std::collections::HashMap::new();
-            for u in &mut updates {
-                if !known.contains_key(&u.product_id) {
-                    let traits = dir.traits(&u.product_id).await;
-                    known.insert(u.product_id.clone(), traits);
-                }
-                if let Some(Some(t)) = known.get(&u.product_id) {
-                    u.enrich(t);
-                }
-            }
-        }
-        updates
-    }
-
-    /// Applies feature updates, all of them even when one fails; returns the first failure. At
-    /// ingestion a failure is logged (the event is in the log and on the bus, whose consumer
-    /// applies it again); the consumer does not acknowledge a batch that failed.
-    pub async fn apply_features(&self, updates: &[FeatureEvent]) -> Result<(), dermis_features::FeatureError> {
-        let mut first = None;
-        for fe in updates {
-            if let Err(e) = self.features.apply(fe).await {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+    /// The pseudonyms customers have on the bus and in derived state.
+    pub fn pseudonyms(&self) -> &Pseudonyms {
+        &self.pseudonyms
     }
 
     /// Wakes the relay after a write that handed something to the bus through the outbox.
@@ -249,44 +200,31 @@ impl Ingestor {
         }
     }
 
-    async fn apply_now(&self, updates: &[FeatureEvent]) {
-        if let Err(e) = self.apply_features(updates).await {
-            tracing::warn!(error = %e, "feature update failed; the bus consumer applies it again");
+    /// What goes on the bus for messages stored now: their ids (the messages stay in the log).
+    fn to_bus(&self, write_key_id: &str, messages: Vec<String>) -> Option<Ingested> {
+        (!messages.is_empty()).then(|| Ingested {
+            write_key_id: write_key_id.to_owned(),
+            node: self.node.clone(),
+            messages,
+            erase: Vec::new(),
+            erased_at: 0,
+        })
+    }
+
+    /// Read-your-writes: this node's projections take what they need of messages about to be
+    /// stored, and apply it once they are (see [`IngestHook`]).
+    async fn prepare_hooks(&self, write_key_id: &str, messages: &[&Message]) -> Vec<Box<dyn Prepared>> {
+        let mut prepared = Vec::with_capacity(self.hooks.len());
+        for hook in &self.hooks {
+            prepared.push(hook.prepare(write_key_id, messages).await);
         }
+        prepared
     }
 
-    /// The online feature store the ingested events update.
-    pub fn features(&self) -> &Arc<dyn FeatureStore> {
-        &self.features
-    }
-
-    /// A product's online features, by its Dermis id or the id an event used for it (they are
-    /// kept under the Dermis id); `None` when the catalog does not know the product.
-    pub async fn product_features(
-        &self,
-        reference: &str,
-        now_ms: i64,
-    ) -> Result<Option<dermis_features::ProductFeatures>, dermis_features::FeatureError> {
-        let id = match &self.directory {
-            Some(dir) => match dir.traits(reference).await {
-                Some(t) => t.id,
-                None => return Ok(None),
-            },
-            None => reference.to_owned(),
-        };
-        self.features.product(&id, now_ms).await.map(Some)
-    }
-
-    /// A customer's online features; `None` when the store holds nothing of them (never seen,
-    /// everything older than the time-to-live, or erased).
-    pub async fn customer_features(
-        &self,
-        customer_id: &str,
-        now_ms: i64,
-    ) -> Result<Option<dermis_features::CustomerFeatures>, dermis_features::FeatureError> {
-        let f = self.features.customer(&self.pseudonyms.customer(customer_id), now_ms).await?;
-        let seen = !(f.recent_views.is_empty() && f.recent_add_to_carts.is_empty() && f.recent_purchases.is_empty());
-        Ok(seen.then_some(f))
+    async fn stored(prepared: Vec<Box<dyn Prepared>>) {
+        for p in prepared {
+            p.stored().await;
+        }
     }
 
     /// The write keys.
@@ -363,7 +301,7 @@ impl Ingestor {
             Ok(Ok(p)) => p,
             _ => return Err(EventsError::Saturated),
         };
-        let received = now_ms();
+        let received = self.clock.now_ms();
         let mut accepted = Vec::with_capacity(raws.len());
         let mut dead = Vec::new();
         let mut failures = Vec::new();
@@ -394,21 +332,17 @@ impl Ingestor {
                 }
             }
         }
-        let features = self.feature_updates(accepted.iter().map(|a| (write_key_id.as_str(), &a.message))).await;
-        // Only what other nodes must apply goes to the bus (identify, page ... have no features).
-        let to_bus = (!features.is_empty()).then(|| Ingested {
-            write_key_id: write_key_id.clone(),
-            features: features.clone(),
-            erase: Vec::new(),
-            erased_at: 0,
-        });
+        let to_bus = self.to_bus(&write_key_id, accepted.iter().map(|a| a.message.message_id.clone()).collect());
         let sent = accepted.len();
+        let messages: Vec<&Message> = accepted.iter().map(|a| &a.message).collect();
+        let prepared = self.prepare_hooks(&write_key_id, &messages).await;
+        drop(messages);
         let job = Append { write_key_id, accepted, dead, to_bus, received_at: received };
         let inserted = self.writer.append(job).await?;
         self.wrote_outbox(inserted > 0);
-        // Read-your-writes on this node: features reflect the events before the answer leaves.
-        // The store ignores an event id it has seen, so retries and duplicates count once.
-        self.apply_now(&features).await;
+        // Read-your-writes on this node. Projections ignore what they have seen, so retries and
+        // duplicates count once.
+        Self::stored(prepared).await;
         Ok(IngestResult {
             success: failures.is_empty(),
             accepted: inserted,
@@ -420,7 +354,8 @@ impl Ingestor {
     /// Erases one customer's events and dead letters, and their online features here (other
     /// nodes forget them when the erasure reaches them on the bus).
     pub async fn erase(&self, who: &log::Subject) -> Result<log::Erased, EventsError> {
-        let erased = log::erase(&self.db, who, &now_ms, &self.pseudonyms).await?;
+        let clock = self.clock.clone();
+        let erased = log::erase(&self.db, who, &move || clock.now_ms(), &self.pseudonyms).await?;
         let now = erased.erased_at;
         self.outbox_ready.notify_one();
         // Nothing readable of the person may stay in the files: SQLite zeroed the deleted rows
@@ -433,10 +368,9 @@ impl Ingestor {
             ),
             Err(e) => tracing::warn!(error = %e, "scrubbing the store after an erasure failed"),
         }
-        for subject in &erased.subjects {
-            if let Err(e) = self.features.forget_customer(&self.pseudonyms.customer(subject), now).await {
-                tracing::warn!(error = %e, "forgetting erased features failed; the bus consumer forgets them again");
-            }
+        let hidden: Vec<String> = erased.subjects.iter().map(|s| self.pseudonyms.customer(s)).collect();
+        for hook in &self.hooks {
+            hook.erased(&hidden, now).await;
         }
         Ok(erased)
     }
@@ -459,23 +393,18 @@ impl Ingestor {
         {
             o.insert("messageId".into(), format!("dlq-{id}").into());
         }
-        let received = parse_time(&dl.received_at).unwrap_or_else(now_ms);
+        let received = parse_time(&dl.received_at).unwrap_or_else(|| self.clock.now_ms());
         let kind = raw.get("type").and_then(Value::as_str).and_then(Kind::parse);
         let m = normalize(&raw, kind, &BatchDefaults::default(), received)
             .map_err(|r| EventsError::StillInvalid(r.reason))?;
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
-        let features = self.feature_updates([(dl.write_key_id.as_str(), &accepted.message)]).await;
-        let to_bus = (!features.is_empty()).then(|| Ingested {
-            write_key_id: dl.write_key_id.clone(),
-            features: features.clone(),
-            erase: Vec::new(),
-            erased_at: 0,
-        });
-        let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, now_ms()).await?;
+        let to_bus = self.to_bus(&dl.write_key_id, vec![accepted.message.message_id.clone()]);
+        let prepared = self.prepare_hooks(&dl.write_key_id, &[&accepted.message]).await;
+        let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, self.clock.now_ms()).await?;
         self.wrote_outbox(stored);
         if stored {
-            self.apply_now(&features).await;
+            Self::stored(prepared).await;
         }
         Ok(stored)
     }

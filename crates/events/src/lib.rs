@@ -7,32 +7,41 @@
 //!   merged, timestamps corrected for client clock skew as Segment does.
 //! - [`schemas`]: the registry of JSON Schemas (`schemas/*.vN.json`) for e-commerce v2 and
 //!   skincare events.
-//! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters. On
-//!   SQLite one writer thread owns the appends (group commit over a prepared-statement
-//!   connection of its own) and an indexer thread keeps the customer index behind it; on
-//!   PostgreSQL each request commits on its own connection.
+//! - [`log`]: the event log (deduplicated by write key and `messageId`) and dead letters, one
+//!   folder of parts over shared job, key and customer types: [`log::LogWriter`] picks the
+//!   backend; on SQLite one writer thread owns the appends (`log/sqlite.rs`: group commit over a
+//!   prepared-statement connection of its own) and an indexer thread keeps the customer index
+//!   behind it (`log/indexer.rs`); on PostgreSQL each request commits on its own connection
+//!   (`log/postgres.rs`); reads (`log/read.rs`) and erasure (`log/erase.rs`) are the same SQL on
+//!   both.
 //! - [`ingest`]: a request body in, stored events and dead letters out, with per-message results;
-//!   the online features of each stored message updated before the answer (read-your-writes).
+//!   this node's projections of the stream ([`ingest::IngestHook`]) see what was stored before
+//!   the answer leaves (read-your-writes).
 //! - [`outbox`]: what ingestion hands to the event bus ([`outbox::Ingested`] on
-//!   `events.ingested`), written in the ingestion transaction and relayed by the server.
+//!   `events.ingested`: the ids of what was stored, never its content), written in the
+//!   ingestion transaction and relayed by the one outbox relay ([`relay::IngestedOutbox`]).
+//! - [`pseudonym`]: the keyed hash that names customers everywhere the stream is projected.
 //! - [`routes`]: `/v1/track|identify|page|screen|group|alias|batch|import`, the short forms, and the
 //!   admin routes for events, dead letters and write keys.
 //!
-//! This crate owns the `write_keys`, `events`, `dead_letters`, `events_outbox` and
-//! `event_erasures` tables, and on SQLite the customer index written behind the log
+//! This crate owns the `write_keys`, `events`, `dead_letters`, `events_outbox`,
+//! `event_erasures` and `pseudonym_keys` tables, and on SQLite the customer index written behind the log
 //! (`events_by_user`, `events_by_anonymous`, `events_indexed`). Nothing is dropped silently: a
 //! message is either in the log, or in the dead letters with its reason.
 
-mod embedded_log;
 pub mod ingest;
 pub mod log;
 pub mod message;
 pub mod outbox;
+pub mod pseudonym;
+pub mod relay;
 pub mod routes;
 pub mod schemas;
 pub mod write_keys;
 
 use dermis_store::{Migration, StoreError};
+
+pub use pseudonym::Pseudonyms;
 
 /// Migrations of the tables this crate owns.
 pub const MIGRATIONS: &[Migration] = &[
@@ -77,6 +86,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "erasure records by pseudonym",
         sqlite: include_str!("../migrations/0006_erasures_by_pseudonym.sql"),
         postgres: include_str!("../migrations/0006_erasures_by_pseudonym.sql"),
+    },
+    Migration {
+        domain: "events",
+        version: 7,
+        name: "the pseudonym key",
+        sqlite: include_str!("../migrations/0007_pseudonym_keys.sql"),
+        postgres: include_str!("../migrations/0007_pseudonym_keys.sql"),
     },
 ];
 

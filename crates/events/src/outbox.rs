@@ -7,7 +7,6 @@
 
 use dermis_bus::Outgoing;
 use dermis_core::ids::new_id;
-use dermis_features::FeatureEvent;
 use dermis_store::sqlx::{self, Row};
 use dermis_store::{Db, StoreError};
 use serde::{Deserialize, Serialize};
@@ -18,15 +17,23 @@ pub const TOPIC: &str = "events.ingested";
 /// The bus key (partition) of ingested events.
 pub const KEY: &str = "ingestion";
 
-/// What one ingestion request stored that other nodes must apply: its feature updates, already
-/// enriched from the catalog so consumers need no lookup. The messages themselves stay in the
-/// log (a consumer that needs them reads the log), which keeps the bus's copy small.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What one ingestion request stored, for every projection of the stream on every node: the
+/// `messageId`s of the messages it stored. The messages themselves stay in the log, where a
+/// projection reads them ([`crate::log::messages`]): the bus carries no personal data, which an
+/// erasure could not reach there, and a message erased before a projection reads it is gone
+/// for that projection too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ingested {
     /// The source.
     pub write_key_id: String,
-    /// The feature updates (ids are unique per message and product, so applying twice is safe).
-    pub features: Vec<FeatureEvent>,
+    /// The node that stored them (its own projections saw them before it answered); empty for
+    /// erasures, which every node applies.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The `messageId`s stored (with duplicates of a retried request: projections count each
+    /// message once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<String>,
     /// Customers whose events were erased, as their pseudonyms (never in clear): every node
     /// forgets their features and drops updates for them received before `erased_at`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -38,6 +45,13 @@ pub struct Ingested {
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+
+impl Ingested {
+    /// The message of an erasure: every node forgets `pseudonyms` as of `erased_at`.
+    pub fn erasure(pseudonyms: Vec<String>, erased_at: i64) -> Self {
+        Self { erase: pseudonyms, erased_at, ..Self::default() }
+    }
 }
 
 /// A row waiting for the relay.

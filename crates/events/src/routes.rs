@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use base64::Engine;
-use dermis_auth::{AdminOnly, AnyRole, Auth, Authenticator, Role};
+use dermis_auth::{AdminOnly, Auth, Authenticator};
 use dermis_core::page::{Cursor, Limit};
 use dermis_core::problem::ProblemBody;
 use dermis_core::{ApiJson, ApiPath, ApiQuery, FieldError, Page, Problem, ProblemKind};
@@ -192,61 +192,6 @@ pub fn admin_router() -> OpenApiRouter<EventsState> {
         .routes(routes!(replay_dead_letter))
         .routes(routes!(create_write_key, list_write_keys))
         .routes(routes!(revoke_write_key))
-        .routes(routes!(customer_features))
-        .routes(routes!(product_features))
-}
-
-/// A customer's online features (what they just did), as the recommendation path reads them.
-/// Admins, services, analysts and store associates may read any customer's; a customer only
-/// their own.
-#[utoipa::path(get, path = "/v1/features/customers/{id}", tag = "features",
-    params(("id" = String, Path, description = "User id (or anonymous id)")),
-    responses((status = 200, body = dermis_features::CustomerFeatures), (status = 403, body = ProblemBody),
-        (status = 404, description = "nothing is known of this customer (never seen, expired or erased)", body = ProblemBody, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-async fn customer_features(
-    Auth(who, ..): Auth<AnyRole>,
-    State(s): State<EventsState>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Json<dermis_features::CustomerFeatures>, Problem> {
-    let allowed = match who.role {
-        Role::Admin | Role::Service | Role::Analyst | Role::StoreAssociate => true,
-        Role::Customer => who.customer_id() == Some(id.as_str()),
-        Role::Merchandiser => false,
-    };
-    if !allowed {
-        return Err(Problem::new(
-            ProblemKind::Forbidden,
-            "customers may read only their own features; merchandisers none",
-        ));
-    }
-    let f = s
-        .ingestor
-        .customer_features(&id, dermis_core::clock::now_ms())
-        .await
-        .map_err(|e| Problem::unavailable(&e))?
-        .ok_or_else(|| Problem::not_found(format!("no online features for customer {id:?}")))?;
-    Ok(Json(f))
-}
-
-/// A product's online features: views, add-to-carts, purchases over 1 h / 24 h / 7 d, conversion, trend.
-#[utoipa::path(get, path = "/v1/features/products/{id}", tag = "features",
-    params(("id" = String, Path, description = "The product's Dermis id, or the id events use for it (its external id)")),
-    responses((status = 200, body = dermis_features::ProductFeatures),
-        (status = 404, description = "the catalog has no such product", body = ProblemBody, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-async fn product_features(
-    _a: Auth<AnyRole>,
-    State(s): State<EventsState>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Json<dermis_features::ProductFeatures>, Problem> {
-    let f = s
-        .ingestor
-        .product_features(&id, dermis_core::clock::now_ms())
-        .await
-        .map_err(|e| Problem::unavailable(&e))?
-        .ok_or_else(|| Problem::not_found(format!("the catalog has no product {id:?}")))?;
-    Ok(Json(f))
 }
 
 /// Whose events.

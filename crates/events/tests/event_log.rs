@@ -14,6 +14,7 @@ dermis_store::backend_tests!(ALL;
     stored_events_page_in_order_by_id_and_by_time,
     two_writers_on_one_store_never_collide,
     a_customers_events_are_found_and_erased_whether_indexed_yet_or_not,
+    stored_messages_are_read_back_by_message_id,
 );
 
 fn job(ids: std::ops::Range<usize>) -> Append {
@@ -144,7 +145,6 @@ async fn two_writers_on_one_store_never_collide(db: Db) {
 /// wakes a consumer that waits.
 #[tokio::test]
 async fn the_sqlite_log_publishes_to_the_embedded_bus_in_its_own_transaction() {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use dermis_bus::EventBus;
@@ -159,8 +159,8 @@ async fn the_sqlite_log_publishes_to_the_embedded_bus_in_its_own_transaction() {
     ])
     .await;
     let bus = EmbeddedBus::new(t.db().clone());
-    let features = Arc::new(dermis_features::memory::MemoryFeatures::new());
-    let ingestor = Ingestor::new(t.db().clone(), 4, features, dermis_features::Pseudonyms::with_key(b"test"))
+    let ingestor = Ingestor::new(t.db().clone(), 4, dermis_events::Pseudonyms::with_key(b"test"))
+        .with_node("n1")
         .with_embedded_bus(&bus);
     let batch = json!({"batch": [
         {"type": "track", "userId": "u1", "event": "Product Viewed", "messageId": "m1", "properties": {"product_id": "P1"}},
@@ -184,8 +184,11 @@ async fn the_sqlite_log_publishes_to_the_embedded_bus_in_its_own_transaction() {
     assert!(waited < Duration::from_secs(10), "the waiting consumer slept until its timeout ({waited:?})");
     assert_eq!(got.len(), 1, "one bus message per request");
     let ingested: Ingested = serde_json::from_str(&got[0].payload).unwrap();
-    let products: Vec<&str> = ingested.features.iter().map(|f| f.product_id.as_str()).collect();
-    assert_eq!(products, ["P1", "P2"], "the feature updates of the stored views");
+    assert_eq!(ingested.messages, ["m1", "m2", "m3"], "the ids of what was stored, for every projection");
+    assert_eq!(ingested.node, "n1", "the node that stored them");
+    assert!(!got[0].payload.contains("u1") && !got[0].payload.contains("dry"), "no personal data on the bus");
+    let stored = dermis_events::log::messages(t.db(), "wk_1", &ingested.messages).await.unwrap();
+    assert_eq!(stored.len(), 3, "a projection reads the messages from the log");
     assert!(
         dermis_events::outbox::pending(t.db(), 10).await.unwrap().is_empty(),
         "nothing left in the outbox for the relay"
@@ -258,7 +261,7 @@ async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: 
     assert_eq!(device.len(), 9, "{device:?}");
 
     let erased =
-        erase(&db, &Subject::User("u1".into()), &|| 10, &dermis_features::Pseudonyms::with_key(b"test")).await.unwrap();
+        erase(&db, &Subject::User("u1".into()), &|| 10, &dermis_events::Pseudonyms::with_key(b"test")).await.unwrap();
     assert_eq!(erased.subjects, ["u1", "a1"]);
     assert_eq!(erased.events, 9, "her six, and the three anonymous ones of her device");
     assert!(events_of(&db, &Subject::User("u1".into()), None, 100).await.unwrap().is_empty());
@@ -279,7 +282,7 @@ async fn a_customers_events_are_found_and_erased_whether_indexed_yet_or_not(db: 
         assert_eq!(count("SELECT COUNT(*) FROM events_by_anonymous").await, 3);
     }
     assert_eq!(
-        erase(&db, &Subject::User("u1".into()), &|| 11, &dermis_features::Pseudonyms::with_key(b"test"))
+        erase(&db, &Subject::User("u1".into()), &|| 11, &dermis_events::Pseudonyms::with_key(b"test"))
             .await
             .unwrap()
             .events,
@@ -332,7 +335,7 @@ async fn keys_stay_above_the_watermark_after_the_newest_events_are_erased() {
     .unwrap();
     LogWriter::new(db.clone()).index_tail().await.unwrap();
     assert_eq!(
-        erase(&db, &Subject::User("u9".into()), &|| 1, &dermis_features::Pseudonyms::with_key(b"test"))
+        erase(&db, &Subject::User("u9".into()), &|| 1, &dermis_events::Pseudonyms::with_key(b"test"))
             .await
             .unwrap()
             .events,
@@ -345,11 +348,62 @@ async fn keys_stay_above_the_watermark_after_the_newest_events_are_erased() {
     next.index_tail().await.unwrap();
     assert_eq!(events_of(&db, &Subject::User("u1".into()), None, 10).await.unwrap().len(), 1, "listed once indexed");
     assert_eq!(
-        erase(&db, &Subject::User("u1".into()), &|| 2, &dermis_features::Pseudonyms::with_key(b"test"))
+        erase(&db, &Subject::User("u1".into()), &|| 2, &dermis_events::Pseudonyms::with_key(b"test"))
             .await
             .unwrap()
             .events,
         1,
         "and erased"
     );
+}
+
+/// The stored messages of given `messageId`s of one source: in the order they were stored
+/// whatever the order asked, each once, across as many statements as the list needs; unknown
+/// ids, another source's messages and erased ones are left out.
+async fn stored_messages_are_read_back_by_message_id(db: Db) {
+    use dermis_events::log::{Logged, Subject, erase, messages};
+    let writer = LogWriter::new(db.clone());
+    // 1,000 messages in one request (m999 of u2, the rest of u1), indexed; then m1000.. of u2,
+    // left in the tail; another source stores its own m5.
+    let user = |i: usize| if i == 999 { "u2" } else { "u1" };
+    let mut first: Vec<Accepted> = (0..1000).map(|i| seen(&format!("m{i}"), Some(user(i)), None)).collect();
+    first.push(seen("a0", None, Some("a1")));
+    assert_eq!(writer.append(request(first)).await.unwrap(), 1001);
+    writer.index_tail().await.unwrap();
+    let second = (1000..1003).map(|i| seen(&format!("m{i}"), Some("u2"), None)).collect();
+    assert_eq!(writer.append(request(second)).await.unwrap(), 3);
+    let other = Append { write_key_id: "wk_2".into(), ..request(vec![seen("m5", Some("u3"), None)]) };
+    assert_eq!(writer.append(other).await.unwrap(), 1);
+    let message_ids =
+        |found: &[Logged]| -> Vec<String> { found.iter().map(|l| l.message.message_id.clone()).collect() };
+
+    // Asked newest first, with repeats and ids never stored.
+    let mut asked: Vec<String> = (0..1003).rev().map(|i| format!("m{i}")).collect();
+    asked.extend(["m7", "nope", "m1002", "a0"].map(String::from));
+    let found = messages(&db, "wk_1", &asked).await.unwrap();
+    let mut expected: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    expected.push("a0".into());
+    expected.extend((1000..1003).map(|i| format!("m{i}")));
+    assert_eq!(message_ids(&found), expected, "each once, in the order stored");
+    assert!(found.windows(2).all(|w| w[0].id < w[1].id), "in log order");
+    assert!(found.iter().all(|l| l.write_key_id == "wk_1"));
+    let m1001 = &found[1002];
+    assert_eq!((m1001.message.message_id.as_str(), m1001.message.user_id.as_deref()), ("m1001", Some("u2")));
+    assert_eq!(m1001.message.payload["properties"]["product_id"], "P1", "the stored message as it was");
+
+    // One source's messages only.
+    let theirs = messages(&db, "wk_2", &["m5".into(), "m6".into()]).await.unwrap();
+    assert_eq!(message_ids(&theirs), ["m5"]);
+    assert_eq!(theirs[0].message.user_id.as_deref(), Some("u3"));
+    assert_ne!(theirs[0].id, found[5].id, "another source's m5 is another event");
+    assert!(messages(&db, "wk_1", &[]).await.unwrap().is_empty());
+    assert!(messages(&db, "wk_9", &asked).await.unwrap().is_empty(), "an unknown source has none");
+
+    // Erased messages are gone, whether indexed yet or in the tail.
+    let erased =
+        erase(&db, &Subject::User("u2".into()), &|| 10, &dermis_events::Pseudonyms::with_key(b"test")).await.unwrap();
+    assert_eq!(erased.events, 4);
+    let asked = ["m998", "m999", "m1000", "m1002", "a0"].map(String::from);
+    let left = messages(&db, "wk_1", &asked).await.unwrap();
+    assert_eq!(message_ids(&left), ["m998", "a0"], "u2's erased messages are not returned");
 }

@@ -1,29 +1,42 @@
-//! The online feature store: what a customer just did and how products are doing, updated from
-//! the event stream within milliseconds and read on the recommendation hot path.
+//! The online feature store: what a customer just did and how products are doing, a projection
+//! of the event stream updated within milliseconds and read on the recommendation hot path.
 //!
 //! # Layout
-//! - [`FeatureStore`]: the trait; [`FeatureEvent`] in, [`CustomerFeatures`] / [`ProductFeatures`]
-//!   out. Applying an event twice counts it once (the bus delivers at least once).
-//! - [`memory`]: in process (the embedded default).
-//! - [`redis_store`]: Redis, shared by several nodes; one Lua script applies an event atomically.
+//! - [`mapping`]: which stored events update which features ([`FeatureEvent`]s).
+//! - [`service`]: [`Features`], the domain service: updates from stored events (enriched from
+//!   the catalog through [`directory`]), reads by customer id or product reference, erasure;
+//!   on the node that ingests it is an [`dermis_events::ingest::IngestHook`] (read-your-writes).
+//! - [`projection`]: [`FeatureProjection`], the store kept current from `events.ingested` on
+//!   the bus, rebuilt at start from a snapshot and the event log, snapshotted.
+//! - [`routes`]: `/v1/features/customers/{id}` and `/v1/features/products/{id}`.
+//! - [`FeatureStore`]: the storage trait; [`FeatureEvent`] in, [`CustomerFeatures`] /
+//!   [`ProductFeatures`] out. Applying an event twice counts it once (the bus delivers at least
+//!   once). [`memory`]: in process (the embedded default); [`redis_store`]: Redis, shared by
+//!   several nodes, one Lua script applies an event atomically. Both pass `tests/conformance.rs`.
 //! - [`snapshot`]: the in-memory store's snapshots (`feature_snapshots` and its parts: derived
 //!   state, rebuilt from the event log when missing), written in 1 MB parts so a snapshot
 //!   never holds the SQLite write turn for long.
-//! - [`pseudonym`]: customers are known here only by a keyed hash of their id
-//!   ([`Pseudonyms`]; the key is in `feature_keys`): the bus, snapshots, Redis and erasure
-//!   records never carry a customer id in clear.
 //!
-//! This crate owns the `feature_snapshots`, `feature_snapshot_parts` and `feature_keys` tables.
+//! Customers are known here only by a keyed hash of their id ([`Pseudonyms`], owned by the
+//! events crate): snapshots, Redis and the bus never carry a customer id in clear.
+//!
+//! This crate owns the `feature_snapshots` and `feature_snapshot_parts` tables.
 //!
 //! Windows and time-to-live are enforced when reading: a customer's activity older than
 //! [`CUSTOMER_TTL_MS`] is gone, product counts are summed over hourly buckets.
 
+pub mod directory;
+pub mod mapping;
 pub mod memory;
-pub mod pseudonym;
+pub mod projection;
 pub mod redis_store;
+pub mod routes;
+pub mod service;
 pub mod snapshot;
 
-pub use pseudonym::Pseudonyms;
+pub use dermis_events::Pseudonyms;
+pub use projection::FeatureProjection;
+pub use service::Features;
 
 /// Migrations of the snapshot table.
 pub const MIGRATIONS: &[dermis_store::Migration] = &[
@@ -40,6 +53,13 @@ pub const MIGRATIONS: &[dermis_store::Migration] = &[
         name: "pseudonymous customer keys, snapshots written in parts",
         sqlite: include_str!("../migrations/0002_pseudonyms_snapshot_parts.sql"),
         postgres: include_str!("../migrations/0002_pseudonyms_snapshot_parts.sql"),
+    },
+    dermis_store::Migration {
+        domain: "features",
+        version: 3,
+        name: "the pseudonym key handed over to the event stream",
+        sqlite: include_str!("../migrations/0003_hand_over_pseudonym_key.sql"),
+        postgres: include_str!("../migrations/0003_hand_over_pseudonym_key.sql"),
     },
 ];
 

@@ -1,154 +1,28 @@
-//! The ingredient knowledge base: `data/ingredients.csv` and `data/sources.csv`, compiled into the
-//! binary. Every fact names its sources; see `data/README.md` for the vocabularies.
+//! The ingredient knowledge base: `data/ingredients.csv`, `data/sources.csv` and the reviewed
+//! `data/different_substances.csv`, compiled into the binary, checked and indexed. Every fact
+//! names its sources; see `data/README.md` for the vocabularies. What one ingredient is
+//! ([`Ingredient`], its families) is re-exported here; reading labels against the knowledge base
+//! is [`crate::resolve`]'s.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
-use crate::inci::{candidate_keys, key, parse};
-use crate::resolve::{Index, RULES_VERSION, read_different_substances};
+use crate::inci::{candidate_keys, key};
+pub use crate::ingredient::{CONCERNS, ConcernEvidence, Evidence, FAMILIES, FUNCTIONS, Ingredient, Source, in_family};
+use crate::phrases::{DifferentSubstance, Index, read_different_substances};
 
 const INGREDIENTS_CSV: &str = include_str!("../data/ingredients.csv");
 const SOURCES_CSV: &str = include_str!("../data/sources.csv");
 const DIFFERENT_SUBSTANCES_CSV: &str = include_str!("../data/different_substances.csv");
 
-/// Evidence that an active addresses a concern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Evidence {
-    /// Some studies, small or mixed.
-    Limited,
-    /// Consistent clinical evidence.
-    Moderate,
-    /// Well-established (guidelines, many trials).
-    Strong,
-}
-
-/// Skin concerns an active may address.
-pub const CONCERNS: [&str; 8] =
-    ["acne", "hyperpigmentation", "redness", "dryness", "aging", "dullness", "pores", "sensitivity"];
-
-/// Ingredient functions the knowledge base uses.
-pub const FUNCTIONS: [&str; 30] = [
-    "humectant",
-    "emollient",
-    "occlusive",
-    "surfactant",
-    "emulsifier",
-    "thickener",
-    "solvent",
-    "preservative",
-    "antioxidant",
-    "chelating",
-    "ph-adjuster",
-    "colorant",
-    "fragrance",
-    "essential-oil",
-    "drying-alcohol",
-    "exfoliant-aha",
-    "exfoliant-bha",
-    "exfoliant-pha",
-    "retinoid",
-    "uv-filter",
-    "skin-conditioning",
-    "soothing",
-    "brightening",
-    "anti-acne",
-    "barrier-repair",
-    "peptide",
-    "film-former",
-    "absorbent",
-    "astringent",
-    "antimicrobial",
-];
-
-/// One canonical ingredient and what is known about it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Ingredient {
-    /// Canonical id (`salicylic-acid`).
-    pub id: String,
-    /// Canonical INCI name.
-    pub inci: String,
-    /// Other names labels use.
-    pub synonyms: Vec<String>,
-    /// What it does in a formula.
-    pub functions: Vec<String>,
-    /// Published comedogenic rating, 0–5.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comedogenic: Option<u8>,
-    /// Irritation potential, 0 (none) to 3 (high).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub irritation: Option<u8>,
-    /// `avoid` or `caution` in pregnancy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pregnancy: Option<String>,
-    /// Increases sensitivity to the sun.
-    pub photosensitizing: bool,
-    /// Allergen lists it is on: `eu-2003` (the 26 of Directive 2003/15/EC), `eu-2023` (added by
-    /// Regulation (EU) 2023/1545), `contact` (common contact allergen).
-    pub allergen_lists: Vec<String>,
-    /// Concerns it addresses, with the strength of the evidence.
-    pub concerns: Vec<ConcernEvidence>,
-    /// Where these facts come from.
-    pub sources: Vec<Source>,
-}
-
-/// A concern and how strong the evidence is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ConcernEvidence {
-    /// The concern.
-    pub concern: String,
-    /// The evidence.
-    pub evidence: Evidence,
-}
-
-/// A reference.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Source {
-    /// Short key.
-    pub key: String,
-    /// Citation.
-    pub citation: String,
-    /// Where to read it, if known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-}
-
-impl Ingredient {
-    /// Whether it has a function.
-    pub fn has(&self, function: &str) -> bool {
-        self.functions.iter().any(|f| f == function)
-    }
-
-    /// Whether it is a labelled fragrance allergen (EU lists).
-    pub fn is_fragrance_allergen(&self) -> bool {
-        self.allergen_lists.iter().any(|l| l == "eu-2003" || l == "eu-2023")
-    }
-
-    /// Whether it is any kind of listed allergen.
-    pub fn is_allergen(&self) -> bool {
-        !self.allergen_lists.is_empty()
-    }
-}
-
-/// Named groups of ingredients a customer may want to avoid all at once.
-pub const FAMILIES: [(&str, &str); 12] = [
-    ("fragrance", "perfume, essential oils and EU-labelled fragrance allergens, except preservatives (benzyl alcohol)"),
-    ("fragrance-allergens", "the EU-labelled fragrance allergens (2003/15/EC and 2023/1545)"),
-    ("essential-oils", "essential oils"),
-    ("drying-alcohols", "drying alcohols (alcohol denat., SD alcohol, isopropyl alcohol)"),
-    ("contact-allergens", "common contact allergens (isothiazolinones, formaldehyde releasers, lanolin ...)"),
-    ("retinoids", "retinoids"),
-    ("ahas", "alpha hydroxy acids"),
-    ("bhas", "beta hydroxy acids"),
-    ("parabens", "parabens"),
-    ("sulfates", "sulfate surfactants"),
-    ("silicones", "silicones (dimethicone, cyclomethicones, siloxanes)"),
-    ("uv-filters", "UV filters"),
-];
+/// Version of the rules that read labels: part of [`KnowledgeBase::version`], so products derived
+/// under older rules are derived again (on start, in the background). Bump it with any change to
+/// what an entry resolves to or may name, in [`crate::resolve`] (and the phrase index it reads),
+/// in [`crate::inci`] parsing or in [`crate::facts`].
+const RULES_VERSION: &str = "resolution-1";
 
 /// The knowledge base, indexed for lookups.
 #[derive(Debug)]
@@ -327,67 +201,9 @@ impl KnowledgeBase {
         candidate_keys(text).iter().find_map(|k| self.by_key.get(k)).map(|&i| &self.ingredients[i])
     }
 
-    /// Resolves one ingredient written any way a label writes it: any name or synonym, with its
-    /// alternatives in parentheses or after slashes (`Water (Aqua)`, `Aqua/Water/Eau`), a footnote
-    /// marker (`Glycerin*`) or a declared strength (`Niacinamide 5%`, `Salicylic Acid 2% (BHA)`).
-    /// Text that parses as several ingredients is not one ingredient. Failing the exact names, the
-    /// label forms of [`KnowledgeBase::resolve_entry`] are read (`Linalool 78-70-6`, `d-Limonene`,
-    /// `Linalooll`) when they give one ingredient and name nothing else.
-    pub fn resolve_label(&self, text: &str) -> Option<&Ingredient> {
-        if let Some(i) = self.lookup(text) {
-            return Some(i);
-        }
-        // Cleaned as a declared entry first, so that a strength or a marker does not hide the name
-        // ("Salicylic Acid 2% (BHA)" is salicylic acid, not the BHA in its note).
-        let parsed = parse(text);
-        let mut entries = parsed.entries();
-        let one = match (entries.next(), entries.next()) {
-            (Some(only), None) => only.text.clone(),
-            (Some(_), Some(_)) => return None,
-            (None, _) => text.to_owned(),
-        };
-        self.resolve(&one).or_else(|| self.resolve(text)).or_else(|| {
-            let m = self.resolve_entry(&one);
-            match m.declared.as_slice() {
-                [only] if m.may_name.is_empty() => Some(*only),
-                _ => None,
-            }
-        })
-    }
-
-    /// The ids a search term stands for: a family name, or one ingredient by any of its names or
-    /// label forms ([`KnowledgeBase::resolve_label`]). `None` when the term is neither.
-    pub fn expand(&self, term: &str) -> Option<BTreeSet<String>> {
-        let t = key(term).replace(' ', "-");
-        if FAMILIES.iter().any(|(f, _)| *f == t) {
-            return Some(self.ingredients.iter().filter(|i| in_family(i, &t)).map(|i| i.id.clone()).collect());
-        }
-        self.resolve_label(term).map(|i| BTreeSet::from([i.id.clone()]))
-    }
-}
-
-/// Whether an ingredient belongs to a family.
-pub fn in_family(i: &Ingredient, family: &str) -> bool {
-    match family {
-        // An ingredient used as a preservative (benzyl alcohol) is not "fragrance" here, even when
-        // CosIng also lists it as perfuming; it stays in `fragrance-allergens`.
-        "fragrance" => {
-            (i.has("fragrance") || i.has("essential-oil") || i.is_fragrance_allergen()) && !i.has("preservative")
-        }
-        "fragrance-allergens" => i.is_fragrance_allergen(),
-        "essential-oils" => i.has("essential-oil"),
-        "drying-alcohols" => i.has("drying-alcohol"),
-        "contact-allergens" => i.allergen_lists.iter().any(|l| l == "contact"),
-        "retinoids" => i.has("retinoid"),
-        "ahas" => i.has("exfoliant-aha"),
-        "bhas" => i.has("exfoliant-bha"),
-        "parabens" => i.id.ends_with("paraben"),
-        "sulfates" => i.has("surfactant") && (i.id.ends_with("sulfate")),
-        "silicones" => {
-            ["dimethicone", "methicone", "siloxane", "silicone", "dimethiconol"].iter().any(|s| i.id.contains(s))
-        }
-        "uv-filters" => i.has("uv-filter"),
-        _ => false,
+    /// The reviewed list of different substances.
+    pub fn different_substances(&self) -> &[DifferentSubstance] {
+        &self.index.different
     }
 }
 
@@ -408,45 +224,5 @@ mod tests {
         assert!(linalool.is_fragrance_allergen() && !linalool.sources.is_empty());
         assert!(kb.lookup("retinol").unwrap().has("retinoid"));
         assert_eq!(kb.lookup("retinol").unwrap().pregnancy.as_deref(), Some("avoid"));
-    }
-
-    #[test]
-    fn families_expand_to_their_members() {
-        let kb = KnowledgeBase::bundled();
-        let eu26 = kb.all().iter().filter(|i| i.allergen_lists.iter().any(|l| l == "eu-2003")).count();
-        assert!(eu26 >= 26, "the 26 allergens of 2003/15/EC: {eu26}");
-        let fragrance = kb.expand("fragrance").unwrap();
-        assert!(fragrance.contains("linalool") && fragrance.contains("fragrance"));
-        assert!(!fragrance.contains("benzyl-alcohol"), "a preservative is not fragrance");
-        assert!(kb.expand("fragrance-allergens").unwrap().contains("benzyl-alcohol"));
-        assert_eq!(kb.expand("aqua").unwrap().into_iter().collect::<Vec<_>>(), ["water"]);
-        assert!(kb.expand("unobtainium").is_none());
-    }
-
-    #[test]
-    fn any_label_form_resolves() {
-        let kb = KnowledgeBase::bundled();
-        let id = |t: &str| kb.resolve_label(t).map(|i| i.id.as_str());
-        for (text, want) in [
-            ("Water (Aqua)", "water"),
-            ("Water (Aqua, Eau)", "water"),
-            ("Aqua/Water/Eau", "water"),
-            ("WATER/EAU", "water"),
-            ("water", "water"),
-            ("Glycerin*", "glycerin"),
-            ("Niacinamide 5%", "niacinamide"),
-            ("10% Glycolic Acid", "glycolic-acid"),
-            ("Salicylic Acid 2% (BHA)", "salicylic-acid"),
-            ("Zinc Oxide (20%)", "zinc-oxide"),
-            ("Titanium Dioxide (CI 77891)", "titanium-dioxide"),
-            ("Helianthus Annuus (Sunflower) Seed Oil", "helianthus-annuus-seed-oil"),
-            ("Tocophérol", "tocopherol"),
-            ("1,2-Hexanediol", "1-2-hexanediol"),
-            ("alcohol-denat", "alcohol-denat"),
-        ] {
-            assert_eq!(id(text), Some(want), "{text}");
-        }
-        assert_eq!(id("Water, Glycerin"), None, "two ingredients are not one");
-        assert_eq!(id("unobtainium (aqua-free)"), None);
     }
 }

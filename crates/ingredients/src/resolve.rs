@@ -40,26 +40,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
-use crate::inci::{FOOTNOTE_MARKS, candidate_keys, fold_accent, is_invisible, key};
-use crate::kb::{FAMILIES, Ingredient, KnowledgeBase, in_family};
-
-/// Version of the rules that read labels: part of [`KnowledgeBase::version`], so products derived
-/// under older rules are derived again (on start, in the background). Bump it with any change to
-/// what an entry resolves to or may name, here, in [`crate::inci`] parsing or in
-/// [`crate::facts`].
-pub(crate) const RULES_VERSION: &str = "resolution-1";
-
-/// Generic words that name a whole family without naming one of its ingredients (`Natural
-/// Essential Oils`): the entry may contain any member.
-const FAMILY_WORDS: &[(&str, &[&str])] = &[
-    ("essential oil", &["essential-oils", "fragrance"]),
-    ("essential oils", &["essential-oils", "fragrance"]),
-    ("huile essentielle", &["essential-oils", "fragrance"]),
-    ("huiles essentielles", &["essential-oils", "fragrance"]),
-];
+use crate::inci::{FOOTNOTE_MARKS, candidate_keys, is_invisible, key, parse};
+use crate::ingredient::{FAMILIES, Ingredient, in_family};
+use crate::kb::KnowledgeBase;
+pub use crate::phrases::{DifferentSubstance, words};
+use crate::phrases::{FAMILY_WORDS, Phrase, TYPO_MIN_CHARS, name_words};
 
 /// Words that join two names in one entry (`Limonene and Fragrance`).
 const CONNECTORS: [&str; 4] = ["and", "&", "(and)", "+"];
@@ -81,25 +66,11 @@ const ANNOUNCEMENTS: [&str; 9] = [
 /// `D'Limonene`, `dl-Panthenol`, `l-Menthol`, `I-Limonene` for `l-`), lower case.
 const ISOMER_PREFIXES: [&str; 10] = ["d,l-", "dl-", "d-", "l-", "i-", "d'", "l'", "(+)-", "(-)-", "(+/-)-"];
 
-/// Shortest name (in characters) a one-letter typo is corrected on.
-const TYPO_MIN_CHARS: usize = 7;
-
 /// Most words in a name a typo is corrected in (a longer text is more likely another name).
 const TYPO_MAX_WORDS: usize = 4;
 
 /// Longest entry (in words) tried as names glued together.
 const MAX_GLUED_WORDS: usize = 24;
-
-/// A phrase that contains an ingredient's name but is another substance, from the reviewed list.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DifferentSubstance {
-    /// The phrase as labels write it (`Ethyl Linalool`).
-    pub phrase: String,
-    /// The ingredient it is not (`linalool`).
-    pub not: String,
-    /// Why it is another substance.
-    pub why: String,
-}
 
 /// What one declared entry declares and may name.
 #[derive(Debug, Clone, Default)]
@@ -136,67 +107,6 @@ impl EntryMatch<'_> {
     }
 }
 
-/// What a phrase found in a text is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phrase {
-    /// A name of the ingredient at this index.
-    Name(usize),
-    /// A reviewed different substance: not the ingredient at this index.
-    Not(usize),
-    /// A generic word for families (index into [`FAMILY_WORDS`]).
-    Family(usize),
-}
-
-/// The indexes resolution needs, built with the knowledge base.
-#[derive(Debug, Default)]
-pub(crate) struct Index {
-    /// Every name, reviewed phrase and family word, as its words joined by one space.
-    phrases: HashMap<String, Vec<Phrase>>,
-    /// Most words in one phrase.
-    longest: usize,
-    /// Names of at least [`TYPO_MIN_CHARS`] characters by key, and each with one character
-    /// deleted: (the name's key, its ingredient).
-    typo: HashMap<String, Vec<(u32, usize)>>,
-    /// The keys `typo` refers to.
-    typo_keys: Vec<String>,
-    /// Every word of every name: a word that is one of them is a real word, not a typo.
-    vocabulary: HashSet<String>,
-    /// The reviewed list.
-    pub(crate) different: Vec<DifferentSubstance>,
-}
-
-/// The words of a text for whole-word matching: lower case, accents folded, invisible characters
-/// dropped, runs of letters or runs of digits; with `camel`, a lower-case letter followed by an
-/// upper-case one also separates words (`TocopherolLimonene`).
-pub fn words(text: &str, camel: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev: Option<char> = None;
-    for c in text.chars() {
-        if is_invisible(c) || c == '\u{00AD}' {
-            continue;
-        }
-        let boundary = camel && prev.is_some_and(char::is_lowercase) && c.is_uppercase();
-        prev = Some(c);
-        let c = fold_accent(c);
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        let kind_changes = cur.chars().last().is_some_and(|l| l.is_ascii_digit() != c.is_ascii_digit());
-        if (boundary || kind_changes) && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 fn has_camel_join(text: &str) -> bool {
     let mut prev: Option<char> = None;
     text.chars().any(|c| {
@@ -204,103 +114,6 @@ fn has_camel_join(text: &str) -> bool {
         prev = Some(c);
         join
     })
-}
-
-/// Reads the reviewed list (`phrase,not,why`), checking every id.
-pub(crate) fn read_different_substances(
-    csv_text: &str,
-    by_id: &HashMap<String, usize>,
-) -> Result<Vec<DifferentSubstance>, String> {
-    let mut out = Vec::new();
-    for (line, rec) in csv::Reader::from_reader(csv_text.as_bytes()).records().enumerate() {
-        let rec = rec.map_err(|e| format!("different_substances.csv: {e}"))?;
-        let field = |i: usize| rec.get(i).unwrap_or_default().trim().to_owned();
-        let (phrase, not, why) = (field(0), field(1), field(2));
-        let bad = |what: &str| format!("different_substances.csv row {}: {what}", line + 2);
-        if !by_id.contains_key(&not) {
-            return Err(bad(&format!("unknown ingredient {not}")));
-        }
-        if words(&phrase, false).is_empty() || why.is_empty() {
-            return Err(bad("a phrase and a reason are required"));
-        }
-        out.push(DifferentSubstance { phrase, not, why });
-    }
-    Ok(out)
-}
-
-impl Index {
-    /// Builds the indexes over the ingredients and the reviewed list.
-    pub(crate) fn new(
-        ingredients: &[Ingredient],
-        by_key: &HashMap<String, usize>,
-        different: Vec<DifferentSubstance>,
-    ) -> Self {
-        let mut ix = Index { different, ..Index::default() };
-        let add = |ix: &mut Index, text: &str, p: Phrase| {
-            let w = words(text, false);
-            if w.is_empty() {
-                return;
-            }
-            ix.longest = ix.longest.max(w.len());
-            let list = ix.phrases.entry(w.join(" ")).or_default();
-            if !list.contains(&p) {
-                list.push(p);
-            }
-        };
-        for (i, ing) in ingredients.iter().enumerate() {
-            for name in std::iter::once(&ing.inci).chain(&ing.synonyms).chain([&ing.id.replace('-', " ")]) {
-                add(&mut ix, name, Phrase::Name(i));
-            }
-        }
-        let by_id: HashMap<&str, usize> = ingredients.iter().enumerate().map(|(i, g)| (g.id.as_str(), i)).collect();
-        for d in ix.different.clone() {
-            add(&mut ix, &d.phrase, Phrase::Not(by_id[d.not.as_str()]));
-        }
-        for (f, (word, _)) in FAMILY_WORDS.iter().enumerate() {
-            add(&mut ix, word, Phrase::Family(f));
-        }
-        let mut keys: Vec<(&String, &usize)> = by_key.iter().collect();
-        keys.sort();
-        for k in by_key.keys() {
-            ix.vocabulary.extend(name_words(k).into_iter().map(str::to_owned));
-        }
-        for d in &ix.different {
-            ix.vocabulary.extend(name_words(&key(&d.phrase)).into_iter().map(str::to_owned));
-        }
-        for (k, &i) in keys {
-            if k.chars().count() < TYPO_MIN_CHARS {
-                continue;
-            }
-            let n = ix.typo_keys.len() as u32;
-            ix.typo_keys.push(k.clone());
-            ix.typo.entry(k.clone()).or_default().push((n, i));
-            for d in deletions(k) {
-                let list = ix.typo.entry(d).or_default();
-                if !list.contains(&(n, i)) {
-                    list.push((n, i));
-                }
-            }
-        }
-        ix
-    }
-
-    /// Every phrase in a word list: (first word, word count, what).
-    fn find(&self, w: &[String]) -> Vec<(usize, usize, Phrase)> {
-        let mut out = Vec::new();
-        for start in 0..w.len() {
-            let mut joined = String::new();
-            for len in 1..=self.longest.min(w.len() - start) {
-                if len > 1 {
-                    joined.push(' ');
-                }
-                joined.push_str(&w[start + len - 1]);
-                if let Some(found) = self.phrases.get(&joined) {
-                    out.extend(found.iter().map(|p| (start, len, *p)));
-                }
-            }
-        }
-        out
-    }
 }
 
 /// Phrases found in a text: (first word, word count, what).
@@ -317,23 +130,6 @@ fn reviewed_ids(phrases: &[Found]) -> HashSet<usize> {
             _ => None,
         })
         .collect()
-}
-
-/// The text with each one character removed.
-fn deletions(k: &str) -> Vec<String> {
-    k.char_indices()
-        .map(|(i, c)| {
-            let mut d = String::with_capacity(k.len());
-            d.push_str(&k[..i]);
-            d.push_str(&k[i + c.len_utf8()..]);
-            d
-        })
-        .collect()
-}
-
-/// The words of a key, split at anything but letters and digits.
-fn name_words(k: &str) -> Vec<&str> {
-    k.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect()
 }
 
 /// How a text is one typo away from a name.
@@ -606,26 +402,14 @@ impl KnowledgeBase {
         if chars.len() < TYPO_MIN_CHARS || k.split(' ').count() > TYPO_MAX_WORDS {
             return None;
         }
-        // The index holds every name and each of its one-character deletions, so a name one
-        // insertion, deletion, substitution or swap away shares a probe with the text (a swap at
-        // i: the text without its i-th character is the name without its (i+1)-th).
-        let mut probes = vec![k.clone()];
-        probes.extend(deletions(&k));
         let mut found: Vec<(usize, Typo)> = Vec::new();
-        let mut seen = HashSet::new();
-        for p in probes {
-            for &(n, i) in self.index.typo.get(&p).into_iter().flatten() {
-                if !seen.insert(n) {
-                    continue;
-                }
-                let name = &self.index.typo_keys[n as usize];
-                let nc: Vec<char> = name.chars().collect();
-                if let Some(kind) = one_edit(&chars, &nc)
-                    && safe_correction(&k, name, &self.index.vocabulary)
-                    && !found.contains(&(i, kind))
-                {
-                    found.push((i, kind));
-                }
+        for (name, i) in self.index.near(&k) {
+            let nc: Vec<char> = name.chars().collect();
+            if let Some(kind) = one_edit(&chars, &nc)
+                && safe_correction(&k, name, &self.index.vocabulary)
+                && !found.contains(&(i, kind))
+            {
+                found.push((i, kind));
             }
         }
         let ids: BTreeSet<usize> = found.iter().map(|(i, _)| *i).collect();
@@ -724,6 +508,44 @@ impl KnowledgeBase {
         }
         out.reverse();
         Some(out)
+    }
+
+    /// Resolves one ingredient written any way a label writes it: any name or synonym, with its
+    /// alternatives in parentheses or after slashes (`Water (Aqua)`, `Aqua/Water/Eau`), a footnote
+    /// marker (`Glycerin*`) or a declared strength (`Niacinamide 5%`, `Salicylic Acid 2% (BHA)`).
+    /// Text that parses as several ingredients is not one ingredient. Failing the exact names, the
+    /// label forms of [`KnowledgeBase::resolve_entry`] are read (`Linalool 78-70-6`, `d-Limonene`,
+    /// `Linalooll`) when they give one ingredient and name nothing else.
+    pub fn resolve_label(&self, text: &str) -> Option<&Ingredient> {
+        if let Some(i) = self.lookup(text) {
+            return Some(i);
+        }
+        // Cleaned as a declared entry first, so that a strength or a marker does not hide the name
+        // ("Salicylic Acid 2% (BHA)" is salicylic acid, not the BHA in its note).
+        let parsed = parse(text);
+        let mut entries = parsed.entries();
+        let one = match (entries.next(), entries.next()) {
+            (Some(only), None) => only.text.clone(),
+            (Some(_), Some(_)) => return None,
+            (None, _) => text.to_owned(),
+        };
+        self.resolve(&one).or_else(|| self.resolve(text)).or_else(|| {
+            let m = self.resolve_entry(&one);
+            match m.declared.as_slice() {
+                [only] if m.may_name.is_empty() => Some(*only),
+                _ => None,
+            }
+        })
+    }
+
+    /// The ids a search term stands for: a family name, or one ingredient by any of its names or
+    /// label forms ([`KnowledgeBase::resolve_label`]). `None` when the term is neither.
+    pub fn expand(&self, term: &str) -> Option<BTreeSet<String>> {
+        let t = key(term).replace(' ', "-");
+        if FAMILIES.iter().any(|(f, _)| *f == t) {
+            return Some(self.ingredients.iter().filter(|i| in_family(i, &t)).map(|i| i.id.clone()).collect());
+        }
+        self.resolve_label(term).map(|i| BTreeSet::from([i.id.clone()]))
     }
 
     /// Resolves one declared entry as labels really write it, and reads what else it may name
@@ -854,11 +676,6 @@ impl KnowledgeBase {
         }
     }
 
-    /// The reviewed list of different substances.
-    pub fn different_substances(&self) -> &[DifferentSubstance] {
-        &self.index.different
-    }
-
     /// The phrases of a text, read once as written and once more with `camelCase` joins split
     /// when it has any.
     fn phrases_in(&self, text: &str) -> Vec<Found> {
@@ -921,15 +738,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_split_letters_digits_and_camel_case() {
-        assert_eq!(words("Linalool78-70-6", false), ["linalool", "78", "70", "6"]);
-        assert_eq!(words("TocopherolLimonene", true), ["tocopherol", "limonene"]);
-        assert_eq!(words("TocopherolLimonene", false), ["tocopherollimonene"]);
-        assert_eq!(words("D'Limonene (Tocophérol)", false), ["d", "limonene", "tocopherol"]);
-        assert_eq!(words("Lina\u{200B}lool", false), ["linalool"]);
-    }
-
-    #[test]
     fn registry_numbers_and_strengths_come_off() {
         assert_eq!(clean("Linalool 78-70-6"), "Linalool");
         assert_eq!(clean("Linalool (CAS 78-70-6)"), "Linalool");
@@ -976,5 +784,45 @@ mod tests {
         assert_eq!(glued_words("Alcohol Denat. Parfum"), ["Alcohol", "Denat.", "Parfum"]);
         assert_eq!(glued_words("Parfum (Fragrance) D-Limonene"), ["Parfum", "(Fragrance)", "D-Limonene"]);
         assert_eq!(glued_words("Water (Aqua Eau)"), ["Water", "(Aqua Eau)"]);
+    }
+
+    #[test]
+    fn families_expand_to_their_members() {
+        let kb = KnowledgeBase::bundled();
+        let eu26 = kb.all().iter().filter(|i| i.allergen_lists.iter().any(|l| l == "eu-2003")).count();
+        assert!(eu26 >= 26, "the 26 allergens of 2003/15/EC: {eu26}");
+        let fragrance = kb.expand("fragrance").unwrap();
+        assert!(fragrance.contains("linalool") && fragrance.contains("fragrance"));
+        assert!(!fragrance.contains("benzyl-alcohol"), "a preservative is not fragrance");
+        assert!(kb.expand("fragrance-allergens").unwrap().contains("benzyl-alcohol"));
+        assert_eq!(kb.expand("aqua").unwrap().into_iter().collect::<Vec<_>>(), ["water"]);
+        assert!(kb.expand("unobtainium").is_none());
+    }
+
+    #[test]
+    fn any_label_form_resolves() {
+        let kb = KnowledgeBase::bundled();
+        let id = |t: &str| kb.resolve_label(t).map(|i| i.id.as_str());
+        for (text, want) in [
+            ("Water (Aqua)", "water"),
+            ("Water (Aqua, Eau)", "water"),
+            ("Aqua/Water/Eau", "water"),
+            ("WATER/EAU", "water"),
+            ("water", "water"),
+            ("Glycerin*", "glycerin"),
+            ("Niacinamide 5%", "niacinamide"),
+            ("10% Glycolic Acid", "glycolic-acid"),
+            ("Salicylic Acid 2% (BHA)", "salicylic-acid"),
+            ("Zinc Oxide (20%)", "zinc-oxide"),
+            ("Titanium Dioxide (CI 77891)", "titanium-dioxide"),
+            ("Helianthus Annuus (Sunflower) Seed Oil", "helianthus-annuus-seed-oil"),
+            ("Tocophérol", "tocopherol"),
+            ("1,2-Hexanediol", "1-2-hexanediol"),
+            ("alcohol-denat", "alcohol-denat"),
+        ] {
+            assert_eq!(id(text), Some(want), "{text}");
+        }
+        assert_eq!(id("Water, Glycerin"), None, "two ingredients are not one");
+        assert_eq!(id("unobtainium (aqua-free)"), None);
     }
 }

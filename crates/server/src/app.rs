@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,13 +17,20 @@ use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret
 use dermis_bus::EventBus;
 use dermis_bus::embedded::EmbeddedBus;
 use dermis_bus::nats::NatsBus;
+use dermis_bus::projection::{Projection, Settings};
+use dermis_bus::relay::OutboxSource;
 use dermis_catalog::Catalog;
+use dermis_catalog::relay::CatalogOutbox;
 use dermis_catalog::routes::CatalogState;
+use dermis_core::clock::SharedClock;
 use dermis_events::ingest::Ingestor;
+use dermis_events::relay::IngestedOutbox;
 use dermis_events::routes::{EventsState, INGESTION_PATHS};
-use dermis_features::FeatureStore;
+use dermis_features::directory::CatalogDirectory;
 use dermis_features::memory::MemoryFeatures;
 use dermis_features::redis_store::RedisFeatures;
+use dermis_features::routes::FeaturesState;
+use dermis_features::{FeatureProjection, FeatureStore, Features};
 use dermis_store::db::PoolSize;
 use dermis_store::{Db, Migration};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,9 +47,9 @@ use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::background::{Background, Parts};
 use crate::config::Config;
 use crate::ops::{self, OpsState};
-use crate::streams::{self, CatalogDirectory};
 use crate::{http, metrics, openapi};
 
 /// Every domain's migrations, in the order they apply.
@@ -63,8 +69,22 @@ pub struct Application {
     db: Db,
     bus: Arc<dyn EventBus>,
     ingestor: Ingestor,
-    memory: Option<Arc<MemoryFeatures>>,
+    catalog: Catalog,
+    features: Features,
+    outboxes: Vec<Arc<dyn OutboxSource>>,
+    projections: Vec<Arc<dyn Projection>>,
     config: Config,
+}
+
+/// The domain services of one application, as the router serves them.
+#[derive(Clone)]
+pub struct Domains {
+    /// The catalog.
+    pub catalog: Catalog,
+    /// Event ingestion.
+    pub ingestor: Ingestor,
+    /// The online feature store.
+    pub features: Features,
 }
 
 /// The event bus when `DERMIS_BUS_URL` names NATS JetStream; `None` for the embedded one (which
@@ -163,11 +183,16 @@ impl Application {
         .map_err(anyhow::Error::msg)
         .context("configuring token verification")?;
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
-        let (features, memory) = open_features(&config).await?;
-        let directory = Arc::new(CatalogDirectory::new(Catalog::new(db.clone())));
-        let pseudonyms = dermis_features::Pseudonyms::load(&db).await.context("loading the pseudonym key")?;
-        let mut ingestor =
-            Ingestor::new(db.clone(), config.events.ingest_concurrency, features, pseudonyms).with_directory(directory);
+        let clock: SharedClock = dermis_core::clock::system();
+        let (store, memory) = open_features(&config).await?;
+        let catalog = Catalog::new(db.clone());
+        let pseudonyms = dermis_events::Pseudonyms::load(&db).await.context("loading the pseudonym key")?;
+        let features = Features::new(store, pseudonyms.clone(), clock.clone())
+            .with_directory(Arc::new(CatalogDirectory::new(catalog.clone())));
+        let mut ingestor = Ingestor::new(db.clone(), config.events.ingest_concurrency, pseudonyms)
+            .with_node(&config.node_id)
+            .with_clock(clock.clone())
+            .with_hook(Arc::new(features.clone()));
         let bus: Arc<dyn EventBus> = match open_nats(&config).await? {
             Some(nats) => nats,
             None => {
@@ -176,9 +201,24 @@ impl Application {
                 Arc::new(embedded)
             }
         };
-        let router = build_router(&config, db.clone(), auth, ingestor.clone())?;
+        // Every domain's outbox, relayed by the one relay; every projection of the stream.
+        let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
+            Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), None)),
+            Arc::new(IngestedOutbox::new(ingestor.clone())),
+        ];
+        let snapshot_every =
+            (config.features.snapshot_secs > 0).then(|| Duration::from_secs(config.features.snapshot_secs));
+        let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(FeatureProjection::new(
+            features.clone(),
+            db.clone(),
+            &config.node_id,
+            memory,
+            snapshot_every,
+        ))];
+        let domains = Domains { catalog: catalog.clone(), ingestor: ingestor.clone(), features: features.clone() };
+        let router = build_router(&config, db.clone(), auth, domains)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, router, db, bus, ingestor, memory, config })
+        Ok(Self { listener, router, db, bus, ingestor, catalog, features, outboxes, projections, config })
     }
 
     /// The bound port.
@@ -196,94 +236,24 @@ impl Application {
         &self.ingestor
     }
 
+    /// The online feature store.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
     /// period) and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, db, bus, ingestor, memory, config } = self;
+        let Self { listener, router, db, bus, ingestor: _, catalog, features, outboxes, projections, config } = self;
         let grace = Duration::from_secs(config.http.shutdown_grace_secs);
-        tracing::info!(
-            bus = bus.name(),
-            features = ingestor.features().name(),
-            node = config.node_id,
-            "event bus ready"
-        );
-        let mut background = vec![tokio::spawn(crate::relay::run(
-            db.clone(),
-            bus.clone(),
-            ingestor.clone(),
-            Duration::from_millis(200),
-        ))];
-        let consumer = streams::consumer_name(&config.node_id);
-        background.push(tokio::spawn(streams::watch_lag(
-            bus.clone(),
-            consumer.clone(),
-            config.events.lag_alert,
-            Duration::from_secs(5),
-        )));
-        let (purge_db, purge_bus) = (db.clone(), bus.clone());
-        background.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                match dermis_store::idempotency::purge_expired(&purge_db).await {
-                    Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
-                }
-                match purge_bus.retain(dermis_bus::RETENTION).await {
-                    Ok(n) if n > 0 => tracing::info!(dropped = n, "bus messages past retention dropped"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "dropping old bus messages failed"),
-                }
-            }
-        }));
-        // Products derived under another knowledge base version (or before facts existed) are
-        // recomputed in the background; reads keep working meanwhile.
-        let facts_db = db.clone();
-        background.push(tokio::spawn(async move {
-            match Catalog::new(facts_db).refresh_stale_facts().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(products = n, "product facts recomputed for the current knowledge base"),
-                Err(e) => tracing::warn!(error = %e, "recomputing product facts failed"),
-            }
-        }));
-        // Set once the in-memory features are rebuilt: a snapshot of a half-rebuilt state would
-        // make the next start skip what the rebuild had not reached.
-        let rebuilt = Arc::new(AtomicBool::new(false));
-        if let Some(memory) = &memory {
-            let (db, memory, ingestor, node) = (db.clone(), memory.clone(), ingestor.clone(), config.node_id.clone());
-            let (bus, consumer, rebuilt) = (bus.clone(), consumer.clone(), rebuilt.clone());
-            let snapshot_secs = config.features.snapshot_secs;
-            let lag_alert = config.events.lag_alert;
-            background.push(tokio::spawn(async move {
-                // Until the rebuild succeeds no snapshot is taken (it would claim what the
-                // rebuild had not reached) and the consumer waits (its messages stay on the bus).
-                let mut pause = Duration::from_secs(1);
-                loop {
-                    match streams::rebuild(&db, &memory, &ingestor, &node).await {
-                        Ok(n) => {
-                            tracing::info!(replayed = n, "online features rebuilt from the snapshot and the event log");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, retry_in_secs = pause.as_secs(), "rebuilding the online features failed");
-                            tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_secs(60));
-                        }
-                    }
-                }
-                rebuilt.store(true, Ordering::SeqCst);
-                let snapshots = async {
-                    if snapshot_secs > 0 {
-                        let every = Duration::from_secs(snapshot_secs);
-                        streams::snapshot_every(db, memory, node, every, bus.clone(), lag_alert).await;
-                    }
-                };
-                tokio::join!(snapshots, streams::consume_features(bus.clone(), ingestor, consumer));
-            }));
-        } else {
-            background.push(tokio::spawn(streams::consume_features(bus.clone(), ingestor.clone(), consumer)));
-        }
+        tracing::info!(bus = bus.name(), features = features.store().name(), node = config.node_id, "event bus ready");
+        let settings = Settings {
+            node_id: config.node_id.clone(),
+            lag_alert: config.events.lag_alert,
+            lag_every: Duration::from_secs(5),
+            batch: 100,
+        };
+        let background = Background::start(Parts { db: db.clone(), bus, catalog, outboxes, projections, settings });
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let limits = crate::listen::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs.max(1)),
@@ -305,17 +275,7 @@ impl Application {
             () = server => {}
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
         }
-        for task in background {
-            task.abort();
-        }
-        if let (Some(memory), true) = (&memory, config.features.snapshot_secs > 0 && rebuilt.load(Ordering::SeqCst)) {
-            match streams::save_snapshot(&db, memory, &config.node_id).await {
-                Ok(()) => tracing::info!("online features saved"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "saving the online features failed; the next start replays the log")
-                }
-            }
-        }
+        background.stop().await;
         db.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -369,16 +329,19 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
 }
 
 /// The whole router: API, ops and docs, behind the middleware.
-pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, ingestor: Ingestor) -> anyhow::Result<Router> {
+pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, domains: Domains) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
-    let catalog = CatalogState { catalog: Catalog::new(db.clone()), auth: auth.clone() };
+    let Domains { catalog, ingestor, features } = domains;
+    let catalog = CatalogState { catalog, auth: auth.clone() };
+    let features = FeaturesState { features, auth: auth.clone() };
     let events = EventsState { ingestor: Arc::new(ingestor), auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router().with_state(OpsState { db: db.clone() }))
         .merge(dermis_auth::routes::router().with_state(auth))
         .merge(dermis_catalog::routes::router().with_state(catalog))
         .merge(dermis_events::routes::admin_router().with_state(events.clone()))
+        .merge(dermis_features::routes::router().with_state(features))
         .split_for_parts();
     let mut doc = doc;
     dermis_events::routes::document_ingestion(&mut doc);

@@ -9,12 +9,15 @@
 //! - [`metrics`]: Prometheus request metrics and pool gauges.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 //! - [`openapi`]: the document's frame.
-//! - [`relay`]: hands outbox events to the event bus.
+//! - [`background`]: everything that runs beside the HTTP server, named in one place: the one
+//!   outbox relay over every domain's registered outbox, the registered projections of the
+//!   event stream, housekeeping.
 //!
 //! This crate owns no tables and decides nothing about the business: handlers live in the
 //! domain crates.
 
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod demo;
 pub mod http;
@@ -22,8 +25,6 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
-pub mod relay;
-pub mod streams;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;

@@ -1,9 +1,10 @@
-//! Pseudonymous customer keys. The feature store, the `events.ingested` messages on the bus,
-//! snapshots, Redis keys and erasure records know a customer only as
-//! `HMAC-SHA256(key, customer id)` (hex, 128 bits): after an erasure, what stays on the bus for
-//! its retention period, in an old snapshot or in a record that the erasure happened names
-//! nobody in clear. The key is generated once per deployment and kept in the database
-//! (`feature_keys`), so every node computes the same pseudonym.
+//! Pseudonymous customer keys. Everything derived from the event stream (the feature store, its
+//! snapshots and Redis keys, the `events.ingested` erasure messages on the bus, erasure records)
+//! knows a customer only as `HMAC-SHA256(key, customer id)` (hex, 128 bits): after an erasure,
+//! what stays on the bus for its retention period, in an old snapshot or in a record that the
+//! erasure happened names nobody in clear. The key is generated once per deployment and kept in
+//! the database (`pseudonym_keys`, owned by this crate), so every node computes the same
+//! pseudonym.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -29,24 +30,24 @@ impl Pseudonyms {
         Self { mac: Hmac::new_from_slice(key).expect("HMAC takes a key of any length") }
     }
 
-    /// The deployment's pseudonyms: the key stored in `feature_keys`, created on first use (the
+    /// The deployment's pseudonyms: the key stored in `pseudonym_keys`, created on first use (the
     /// first node to insert wins; every node reads the same row back).
     pub async fn load(db: &Db) -> Result<Self, StoreError> {
         use rand::RngCore;
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut fresh);
         sqlx::query(
-            "INSERT INTO feature_keys (name, secret) VALUES ('customer-pseudonyms', $1) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO pseudonym_keys (name, secret) VALUES ('customer-pseudonyms', $1) ON CONFLICT (name) DO NOTHING",
         )
         .bind(hex::encode(fresh))
         .execute(db.writer())
         .await?;
-        let row = sqlx::query("SELECT secret FROM feature_keys WHERE name = 'customer-pseudonyms'")
+        let row = sqlx::query("SELECT secret FROM pseudonym_keys WHERE name = 'customer-pseudonyms'")
             .fetch_one(db.writer())
             .await?;
         let secret: String = row.try_get(0)?;
         let key =
-            hex::decode(secret.trim()).map_err(|e| StoreError::Other(format!("feature_keys holds no hex key: {e}")))?;
+            hex::decode(secret.trim()).map_err(|e| StoreError::Other(format!("pseudonym_keys holds no hex key: {e}")))?;
         Ok(Self::with_key(&key))
     }
 

@@ -1,5 +1,5 @@
-//! The embedded (SQLite) event log's writer: one thread with a connection of its own on the
-//! database file, prepared statements, and group commit.
+//! Appends on SQLite: one writer thread with a connection of its own on the database file,
+//! prepared statements, and group commit.
 //!
 //! SQLite has one writer at a time anyway. Going through the async pool cost a hand-off to the
 //! driver's worker thread for every statement and a scan of the parameter names for every bound
@@ -10,20 +10,12 @@
 //! one job per transaction, so one bad request never fails the others (unless the database
 //! itself is unavailable: then the whole group gets that answer at once).
 //!
-//! The writer also issues the event keys: `milliseconds << 20 | counter`, strictly increasing
-//! (a clock that steps back does not reorder them), shown through the API as `evt_<ULID>`
-//! (see [`crate::log`]).
+//! The writer issues the event keys ([`Keys`]): each group continues above every key stored,
+//! the customer index's watermark and what an erasure recorded as issued.
 //!
-//! The customer index (`events_by_user`, `events_by_anonymous`) is kept behind the log.
-//! Indexing each event as it was stored dirtied one random 4 KB leaf page per event, written
-//! twice (to the WAL, then by the checkpoint): the embedded log's sustained limit. Instead an
-//! indexer thread, about once every [`INDEX_EVERY`], reads the events stored after the watermark
-//! (`events_indexed.through`) on a connection of its own, sorts their customer ids, and hands
-//! them to the writer in slices of [`INDEX_SLICE`] entries, which ride along in the group
-//! commits like any job (no pause of a whole pass; each leaf page written about once per pass).
-//! Once every slice is committed, the watermark moves. Reads of one customer's events use the
-//! index up to the watermark and scan the tail after it (see [`crate::log`]). A crash loses no
-//! index entry: the next pass, of this process or the next, starts again from the watermark.
+//! The customer index is written here too, but not with each event: the indexer
+//! (`super::indexer`) hands the writer slices of entries ([`IndexRows`]) that ride along in the
+//! group commits like any job.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,24 +26,16 @@ use dermis_store::{Db, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::log::{Accepted, Append};
+use super::job::{Accepted, Append};
+use super::keys::Keys;
 use crate::outbox::Ingested;
 
 /// Most rows one group commit carries.
-const GROUP_ROWS: usize = 2500;
+pub(super) const GROUP_ROWS: usize = 2500;
 
 /// How long the writer keeps the write turn while jobs keep coming, before it queues again
 /// behind the rest of the process (handing the turn over costs a wake-up of a runtime task).
 const HOLD_TURN: Duration = Duration::from_millis(20);
-
-/// How often the indexer looks for events to index.
-const INDEX_EVERY: Duration = Duration::from_secs(1);
-
-/// Index entries per job handed to the writer: about one group commit's worth of rows.
-const INDEX_SLICE: usize = GROUP_ROWS;
-
-/// Bits of an event key below the millisecond.
-pub(crate) const COUNTER_BITS: u32 = 20;
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, \
      partition_key, schema_ref, timestamp_ms, received_at, payload) \
@@ -128,7 +112,7 @@ impl Handoff {
     }
 }
 
-struct AppendRows {
+pub(super) struct AppendRows {
     write_key_id: String,
     events: Vec<EventRow>,
     dead: Vec<DeadRow>,
@@ -157,7 +141,7 @@ impl AppendRows {
     }
 }
 
-struct ReplayRows {
+pub(super) struct ReplayRows {
     dead_letter_id: String,
     write_key_id: String,
     event: EventRow,
@@ -167,15 +151,16 @@ struct ReplayRows {
 
 /// A slice of a pass of the indexer: (customer id, event key) pairs, sorted; or, once every
 /// slice of the pass is committed, the watermark to move to.
-enum IndexRows {
+pub(super) enum IndexRows {
     Entries { by_user: Vec<(String, i64)>, by_anonymous: Vec<(String, i64)> },
     Through(i64),
 }
 
 /// Answers how many rows a job wrote (messages stored, a replay: 0 or 1; index entries).
-type Reply = oneshot::Sender<Result<usize, StoreError>>;
+pub(super) type Reply = oneshot::Sender<Result<usize, StoreError>>;
 
-enum Job {
+/// What the writer thread is asked to commit.
+pub(super) enum Job {
     Append(AppendRows, Reply),
     Replay(ReplayRows, Reply),
     Index(IndexRows, Reply),
@@ -203,23 +188,21 @@ impl Job {
 
 /// The handle on the writer thread. Cheap to clone; the thread stops when the last handle drops.
 #[derive(Debug, Clone)]
-pub(crate) struct Writer {
+pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
-    /// Asks the indexer for a pass now.
-    index_now: std::sync::mpsc::Sender<Reply>,
     /// The embedded bus, when it lives in the same database: then the log's transactions
     /// publish to it directly (see [`Writer::publish_in_log`]).
     bus: Option<EmbeddedBus>,
 }
 
-fn stopped() -> StoreError {
+pub(super) fn stopped() -> StoreError {
     StoreError::Unavailable("the event log writer stopped".into())
 }
 
 impl Writer {
     /// Starts the writer thread on `db`'s SQLite file. Call within a Tokio runtime: the thread
     /// takes its turns at writing from `db`'s write pool (see [`run`]).
-    pub(crate) fn start(db: &Db) -> Self {
+    pub(super) fn start(db: &Db) -> Self {
         let (jobs, rx) = mpsc::channel(1024);
         let runtime = tokio::runtime::Handle::current();
         let writer_db = db.clone();
@@ -229,35 +212,29 @@ impl Writer {
             // Every append then answers "unavailable" (the receiver is gone), never silently.
             tracing::error!(error = %e, "cannot start the event log writer thread");
         }
-        let (index_now, requests) = std::sync::mpsc::channel();
-        // No file (an in-memory database): the writer cannot open it either.
-        if let Some(file) = db.sqlite_file().map(Path::to_path_buf) {
-            let to_writer = jobs.downgrade();
-            let spawned = std::thread::Builder::new()
-                .name("event-log-indexer".into())
-                .spawn(move || run_indexer(&file, &to_writer, &requests));
-            if let Err(e) = spawned {
-                // Reads stay exact (they scan what is not indexed), only slower as the tail grows.
-                tracing::error!(error = %e, "cannot start the event log indexer thread");
-            }
-        }
-        Self { jobs, index_now, bus: None }
+        Self { jobs, bus: None }
+    }
+
+    /// A handle that does not keep the thread running: the indexer's, which stops with the
+    /// writer.
+    pub(super) fn downgrade(&self) -> mpsc::WeakSender<Job> {
+        self.jobs.downgrade()
     }
 
     /// Publishes what ingestion hands to the bus in the log's own transactions, instead of
     /// through the outbox and the relay: `bus` must keep its messages in this database file.
     /// One write of the message instead of three (outbox row, bus row, outbox delete).
-    pub(crate) fn publish_in_log(&mut self, bus: EmbeddedBus) {
+    pub(super) fn publish_in_log(&mut self, bus: EmbeddedBus) {
         self.bus = Some(bus);
     }
 
     /// True when the bus messages are written by the log itself (nothing goes to the outbox).
-    pub(crate) fn publishes_in_log(&self) -> bool {
+    pub(super) fn publishes_in_log(&self) -> bool {
         self.bus.is_some()
     }
 
     /// Appends one request; answers once it is committed.
-    pub(crate) async fn append(&self, job: Append) -> Result<usize, StoreError> {
+    pub(super) async fn append(&self, job: Append) -> Result<usize, StoreError> {
         let in_log = self.publishes_in_log();
         let stored = self.send(|reply| Ok(Job::Append(AppendRows::new(job, in_log)?, reply))).await?;
         self.published(stored);
@@ -272,7 +249,7 @@ impl Writer {
     }
 
     /// Claims a dead letter and stores its message, in one transaction; true if it was stored.
-    pub(crate) async fn replay(
+    pub(super) async fn replay(
         &self,
         dead_letter_id: &str,
         write_key_id: &str,
@@ -296,17 +273,8 @@ impl Writer {
     /// NATS bus every ingestion request leaves an outbox row (its feature updates, tens of KB
     /// on overflow pages); deleting them in a transaction of the relay's own took the process's
     /// write turn and an fsync of its own each round, and ingestion's commits queued behind it.
-    pub(crate) async fn relayed(&self, ids: Vec<String>) -> Result<usize, StoreError> {
+    pub(super) async fn relayed(&self, ids: Vec<String>) -> Result<usize, StoreError> {
         self.send(|reply| Ok(Job::Relayed(ids, reply))).await
-    }
-
-    /// Has the indexer index the events not yet in the customer index now, instead of at its
-    /// next pass; returns how many index entries it wrote. Never call it while holding a write
-    /// transaction of the store: the pass needs the writer, which waits for the write turn.
-    pub(crate) async fn index_tail(&self) -> Result<usize, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.index_now.send(reply).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
     }
 
     async fn send(&self, job: impl FnOnce(Reply) -> Result<Job, StoreError>) -> Result<usize, StoreError> {
@@ -316,7 +284,7 @@ impl Writer {
     }
 }
 
-fn store_error(e: rusqlite::Error) -> StoreError {
+pub(super) fn store_error(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
         Some(ErrorCode::ConstraintViolation) if e.to_string().contains("UNIQUE") => {
@@ -324,19 +292,6 @@ fn store_error(e: rusqlite::Error) -> StoreError {
         }
         Some(ErrorCode::TooBig) => StoreError::InvalidInput(e.to_string()),
         _ => StoreError::Other(e.to_string()),
-    }
-}
-
-/// The key generator: strictly increasing, `ms << COUNTER_BITS` at least.
-struct Keys {
-    last: i64,
-}
-
-impl Keys {
-    fn next(&mut self, now_ms: i64) -> i64 {
-        let key = (now_ms.max(0) << COUNTER_BITS).max(self.last + 1);
-        self.last = key;
-        key
     }
 }
 
@@ -386,7 +341,7 @@ fn relayed(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<usize> {
 }
 
 /// A connection of the writer's or the indexer's own on the store's file.
-fn connect(file: &Path) -> rusqlite::Result<Connection> {
+pub(super) fn connect(file: &Path) -> rusqlite::Result<Connection> {
     // The store created and migrated the file: never create an empty one here.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(file, flags)?;
@@ -590,96 +545,6 @@ fn index(tx: &Transaction<'_>, rows: &IndexRows) -> rusqlite::Result<usize> {
     }
 }
 
-/// Most events one pass of the indexer reads (after a long stop, the rest waits for the next).
-const PASS_EVENTS: usize = 250_000;
-
-/// The indexer's loop: a pass every [`INDEX_EVERY`], and one whenever asked. Stops with the
-/// last handle on the writer.
-fn run_indexer(file: &Path, writer: &mpsc::WeakSender<Job>, requests: &std::sync::mpsc::Receiver<Reply>) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut conn = None;
-    loop {
-        let asked = match requests.recv_timeout(INDEX_EVERY) {
-            Ok(reply) => Some(reply),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let Some(jobs) = writer.upgrade() else { return };
-        let started = Instant::now();
-        let outcome = index_pass(file, &mut conn, &jobs);
-        drop(jobs);
-        match &outcome {
-            Ok(0) => {}
-            Ok(entries) => {
-                metrics::histogram!("events_index_pass_seconds").record(started.elapsed().as_secs_f64());
-                tracing::debug!(entries, took = ?started.elapsed(), "customer index pass");
-            }
-            Err(e) => {
-                // The watermark did not move: the next pass covers these events again, and reads
-                // scan them meanwhile.
-                tracing::warn!(error = %e, "the customer index could not catch up with the event log");
-                conn = None;
-            }
-        }
-        if let Some(reply) = asked {
-            let _ = reply.send(outcome);
-        }
-    }
-}
-
-/// One pass: reads the events after the watermark (a snapshot, on the indexer's connection:
-/// the writer goes on meanwhile), sorts their customer ids, has the writer commit them slice by
-/// slice, then move the watermark. Returns the entries written.
-fn index_pass(file: &Path, conn: &mut Option<Connection>, jobs: &mpsc::Sender<Job>) -> Result<usize, StoreError> {
-    if conn.is_none() {
-        *conn = Some(connect(file).map_err(store_error)?);
-    }
-    let Some(c) = conn.as_mut() else { return Ok(0) };
-    let (mut by_user, mut by_anonymous, mut last) = (Vec::new(), Vec::new(), None);
-    {
-        let tx = c.transaction().map_err(store_error)?;
-        let through: i64 =
-            tx.query_row("SELECT through FROM events_indexed WHERE one = 1", [], |r| r.get(0)).map_err(store_error)?;
-        let mut tail = tx
-            .prepare_cached("SELECT id, user_id, anonymous_id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
-            .map_err(store_error)?;
-        let mut rows = tail.query(params![through, PASS_EVENTS as i64]).map_err(store_error)?;
-        while let Some(r) = rows.next().map_err(store_error)? {
-            let key: i64 = r.get(0).map_err(store_error)?;
-            if let Some(u) = r.get::<_, Option<String>>(1).map_err(store_error)? {
-                by_user.push((u, key));
-            }
-            if let Some(a) = r.get::<_, Option<String>>(2).map_err(store_error)? {
-                by_anonymous.push((a, key));
-            }
-            last = Some(key);
-        }
-    }
-    let Some(last) = last else { return Ok(0) };
-    by_user.sort_unstable();
-    by_anonymous.sort_unstable();
-    // One slice at a time: each waits in the writer's queue behind the appends that came
-    // first, so no append waits for more than one slice.
-    let commit = |rows: IndexRows| -> Result<usize, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        jobs.blocking_send(Job::Index(rows, reply)).map_err(|_| stopped())?;
-        answer.blocking_recv().map_err(|_| stopped())?
-    };
-    let mut written = 0;
-    let (mut users, mut anonymous) = (by_user.into_iter(), by_anonymous.into_iter());
-    loop {
-        let by_user: Vec<_> = users.by_ref().take(INDEX_SLICE).collect();
-        let by_anonymous: Vec<_> = anonymous.by_ref().take(INDEX_SLICE - by_user.len()).collect();
-        if by_user.is_empty() && by_anonymous.is_empty() {
-            break;
-        }
-        written += commit(IndexRows::Entries { by_user, by_anonymous })?;
-    }
-    // Every entry up to `last` is committed: only now may reads skip the scan of them.
-    commit(IndexRows::Through(last))?;
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,17 +583,5 @@ mod tests {
             )
             .unwrap();
         assert_eq!(erased, 0);
-    }
-
-    #[test]
-    fn keys_increase_even_when_the_clock_steps_back() {
-        let mut keys = Keys { last: 0 };
-        let a = keys.next(1_000);
-        let b = keys.next(1_000);
-        let c = keys.next(900);
-        let d = keys.next(1_001);
-        assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
-        assert_eq!(a >> COUNTER_BITS, 1_000);
-        assert_eq!(d, 1_001 << COUNTER_BITS);
     }
 }

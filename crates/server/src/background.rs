@@ -1,0 +1,101 @@
+//! Everything that runs beside the HTTP server, named in one place: the one outbox relay, the
+//! registered projections of the event stream, and housekeeping (expired idempotency keys, bus
+//! retention, product facts of an older knowledge base).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dermis_bus::EventBus;
+use dermis_bus::projection::{Projection, ProjectionHealth, Projections, Settings};
+use dermis_bus::relay::OutboxSource;
+use dermis_catalog::Catalog;
+use dermis_store::Db;
+use tokio::task::JoinHandle;
+
+/// What the background needs from the application.
+pub struct Parts {
+    /// The store.
+    pub db: Db,
+    /// The bus.
+    pub bus: Arc<dyn EventBus>,
+    /// The catalog (for its facts refresh).
+    pub catalog: Catalog,
+    /// Every domain's outbox.
+    pub outboxes: Vec<Arc<dyn OutboxSource>>,
+    /// Every domain's projections.
+    pub projections: Vec<Arc<dyn Projection>>,
+    /// How projections run.
+    pub settings: Settings,
+}
+
+/// The running background jobs.
+pub struct Background {
+    jobs: Vec<(&'static str, JoinHandle<()>)>,
+    projections: Projections,
+}
+
+/// How long the relay waits between looks when nothing woke it.
+const RELAY_IDLE: Duration = Duration::from_millis(200);
+
+impl Background {
+    /// Starts every job.
+    pub fn start(parts: Parts) -> Self {
+        let Parts { db, bus, catalog, outboxes, projections, settings } = parts;
+        let jobs = vec![
+            ("outbox relay", tokio::spawn(dermis_bus::relay::run(bus.clone(), outboxes, RELAY_IDLE))),
+            ("housekeeping", tokio::spawn(housekeeping(db, bus.clone()))),
+            ("facts refresh", tokio::spawn(refresh_facts(catalog))),
+        ];
+        let projections = Projections::start(bus, projections, settings);
+        Self { jobs, projections }
+    }
+
+    /// How each projection is doing.
+    pub fn health(&self) -> Vec<ProjectionHealth> {
+        self.projections.health()
+    }
+
+    /// The jobs' names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.jobs.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Stops every job, then saves the projections that keep snapshots.
+    pub async fn stop(self) {
+        for (_, job) in &self.jobs {
+            job.abort();
+        }
+        for (_, job) in self.jobs {
+            let _ = job.await;
+        }
+        self.projections.stop().await;
+    }
+}
+
+/// Every hour: expired idempotency keys, bus messages past retention.
+async fn housekeeping(db: Db, bus: Arc<dyn EventBus>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match dermis_store::idempotency::purge_expired(&db).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+        }
+        match bus.retain(dermis_bus::RETENTION).await {
+            Ok(n) if n > 0 => tracing::info!(dropped = n, "bus messages past retention dropped"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "dropping old bus messages failed"),
+        }
+    }
+}
+
+/// Products derived under another knowledge base version (or before facts existed) are
+/// recomputed once at start; reads keep working meanwhile.
+async fn refresh_facts(catalog: Catalog) {
+    match catalog.refresh_stale_facts().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(products = n, "product facts recomputed for the current knowledge base"),
+        Err(e) => tracing::warn!(error = %e, "recomputing product facts failed"),
+    }
+}

@@ -1,0 +1,244 @@
+//! The `dermis` command line: its arguments ([`Cli`]) and one function per command.
+//!
+//! # Layout
+//! - this module: the clap types, the global options (`--config`, `--data-dir`) and [`run`],
+//!   which dispatches a parsed command.
+//! - [`serve`]: `serve` and `demo` (serve with the demo data loaded, and say what to try).
+//! - [`migrate`]: `migrate`.
+//! - [`token`]: `token` (a bearer token signed with the server's secret).
+//! - [`keys`]: `write-key create|list|revoke` and `api-key create|list|revoke`.
+//! - [`import`]: `import catalog`.
+//!
+//! `--config` and `--data-dir` are global: they go before or after the subcommand
+//! (`dermis --data-dir DIR token ...` and `dermis token ... --data-dir DIR` are the same).
+
+mod import;
+mod keys;
+mod migrate;
+mod serve;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dermis_auth::Role;
+use dermis_server::Config;
+
+/// Dermis: the backend of a multi-channel skincare brand.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./dermis.toml if it exists).
+    #[arg(long, global = true, env = "DERMIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded database and of the generated JWT secret (default ./dermis-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (SQLite in the data dir, or PostgreSQL with DERMIS_DATABASE_URL).
+    Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Load the bundled demo data first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Serve with the bundled demo catalog loaded, and print what to try.
+    Demo {
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a bearer token signed with the configured secret.
+    Token {
+        /// admin, merchandiser, store_associate, analyst, customer or service.
+        #[arg(long)]
+        role: String,
+        /// Subject (the customer id for customers).
+        #[arg(long, default_value = "local-user")]
+        sub: String,
+        /// Store id (required for store_associate).
+        #[arg(long)]
+        store: Option<String>,
+        /// Lifetime: 90s, 30m, 12h, 7d (at most 366d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Import data.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Manage write keys for event sources (web shop, app, POS).
+    WriteKey {
+        #[command(subcommand)]
+        action: WriteKeyAction,
+    },
+    /// Manage API keys for machine clients.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Import products: Sephora product_info (.csv, .csv.gz) or Dermis JSON/NDJSON (.json, .ndjson).
+    /// Products are matched by external id: importing again updates, never duplicates.
+    Catalog {
+        /// The file.
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WriteKeyAction {
+    /// Create a write key and print it.
+    Create {
+        /// A name for people (`web-shop`).
+        name: String,
+    },
+    /// List write keys.
+    List,
+    /// Revoke a write key by id.
+    Revoke {
+        /// The key id (wk_...).
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Create a key and print it (it is shown only once).
+    Create {
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+        /// The role the key acts with.
+        #[arg(long)]
+        role: String,
+        /// Store the key is bound to.
+        #[arg(long)]
+        store: Option<String>,
+        /// Channel the key is bound to.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// List keys.
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (key_...).
+        id: String,
+    },
+}
+
+impl Cli {
+    /// The configuration: defaults, then the file, then `DERMIS_*`, then the global options.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref()).context("loading configuration")?;
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Runs the parsed command with the configuration [`Cli::load_config`] gave.
+pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+    let config_file = cli.config.as_deref();
+    match cli.command {
+        Command::Serve { args, demo } => {
+            args.apply(&mut config);
+            serve::serve(config, demo, config_file).await
+        }
+        Command::Demo { args } => {
+            args.apply(&mut config);
+            serve::serve(config, true, config_file).await
+        }
+        Command::Migrate => migrate::migrate(&config).await,
+        Command::Token { role, sub, store, ttl } => token::token(&config, &role, &sub, store.as_deref(), &ttl),
+        Command::Import { what: ImportWhat::Catalog { file, json } } => import::catalog(&config, &file, json).await,
+        Command::WriteKey { action } => keys::write_key(&config, action).await,
+        Command::ApiKey { action } => keys::api_key(&config, action).await,
+    }
+}
+
+impl ServeArgs {
+    fn apply(&self, config: &mut Config) {
+        if let Some(l) = self.listen {
+            config.listen = l;
+        }
+    }
+}
+
+/// A role by name, or an error listing the roles.
+fn parse_role(s: &str) -> anyhow::Result<Role> {
+    Role::parse(s).with_context(|| {
+        let all: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown role {s:?}; expected one of {}", all.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("dermis").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn data_dir_is_accepted_before_and_after_every_subcommand() {
+        let forms: &[&[&str]] = &[
+            &["token", "--role", "customer", "--sub", "bench", "--data-dir", "D"],
+            &["--data-dir", "D", "token", "--role", "customer"],
+            &["import", "catalog", "F.csv", "--data-dir", "D"],
+            &["import", "--data-dir", "D", "catalog", "F.csv", "--json"],
+            &["--data-dir", "D", "import", "catalog", "F.csv"],
+            &["serve", "--listen", "127.0.0.1:0", "--data-dir", "D"],
+            &["demo", "--data-dir", "D"],
+            &["migrate", "--data-dir", "D"],
+            &["write-key", "create", "web-shop", "--data-dir", "D"],
+            &["write-key", "--data-dir", "D", "list"],
+            &["api-key", "create", "--name", "n", "--role", "service", "--data-dir", "D"],
+        ];
+        for args in forms {
+            assert_eq!(parse(args).data_dir, Some(PathBuf::from("D")), "{args:?}");
+        }
+        assert_eq!(parse(&["token", "--role", "admin"]).data_dir, None);
+    }
+
+    #[test]
+    fn unknown_roles_name_the_known_ones() {
+        let e = parse_role("root").unwrap_err().to_string();
+        assert!(e.contains("root") && e.contains("store_associate"), "{e}");
+        assert_eq!(parse_role("customer").unwrap(), Role::Customer);
+    }
+}
