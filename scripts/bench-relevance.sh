@@ -5,14 +5,14 @@
 #
 #   scripts/bench-relevance.sh [BIN] [OUT_JSON]
 #
-# BIN: a `dermis` binary to measure (e.g. one built from an older commit); without it the current
+# BIN (or $DERMIS_BENCH_BIN): a `dermis` binary to measure (e.g. one built from an older commit); without it the current
 # tree is built with `cargo build --release -p dermis`. OUT_JSON: also write the results as JSON
 # (compare two runs with `scripts/relevance.py --compare A.json B.json`).
 # Environment: DATA (the product_info CSV), PORT (default 18093), LABEL (a name for the run),
 # SHOW=1 (print every query's top 10 with grades).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-}
+BIN=${1:-${DERMIS_BENCH_BIN:-}}
 OUT=${2:-}
 DATA=${DATA:-../shared/data/sephora-products-and-skincare-reviews/product_info.csv.gz}
 PORT=${PORT:-18093}

@@ -291,6 +291,8 @@ def main():
         with open(args.json_out, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=1, ensure_ascii=False)
             f.write("\n")
+    if not failed and all(r["returned"] == 0 for r in results):
+        print("relevance: the node returned no product for any query; is the catalog imported?", file=sys.stderr)
     if failed:
         print(f"relevance: {failed} of {len(results)} queries failed and count as NDCG 0", file=sys.stderr)
         return 1

@@ -13,6 +13,18 @@ async fn ready_reports_the_backend(app: TestApp) {
     let ready: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ok");
     assert!(matches!(ready["backend"].as_str(), Some("sqlite" | "postgres")));
+    // Each projection of the event stream reports whether it is rebuilt and how far behind it is.
+    let started = std::time::Instant::now();
+    loop {
+        let ready: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        let features = ready["projections"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "features")).cloned();
+        if let Some(f) = features.filter(|f| f["rebuilt"] == true) {
+            assert_eq!(f["lagging"], false, "{ready}");
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 10, "the features projection never reported itself rebuilt: {ready}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn metrics_count_requests_by_route(app: TestApp) {

@@ -11,7 +11,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dermis_core::clock::{now_ms, rfc3339};
+use dermis_core::clock::{SharedClock, rfc3339};
 use dermis_store::{Db, StoreError};
 use rand::RngCore;
 use serde::Serialize;
@@ -68,6 +68,7 @@ pub struct NewApiKey {
 #[derive(Clone)]
 pub struct ApiKeys {
     db: Db,
+    clock: SharedClock,
     verified: moka::sync::Cache<[u8; 32], Principal>,
     /// Bumped by every revocation: a verification that read the key before a revocation must
     /// not put it back into the cache after.
@@ -89,9 +90,16 @@ impl ApiKeys {
     pub fn new(db: Db) -> Self {
         Self {
             db,
+            clock: dermis_core::clock::system(),
             verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(CACHE_TTL).build(),
             revocations: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
+    }
+
+    /// Reads the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Creates a key and returns it with its full secret, which is not stored and cannot be shown again.
@@ -106,7 +114,7 @@ impl ApiKeys {
             .hash_password(secret.as_bytes(), &salt)
             .map_err(|e| StoreError::Other(format!("argon2: {e}")))?
             .to_string();
-        let created = now_ms();
+        let created = self.clock.now_ms();
         sqlx::query(
             "INSERT INTO api_keys (id, name, role, store_id, channel, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -159,7 +167,7 @@ impl ApiKeys {
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
         self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(id)
             .execute(self.db.writer())
             .await?;

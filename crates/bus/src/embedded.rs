@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dermis_core::clock::SharedClock;
 use dermis_store::sqlx::{self, Row};
 use dermis_store::{Db, StoreError};
 use tokio::sync::Notify;
@@ -23,6 +24,7 @@ fn topic_pattern(prefix: &str) -> String {
 pub struct EmbeddedBus {
     db: Db,
     published: Arc<Notify>,
+    clock: SharedClock,
 }
 
 /// Rows per multi-row INSERT. sqlx asks SQLite for every bound parameter's name, a linear
@@ -39,7 +41,13 @@ fn rows_per_insert(backend: dermis_store::db::Backend) -> usize {
 impl EmbeddedBus {
     /// A bus in `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, published: Arc::new(Notify::new()) }
+        Self { db, published: Arc::new(Notify::new()), clock: dermis_core::clock::system() }
+    }
+
+    /// Reads the time (publication stamps, retention) from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The store the bus keeps its messages in.
@@ -116,7 +124,7 @@ impl EmbeddedBus {
                 .await
                 .map_err(StoreError::from)?
                 .get(0);
-            let now = dermis_core::clock::now_ms();
+            let now = self.clock.now_ms();
             let mut inserted = Ok(());
             for (c, rows) in fresh.chunks(rows_per_insert(self.db.backend())).enumerate() {
                 let first = last + 1 + (c * rows_per_insert(self.db.backend())) as i64;
@@ -246,7 +254,7 @@ impl EventBus for EmbeddedBus {
 
     async fn retain(&self, max_age: Duration) -> Result<u64, BusError> {
         // The newest message stays whatever its age: positions continue from it.
-        let cutoff = dermis_core::clock::now_ms() - max_age.as_millis() as i64;
+        let cutoff = self.clock.now_ms() - max_age.as_millis() as i64;
         let dropped =
             sqlx::query("DELETE FROM bus_messages WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM bus_messages)")
                 .bind(cutoff)

@@ -86,8 +86,28 @@ struct Running {
 
 /// The running projections of this node.
 pub struct Projections {
-    running: Vec<Running>,
+    running: Monitor,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Reads how this node's projections are doing (for readiness and ops tools).
+#[derive(Clone)]
+pub struct Monitor(Arc<Vec<Running>>);
+
+impl Monitor {
+    /// How each projection is doing.
+    pub fn health(&self) -> Vec<ProjectionHealth> {
+        self.0
+            .iter()
+            .map(|r| ProjectionHealth {
+                name: r.projection.name(),
+                rebuilt: r.status.rebuilt.load(Ordering::SeqCst),
+                lag: r.status.lag.load(Ordering::Relaxed),
+                lagging: r.status.lagging.load(Ordering::Relaxed),
+                last_applied_ms: r.status.last_applied_ms.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
 }
 
 /// How projections run on this node.
@@ -133,21 +153,17 @@ impl Projections {
             tasks.push(tokio::spawn(run(bus.clone(), projection.clone(), consumer, status.clone(), settings.clone())));
             running.push(Running { projection, status });
         }
-        Self { running, tasks }
+        Self { running: Monitor(Arc::new(running)), tasks }
     }
 
     /// How each projection is doing.
     pub fn health(&self) -> Vec<ProjectionHealth> {
-        self.running
-            .iter()
-            .map(|r| ProjectionHealth {
-                name: r.projection.name(),
-                rebuilt: r.status.rebuilt.load(Ordering::SeqCst),
-                lag: r.status.lag.load(Ordering::Relaxed),
-                lagging: r.status.lagging.load(Ordering::Relaxed),
-                last_applied_ms: r.status.last_applied_ms.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.running.health()
+    }
+
+    /// A handle that reads the projections' health while they run.
+    pub fn monitor(&self) -> Monitor {
+        self.running.clone()
     }
 
     /// Stops consuming, then saves a last snapshot of each projection that keeps them and was
@@ -159,7 +175,7 @@ impl Projections {
         for task in self.tasks {
             let _ = task.await;
         }
-        for r in &self.running {
+        for r in self.running.0.iter() {
             if r.projection.snapshot_every().is_some() && r.status.rebuilt.load(Ordering::SeqCst) {
                 match r.projection.snapshot().await {
                     Ok(()) => tracing::info!(projection = r.projection.name(), "projection saved"),

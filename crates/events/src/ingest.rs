@@ -164,6 +164,7 @@ impl Ingestor {
 
     /// Reads the time from `clock`.
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.keys = self.keys.with_clock(clock.clone());
         self.clock = clock;
         self
     }

@@ -46,8 +46,8 @@ impl Pseudonyms {
             .fetch_one(db.writer())
             .await?;
         let secret: String = row.try_get(0)?;
-        let key =
-            hex::decode(secret.trim()).map_err(|e| StoreError::Other(format!("pseudonym_keys holds no hex key: {e}")))?;
+        let key = hex::decode(secret.trim())
+            .map_err(|e| StoreError::Other(format!("pseudonym_keys holds no hex key: {e}")))?;
         Ok(Self::with_key(&key))
     }
 

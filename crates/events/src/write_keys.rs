@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dermis_core::clock::{now_ms, rfc3339};
+use dermis_core::clock::{SharedClock, rfc3339};
 use dermis_store::sqlx::{self, Row};
 use dermis_store::{Db, StoreError};
 use rand::Rng;
@@ -30,6 +30,7 @@ pub struct WriteKeyInfo {
 #[derive(Clone)]
 pub struct WriteKeys {
     db: Db,
+    clock: SharedClock,
     cache: moka::sync::Cache<[u8; 32], Option<String>>,
 }
 
@@ -48,8 +49,15 @@ impl WriteKeys {
     pub fn new(db: Db) -> Self {
         Self {
             db,
+            clock: dermis_core::clock::system(),
             cache: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
         }
+    }
+
+    /// Reads the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Creates a key; returns it (the key itself is shown only now).
@@ -59,7 +67,7 @@ impl WriteKeys {
         let mut rng = rand::rngs::OsRng;
         let secret: String = (0..32).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
         let key = format!("dwk_{secret}");
-        let now = now_ms();
+        let now = self.clock.now_ms();
         sqlx::query("INSERT INTO write_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&id)
             .bind(name)
@@ -90,7 +98,7 @@ impl WriteKeys {
     /// Revokes a key; false when there is none with this id.
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE write_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(id)
             .execute(self.db.writer())
             .await?;

@@ -133,3 +133,49 @@ async fn a_batch_the_store_refused_is_applied_when_it_comes_again() {
         "applied once, under the customer's pseudonym (the old message named them in clear)"
     );
 }
+
+/// A deployment upgraded from the release where the feature store kept the pseudonym key: its
+/// customers keep their pseudonyms (else their features, snapshots and erasure records would
+/// name someone else).
+async fn upgrade_keeps_the_pseudonym_key(t: TestDb) {
+    let db = t.db();
+    dermis_store::sqlx::query("INSERT INTO feature_keys (name, secret) VALUES ('customer-pseudonyms', $1)")
+        .bind(hex_key())
+        .execute(db.writer())
+        .await
+        .unwrap();
+    for set in MIGRATIONS {
+        db.migrate(set).await.unwrap();
+    }
+    let loaded = Pseudonyms::load(db).await.unwrap();
+    assert_eq!(loaded.customer("ana"), Pseudonyms::with_key(&[7u8; 32]).customer("ana"));
+    let left = dermis_store::sqlx::query("SELECT COUNT(*) FROM feature_keys").fetch_one(db.reader()).await;
+    assert!(left.is_err(), "the old table is gone");
+}
+
+fn hex_key() -> String {
+    [7u8; 32].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The migrations of the release before the hand-over.
+const BEFORE: &[&[dermis_store::Migration]] = &[
+    dermis_store::MIGRATIONS,
+    dermis_events::MIGRATIONS.split_at(6).0,
+    dermis_bus::MIGRATIONS,
+    dermis_features::MIGRATIONS.split_at(2).0,
+];
+
+#[tokio::test]
+async fn an_upgrade_keeps_every_customers_pseudonym() {
+    upgrade_keeps_the_pseudonym_key(TestDb::sqlite(BEFORE).await).await;
+}
+
+mod postgres {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upgrade_keeps_every_customers_pseudonym() {
+        let Some(t) = TestDb::postgres(BEFORE).await else { return };
+        upgrade_keeps_the_pseudonym_key(t).await;
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret
 use dermis_bus::EventBus;
 use dermis_bus::embedded::EmbeddedBus;
 use dermis_bus::nats::NatsBus;
-use dermis_bus::projection::{Projection, Settings};
+use dermis_bus::projection::{Monitor, Projection, Settings};
 use dermis_bus::relay::OutboxSource;
 use dermis_catalog::Catalog;
 use dermis_catalog::relay::CatalogOutbox;
@@ -73,6 +73,7 @@ pub struct Application {
     features: Features,
     outboxes: Vec<Arc<dyn OutboxSource>>,
     projections: Vec<Arc<dyn Projection>>,
+    monitor: Arc<OnceLock<Monitor>>,
     config: Config,
 }
 
@@ -182,8 +183,8 @@ impl Application {
         .await
         .map_err(anyhow::Error::msg)
         .context("configuring token verification")?;
-        let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
         let clock: SharedClock = dermis_core::clock::system();
+        let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone()).with_clock(clock.clone())));
         let (store, memory) = open_features(&config).await?;
         let catalog = Catalog::new(db.clone());
         let pseudonyms = dermis_events::Pseudonyms::load(&db).await.context("loading the pseudonym key")?;
@@ -196,7 +197,7 @@ impl Application {
         let bus: Arc<dyn EventBus> = match open_nats(&config).await? {
             Some(nats) => nats,
             None => {
-                let embedded = EmbeddedBus::new(db.clone());
+                let embedded = EmbeddedBus::new(db.clone()).with_clock(clock.clone());
                 ingestor = ingestor.with_embedded_bus(&embedded);
                 Arc::new(embedded)
             }
@@ -216,9 +217,10 @@ impl Application {
             snapshot_every,
         ))];
         let domains = Domains { catalog: catalog.clone(), ingestor: ingestor.clone(), features: features.clone() };
-        let router = build_router(&config, db.clone(), auth, domains)?;
+        let monitor = Arc::new(OnceLock::new());
+        let router = build_router(&config, db.clone(), auth, domains, monitor.clone())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, router, db, bus, ingestor, catalog, features, outboxes, projections, config })
+        Ok(Self { listener, router, db, bus, ingestor, catalog, features, outboxes, projections, monitor, config })
     }
 
     /// The bound port.
@@ -244,7 +246,8 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
     /// period) and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, db, bus, ingestor: _, catalog, features, outboxes, projections, config } = self;
+        let Self { listener, router, db, bus, ingestor: _, catalog, features, outboxes, projections, monitor, config } =
+            self;
         let grace = Duration::from_secs(config.http.shutdown_grace_secs);
         tracing::info!(bus = bus.name(), features = features.store().name(), node = config.node_id, "event bus ready");
         let settings = Settings {
@@ -254,6 +257,8 @@ impl Application {
             batch: 100,
         };
         let background = Background::start(Parts { db: db.clone(), bus, catalog, outboxes, projections, settings });
+        let _ = monitor.set(background.monitor());
+        tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let limits = crate::listen::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs.max(1)),
@@ -329,7 +334,13 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
 }
 
 /// The whole router: API, ops and docs, behind the middleware.
-pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, domains: Domains) -> anyhow::Result<Router> {
+pub fn build_router(
+    config: &Config,
+    db: Db,
+    auth: Arc<Authenticator>,
+    domains: Domains,
+    projections: Arc<OnceLock<Monitor>>,
+) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
     let Domains { catalog, ingestor, features } = domains;
@@ -337,7 +348,7 @@ pub fn build_router(config: &Config, db: Db, auth: Arc<Authenticator>, domains: 
     let features = FeaturesState { features, auth: auth.clone() };
     let events = EventsState { ingestor: Arc::new(ingestor), auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(ops::router().with_state(OpsState { db: db.clone() }))
+        .merge(ops::router().with_state(OpsState { db: db.clone(), projections }))
         .merge(dermis_auth::routes::router().with_state(auth))
         .merge(dermis_catalog::routes::router().with_state(catalog))
         .merge(dermis_events::routes::admin_router().with_state(events.clone()))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dermis_bus::EventBus;
-use dermis_bus::projection::{Projection, ProjectionHealth, Projections, Settings};
+use dermis_bus::projection::{Monitor, Projection, ProjectionHealth, Projections, Settings};
 use dermis_bus::relay::OutboxSource;
 use dermis_catalog::Catalog;
 use dermis_store::Db;
@@ -58,6 +58,11 @@ impl Background {
     /// The jobs' names.
     pub fn names(&self) -> Vec<&'static str> {
         self.jobs.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Reads the projections' health while they run.
+    pub fn monitor(&self) -> Monitor {
+        self.projections.monitor()
     }
 
     /// Stops every job, then saves the projections that keep snapshots.

@@ -1,12 +1,13 @@
 //! Operations endpoints: liveness, readiness, metrics, the OpenAPI document and its reference page.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use dermis_bus::projection::Monitor;
 use dermis_core::Problem;
 use dermis_store::Db;
 use serde::Serialize;
@@ -19,6 +20,8 @@ use utoipa_axum::routes;
 pub struct OpsState {
     /// The database, for readiness and pool metrics.
     pub db: Db,
+    /// The projections of the event stream, once they run.
+    pub projections: Arc<OnceLock<Monitor>>,
 }
 
 /// The documented ops routes.
@@ -30,7 +33,7 @@ pub fn router() -> OpenApiRouter<OpsState> {
 pub fn undocumented(db: Db, openapi_json: Arc<String>) -> Router {
     let doc = openapi_json.clone();
     Router::new()
-        .route("/metrics", get(metrics).with_state(OpsState { db }))
+        .route("/metrics", get(metrics).with_state(OpsState { db, projections: Arc::default() }))
         .route(
             "/openapi.json",
             get(move || {
@@ -52,19 +55,45 @@ pub struct Health {
     /// The storage backend (`sqlite` or `postgres`), for `/readyz`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<&'static str>,
+    /// How the projections of the event stream are doing, for `/readyz`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub projections: Vec<ProjectionStatus>,
+}
+
+/// How one projection of the event stream is doing on this node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionStatus {
+    /// Its name (`features`, `search`).
+    pub name: &'static str,
+    /// Whether its rebuild at start has finished (before, it answers from what it has so far).
+    pub rebuilt: bool,
+    /// Messages on its topic not applied yet (at the last look, every few seconds).
+    pub lag: u64,
+    /// Whether the lag is over `events.lag_alert`.
+    pub lagging: bool,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", backend: None })
+    Json(Health { status: "ok", backend: None, projections: Vec::new() })
 }
 
 /// The process can serve: its store answers.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = dermis_core::problem::ProblemBody)))]
 async fn readyz(State(s): State<OpsState>) -> Result<Json<Health>, Problem> {
     s.db.ping().await.map_err(|e| Problem::unavailable(&e))?;
-    Ok(Json(Health { status: "ok", backend: Some(s.db.backend().name()) }))
+    let projections = s
+        .projections
+        .get()
+        .map(|m| {
+            m.health()
+                .into_iter()
+                .map(|h| ProjectionStatus { name: h.name, rebuilt: h.rebuilt, lag: h.lag, lagging: h.lagging })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(Health { status: "ok", backend: Some(s.db.backend().name()), projections }))
 }
 
 async fn metrics(State(s): State<OpsState>) -> Response {
