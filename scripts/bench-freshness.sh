@@ -13,9 +13,11 @@ N=${1:-500}
 ADMIN_URL=${DERMIS_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 NATS_URL=${DERMIS_BENCH_NATS_URL:-nats://127.0.0.1:4222}
 REDIS_URL=${DERMIS_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
-cargo build --release --quiet
+# DERMIS_BENCH_BIN: another build (a baseline commit) to measure instead; the measuring client
+# is always this tree's.
+[ -z "${DERMIS_BENCH_BIN:-}" ] && cargo build --release --quiet
 cargo build --release --quiet --example freshness
-BIN=target/release/dermis
+BIN=${DERMIS_BENCH_BIN:-target/release/dermis}
 WORK=$(mktemp -d)
 source scripts/bench-lib.sh
 trap bench_cleanup EXIT

@@ -16,7 +16,12 @@ start_node() {
     $BIN serve --listen 127.0.0.1:$port --data-dir "$WORK/$name" 2>"$WORK/$name.log" &
   fi
   PIDS+=($!)
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.2; done
+  for _ in $(seq 1 100); do
+    # Ready, and every projection of the event stream rebuilt (builds before projections
+    # report none).
+    curl -fs "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -vq '"rebuilt":false' && return 0
+    sleep 0.2
+  done
   echo "$name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1
 }
 

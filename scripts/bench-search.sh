@@ -11,8 +11,9 @@ DATA=${3:-../shared/data/sephora-products-and-skincare-reviews/product_info.csv.
 ADMIN_URL=${DERMIS_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 [ -f "$DATA" ] || { echo "no catalog file at $DATA" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/dermis
+# DERMIS_BENCH_BIN: another build (a baseline commit) to measure instead.
+[ -z "${DERMIS_BENCH_BIN:-}" ] && cargo build --release --quiet
+BIN=${DERMIS_BENCH_BIN:-target/release/dermis}
 WORK=$(mktemp -d)
 source scripts/bench-lib.sh
 trap bench_cleanup EXIT
@@ -32,6 +33,11 @@ QUERIES=(
   "filters|routine_step=moisturizer&fragrance_free=true&skin_type=dry&non_comedogenic=true&exclude_ingredients=linalool,limonene&limit=50"
   "family exclusion|category=Skincare&exclude_ingredients=fragrance,parabens,drying-alcohols&limit=50"
   "facets|category=Skincare&facets=true&limit=20"
+  "text, 3 words|q=vitamin%20c%20serum&limit=50"
+  "text, typo|q=hyaluronc&limit=50"
+  "text, prefix|q=moistur&limit=50"
+  "text + facets|q=serum&facets=true&limit=20"
+  "everything, facets|facets=true&limit=50"
 )
 table_header
 for row in "${rows[@]}"; do

@@ -3,11 +3,12 @@
 //! # Layout
 //! - this module: the clap types, the global options (`--config`, `--data-dir`) and [`run`],
 //!   which dispatches a parsed command.
-//! - [`serve`]: `serve` and `demo` (serve with the demo data loaded, and say what to try).
-//! - [`migrate`]: `migrate`.
-//! - [`token`]: `token` (a bearer token signed with the server's secret).
-//! - [`keys`]: `write-key create|list|revoke` and `api-key create|list|revoke`.
-//! - [`import`]: `import catalog`.
+//! - [`serve`]: the `serve` and `demo` commands (`demo` serves with the demo data loaded and says
+//!   what to try).
+//! - [`migrate`]: the `migrate` command (apply every migration, then exit).
+//! - [`token`]: the `token` command (a bearer token signed with the server's secret).
+//! - [`keys`]: the `write-key create|list|revoke` and `api-key create|list|revoke` commands.
+//! - [`import`]: the `import catalog` command.
 //!
 //! `--config` and `--data-dir` are global: they go before or after the subcommand
 //! (`dermis --data-dir DIR token ...` and `dermis token ... --data-dir DIR` are the same).

@@ -28,8 +28,9 @@ pub(crate) enum Kind {
     Json,
     /// The dead-letter replay: an optional JSON body (empty = replay the stored message).
     Replay,
-    /// No body; the path names what goes.
-    Delete,
+    /// No body; the path names what goes: answers `done` once (204 for a revocation, 202 for a
+    /// customer's erasure, which other domains finish in the background), then 404.
+    Delete { done: u16 },
     /// No body; the query names whose events go (an erasure: answers 200 even for nobody).
     Erase,
     /// A Segment call authenticated by a write key; any content type is read as JSON. A single
@@ -73,6 +74,8 @@ pub(crate) struct Fixture {
     /// The product and SKU the write routes change.
     pub(crate) product_id: String,
     pub(crate) sku_id: String,
+    /// The customers whose profile and consents the write routes change.
+    customers: [String; 2],
 }
 
 pub(crate) fn basic(key: &str) -> String {
@@ -88,6 +91,14 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 async fn created(res: reqwest::Response, what: &str) -> Value {
     assert_eq!(res.status(), 201, "create {what}");
     res.json().await.unwrap()
+}
+
+/// Creates a customer as an admin; returns its id.
+async fn customer(app: &TestApp, body: Value) -> String {
+    created(app.post_json("/v1/customers", Role::Admin, &body).await, "customer").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn single(kind: &str) -> (Value, &'static str) {
@@ -170,6 +181,24 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
         .map(|d| format!("/v1/events/dead-letters/{}/replay", d["id"].as_str().unwrap()))
         .collect();
     assert_eq!(replay_paths.len(), DEAD);
+    // Customers: one whose profile, contact data and consultations change, one whose consents
+    // do, and some to erase (the first erasures are accepted, the rest answer 404).
+    let health = json!([{"purpose": "health_data", "granted": true, "text_version": "v1", "channel": "web"}]);
+    let cid = customer(app, json!({"name": "Fuzz Customer", "consents": health})).await;
+    let consenting = customer(app, json!({"name": "Fuzz Consenting"})).await;
+    let mut erase_paths = Vec::new();
+    let mut close_paths = Vec::new();
+    for i in 0..3 {
+        let gone = customer(app, json!({"name": format!("Fuzz Erased {i}")})).await;
+        erase_paths.push(format!("/v1/customers/{gone}"));
+        let c = created(
+            app.post_json(&format!("/v1/customers/{cid}/consultations"), Role::Admin, &json!({"store_id": "store-9"}))
+                .await,
+            "consultation",
+        )
+        .await;
+        close_paths.push(format!("/v1/customers/{cid}/consultations/{}", c["id"].as_str().unwrap()));
+    }
 
     let mut routes = vec![
         Route {
@@ -226,7 +255,7 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
             next: AtomicUsize::new(0),
             valid: json!({}),
             required: None,
-            kind: Kind::Delete,
+            kind: Kind::Delete { done: 204 },
         },
         Route {
             method: Method::POST,
@@ -244,7 +273,7 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
             next: AtomicUsize::new(0),
             valid: json!({}),
             required: None,
-            kind: Kind::Delete,
+            kind: Kind::Delete { done: 204 },
         },
         Route {
             method: Method::DELETE,
@@ -265,6 +294,82 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
                 "properties": {"product_id": "P1", "price": 1}}}),
             required: None,
             kind: Kind::Replay,
+        },
+        Route {
+            method: Method::POST,
+            template: "/v1/customers",
+            paths: vec!["/v1/customers".into()],
+            next: AtomicUsize::new(0),
+            // No unique identifier (email, phone, loyalty, user id): every valid request creates.
+            valid: json!({"name": "Fuzz Signup", "date_of_birth": "1990-02-28",
+                "address": {"line1": "1 Rue de la Paix", "city": "Paris", "postal_code": "75002", "country": "FR"},
+                "external_ids": {"pos": "R-1"},
+                "consents": [{"purpose": "health_data", "granted": true, "text_version": "v1", "channel": "web"}],
+                "skin_profile": {"skin_type": "dry", "concerns": ["redness"], "allergies": ["linalool"]}}),
+            required: Some("name"),
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::PATCH,
+            template: "/v1/customers/{id}",
+            paths: vec![format!("/v1/customers/{cid}")],
+            next: AtomicUsize::new(0),
+            valid: json!({"name": "Fuzz Patched", "phone": "+33 6 12 34 56 78", "date_of_birth": null,
+                "address": {"line1": "2 Rue Y", "city": "Lyon", "country": "FR"},
+                "external_ids": {"pos": "R-2", "web": null}}),
+            required: None,
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/v1/customers/{id}",
+            paths: erase_paths,
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 202 },
+        },
+        Route {
+            method: Method::PUT,
+            template: "/v1/customers/{id}/skin-profile",
+            paths: vec![format!("/v1/customers/{cid}/skin-profile")],
+            next: AtomicUsize::new(0),
+            valid: json!({"source": "quiz", "skin_type": "combination", "skin_tone": "medium",
+                "concerns": ["acne", "pores"], "lifestyle": {"sun_exposure": "high", "climate": "humid"},
+                "conditions": ["rosacea"], "sensitivities": ["fragrance"], "allergies": ["linalool", "zorblax"],
+                "pregnant": false, "breastfeeding": null}),
+            required: None,
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::PUT,
+            template: "/v1/customers/{id}/consents/{purpose}",
+            paths: ["personalization", "marketing_email", "analytics"]
+                .iter()
+                .map(|p| format!("/v1/customers/{consenting}/consents/{p}"))
+                .collect(),
+            next: AtomicUsize::new(0),
+            valid: json!({"granted": true, "text_version": "v2", "channel": "web"}),
+            required: Some("text_version"),
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::POST,
+            template: "/v1/customers/{id}/consultations",
+            paths: vec![format!("/v1/customers/{cid}/consultations")],
+            next: AtomicUsize::new(0),
+            valid: json!({"minutes": 30, "store_id": "store-9"}),
+            required: None,
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/v1/customers/{id}/consultations/{consultation_id}",
+            paths: close_paths,
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 204 },
         },
     ];
     for &path in &INGESTION_PATHS {
@@ -291,7 +396,21 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
         ledger: Ledger { expected_dead_letters: DEAD, rejected_message_ids: BTreeSet::new() },
         product_id: pid,
         sku_id: sid,
+        customers: [cid, consenting],
     }
+}
+
+/// The customers and their consents as an admin reads them.
+async fn customer_snapshots(app: &TestApp, ids: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in ids {
+        for path in [format!("/v1/customers/{id}"), format!("/v1/customers/{id}/consents")] {
+            let res = app.get(&path, Role::Admin).await;
+            assert_eq!(res.status(), 200, "{path}");
+            out.push(res.json().await.unwrap());
+        }
+    }
+    out
 }
 
 /// Every dead letter, through the paginated listing.
@@ -740,6 +859,7 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems(app: TestApp) {
     let before: Value = app.get("/v1/products?limit=500", Role::Admin).await.json().await.unwrap();
     let skus_path = fx.routes[2].paths[0].clone();
     let skus_before: Value = app.get(&skus_path, Role::Admin).await.json().await.unwrap();
+    let customers_before = customer_snapshots(&app, &fx.customers).await;
     let routes = std::mem::take(&mut fx.routes);
     for route in &routes {
         for h in hostile_bodies(route) {
@@ -747,8 +867,10 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems(app: TestApp) {
             let a = send(&app, &fx, route, &path, h.body.clone(), Some("application/json"), h.content_encoding).await;
             check(&h.what, route, &h.body, &a, &mut fx.ledger);
             match route.kind {
-                // A revocation reads no body: it revokes (once) or finds nothing.
-                Kind::Delete => assert!(matches!(a.status, 204 | 404), "{} to {path}: {}", h.what, a.status),
+                // A revocation or an erasure reads no body: it acts (once) or finds nothing.
+                Kind::Delete { done } => {
+                    assert!(a.status == done || a.status == 404, "{} to {path}: {}: {}", h.what, a.status, a.text)
+                }
                 // An erasure reads no body either: it erases (nothing, for nobody).
                 Kind::Erase => assert_eq!(a.status, 200, "{} to {path}: {}", h.what, a.text),
                 _ => check_expectation(&h.what, route, h.expect, &h.body, &a),
@@ -767,7 +889,9 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems(app: TestApp) {
             check(&format!("content type {ct:?}"), route, body.as_bytes(), &a, &mut fx.ledger);
             match route.kind {
                 Kind::Json | Kind::Replay => assert_eq!(a.status, 415, "{ct:?} to {}", route.name()),
-                Kind::Delete => assert!(matches!(a.status, 204 | 404)),
+                Kind::Delete { done } => {
+                    assert!(a.status == done || a.status == 404, "{ct:?} to {path}: {}: {}", a.status, a.text)
+                }
                 Kind::Erase => assert_eq!(a.status, 200, "{ct:?} to {}: {}", route.name(), a.text),
                 // Browsers post text/plain to avoid a preflight: any type is read as JSON.
                 Kind::Ingest { .. } => {
@@ -799,7 +923,9 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems(app: TestApp) {
                 let body = serde_json::to_vec(&route.valid).unwrap();
                 let a = send(&app, &fx, route, &path, body.clone(), Some("application/json"), None).await;
                 check(&format!("path {path:.60}"), route, &body, &a, &mut fx.ledger);
-                assert!(matches!(a.status, 400 | 404), "{path:.60} to {}: {}", route.name(), a.status);
+                // A consent purpose is one of a closed list: an unknown one is a 422 naming them.
+                let listed = route.template.ends_with("{purpose}") && a.status == 422 && a.text.contains("health_data");
+                assert!(matches!(a.status, 400 | 404) || listed, "{path:.60} to {}: {}", route.name(), a.status);
             }
         }
     }
@@ -824,6 +950,7 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems(app: TestApp) {
     assert_eq!(before, after);
     let skus_after: Value = app.get(&skus_path, Role::Admin).await.json().await.unwrap();
     assert_eq!(skus_before, skus_after);
+    assert_eq!(customers_before, customer_snapshots(&app, &fx.customers).await, "customers are unchanged");
     assert_dead_letters_kept(&app, &fx.ledger).await;
 }
 
@@ -853,8 +980,8 @@ async fn random_mutations_of_valid_bodies_never_cause_5xx(app: TestApp) {
                 }
             }
             let mut path = route.path().to_owned();
-            if route.kind == Kind::Delete {
-                // A revocation has no body: mutate the id it names instead.
+            if matches!(route.kind, Kind::Delete { .. }) {
+                // A revocation or an erasure has no body: mutate the id it names instead.
                 let (head, id) = path.rsplit_once('/').unwrap();
                 let mut id = id.as_bytes().to_vec();
                 let i = rng.gen_range(0..id.len());

@@ -81,6 +81,8 @@ pub fn test_config() -> Config {
     let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
     config.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
     config.log.filter = "warn".into();
+    // Every node of a deployment shares one master key (32 bytes of 0x2a, base64).
+    config.customers.master_key = Some(SecretString::from("KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_owned()));
     config
 }
 

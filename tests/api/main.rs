@@ -6,6 +6,7 @@ mod auth_test;
 mod catalog_test;
 mod cli_test;
 mod connections_test;
+mod customers_test;
 mod demo_test;
 mod errors_test;
 mod events_test;

@@ -17,7 +17,8 @@ async fn ready_reports_the_backend(app: TestApp) {
     let started = std::time::Instant::now();
     loop {
         let ready: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
-        let features = ready["projections"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "features")).cloned();
+        let features =
+            ready["projections"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "features")).cloned();
         if let Some(f) = features.filter(|f| f["rebuilt"] == true) {
             assert_eq!(f["lagging"], false, "{ready}");
             break;

@@ -23,6 +23,12 @@ use dermis_catalog::Catalog;
 use dermis_catalog::relay::CatalogOutbox;
 use dermis_catalog::routes::CatalogState;
 use dermis_core::clock::SharedClock;
+use dermis_customers::Customers;
+use dermis_customers::crypto::Keyring;
+use dermis_customers::privacy::EventsData;
+use dermis_customers::projection::ProfileProjection;
+use dermis_customers::relay::CustomersOutbox;
+use dermis_customers::routes::CustomersState;
 use dermis_events::ingest::Ingestor;
 use dermis_events::relay::IngestedOutbox;
 use dermis_events::routes::{EventsState, INGESTION_PATHS};
@@ -60,6 +66,7 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_events::MIGRATIONS,
     dermis_bus::MIGRATIONS,
     dermis_features::MIGRATIONS,
+    dermis_customers::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
@@ -71,6 +78,7 @@ pub struct Application {
     ingestor: Ingestor,
     catalog: Catalog,
     features: Features,
+    customers: Customers,
     outboxes: Vec<Arc<dyn OutboxSource>>,
     projections: Vec<Arc<dyn Projection>>,
     monitor: Arc<OnceLock<Monitor>>,
@@ -86,6 +94,8 @@ pub struct Domains {
     pub ingestor: Ingestor,
     /// The online feature store.
     pub features: Features,
+    /// Customers and their profiles.
+    pub customers: Customers,
 }
 
 /// The event bus when `DERMIS_BUS_URL` names NATS JetStream; `None` for the embedded one (which
@@ -126,6 +136,37 @@ pub async fn open_features(config: &Config) -> anyhow::Result<(Arc<dyn FeatureSt
             (memory.clone(), Some(memory))
         }
     })
+}
+
+/// Customers: their master key from the configuration (on the embedded default, created in the
+/// data folder when none is configured), their personal data in other domains (the event log)
+/// reached by export and erasure.
+async fn open_customers(
+    config: &Config,
+    db: &Db,
+    clock: &SharedClock,
+    ingestor: &Ingestor,
+) -> anyhow::Result<Customers> {
+    let key = config.customers.master_key.as_ref().map(|k| k.expose_secret().to_owned());
+    let previous: Vec<String> = config
+        .customers
+        .previous_master_keys
+        .as_ref()
+        .map(|p| p.expose_secret().split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let (keys, created) = Keyring::configured(
+        key.as_deref(),
+        config.customers.master_key_file.as_deref(),
+        &previous,
+        &config.data_dir,
+        config.database_url.is_none(),
+    )
+    .context("loading the customers' master key")?;
+    if let Some(path) = created {
+        tracing::warn!(path = %path.display(), "created the customers' master key: back it up apart from the database");
+    }
+    let customers = Customers::open(db.clone(), keys, clock.clone()).await.context("opening customers")?;
+    Ok(customers.with_personal_data(Arc::new(EventsData::new(ingestor.clone()))))
 }
 
 /// Removes a secret URL from a message that might quote it.
@@ -202,25 +243,44 @@ impl Application {
                 Arc::new(embedded)
             }
         };
+        let customers = open_customers(&config, &db, &clock, &ingestor).await?;
+        let profiles = Arc::new(ProfileProjection::new(customers.clone()));
+        let customers = customers.with_projection(profiles.clone());
         // Every domain's outbox, relayed by the one relay; every projection of the stream.
         let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
             Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), None)),
             Arc::new(IngestedOutbox::new(ingestor.clone())),
+            Arc::new(CustomersOutbox::of(&customers)),
         ];
         let snapshot_every =
             (config.features.snapshot_secs > 0).then(|| Duration::from_secs(config.features.snapshot_secs));
-        let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(FeatureProjection::new(
-            features.clone(),
-            db.clone(),
-            &config.node_id,
-            memory,
-            snapshot_every,
-        ))];
-        let domains = Domains { catalog: catalog.clone(), ingestor: ingestor.clone(), features: features.clone() };
+        let projections: Vec<Arc<dyn Projection>> = vec![
+            Arc::new(FeatureProjection::new(features.clone(), db.clone(), &config.node_id, memory, snapshot_every)),
+            profiles,
+        ];
+        let domains = Domains {
+            catalog: catalog.clone(),
+            ingestor: ingestor.clone(),
+            features: features.clone(),
+            customers: customers.clone(),
+        };
         let monitor = Arc::new(OnceLock::new());
         let router = build_router(&config, db.clone(), auth, domains, monitor.clone())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, router, db, bus, ingestor, catalog, features, outboxes, projections, monitor, config })
+        Ok(Self {
+            listener,
+            router,
+            db,
+            bus,
+            ingestor,
+            catalog,
+            features,
+            customers,
+            outboxes,
+            projections,
+            monitor,
+            config,
+        })
     }
 
     /// The bound port.
@@ -246,8 +306,20 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
     /// period) and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, db, bus, ingestor: _, catalog, features, outboxes, projections, monitor, config } =
-            self;
+        let Self {
+            listener,
+            router,
+            db,
+            bus,
+            ingestor: _,
+            catalog,
+            features,
+            customers,
+            outboxes,
+            projections,
+            monitor,
+            config,
+        } = self;
         let grace = Duration::from_secs(config.http.shutdown_grace_secs);
         tracing::info!(bus = bus.name(), features = features.store().name(), node = config.node_id, "event bus ready");
         let settings = Settings {
@@ -256,7 +328,8 @@ impl Application {
             lag_every: Duration::from_secs(5),
             batch: 100,
         };
-        let background = Background::start(Parts { db: db.clone(), bus, catalog, outboxes, projections, settings });
+        let background =
+            Background::start(Parts { db: db.clone(), bus, catalog, customers, outboxes, projections, settings });
         let _ = monitor.set(background.monitor());
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -343,8 +416,9 @@ pub fn build_router(
 ) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
-    let Domains { catalog, ingestor, features } = domains;
+    let Domains { catalog, ingestor, features, customers } = domains;
     let catalog = CatalogState { catalog, auth: auth.clone() };
+    let customers = CustomersState { customers, auth: auth.clone() };
     let features = FeaturesState { features, auth: auth.clone() };
     let events = EventsState { ingestor: Arc::new(ingestor), auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -353,6 +427,7 @@ pub fn build_router(
         .merge(dermis_catalog::routes::router().with_state(catalog))
         .merge(dermis_events::routes::admin_router().with_state(events.clone()))
         .merge(dermis_features::routes::router().with_state(features))
+        .merge(dermis_customers::routes::router().with_state(customers))
         .split_for_parts();
     let mut doc = doc;
     dermis_events::routes::document_ingestion(&mut doc);

@@ -9,6 +9,7 @@ use dermis_bus::EventBus;
 use dermis_bus::projection::{Monitor, Projection, ProjectionHealth, Projections, Settings};
 use dermis_bus::relay::OutboxSource;
 use dermis_catalog::Catalog;
+use dermis_customers::Customers;
 use dermis_store::Db;
 use tokio::task::JoinHandle;
 
@@ -20,6 +21,8 @@ pub struct Parts {
     pub bus: Arc<dyn EventBus>,
     /// The catalog (for its facts refresh).
     pub catalog: Catalog,
+    /// Customers (for their erasures).
+    pub customers: Customers,
     /// Every domain's outbox.
     pub outboxes: Vec<Arc<dyn OutboxSource>>,
     /// Every domain's projections.
@@ -40,11 +43,12 @@ const RELAY_IDLE: Duration = Duration::from_millis(200);
 impl Background {
     /// Starts every job.
     pub fn start(parts: Parts) -> Self {
-        let Parts { db, bus, catalog, outboxes, projections, settings } = parts;
+        let Parts { db, bus, catalog, customers, outboxes, projections, settings } = parts;
         let jobs = vec![
             ("outbox relay", tokio::spawn(dermis_bus::relay::run(bus.clone(), outboxes, RELAY_IDLE))),
             ("housekeeping", tokio::spawn(housekeeping(db, bus.clone()))),
             ("facts refresh", tokio::spawn(refresh_facts(catalog))),
+            ("customer erasures", tokio::spawn(resume_erasures(customers))),
         ];
         let projections = Projections::start(bus, projections, settings);
         Self { jobs, projections }
@@ -91,6 +95,18 @@ async fn housekeeping(db: Db, bus: Arc<dyn EventBus>) {
             Ok(n) if n > 0 => tracing::info!(dropped = n, "bus messages past retention dropped"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "dropping old bus messages failed"),
+        }
+    }
+}
+
+/// Customer erasures not finished (a domain failed, or the node stopped mid-way) are taken up
+/// again at start and every five minutes.
+async fn resume_erasures(customers: Customers) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        if let Err(e) = customers.resume_erasures().await {
+            tracing::warn!(error = %e, "resuming customer erasures failed");
         }
     }
 }

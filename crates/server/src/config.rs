@@ -44,6 +44,24 @@ pub struct Config {
     pub events: EventsConfig,
     /// The online feature store.
     pub features: FeaturesConfig,
+    /// Customer data.
+    pub customers: CustomersConfig,
+}
+
+/// Customer data: the master key that wraps every customer's data key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CustomersConfig {
+    /// The master key, base64 of 32 random bytes (`DERMIS_CUSTOMERS__MASTER_KEY`). Every node of
+    /// a deployment needs the same one; on the embedded default without one, a key is created in
+    /// `DATA_DIR/master.key` (back it up apart from the database: losing it loses every
+    /// customer's personal data).
+    pub master_key: Option<SecretString>,
+    /// Or a file holding it (`DERMIS_CUSTOMERS__MASTER_KEY_FILE`).
+    pub master_key_file: Option<PathBuf>,
+    /// Earlier master keys (base64), still accepted while data keys are re-wrapped after a
+    /// rotation (`DERMIS_CUSTOMERS__PREVIOUS_MASTER_KEYS`, comma-separated).
+    pub previous_master_keys: Option<SecretString>,
 }
 
 /// The online feature store.
@@ -149,6 +167,7 @@ impl Default for Config {
             log: LogConfig::default(),
             events: EventsConfig::default(),
             features: FeaturesConfig::default(),
+            customers: CustomersConfig::default(),
         }
     }
 }

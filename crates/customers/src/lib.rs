@@ -1,0 +1,124 @@
+//! The customer data platform: customers' contact data, identifiers and skin profiles (each fact
+//! with its source and time), the consent ledger, and the encryption that keeps personal and
+//! health data unreadable at rest.
+//!
+//! # Layout
+//! - [`crypto`]: envelope encryption (AES-256-GCM; a data key per customer wrapped by a
+//!   [`crypto::MasterKey`]; rotation re-wraps keys only; destroying a key shreds the customer's
+//!   data) and the keyed hashes (HMAC-SHA256) that lookups use.
+//! - [`model`]: what the domain stores and returns ([`Customer`], [`model::SkinProfile`],
+//!   [`model::Consents`]).
+//! - [`input`]: requests and their parsing ("parse, don't validate": E.164 phones, checked
+//!   emails and dates, skin types, conditions, allergies resolved through the ingredient
+//!   knowledge base, unknown names kept and reported).
+//! - [`store`]: the SQL, written once for SQLite and PostgreSQL; it only sees ciphertexts and
+//!   hashes.
+//! - [`service`]: [`Customers`], the operations (idempotent create, optimistic concurrency,
+//!   consent enforced at write, outbox events in the same transaction, the projection updated
+//!   after each commit).
+//! - [`routes`]: `/v1/customers...`, `/v1/customer-erasures/{id}` and the access rules of each
+//!   role (customers only their own; store associates see health facts only within an open
+//!   consultation at their store; merchandisers and analysts no direct identifiers).
+//! - [`privacy`]: export (art. 15/20) and erasure (art. 17): [`privacy::PersonalDataSource`],
+//!   the way every domain holding a customer's data contributes to both, and the events
+//!   domain's contribution ([`privacy::EventsData`]).
+//! - [`relay`]: the outbox as the one relay reads it ([`relay::CustomersOutbox`]).
+//! - [`projection`]: [`projection::ProfileProjection`], the in-memory profile facts that serving
+//!   reads (skin type, concerns, resolved allergies, pregnancy, sensitivities, consent state).
+//!
+//! This crate owns the `customers`, `customer_keys`, `customer_lookups`, `consent_events`,
+//! `customer_consultations`, `customer_erasures` and `customers_outbox` tables, and publishes
+//! `customers.profile.changed`, `customers.consent.changed` and `customers.erased` (customer id
+//! and version, never personal data). Other domains use [`Customers`], the projection or these
+//! events, never the tables. The master key comes from the server's configuration
+//! (`customers.master_key`, base64 of 32 bytes, or `customers.master_key_file`); on the
+//! embedded deployment it is otherwise generated in `DATA_DIR/master.key`
+//! ([`crypto::Keyring::configured`]).
+
+pub mod crypto;
+pub mod input;
+pub mod model;
+pub mod privacy;
+pub mod projection;
+pub mod relay;
+pub mod routes;
+pub mod service;
+pub mod store;
+
+use dermis_store::{Migration, StoreError};
+
+pub use model::{Customer, Purpose};
+pub use service::Customers;
+
+/// Migrations of the tables this crate owns.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        domain: "customers",
+        version: 1,
+        name: "customers, keys, lookups, consent ledger, outbox",
+        sqlite: include_str!("../migrations/0001_customers.sql"),
+        postgres: include_str!("../migrations/0001_customers.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 2,
+        name: "store consultations",
+        sqlite: include_str!("../migrations/0002_consultations.sql"),
+        postgres: include_str!("../migrations/0002_consultations.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 3,
+        name: "erasure requests",
+        sqlite: include_str!("../migrations/0003_erasures.sql"),
+        postgres: include_str!("../migrations/0003_erasures.sql"),
+    },
+];
+
+/// Everything a customers operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CustomersError {
+    /// No customer with this id or user id.
+    #[error("no customer {0}")]
+    NotFound(String),
+    /// A lookup value (email, phone, loyalty number, user id) belongs to another customer.
+    #[error("this {field} is already used by another customer")]
+    Duplicate {
+        /// Which identifier.
+        field: &'static str,
+    },
+    /// `If-Match` named another version than the current one.
+    #[error("the customer is at version {actual}, not {expected}")]
+    VersionMismatch {
+        /// What the client expected.
+        expected: i64,
+        /// What is stored.
+        actual: i64,
+    },
+    /// The write needs a consent the customer has not given; nothing was stored.
+    #[error("storing these fields needs the customer's `{}` consent, which is not granted", .0.as_str())]
+    ConsentRequired(Purpose),
+    /// A value is invalid once combined with what is stored.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The caller may not act on this customer.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The idempotency key was used for a different request.
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// Another domain failed its part of an export.
+    #[error("the {0} domain could not export its part; retry")]
+    Source(&'static str),
+    /// A stored ciphertext or key did not open (a wrong master key, or a destroyed data key).
+    #[error("customer data could not be decrypted: {0}")]
+    Crypto(#[from] crypto::CryptoError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
