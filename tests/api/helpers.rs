@@ -136,6 +136,28 @@ pub fn token_for(role: Role, sub: &str, store: Option<&str>) -> String {
 }
 
 impl TestApp {
+    /// Loads the demo catalog straight into the store, as `dermis import` in another process
+    /// would, and waits until this node's search index (a projection of the catalog's events)
+    /// lists every product.
+    pub async fn load_demo(&self) -> dermis_catalog::import::ImportReport {
+        let report = dermis_server::demo::load(self.test_db.db()).await.unwrap();
+        let expected = report.imported + report.updated + report.unchanged;
+        let started = std::time::Instant::now();
+        loop {
+            let res = self.get("/v1/products?limit=500", Role::Customer).await;
+            let page: serde_json::Value = res.json().await.unwrap();
+            let listed = page["items"].as_array().map_or(0, Vec::len);
+            if listed >= expected.min(500) {
+                return report;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the search index never caught up: {listed} of {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

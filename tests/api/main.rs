@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod audit_cli_test;
 mod auth_test;
 mod catalog_test;
 mod cli_test;

@@ -24,7 +24,7 @@ fn ids(page: &Value) -> HashSet<String> {
 #[tokio::test]
 async fn fragrance_free_moisturizers_for_dry_acne_prone_skin_without_linalool_or_limonene() {
     let app = spawn_app().await;
-    let report = dermis_server::demo::load(app.test_db.db()).await.unwrap();
+    let report = app.load_demo().await;
     assert!(report.imported > 400, "{report:?}");
     let query = "routine_step=moisturizer&fragrance_free=true&skin_type=dry&non_comedogenic=true&exclude_ingredients=linalool,limonene&limit=500";
     let page = get_json(&app, &format!("/v1/products?{query}")).await;
@@ -142,7 +142,7 @@ async fn ingredients_resolve_by_any_name() {
 #[tokio::test]
 async fn facets_count_the_matches_and_bad_filters_are_422() {
     let app = spawn_app().await;
-    dermis_server::demo::load(app.test_db.db()).await.unwrap();
+    app.load_demo().await;
     let page = get_json(&app, "/v1/products?category=Skincare&facets=true&limit=1").await;
     let steps = page["facets"]["routine_step"].as_object().unwrap();
     let total: i64 = steps.values().map(|v| v.as_i64().unwrap()).sum();
@@ -150,9 +150,12 @@ async fn facets_count_the_matches_and_bad_filters_are_422() {
     assert_eq!(total as usize, all["items"].as_array().unwrap().len());
     assert!(page["facets"]["brand"].as_object().unwrap().len() > 5);
     let q = get_json(&app, "/v1/products?q=VITAMIN%20c&limit=500").await;
+    // Every word matches a whole word (or the last one a word's start) of what the product is
+    // or is tagged for: never the letter `c` inside "Face".
     for p in q["items"].as_array().unwrap() {
-        let text = format!("{} {}", p["name"], p["brand"]).to_lowercase();
-        assert!(text.contains("vitamin") && text.contains('c'), "{text}");
+        let text = format!("{} {} {} {}", p["name"], p["brand"], p["category"], p["highlights"]).to_lowercase();
+        let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).collect();
+        assert!(words.iter().any(|w| w.starts_with("vitamin")) && words.iter().any(|w| w.starts_with('c')), "{text}");
     }
     for bad in
         ["routine_step=lotion", "concern=wrinkles", "skin_type=scaly", "price_min=-1", "price_min=10&price_max=5"]

@@ -8,7 +8,10 @@
 //!
 //! The data dir (default: a temporary one) keeps the imported catalog between runs; `DERMIS_BENCH_URL`
 //! names another store instead (`postgres://...`, imported once). `ITER` sets the searches per
-//! query (default 2,000); `SHOW=1` prints the first results of the text queries.
+//! query (default 2,000); `SHOW=1` prints the first results of the text queries. When the judged
+//! queries of `crates/catalog/tests/relevance/judgements.json` are there, it also prints their
+//! NDCG@10 through the index (the formula of `scripts/relevance.py`). `ONLY=QUERY` times that one
+//! query and nothing else (for a profiler).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -138,7 +141,25 @@ async fn main() {
     let t = Instant::now();
     let n2 = index.rebuild().await.unwrap();
     println!("second rebuild: {n2} products in {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
+    let t = Instant::now();
+    let docs = dermis_catalog::index::doc::load(&db, None).await.unwrap();
+    let read = t.elapsed();
+    let t = Instant::now();
+    let state = dermis_catalog::index::state::State::build(docs);
+    println!(
+        "  of which: store read {:.0} ms, indexing {:.0} ms; estimated size of the index {:.1} MB",
+        read.as_secs_f64() * 1000.0,
+        t.elapsed().as_secs_f64() * 1000.0,
+        state.stats().approx_bytes as f64 / 1e6
+    );
+    drop(state);
     let indexed = sql.clone().with_index(index.clone());
+    if let Ok(only) = std::env::var("ONLY") {
+        // One query in a loop (for a profiler).
+        let (p50, p99, max, items, bytes) = time_search(&indexed, &only, iter).await;
+        println!("{only}: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms, {items} items, {bytes} bytes");
+        return;
+    }
 
     // Baseline: one product read and its serialization, as GET /v1/products/{id} does.
     let id = have_first(&sql).await;
@@ -180,6 +201,8 @@ async fn main() {
         ids.len()
     );
 
+    relevance(&indexed).await;
+
     if std::env::var("SHOW").is_ok() {
         for q in ["vitamin c", "vitamin c serum", "hyaluronc", "creme", "retinol", "spf 30", "c", "niacinamide serum"] {
             let f = SearchFilter::parse(&ListProducts { q: Some(q.into()), ..Default::default() }).unwrap();
@@ -196,4 +219,48 @@ async fn main() {
 async fn have_first(c: &Catalog) -> String {
     let page = c.search(&parse("limit=1").0, None, Limit::try_from(1).unwrap(), false).await.unwrap();
     page.items[0].id.clone()
+}
+
+/// NDCG@10 of the judged queries, as `scripts/relevance.py` computes it.
+async fn relevance(c: &Catalog) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/relevance/judgements.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let show = std::env::var("SHOW").is_ok();
+    let mut sum = 0.0;
+    let mut n = 0;
+    println!("\nrelevance (NDCG@10):");
+    for q in doc["queries"].as_array().unwrap() {
+        let query = q["query"].as_str().unwrap();
+        let grades: std::collections::HashMap<&str, i64> = q["judgements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| (j["external_id"].as_str().unwrap(), j["grade"].as_i64().unwrap()))
+            .collect();
+        let f = SearchFilter::parse(&ListProducts { q: Some(query.into()), ..Default::default() }).unwrap();
+        let page = c.search(&f, None, Limit::try_from(10).unwrap(), false).await.unwrap();
+        let gain = |g: i64| 2f64.powi(g as i32) - 1.0;
+        let mut dcg = 0.0;
+        let mut lines = Vec::new();
+        for (i, l) in page.items.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l.json()).unwrap();
+            let g = v["external_id"].as_str().and_then(|e| grades.get(e)).copied().unwrap_or(0);
+            dcg += gain(g) / ((i + 2) as f64).log2();
+            lines.push(format!("    {g} {} | {}", v["name"].as_str().unwrap_or(""), v["brand"].as_str().unwrap_or("")));
+        }
+        let mut ideal: Vec<i64> = grades.values().copied().collect();
+        ideal.sort_unstable_by(|a, b| b.cmp(a));
+        let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, g)| gain(*g) / ((i + 2) as f64).log2()).sum();
+        let ndcg = if idcg > 0.0 { dcg / idcg } else { 0.0 };
+        println!("  {:<4} {query:<28} {ndcg:.3}", q["id"].as_str().unwrap_or(""));
+        if show {
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        sum += ndcg;
+        n += 1;
+    }
+    println!("  mean {:.3} over {n} queries", sum / n.max(1) as f64);
 }

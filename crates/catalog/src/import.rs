@@ -2,23 +2,25 @@
 //! our own JSON / NDJSON. Products are matched by `external_id`, so importing again updates what
 //! changed and duplicates nothing. Rows that cannot be imported are reported with their reason;
 //! products without an ingredient list are imported and flagged.
+//!
+//! This module only reads files into validated rows ([`read_file`], [`read_json`],
+//! [`read_sephora_csv`]) and reports; the writes are the catalog's own operations
+//! ([`Catalog::upsert_by_external_id`]), the ones the API's creates and updates are made of.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
 use dermis_core::Problem;
-use dermis_core::clock::now_ms;
-use dermis_core::ids::new_id;
-use dermis_store::sqlx::{self, AnyConnection, Row};
-use dermis_store::{Db, StoreError};
+use dermis_store::Db;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::input::{CreateProduct, CreateSku, NewProduct, NewSku};
 use crate::model::{Money, Variant};
-use crate::{CatalogError, store};
+use crate::service::{ProductRecord, UpsertOutcome};
+use crate::{Catalog, CatalogError};
 
 /// A row ready to import.
 #[derive(Debug, Clone)]
@@ -123,7 +125,20 @@ fn validate(line: usize, item: JsonItem) -> Result<ImportRow, Rejected> {
         .into_iter()
         .enumerate()
         .map(|(i, s)| s.parse().map_err(|p| reject(format!("skus[{i}]: {}", problem_reason(&p)))))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<NewSku>, _>>()?;
+    // Each SKU of a row is matched by its code, and a barcode names one SKU.
+    let mut codes = HashSet::new();
+    let mut barcodes = HashSet::new();
+    for s in &skus {
+        if !codes.insert(s.code.as_str()) {
+            return Err(reject(format!("SKU code {} appears twice", s.code)));
+        }
+        if let Some(b) = &s.barcode
+            && !barcodes.insert(b.as_str())
+        {
+            return Err(reject(format!("barcode {b} appears twice")));
+        }
+    }
     Ok(ImportRow { line, product, skus })
 }
 
@@ -336,15 +351,21 @@ pub fn read_sephora_csv(text: &str) -> Result<Vec<Result<ImportRow, Rejected>>, 
     Ok(rows)
 }
 
-enum Outcome {
-    Imported { skus: usize },
-    Updated { skus: usize },
-    Unchanged,
-}
-
-/// Imports rows in batches of `batch` per transaction.
+/// Imports rows in batches of `batch` products per transaction, through a catalog without a
+/// search index (a command-line import; a server imports with [`import_into`] so its own index
+/// follows).
 pub async fn import(
     db: &Db,
+    rows: Vec<Result<ImportRow, Rejected>>,
+    batch: usize,
+) -> Result<ImportReport, CatalogError> {
+    import_into(&Catalog::new(db.clone()), rows, batch).await
+}
+
+/// Imports rows in batches of `batch` products per transaction with
+/// [`Catalog::upsert_by_external_id`], the operations the API's creates and updates use.
+pub async fn import_into(
+    catalog: &Catalog,
     rows: Vec<Result<ImportRow, Rejected>>,
     batch: usize,
 ) -> Result<ImportReport, CatalogError> {
@@ -371,29 +392,29 @@ pub async fn import(
 
     let mut unknown: HashMap<String, usize> = HashMap::new();
     for chunk in valid.chunks(batch.max(1)) {
-        let mut tx = db.begin().await?;
-        let mut outcomes = Vec::new();
-        for row in chunk {
-            outcomes.push(import_one(&mut tx, row).await?);
-        }
-        tx.commit().await.map_err(StoreError::from)?;
-        for (row, outcome) in chunk.iter().zip(outcomes) {
-            match outcome {
-                Ok((Outcome::Imported { skus }, facts)) => {
-                    report.imported += 1;
-                    report.skus_created += skus;
-                    tally(&mut report, &mut unknown, &facts);
+        let records: Vec<ProductRecord<'_>> =
+            chunk.iter().map(|r| ProductRecord { product: &r.product, skus: &r.skus }).collect();
+        let results = catalog.upsert_by_external_id(&records).await?;
+        for (row, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(done) => {
+                    report.skus_created += done.skus_created;
+                    match done.outcome {
+                        UpsertOutcome::Created => report.imported += 1,
+                        UpsertOutcome::Updated => report.updated += 1,
+                        UpsertOutcome::Unchanged => {
+                            report.unchanged += 1;
+                            continue;
+                        }
+                    }
+                    if let Some(facts) = &done.product.attributes {
+                        tally(&mut report, &mut unknown, facts);
+                    }
                 }
-                Ok((Outcome::Updated { skus }, facts)) => {
-                    report.updated += 1;
-                    report.skus_created += skus;
-                    tally(&mut report, &mut unknown, &facts);
-                }
-                Ok((Outcome::Unchanged, _)) => report.unchanged += 1,
-                Err(reason) => report.rejected.push(Rejected {
+                Err(e) => report.rejected.push(Rejected {
                     line: row.line,
                     external_id: row.product.external_id.clone(),
-                    reason,
+                    reason: e.to_string(),
                 }),
             }
         }
@@ -415,144 +436,6 @@ fn tally(report: &mut ImportReport, unknown: &mut HashMap<String, usize>, facts:
     for name in &facts.unknown_ingredients {
         *unknown.entry(name.clone()).or_default() += 1;
     }
-}
-
-type RowResult = Result<(Outcome, dermis_ingredients::ProductFacts), String>;
-
-/// Imports one row inside the batch transaction. Conflicts are checked before any write, so a
-/// rejected row leaves the transaction usable (PostgreSQL aborts a transaction on any error).
-async fn import_one(conn: &mut AnyConnection, row: &ImportRow) -> Result<RowResult, CatalogError> {
-    let ext = row.product.external_id.clone().unwrap_or_default();
-    let existing: Option<String> = sqlx::query("SELECT id FROM products WHERE external_id = $1")
-        .bind(&ext)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::from)?
-        .map(|r| r.get(0));
-    // Every SKU code and barcode must be free or already this product's, and unique within the row.
-    let mut codes = std::collections::HashSet::new();
-    let mut barcodes = std::collections::HashSet::new();
-    for s in &row.skus {
-        if !codes.insert(s.code.as_str()) {
-            return Ok(Err(format!("SKU code {} appears twice", s.code)));
-        }
-        if let Some(b) = &s.barcode
-            && !barcodes.insert(b.as_str())
-        {
-            return Ok(Err(format!("barcode {b} appears twice")));
-        }
-        let owners = sqlx::query("SELECT product_id FROM skus WHERE (code = $1 OR (barcode IS NOT NULL AND barcode = $2)) AND product_id <> $3")
-            .bind(&s.code)
-            .bind(s.barcode.clone().unwrap_or_default())
-            .bind(existing.clone().unwrap_or_default())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(StoreError::from)?;
-        if let Some(owner) = owners.first().map(|r| r.get::<String, _>(0)) {
-            return Ok(Err(format!("SKU code {} or its barcode belongs to another product ({owner})", s.code)));
-        }
-        // A barcode moving between this product's own SKUs would collide mid-update.
-        if let Some(b) = &s.barcode {
-            let other_sku: Option<String> = sqlx::query("SELECT code FROM skus WHERE barcode = $1 AND code <> $2")
-                .bind(b)
-                .bind(&s.code)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(StoreError::from)?
-                .map(|r| r.get(0));
-            if let Some(code) = other_sku {
-                return Ok(Err(format!("barcode {b} already belongs to SKU {code}")));
-            }
-        }
-    }
-    let now = now_ms();
-    let (id, mut changed, created) = match existing {
-        None => {
-            let id = new_id("prd");
-            store::insert_product(conn, &id, &row.product, now).await?;
-            (id, true, true)
-        }
-        Some(id) => {
-            let current =
-                store::get_product(&mut *conn, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
-            let mut next = current.clone();
-            next.name = row.product.name.clone();
-            next.brand = row.product.brand.clone();
-            next.category = row.product.category.clone();
-            next.description = row.product.description.clone().or(current.description.clone());
-            next.ingredients = row.product.ingredients.clone();
-            next.highlights = row.product.highlights.clone();
-            let changed = next != current;
-            if changed {
-                next.version += 1;
-                if !store::update_product(conn, &next, now).await? {
-                    return Err(CatalogError::Store(StoreError::Unavailable(
-                        "product changed during import; retry".into(),
-                    )));
-                }
-            }
-            (id, changed, false)
-        }
-    };
-    let mut skus_created = 0;
-    for s in &row.skus {
-        let current = sqlx::query("SELECT id FROM skus WHERE product_id = $1 AND code = $2")
-            .bind(&id)
-            .bind(&s.code)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(StoreError::from)?
-            .map(|r| r.get::<String, _>(0));
-        match current {
-            None => {
-                let sku_id = new_id("sku");
-                store::insert_sku(conn, &sku_id, &id, s, now).await?;
-                if let Some(sku) = store::get_sku(&mut *conn, &id, &sku_id).await? {
-                    store::append_event(conn, "catalog.sku.created", &sku_id, &serde_json::json!(sku), now).await?;
-                }
-                skus_created += 1;
-                changed = true;
-            }
-            Some(sku_id) => {
-                let mut sku = store::get_sku(&mut *conn, &id, &sku_id)
-                    .await?
-                    .ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
-                if sku.barcode != s.barcode || sku.variant != s.variant || sku.price != s.price {
-                    sku.barcode = s.barcode.clone();
-                    sku.variant = s.variant.clone();
-                    sku.price = s.price.clone();
-                    sku.version += 1;
-                    store::update_sku(conn, &sku, now).await?;
-                    store::append_event(conn, "catalog.sku.updated", &sku_id, &serde_json::json!(sku), now).await?;
-                    changed = true;
-                }
-            }
-        }
-    }
-    let product =
-        store::get_product(&mut *conn, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
-    let kb = dermis_ingredients::KnowledgeBase::bundled();
-    let stale = product.attributes.as_ref().is_none_or(|a| a.kb_version != kb.version());
-    let facts = if changed || stale {
-        let f = crate::facts::compute(kb, &product);
-        crate::facts::store(conn, &product, &f).await?;
-        crate::facts::refresh_min_price(conn, &id).await?;
-        f
-    } else {
-        product.attributes.clone().unwrap_or_else(|| crate::facts::compute(kb, &product))
-    };
-    if !changed {
-        return Ok(Ok((Outcome::Unchanged, facts)));
-    }
-    let mut stored =
-        store::get_product(&mut *conn, &id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.clone()))?;
-    crate::service::summarize(&mut stored);
-    let event = if created { "catalog.product.created" } else { "catalog.product.updated" };
-    store::append_event(conn, event, &id, &serde_json::json!(stored), now).await?;
-    Ok(Ok((
-        if created { Outcome::Imported { skus: skus_created } } else { Outcome::Updated { skus: skus_created } },
-        facts,
-    )))
 }
 
 #[cfg(test)]

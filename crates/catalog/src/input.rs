@@ -112,7 +112,10 @@ pub struct UpdateSku {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListProducts {
-    /// Words that must all appear in the name or brand (any case, accents ignored).
+    /// Words that must all appear in the name, brand or category, as whole words (any case,
+    /// accents ignored; the last word may be the start of one; words of 5 letters or more may
+    /// have a typo, of 9 or more two). Results come by relevance (highlights and ingredient names
+    /// count too), best first.
     pub q: Option<String>,
     /// Only this brand (exact).
     pub brand: Option<String>,

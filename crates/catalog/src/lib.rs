@@ -6,7 +6,11 @@
 //! - [`input`]: requests as clients send them, and their parsing into validated changes
 //!   ("parse, don't validate": nothing past this module sees an unchecked string).
 //! - [`store`]: the SQL, written once for SQLite and PostgreSQL.
-//! - [`service`]: [`Catalog`], the operations (idempotent creates, optimistic concurrency).
+//! - [`service`]: [`Catalog`], the operations (idempotent creates, optimistic concurrency, the
+//!   upsert by external id an import writes with), all made of the same steps in a transaction.
+//! - [`facts`]: a product's derived facts and the search columns and rows they are stored as.
+//! - [`import`]: files (Sephora `product_info` CSV, Dermis JSON/NDJSON) read into validated rows,
+//!   written through [`Catalog::upsert_by_external_id`], and the import's report.
 //! - [`search`]: search filters and their validation, the SQL search, pages and facets.
 //! - [`index`]: the in-memory search index of each node ([`index::SearchIndex`], a projection of
 //!   the catalog's events), which answers searches once built.

@@ -124,7 +124,8 @@ async fn create_product(
     Ok(with_etag(StatusCode::CREATED, value.version, value, Some(location), replayed))
 }
 
-/// Search and list products, in creation order, with cursor pagination.
+/// Search and list products, with cursor pagination: by relevance when `q` is given, otherwise in
+/// creation order.
 ///
 /// Every filter narrows the result. Ingredient exclusions understand synonyms (`aqua` = `water`,
 /// `vitamin e` = `tocopherol`) and families (`fragrance`, `parabens` ...), and never let through a

@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
-use dermis_core::clock::now_ms;
+use dermis_core::clock::SharedClock;
 use dermis_core::ids::new_id;
 use dermis_core::page::{Cursor, Limit, Page};
 use dermis_store::idempotency::{self, IdempotencyKey, Prior};
-use dermis_store::sqlx::AnyConnection;
+use dermis_store::sqlx::{AnyConnection, Connection};
 use dermis_store::{Db, StoreError};
 use serde_json::json;
+use tokio::sync::Notify;
 
 use crate::CatalogError;
 use crate::facts;
@@ -48,6 +49,10 @@ pub struct Catalog {
     db: Db,
     /// This node's search index, when attached: searched once built, refreshed after each write.
     index: Option<Arc<SearchIndex>>,
+    /// Where time is read.
+    clock: SharedClock,
+    /// Woken after each write: the outbox has rows for the relay.
+    written: Arc<Notify>,
 }
 
 fn duplicate(
@@ -138,10 +143,313 @@ async fn record(conn: &mut AnyConnection, idem: Option<&Idempotent>, id: &str) -
     Ok(())
 }
 
+// The writes, each in the caller's transaction: every operation below (create, update, upsert)
+// is made of these, so validation of unique values, derived facts and events are one code. The
+// caller commits and then runs `Catalog::committed`.
+
+/// What one attempt at a change did.
+enum Applied<T> {
+    /// Nothing to change; nothing was written.
+    Unchanged(T),
+    /// No new version, but the product's facts were derived again (and announced).
+    Refreshed(T),
+    /// A new version was written, with its event.
+    Changed(T),
+    /// Another writer changed it since it was read (PostgreSQL): read again.
+    Conflict,
+}
+
+fn kept_changing(entity: &str) -> CatalogError {
+    CatalogError::Store(StoreError::Unavailable(format!("the {entity} kept changing; retry")))
+}
+
+/// Inserts a product, derives its facts and appends `catalog.product.created`.
+async fn insert_product_in(conn: &mut AnyConnection, new: &NewProduct, now: i64) -> Result<Product, CatalogError> {
+    let id = new_id("prd");
+    store::insert_product(conn, &id, new, now).await.map_err(|e| duplicate(e, Some(new), None))?;
+    let product = derive_facts(conn, &id).await?;
+    store::append_event(conn, "catalog.product.created", &id, &event_payload(&product), now).await?;
+    Ok(product)
+}
+
+/// Applies `changes` to a product as it is now; derives its facts again when anything changed or
+/// they were derived under another knowledge base, and appends the event.
+async fn update_product_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    changes: &ProductChanges,
+    if_version: Option<i64>,
+    now: i64,
+) -> Result<Applied<Product>, CatalogError> {
+    let current =
+        store::get_product(&mut *conn, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
+    if let Some(expected) = if_version
+        && expected != current.version
+    {
+        return Err(CatalogError::VersionMismatch { entity: "product", expected, actual: current.version });
+    }
+    let was_active = current.status == ProductStatus::Active;
+    let kb_version = dermis_ingredients::KnowledgeBase::bundled().version();
+    let stale = current.attributes.as_ref().is_none_or(|a| a.kb_version != kb_version);
+    let mut next = current.clone();
+    let ch = changes.clone();
+    if let Some(v) = ch.name {
+        next.name = v
+    }
+    if let Some(v) = ch.brand {
+        next.brand = v
+    }
+    if let Some(v) = ch.external_id {
+        next.external_id = v
+    }
+    if let Some(v) = ch.category {
+        next.category = v
+    }
+    if let Some(v) = ch.description {
+        next.description = v
+    }
+    if let Some(v) = ch.ingredients {
+        next.ingredients = v
+    }
+    if let Some(v) = ch.highlights {
+        next.highlights = v;
+    }
+    if let Some(v) = ch.status {
+        next.status = v
+    }
+    if next == current && !stale {
+        return Ok(Applied::Unchanged(current));
+    }
+    if next != current {
+        next.version += 1;
+    }
+    let probe = NewProduct {
+        name: String::new(),
+        brand: String::new(),
+        external_id: next.external_id.clone(),
+        category: None,
+        description: None,
+        ingredients: None,
+        highlights: Vec::new(),
+    };
+    if next != current
+        && !store::update_product(conn, &next, now).await.map_err(|e| duplicate(e, Some(&probe), None))?
+    {
+        return Ok(Applied::Conflict);
+    }
+    // Any change can move the product in search (brand, status ...): refresh its row.
+    let updated = derive_facts(conn, id).await?;
+    if next == current {
+        // Only the derived facts were refreshed: no new version; the event tells other
+        // nodes' search indexes.
+        store::append_event(conn, "catalog.product.updated", id, &event_payload(&updated), now).await?;
+        return Ok(Applied::Refreshed(updated));
+    }
+    let event = if was_active && updated.status == ProductStatus::Discontinued {
+        "catalog.product.discontinued"
+    } else {
+        "catalog.product.updated"
+    };
+    store::append_event(conn, event, id, &event_payload(&updated), now).await?;
+    Ok(Applied::Changed(updated))
+}
+
+/// Inserts a SKU under a product, refreshes the product's lowest price and appends
+/// `catalog.sku.created`.
+async fn insert_sku_in(
+    conn: &mut AnyConnection,
+    product_id: &str,
+    new: &NewSku,
+    now: i64,
+) -> Result<Sku, CatalogError> {
+    let id = new_id("sku");
+    store::insert_sku(conn, &id, product_id, new, now)
+        .await
+        .map_err(|e| duplicate(e, None, Some((&new.barcode, &new.code))))?;
+    facts::refresh_min_price(conn, product_id).await?;
+    let sku = store::get_sku(&mut *conn, product_id, &id)
+        .await?
+        .ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
+    store::append_event(conn, "catalog.sku.created", &id, &json!(sku), now).await?;
+    Ok(sku)
+}
+
+/// Applies `changes` to a SKU as it is now, refreshes the product's lowest price and appends
+/// `catalog.sku.updated`.
+async fn update_sku_in(
+    conn: &mut AnyConnection,
+    product_id: &str,
+    id: &str,
+    changes: &SkuChanges,
+    if_version: Option<i64>,
+    now: i64,
+) -> Result<Applied<Sku>, CatalogError> {
+    let not_found = || CatalogError::SkuNotFound { product_id: product_id.to_owned(), sku_id: id.to_owned() };
+    let current = store::get_sku(&mut *conn, product_id, id).await?.ok_or_else(not_found)?;
+    if let Some(expected) = if_version
+        && expected != current.version
+    {
+        return Err(CatalogError::VersionMismatch { entity: "SKU", expected, actual: current.version });
+    }
+    let mut next = current.clone();
+    let ch = changes.clone();
+    if let Some(v) = ch.code {
+        next.code = v
+    }
+    if let Some(v) = ch.barcode {
+        next.barcode = v
+    }
+    if let Some(v) = ch.variant {
+        next.variant = v
+    }
+    if let Some(v) = ch.price {
+        next.price = v
+    }
+    if let Some(v) = ch.status {
+        next.status = v
+    }
+    if next == current {
+        return Ok(Applied::Unchanged(current));
+    }
+    next.version += 1;
+    if !store::update_sku(conn, &next, now).await.map_err(|e| duplicate(e, None, Some((&next.barcode, &next.code))))? {
+        return Ok(Applied::Conflict);
+    }
+    facts::refresh_min_price(conn, product_id).await?;
+    let updated = store::get_sku(&mut *conn, product_id, id).await?.ok_or_else(not_found)?;
+    store::append_event(conn, "catalog.sku.updated", id, &json!(updated), now).await?;
+    Ok(Applied::Changed(updated))
+}
+
+/// A product with its SKUs as the system it comes from knows them: what
+/// [`Catalog::upsert_by_external_id`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct ProductRecord<'a> {
+    /// The product; matched by its `external_id` (one without is always created).
+    pub product: &'a NewProduct,
+    /// Its SKUs, matched by code among the product's SKUs.
+    pub skus: &'a [NewSku],
+}
+
+/// What an upsert did to one product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    /// The product was created (with its SKUs).
+    Created,
+    /// It existed, and it or one of its SKUs changed.
+    Updated,
+    /// It existed as given (its facts may have been derived again under a new knowledge base).
+    Unchanged,
+}
+
+/// The result of an upsert of one product.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    /// What happened.
+    pub outcome: UpsertOutcome,
+    /// The product as stored, with its facts.
+    pub product: Product,
+    /// SKUs created.
+    pub skus_created: usize,
+    /// Whether anything was written (a new version, a SKU, or facts derived again).
+    written: bool,
+}
+
+/// Writes one record with the operations above: creates the product or applies its fields as
+/// changes (a description the source does not give is kept; the status is the catalog's), then
+/// creates or changes each SKU.
+async fn upsert_in(conn: &mut AnyConnection, record: ProductRecord<'_>, now: i64) -> Result<Upserted, CatalogError> {
+    let new = record.product;
+    let existing = match &new.external_id {
+        Some(ext) => store::product_id_by_external_id(&mut *conn, ext).await?,
+        None => None,
+    };
+    let (product, mut outcome, mut written) = match existing {
+        None => (insert_product_in(conn, new, now).await?, UpsertOutcome::Created, true),
+        Some(id) => {
+            let changes = ProductChanges {
+                name: Some(new.name.clone()),
+                brand: Some(new.brand.clone()),
+                external_id: None,
+                category: Some(new.category.clone()),
+                description: new.description.clone().map(Some),
+                ingredients: Some(new.ingredients.clone()),
+                highlights: Some(new.highlights.clone()),
+                status: None,
+            };
+            let mut attempts = 0;
+            loop {
+                match update_product_in(conn, &id, &changes, None, now).await? {
+                    Applied::Unchanged(p) => break (p, UpsertOutcome::Unchanged, false),
+                    Applied::Refreshed(p) => break (p, UpsertOutcome::Unchanged, true),
+                    Applied::Changed(p) => break (p, UpsertOutcome::Updated, true),
+                    Applied::Conflict if attempts < 2 => attempts += 1,
+                    Applied::Conflict => return Err(kept_changing("product")),
+                }
+            }
+        }
+    };
+    let mut skus_created = 0;
+    for s in record.skus {
+        let sku_changed = match store::sku_id_by_code(&mut *conn, &product.id, &s.code).await? {
+            None => {
+                insert_sku_in(conn, &product.id, s, now).await?;
+                skus_created += 1;
+                true
+            }
+            Some(sku_id) => {
+                let changes = SkuChanges {
+                    code: None,
+                    barcode: Some(s.barcode.clone()),
+                    variant: Some(s.variant.clone()),
+                    price: Some(s.price.clone()),
+                    status: None,
+                };
+                let mut attempts = 0;
+                loop {
+                    match update_sku_in(conn, &product.id, &sku_id, &changes, None, now).await? {
+                        Applied::Unchanged(_) => break false,
+                        Applied::Refreshed(_) | Applied::Changed(_) => break true,
+                        Applied::Conflict if attempts < 2 => attempts += 1,
+                        Applied::Conflict => return Err(kept_changing("SKU")),
+                    }
+                }
+            }
+        };
+        if sku_changed {
+            written = true;
+            if outcome == UpsertOutcome::Unchanged {
+                outcome = UpsertOutcome::Updated;
+            }
+        }
+    }
+    Ok(Upserted { outcome, product, skus_created, written })
+}
+
+/// Whether an upsert's error concerns only its record (a value another product or SKU holds, a
+/// value the database refuses), rather than the store.
+fn rejects_record(e: &CatalogError) -> bool {
+    matches!(
+        e,
+        CatalogError::Duplicate { .. } | CatalogError::Store(StoreError::Unique { .. } | StoreError::InvalidInput(_))
+    )
+}
+
 impl Catalog {
     /// The catalog stored in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, index: None }
+        Self { db, index: None, clock: dermis_core::clock::system(), written: Arc::new(Notify::new()) }
+    }
+
+    /// The same catalog, reading time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Notified after each write that put events in the outbox (the relay waits on it).
+    pub fn outbox_ready(&self) -> Arc<Notify> {
+        self.written.clone()
     }
 
     /// The same catalog, searching `index` (once it is built) and refreshing it after each of its
@@ -166,6 +474,7 @@ impl Catalog {
     /// commit stands whatever happens here; if the read fails, the change's event brings the
     /// index up to date when this node consumes it.
     async fn committed(&self, product_ids: &[&str]) {
+        self.written.notify_one();
         let Some(index) = &self.index else { return };
         let ids: Vec<String> = product_ids.iter().map(|s| (*s).to_owned()).collect();
         if let Err(e) = index.refresh(&ids).await {
@@ -193,14 +502,10 @@ impl Catalog {
             let value = self.product(&id).await?;
             return Ok(Created { value, replayed: true });
         }
-        let id = new_id("prd");
-        let now = now_ms();
-        store::insert_product(&mut tx, &id, new, now).await.map_err(|e| duplicate(e, Some(new), None))?;
-        record(&mut tx, idem, &id).await?;
-        let product = derive_facts(&mut tx, &id).await?;
-        store::append_event(&mut tx, "catalog.product.created", &id, &event_payload(&product), now).await?;
+        let product = insert_product_in(&mut tx, new, self.clock.now_ms()).await?;
+        record(&mut tx, idem, &product.id).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        self.committed(&[&id]).await;
+        self.committed(&[&product.id]).await;
         Ok(Created { value: product, replayed: false })
     }
 
@@ -255,12 +560,7 @@ impl Catalog {
             .map(Listed::new)
             .collect::<Result<_, _>>()
             .map_err(|e| StoreError::Other(format!("serializing a product: {e}")))?;
-        Ok(SearchPage {
-            items,
-            next_cursor: page.next_cursor,
-            facets,
-            unknown_terms: filter.unknown_terms(),
-        })
+        Ok(SearchPage { items, next_cursor: page.next_cursor, facets, unknown_terms: filter.unknown_terms() })
     }
 
     /// Products whose declaration contains an ingredient: the first `limit` and how many in all.
@@ -283,7 +583,7 @@ impl Catalog {
                 return Ok(done);
             }
             let mut tx = self.db.begin().await?;
-            let now = now_ms();
+            let now = self.clock.now_ms();
             for id in &ids {
                 let p = derive_facts(&mut tx, id).await?;
                 // No new version, but what searches and listings say changed: other nodes' search
@@ -306,92 +606,17 @@ impl Catalog {
     ) -> Result<Product, CatalogError> {
         for _ in 0..3 {
             let mut tx = self.db.begin().await?;
-            let current =
-                store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?;
-            if let Some(expected) = if_version
-                && expected != current.version
-            {
-                return Err(CatalogError::VersionMismatch { entity: "product", expected, actual: current.version });
+            match update_product_in(&mut tx, id, &changes, if_version, self.clock.now_ms()).await? {
+                Applied::Unchanged(p) => return Ok(p),
+                Applied::Refreshed(p) | Applied::Changed(p) => {
+                    tx.commit().await.map_err(StoreError::from)?;
+                    self.committed(&[id]).await;
+                    return Ok(p);
+                }
+                Applied::Conflict => continue, // changed under us (PostgreSQL): read again
             }
-            let was_active = current.status == ProductStatus::Active;
-            let kb_version = dermis_ingredients::KnowledgeBase::bundled().version();
-            let stale = current.attributes.as_ref().is_none_or(|a| a.kb_version != kb_version);
-            let mut next = current.clone();
-            let ch = changes.clone();
-            if let Some(v) = ch.name {
-                next.name = v
-            }
-            if let Some(v) = ch.brand {
-                next.brand = v
-            }
-            if let Some(v) = ch.external_id {
-                next.external_id = v
-            }
-            if let Some(v) = ch.category {
-                next.category = v
-            }
-            if let Some(v) = ch.description {
-                next.description = v
-            }
-            if let Some(v) = ch.ingredients {
-                next.ingredients = v
-            }
-            if let Some(v) = ch.highlights {
-                next.highlights = v;
-            }
-            if let Some(v) = ch.status {
-                next.status = v
-            }
-            if next == current && !stale {
-                return Ok(current);
-            }
-            let inputs_changed = next.name != current.name
-                || next.category != current.category
-                || next.ingredients != current.ingredients
-                || next.highlights != current.highlights;
-            if next != current {
-                next.version += 1;
-            }
-            let now = now_ms();
-            let probe = NewProduct {
-                name: String::new(),
-                brand: String::new(),
-                external_id: next.external_id.clone(),
-                category: None,
-                description: None,
-                ingredients: None,
-                highlights: Vec::new(),
-            };
-            if next != current
-                && !store::update_product(&mut tx, &next, now).await.map_err(|e| duplicate(e, Some(&probe), None))?
-            {
-                continue; // changed under us (PostgreSQL): read again
-            }
-            // Any change can move the product in search (brand, status ...): refresh its row.
-            let updated = if inputs_changed || stale || next != current {
-                derive_facts(&mut tx, id).await?
-            } else {
-                store::get_product(&mut *tx, id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))?
-            };
-            if next == current {
-                // Only the derived facts were refreshed: no new version; the event tells other
-                // nodes' search indexes.
-                store::append_event(&mut tx, "catalog.product.updated", id, &event_payload(&updated), now).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                self.committed(&[id]).await;
-                return Ok(updated);
-            }
-            let event = if was_active && updated.status == ProductStatus::Discontinued {
-                "catalog.product.discontinued"
-            } else {
-                "catalog.product.updated"
-            };
-            store::append_event(&mut tx, event, id, &event_payload(&updated), now).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            self.committed(&[id]).await;
-            return Ok(updated);
         }
-        Err(CatalogError::Store(StoreError::Unavailable("the product kept changing; retry".into())))
+        Err(kept_changing("product"))
     }
 
     /// Creates a SKU under a product.
@@ -419,17 +644,8 @@ impl Catalog {
             let value = self.sku(product_id, &id).await?;
             return Ok(Created { value, replayed: true });
         }
-        let id = new_id("sku");
-        let now = now_ms();
-        store::insert_sku(&mut tx, &id, product_id, new, now)
-            .await
-            .map_err(|e| duplicate(e, None, Some((&new.barcode, &new.code))))?;
-        record(&mut tx, idem, &id).await?;
-        facts::refresh_min_price(&mut tx, product_id).await?;
-        let sku = store::get_sku(&mut *tx, product_id, &id)
-            .await?
-            .ok_or_else(|| CatalogError::ProductNotFound(product_id.to_owned()))?;
-        store::append_event(&mut tx, "catalog.sku.created", &id, &json!(sku), now).await?;
+        let sku = insert_sku_in(&mut tx, product_id, new, self.clock.now_ms()).await?;
+        record(&mut tx, idem, &sku.id).await?;
         tx.commit().await.map_err(StoreError::from)?;
         self.committed(&[product_id]).await;
         Ok(Created { value: sku, replayed: false })
@@ -465,50 +681,55 @@ impl Catalog {
         changes: SkuChanges,
         if_version: Option<i64>,
     ) -> Result<Sku, CatalogError> {
-        let not_found = || CatalogError::SkuNotFound { product_id: product_id.to_owned(), sku_id: id.to_owned() };
         for _ in 0..3 {
             let mut tx = self.db.begin().await?;
-            let current = store::get_sku(&mut *tx, product_id, id).await?.ok_or_else(not_found)?;
-            if let Some(expected) = if_version
-                && expected != current.version
-            {
-                return Err(CatalogError::VersionMismatch { entity: "SKU", expected, actual: current.version });
+            match update_sku_in(&mut tx, product_id, id, &changes, if_version, self.clock.now_ms()).await? {
+                Applied::Unchanged(s) => return Ok(s),
+                Applied::Refreshed(s) | Applied::Changed(s) => {
+                    tx.commit().await.map_err(StoreError::from)?;
+                    self.committed(&[product_id]).await;
+                    return Ok(s);
+                }
+                Applied::Conflict => continue,
             }
-            let mut next = current.clone();
-            let ch = changes.clone();
-            if let Some(v) = ch.code {
-                next.code = v
-            }
-            if let Some(v) = ch.barcode {
-                next.barcode = v
-            }
-            if let Some(v) = ch.variant {
-                next.variant = v
-            }
-            if let Some(v) = ch.price {
-                next.price = v
-            }
-            if let Some(v) = ch.status {
-                next.status = v
-            }
-            if next == current {
-                return Ok(current);
-            }
-            next.version += 1;
-            let now = now_ms();
-            if !store::update_sku(&mut tx, &next, now)
-                .await
-                .map_err(|e| duplicate(e, None, Some((&next.barcode, &next.code))))?
-            {
-                continue;
-            }
-            facts::refresh_min_price(&mut tx, product_id).await?;
-            let updated = store::get_sku(&mut *tx, product_id, id).await?.ok_or_else(not_found)?;
-            store::append_event(&mut tx, "catalog.sku.updated", id, &json!(updated), now).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            self.committed(&[product_id]).await;
-            return Ok(updated);
         }
-        Err(CatalogError::Store(StoreError::Unavailable("the SKU kept changing; retry".into())))
+        Err(kept_changing("SKU"))
+    }
+
+    /// Creates or updates products by external id, with their SKUs by code, in one transaction:
+    /// an import's write. Each record is written with the operations a client's create and
+    /// update use (the same checks of unique values, derived facts and events), in a savepoint
+    /// of its own, so a record refused for a value another product or SKU holds (or one the
+    /// database cannot store) is rolled back alone and answered as that error; any other
+    /// failure fails the whole call and writes nothing. A record as stored is left untouched
+    /// (its facts are derived again if the knowledge base changed).
+    pub async fn upsert_by_external_id(
+        &self,
+        records: &[ProductRecord<'_>],
+    ) -> Result<Vec<Result<Upserted, CatalogError>>, CatalogError> {
+        let mut tx = self.db.begin().await?;
+        let mut results = Vec::with_capacity(records.len());
+        let mut written: Vec<String> = Vec::new();
+        for record in records {
+            let mut savepoint = Connection::begin(&mut *tx).await.map_err(StoreError::from)?;
+            match upsert_in(&mut savepoint, *record, self.clock.now_ms()).await {
+                Ok(done) => {
+                    savepoint.commit().await.map_err(StoreError::from)?;
+                    if done.written {
+                        written.push(done.product.id.clone());
+                    }
+                    results.push(Ok(done));
+                }
+                Err(e) if rejects_record(&e) => {
+                    savepoint.rollback().await.map_err(StoreError::from)?;
+                    results.push(Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        let ids: Vec<&str> = written.iter().map(String::as_str).collect();
+        self.committed(&ids).await;
+        Ok(results)
     }
 }

@@ -104,6 +104,30 @@ pub async fn get_product<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -
     Ok(Some(p))
 }
 
+/// The id of the product with this external id.
+pub async fn product_id_by_external_id<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    external_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row =
+        sqlx::query("SELECT id FROM products WHERE external_id = $1").bind(external_id).fetch_optional(ex).await?;
+    row.map(|r| r.try_get(0).map_err(StoreError::from)).transpose()
+}
+
+/// The id of a product's SKU with this code.
+pub async fn sku_id_by_code<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    product_id: &str,
+    code: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT id FROM skus WHERE product_id = $1 AND code = $2")
+        .bind(product_id)
+        .bind(code)
+        .fetch_optional(ex)
+        .await?;
+    row.map(|r| r.try_get(0).map_err(StoreError::from)).transpose()
+}
+
 /// Filters of a product listing.
 #[derive(Debug, Default, Clone)]
 pub struct ProductFilter {

@@ -20,6 +20,7 @@ use dermis_bus::nats::NatsBus;
 use dermis_bus::projection::{Monitor, Projection, Settings};
 use dermis_bus::relay::OutboxSource;
 use dermis_catalog::Catalog;
+use dermis_catalog::index::SearchIndex;
 use dermis_catalog::relay::CatalogOutbox;
 use dermis_catalog::routes::CatalogState;
 use dermis_core::clock::SharedClock;
@@ -67,6 +68,7 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_bus::MIGRATIONS,
     dermis_features::MIGRATIONS,
     dermis_customers::MIGRATIONS,
+    dermis_audit::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
@@ -227,7 +229,10 @@ impl Application {
         let clock: SharedClock = dermis_core::clock::system();
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone()).with_clock(clock.clone())));
         let (store, memory) = open_features(&config).await?;
-        let catalog = Catalog::new(db.clone());
+        // The catalog's search index: rebuilt at start, then a projection of the catalog's
+        // events; this node's writes refresh it before they answer.
+        let search = SearchIndex::new(Catalog::new(db.clone()));
+        let catalog = Catalog::new(db.clone()).with_clock(clock.clone()).with_index(search.clone());
         let pseudonyms = dermis_events::Pseudonyms::load(&db).await.context("loading the pseudonym key")?;
         let features = Features::new(store, pseudonyms.clone(), clock.clone())
             .with_directory(Arc::new(CatalogDirectory::new(catalog.clone())));
@@ -248,7 +253,7 @@ impl Application {
         let customers = customers.with_projection(profiles.clone());
         // Every domain's outbox, relayed by the one relay; every projection of the stream.
         let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
-            Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), None)),
+            Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), Some(catalog.outbox_ready()))),
             Arc::new(IngestedOutbox::new(ingestor.clone())),
             Arc::new(CustomersOutbox::of(&customers)),
         ];
@@ -257,6 +262,7 @@ impl Application {
         let projections: Vec<Arc<dyn Projection>> = vec![
             Arc::new(FeatureProjection::new(features.clone(), db.clone(), &config.node_id, memory, snapshot_every)),
             profiles,
+            search,
         ];
         let domains = Domains {
             catalog: catalog.clone(),

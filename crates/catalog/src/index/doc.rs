@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 
-use dermis_store::sqlx::{self, Any, AnyConnection, Executor, Row, any::AnyRow};
+use dermis_store::sqlx::{self, Any, AnyConnection, Row, any::AnyRow};
 use dermis_store::{Db, StoreError};
+use futures_util::TryStreamExt;
 
 use crate::search::Listed;
 
@@ -151,31 +152,42 @@ async fn load_chunk(conn: &mut AnyConnection, ids: Option<&[String]>) -> Result<
         }
         None => (String::new(), String::new()),
     };
-    let rows = fetch(&mut *conn, &select_products(&products_filter), ids).await?;
-    let mut docs: Vec<SearchDoc> = rows.iter().map(doc).collect::<Result<_, _>>()?;
+    let sql = select_products(&products_filter);
+    let mut docs: Vec<SearchDoc> = Vec::new();
+    let mut rows = bind_ids(sqlx::query(&sql), ids).fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
+        docs.push(doc(&r)?);
+    }
     drop(rows);
     if docs.is_empty() {
         return Ok(docs);
     }
     let at: HashMap<String, usize> = docs.iter().enumerate().map(|(i, d)| (d.id.clone(), i)).collect();
+    // Rows one at a time: a whole catalog has hundreds of thousands of them.
     let sql = format!("SELECT product_id, ingredient_id, certain FROM product_ingredient_ids {rows_filter}");
-    for r in fetch(&mut *conn, &sql, ids).await? {
+    let mut rows = bind_ids(sqlx::query(&sql), ids).fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
         if let Some(&i) = at.get(r.try_get::<&str, _>(0)?) {
             docs[i].ingredient_ids.push((r.try_get(1)?, r.try_get::<i64, _>(2)? == 1));
         }
     }
+    drop(rows);
     let sql = format!("SELECT DISTINCT product_id, name_key FROM product_ingredients {rows_filter}");
-    for r in fetch(&mut *conn, &sql, ids).await? {
+    let mut rows = bind_ids(sqlx::query(&sql), ids).fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
         if let Some(&i) = at.get(r.try_get::<&str, _>(0)?) {
             docs[i].name_keys.push(r.try_get(1)?);
         }
     }
+    drop(rows);
     let sql = format!("SELECT product_id, concern FROM product_concerns {rows_filter}");
-    for r in fetch(&mut *conn, &sql, ids).await? {
+    let mut rows = bind_ids(sqlx::query(&sql), ids).fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
         if let Some(&i) = at.get(r.try_get::<&str, _>(0)?) {
             docs[i].concerns.push(r.try_get(1)?);
         }
     }
+    drop(rows);
     Ok(docs)
 }
 
@@ -187,12 +199,4 @@ fn bind_ids<'q>(
         q = q.bind(id.as_str());
     }
     q
-}
-
-async fn fetch<'c, E: Executor<'c, Database = Any>>(
-    ex: E,
-    sql: &str,
-    ids: Option<&[String]>,
-) -> Result<Vec<AnyRow>, StoreError> {
-    Ok(bind_ids(sqlx::query(sql), ids).fetch_all(ex).await?)
 }

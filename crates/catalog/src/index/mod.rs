@@ -5,10 +5,13 @@
 //! concern, skin type, flag value, price, knowledge-base version, ingredient id, declared name and
 //! family: every filter of [`SearchFilter`] is a set operation with the SQL search's semantics,
 //! the exclusion safety rule of [`crate::search`] included) and per-word postings over name,
-//! brand, category, highlights and the names of declared ingredients, ranked with BM25F. Words
-//! match whole words ([`text`]), the last query word also as a prefix, words of 5 characters or
-//! more with a typo (two from 9). Facet counts come from the same match set. Each product is
-//! kept serialized as listings show it, so a page costs no store read.
+//! brand, category, highlights and the names of declared ingredients, ranked with BM25F. Every
+//! query word must be found in the name, brand or category (the API's promise: a `q` search lists
+//! products named for its words; highlights and ingredient names only rank), as a whole word
+//! ([`text`]), the last one also as a prefix, words of 5 characters or more with a typo (two from
+//! 9). Facet counts come from the same match set. Each product is kept serialized as listings
+//! show it, so a page costs no store read. Cursors are the last id (listing order) or its score
+//! and id (relevance order; a cursor of the other kind is refused).
 //!
 //! As a projection ([`dermis_bus::projection::Projection`], `search`, topic `catalog.`): built at
 //! start from the store ([`SearchIndex::rebuild`]), then every catalog event re-reads the product
@@ -95,9 +98,25 @@ impl SearchIndex {
     }
 
     /// Reads every product from the store and replaces the index with them; returns how many.
+    /// Products changed meanwhile are re-read once it is in place. If it fails, the index keeps
+    /// what it had (re-reading those products into it) and the call can be made again.
     pub async fn rebuild(&self) -> Result<u64, StoreError> {
         self.rebuilding.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(BTreeSet::new);
         let _turn = self.turn.lock().await;
+        let built = self.rebuild_in_turn().await;
+        if built.is_err() {
+            let pending = self.rebuilding.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
+            if !pending.is_empty() {
+                let pending: Vec<String> = pending.into_iter().collect();
+                if let Err(e) = self.load_into(&pending).await {
+                    tracing::warn!(error = %e, "re-reading products changed during a failed index rebuild failed; their events will");
+                }
+            }
+        }
+        built
+    }
+
+    async fn rebuild_in_turn(&self) -> Result<u64, StoreError> {
         let docs = doc::load(&self.db, None).await?;
         let state = tokio::task::spawn_blocking(move || State::build(docs))
             .await
@@ -114,7 +133,12 @@ impl SearchIndex {
                 }
                 p.into_iter().collect()
             };
-            self.load_into(&pending).await?;
+            if let Err(e) = self.load_into(&pending).await {
+                if let Some(p) = self.rebuilding.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                    p.extend(pending);
+                }
+                return Err(e);
+            }
         }
         self.ready.store(true, Ordering::Release);
         metrics::gauge!("search_index_products").set(self.read().len() as f64);
@@ -252,5 +276,43 @@ impl Projection for SearchIndex {
         self.refresh(&ids).await?;
         metrics::gauge!("search_index_products").set(self.read().len() as f64);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::input::{ListProducts, NewProduct};
+    use dermis_store::testing::TestDb;
+
+    #[tokio::test]
+    async fn a_write_during_a_rebuild_is_remembered_not_waited_for() {
+        let t = TestDb::sqlite(&[dermis_store::MIGRATIONS, crate::MIGRATIONS]).await;
+        let index = SearchIndex::new(Catalog::new(t.db().clone()));
+        let c = Catalog::new(t.db().clone()).with_index(index.clone());
+        // A rebuild is under way (it holds the turn while it reads the store).
+        let turn = index.turn.lock().await;
+        index.rebuilding.lock().unwrap().get_or_insert_with(BTreeSet::new);
+        let new = NewProduct {
+            name: "Rebuild Balm".into(),
+            brand: "B".into(),
+            external_id: None,
+            category: None,
+            description: None,
+            ingredients: None,
+            highlights: Vec::new(),
+        };
+        let created = tokio::time::timeout(Duration::from_secs(5), c.create_product(None, new)).await;
+        let id = created.expect("the write does not wait for the rebuild").unwrap().value.id;
+        assert!(index.rebuilding.lock().unwrap().as_ref().unwrap().contains(&id));
+        drop(turn);
+        index.rebuild().await.unwrap();
+        assert!(index.rebuilding.lock().unwrap().is_none());
+        let f =
+            SearchFilter::parse(&ListProducts { q: Some("rebuild balm".into()), ..ListProducts::default() }).unwrap();
+        let page = c.search(&f, None, Limit::default(), false).await.unwrap();
+        assert_eq!(page.items.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
     }
 }

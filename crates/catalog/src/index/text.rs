@@ -207,7 +207,9 @@ struct Scratch {
 /// when above `budget`.
 fn distance(query: &[char], word: &str, budget: usize, prefix: bool, s: &mut Scratch) -> Option<usize> {
     s.word.clear();
-    s.word.extend(word.chars());
+    // A prefix within `budget` edits of the query is at most `budget` longer than it.
+    let keep = if prefix { query.len() + budget } else { usize::MAX };
+    s.word.extend(word.chars().take(keep));
     let (q, w) = (query, &s.word[..]);
     if !prefix && q.len().abs_diff(w.len()) > budget {
         return None;
@@ -303,7 +305,11 @@ mod tests {
         assert_eq!(found(&v, "retinlo", false), [("retinol".to_owned(), Match::Typo1)]);
         assert_eq!(
             found(&v, "serum", false),
-            [("sebum".to_owned(), Match::Typo1), ("serum".to_owned(), Match::Exact), ("serums".to_owned(), Match::Typo1)]
+            [
+                ("sebum".to_owned(), Match::Typo1),
+                ("serum".to_owned(), Match::Exact),
+                ("serums".to_owned(), Match::Typo1)
+            ]
         );
         // Four letters: no typo.
         assert!(found(&v, "srum", false).is_empty());
