@@ -68,7 +68,6 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_bus::MIGRATIONS,
     dermis_features::MIGRATIONS,
     dermis_customers::MIGRATIONS,
-    dermis_audit::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
