@@ -9,10 +9,12 @@
 //! - [`token`]: the `token` command (a bearer token signed with the server's secret).
 //! - [`keys`]: the `write-key create|list|revoke` and `api-key create|list|revoke` commands.
 //! - [`import`]: the `import catalog` command.
+//! - [`audit`]: the `audit verify` and `audit export` commands.
 //!
 //! `--config` and `--data-dir` are global: they go before or after the subcommand
 //! (`dermis --data-dir DIR token ...` and `dermis token ... --data-dir DIR` are the same).
 
+mod audit;
 mod import;
 mod keys;
 mod migrate;
@@ -94,6 +96,23 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         action: ApiKeyAction,
+    },
+    /// Check or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute the hash chain: prints the entry count and exits 0 when intact; names the first
+    /// edited, deleted or inserted entry and exits 1 otherwise.
+    Verify,
+    /// Print the entries about one customer as JSON.
+    Export {
+        /// The customer id.
+        customer_id: String,
     },
 }
 
@@ -180,6 +199,8 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Import { what: ImportWhat::Catalog { file, json } } => import::catalog(&config, &file, json).await,
         Command::WriteKey { action } => keys::write_key(&config, action).await,
         Command::ApiKey { action } => keys::api_key(&config, action).await,
+        Command::Audit { action: AuditAction::Verify } => audit::verify(&config).await,
+        Command::Audit { action: AuditAction::Export { customer_id } } => audit::export(&config, &customer_id).await,
     }
 }
 
@@ -229,6 +250,8 @@ mod tests {
             &["write-key", "create", "web-shop", "--data-dir", "D"],
             &["write-key", "--data-dir", "D", "list"],
             &["api-key", "create", "--name", "n", "--role", "service", "--data-dir", "D"],
+            &["audit", "verify", "--data-dir", "D"],
+            &["--data-dir", "D", "audit", "export", "c1"],
         ];
         for args in forms {
             assert_eq!(parse(args).data_dir, Some(PathBuf::from("D")), "{args:?}");

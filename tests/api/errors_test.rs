@@ -199,6 +199,21 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
         .await;
         close_paths.push(format!("/v1/customers/{cid}/consultations/{}", c["id"].as_str().unwrap()));
     }
+    // Merges: a pair to merge (the first valid request merges, the rest find them merged), and
+    // merges to undo (the first undo is answered, the rest find nothing).
+    let winner = customer(app, json!({"name": "Fuzz Winner"})).await;
+    let loser = customer(app, json!({"name": "Fuzz Loser"})).await;
+    let mut unmerge_paths = Vec::new();
+    for i in 0..3 {
+        let w = customer(app, json!({"name": format!("Fuzz Merged {i}")})).await;
+        let l = customer(app, json!({"name": format!("Fuzz Merged In {i}")})).await;
+        let m = created(
+            app.post_json(&format!("/v1/customers/{w}/merges"), Role::Admin, &json!({"other": l})).await,
+            "merge",
+        )
+        .await;
+        unmerge_paths.push(format!("/v1/customer-merges/{}", m["id"].as_str().unwrap()));
+    }
 
     let mut routes = vec![
         Route {
@@ -370,6 +385,24 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
             valid: json!({}),
             required: None,
             kind: Kind::Delete { done: 204 },
+        },
+        Route {
+            method: Method::POST,
+            template: "/v1/customers/{id}/merges",
+            paths: vec![format!("/v1/customers/{winner}/merges")],
+            next: AtomicUsize::new(0),
+            valid: json!({"other": loser}),
+            required: Some("other"),
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/v1/customer-merges/{merge_id}",
+            paths: unmerge_paths,
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 200 },
         },
     ];
     for &path in &INGESTION_PATHS {

@@ -354,11 +354,28 @@ pub enum LookupKind {
     LoyaltyNumber,
     /// The id the web shop's SDK sends as `userId`.
     UserId,
+    /// The SDK's `anonymousId` (a browser or app install).
+    AnonymousId,
+    /// A device id (`context.device.id`: a phone, a store's tablet, a skin analyzer).
+    DeviceId,
+    /// A point-of-sale receipt id.
+    PosReceiptId,
+    /// A customer number another system (a CRM, a POS) gives the customer.
+    CustomerNumber,
 }
 
 impl LookupKind {
     /// Every kind.
-    pub const ALL: [LookupKind; 4] = [Self::Email, Self::Phone, Self::LoyaltyNumber, Self::UserId];
+    pub const ALL: [LookupKind; 8] = [
+        Self::Email,
+        Self::Phone,
+        Self::LoyaltyNumber,
+        Self::UserId,
+        Self::AnonymousId,
+        Self::DeviceId,
+        Self::PosReceiptId,
+        Self::CustomerNumber,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -367,14 +384,23 @@ impl LookupKind {
             Self::Phone => "phone",
             Self::LoyaltyNumber => "loyalty_number",
             Self::UserId => "user_id",
+            Self::AnonymousId => "anonymous_id",
+            Self::DeviceId => "device_id",
+            Self::PosReceiptId => "pos_receipt_id",
+            Self::CustomerNumber => "customer_number",
         }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
 /// Keyed hashes for lookups: one HMAC-SHA256 key per [`LookupKind`], derived from one secret.
 #[derive(Clone)]
 pub struct LookupHasher {
-    keys: Arc<[Zeroizing<[u8; 32]>; 4]>,
+    keys: Arc<[Zeroizing<[u8; 32]>; 8]>,
 }
 
 impl fmt::Debug for LookupHasher {

@@ -168,6 +168,21 @@ pub struct LifestyleInput {
     pub climate: Option<String>,
 }
 
+/// Merge another customer into this one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRequest {
+    /// The customer merged into the one in the path (customer id or linked user id).
+    pub other: String,
+}
+
+impl MergeRequest {
+    /// The other customer's reference, checked.
+    pub fn parse(&self) -> Result<String, Problem> {
+        parse_identifier(&self.other, 200).map_err(|m| Problem::validation(vec![FieldError::new("other", m)]))
+    }
+}
+
 /// Record a consent decision.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -775,6 +790,11 @@ impl FindCustomers {
             LookupKind::Phone => parse_phone(raw).map_err(|m| FieldError::new("phone", m)),
             LookupKind::LoyaltyNumber => parse_identifier(raw, 64).map_err(|m| FieldError::new("loyalty_number", m)),
             LookupKind::UserId => parse_identifier(raw, 200).map_err(|m| FieldError::new("user_id", m)),
+            // Not offered by this request; the identity graph normalizes them itself.
+            other @ (LookupKind::AnonymousId
+            | LookupKind::DeviceId
+            | LookupKind::PosReceiptId
+            | LookupKind::CustomerNumber) => parse_identifier(raw, 200).map_err(|m| FieldError::new(other.as_str(), m)),
         }
         .map_err(|e| Problem::validation(vec![e]))?;
         Ok(Lookup { kind: *kind, value })

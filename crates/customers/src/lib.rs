@@ -11,6 +11,8 @@
 //! - [`input`]: requests and their parsing ("parse, don't validate": E.164 phones, checked
 //!   emails and dates, skin types, conditions, allergies resolved through the ingredient
 //!   knowledge base, unknown names kept and reported).
+//! - [`topics`]: the bus topics of the customers' events and [`topics::ProfileSink`] (the
+//!   bottom of the crate); [`rules`]: the identity graph's limits and blocked values.
 //! - [`store`]: the SQL, written once for SQLite and PostgreSQL; it only sees ciphertexts and
 //!   hashes.
 //! - [`service`]: [`Customers`], the operations (idempotent create, optimistic concurrency,
@@ -25,25 +27,40 @@
 //! - [`relay`]: the outbox as the one relay reads it ([`relay::CustomersOutbox`]).
 //! - [`projection`]: [`projection::ProfileProjection`], the in-memory profile facts that serving
 //!   reads (skin type, concerns, resolved allergies, pregnancy, sensitivities, consent state).
+
+//! - [`identity`]: the deterministic identity graph (identifiers of eight kinds as keyed hashes,
+//!   per-kind limits, blocked values, reversible merges: [`Customers::merge`],
+//!   [`Customers::unmerge`], [`Customers::apply_identity`]).
+//! - [`feed`]: [`feed::CustomersIngest`], the ingestion hook and `events.ingested` projection
+//!   (`customers`) that apply `identify`, `alias` and the skin quiz to the graph and the profile.
+//! - [`matching`]: probabilistic matching (Fellegi–Sunter, EM-estimated weights, blocking with a
+//!   block-size cap) producing scored merge suggestions for review or auto-merge; pure code.
 //!
-//! This crate owns the `customers`, `customer_keys`, `customer_lookups`, `consent_events`,
-//! `customer_consultations`, `customer_erasures` and `customers_outbox` tables, and publishes
-//! `customers.profile.changed`, `customers.consent.changed` and `customers.erased` (customer id
-//! and version, never personal data). Other domains use [`Customers`], the projection or these
+//! This crate owns the `customers`, `customer_keys`, `customer_lookups` (the identity graph's
+//! identifiers), `consent_events`, `customer_consultations`, `customer_erasures`,
+//! `customer_identity_sightings`, `customer_identity_blocks`, `customer_merges`,
+//! `customer_identity_applied` and `customers_outbox` tables, and publishes
+//! `customers.profile.changed`, `customers.consent.changed`, `customers.merged`,
+//! `customers.unmerged` and `customers.erased` (customer ids and versions, never personal data). Other domains use [`Customers`], the projection or these
 //! events, never the tables. The master key comes from the server's configuration
 //! (`customers.master_key`, base64 of 32 bytes, or `customers.master_key_file`); on the
 //! embedded deployment it is otherwise generated in `DATA_DIR/master.key`
 //! ([`crypto::Keyring::configured`]).
 
 pub mod crypto;
+pub mod feed;
+pub mod identity;
 pub mod input;
+pub mod matching;
 pub mod model;
 pub mod privacy;
 pub mod projection;
 pub mod relay;
 pub mod routes;
+pub mod rules;
 pub mod service;
 pub mod store;
+pub mod topics;
 
 use dermis_store::{Migration, StoreError};
 
@@ -72,6 +89,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "erasure requests",
         sqlite: include_str!("../migrations/0003_erasures.sql"),
         postgres: include_str!("../migrations/0003_erasures.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 4,
+        name: "identity graph: identifiers' time and source, sightings, blocks, merges",
+        sqlite: include_str!("../migrations/0004_identity.sql"),
+        postgres: include_str!("../migrations/0004_identity.sql"),
     },
 ];
 
@@ -106,6 +130,10 @@ pub enum CustomersError {
         /// What is wrong.
         message: String,
     },
+    /// The request conflicts with the state of the identity graph (a merge of a customer with
+    /// itself, or with a customer merged into it already).
+    #[error("{0}")]
+    Conflict(String),
     /// The caller may not act on this customer.
     #[error("{0}")]
     Forbidden(String),

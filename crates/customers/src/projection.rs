@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::CustomersError;
 use crate::model::{Condition, Consents, Customer, IngredientMatch, IngredientRef, Purpose, SkinType};
-use crate::service::{Customers, ERASED, PROFILE_CHANGED};
+use crate::service::Customers;
+use crate::topics::{ERASED, PROFILE_CHANGED, ProfileSink};
 
 /// Which purposes are granted now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -207,7 +208,11 @@ impl ProfileProjection {
     async fn reload(&self, id: &str) -> anyhow::Result<()> {
         match self.loader.get(id).await {
             Ok(c) => {
-                let consents = self.loader.consents(id).await?;
+                // A customer merged into another answers as the winner: its own entry goes.
+                if c.id != id {
+                    self.forget(id);
+                }
+                let consents = self.loader.consents(&c.id).await?;
                 self.put(&c, &consents);
                 Ok(())
             }
@@ -270,5 +275,15 @@ impl Projection for ProfileProjection {
             self.reload(&p.customer_id).await?;
         }
         Ok(())
+    }
+}
+
+impl ProfileSink for ProfileProjection {
+    fn put(&self, customer: &Customer, consents: &Consents) {
+        ProfileProjection::put(self, customer, consents);
+    }
+
+    fn forget(&self, id: &str) {
+        ProfileProjection::forget(self, id);
     }
 }

@@ -1,4 +1,4 @@
-//! `/v1/customers...`. Handlers translate; [`Customers`] decides.
+//! `/v1/customers...`, `/v1/customer-merges/{merge_id}`. Handlers translate; [`Customers`] decides.
 //!
 //! Who may do what:
 //! - `admin` and `service`: everything.
@@ -9,6 +9,8 @@
 //! - `customer`: only their own customer, named by the token's subject (the customer id or the
 //!   linked user id); a customer may sign up once, linked to their subject.
 //! - `merchandiser` and `analyst`: no access to direct identifiers (403).
+//! - Merges (`POST /v1/customers/{id}/merges`, `DELETE /v1/customer-merges/{merge_id}`) and the
+//!   identity graph (`GET /v1/customers/{id}/identifiers`): `admin` and `service` only.
 
 use std::sync::Arc;
 
@@ -29,7 +31,10 @@ use utoipa_axum::routes;
 
 use crate::CustomersError;
 use crate::crypto::LookupKind;
-use crate::input::{CreateCustomer, FindCustomers, OpenConsultation, PutConsent, PutSkinProfile, UpdateCustomer};
+use crate::identity::{IdentityView, Merge};
+use crate::input::{
+    CreateCustomer, FindCustomers, MergeRequest, OpenConsultation, PutConsent, PutSkinProfile, UpdateCustomer,
+};
 use crate::model::{Consents, Consultation, Customer};
 use crate::privacy::{Erasure, Export};
 use crate::service::{Actor, Created, Customers, Idempotent};
@@ -52,6 +57,11 @@ dermis_auth::role_policy!(
 dermis_auth::role_policy!(
     /// Who may find customers by email, phone, loyalty number or user id.
     CustomerLookup, "admin, service or store_associate", [Admin, Service, StoreAssociate]
+);
+
+dermis_auth::role_policy!(
+    /// Who may merge and unmerge customers and read their identity graph.
+    IdentityAdmin, "admin or service", [Admin, Service]
 );
 
 /// What the customers routes need.
@@ -81,6 +91,9 @@ pub fn router() -> OpenApiRouter<CustomersState> {
         .routes(routes!(put_consent))
         .routes(routes!(open_consultation))
         .routes(routes!(close_consultation))
+        .routes(routes!(merge_customers))
+        .routes(routes!(unmerge_customers))
+        .routes(routes!(customer_identifiers))
 }
 
 impl From<CustomersError> for Problem {
@@ -95,6 +108,7 @@ impl From<CustomersError> for Problem {
             },
             CustomersError::Invalid { field, message } => Problem::validation(vec![FieldError::new(field, message)]),
             CustomersError::Forbidden(m) => Problem::new(ProblemKind::Forbidden, m),
+            CustomersError::Conflict(m) => Problem::conflict(m),
             CustomersError::IdempotencyKeyReused => Problem::new(ProblemKind::IdempotencyKeyReused, e.to_string()),
             CustomersError::Source(_) => Problem::unavailable(&e),
             CustomersError::Crypto(c) => Problem::internal(&c),
@@ -480,4 +494,57 @@ async fn get_erasure(
         return Err(CustomersError::Forbidden("a customer reads only the erasure they asked for".into()).into());
     }
     Ok(Json(s.customers.erasure(&id).await?))
+}
+
+/// Merge customer `other` into this one (by hand): `other`'s identifiers (and so its events) move
+/// here, this customer's empty contact and skin fields take `other`'s values, and `other` answers
+/// as this customer until the merge is undone (`DELETE /v1/customer-merges/{merge_id}`).
+#[utoipa::path(post, path = "/v1/customers/{id}/merges", tag = "customers", request_body = MergeRequest,
+    params(("id" = String, Path, description = "Customer id or linked user id: the customer that stays")),
+    responses((status = 201, body = Merge),
+        (status = 403, description = "a role other than admin or service", body = ProblemBody),
+        (status = 404, description = "either customer is unknown", body = ProblemBody),
+        (status = 409, description = "a merge of a customer with itself", body = ProblemBody),
+        (status = 422, description = "an invalid body", body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn merge_customers(
+    Auth(who, ..): Auth<IdentityAdmin>,
+    State(s): State<CustomersState>,
+    ApiPath(id): ApiPath<String>,
+    JsonObject(body, _): JsonObject<MergeRequest>,
+) -> Result<Response, Problem> {
+    let other = body.parse()?;
+    let merge = s.customers.merge(&id, &other, &who.subject).await?;
+    Ok((StatusCode::CREATED, Json(merge)).into_response())
+}
+
+/// Undo a merge: both customers are restored, each with its identifiers (and so its events).
+#[utoipa::path(delete, path = "/v1/customer-merges/{merge_id}", tag = "customers",
+    params(("merge_id" = String, Path, description = "The merge (`mrg_...`)")),
+    responses((status = 200, body = Merge),
+        (status = 403, description = "a role other than admin or service", body = ProblemBody),
+        (status = 404, description = "no such merge, or undone already", body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn unmerge_customers(
+    _auth: Auth<IdentityAdmin>,
+    State(s): State<CustomersState>,
+    ApiPath(merge_id): ApiPath<String>,
+) -> Result<Json<Merge>, Problem> {
+    Ok(Json(s.customers.unmerge(&merge_id).await?))
+}
+
+/// A customer's identifiers in the identity graph (kinds and keyed hashes, never the values) and
+/// the merges it took part in.
+#[utoipa::path(get, path = "/v1/customers/{id}/identifiers", tag = "customers",
+    params(("id" = String, Path, description = "Customer id or linked user id")),
+    responses((status = 200, body = IdentityView),
+        (status = 403, description = "a role other than admin or service", body = ProblemBody),
+        (status = 404, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn customer_identifiers(
+    _auth: Auth<IdentityAdmin>,
+    State(s): State<CustomersState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<IdentityView>, Problem> {
+    Ok(Json(s.customers.identity(&id).await?))
 }

@@ -24,18 +24,13 @@ use crate::model::{
     SkinProfile,
 };
 use crate::privacy::{Erasure, ErasureState, Export, PersonalDataSource, Subject};
-use crate::projection::ProfileProjection;
 use crate::store::{self, ConsentRow, CustomerRow};
+use crate::topics::ProfileSink;
 
 /// The owner name of the deployment's lookup secret in `customer_keys`.
 const LOOKUP_OWNER: &str = "lookup";
 
-/// `customers.profile.changed`: a customer was created or changed (payload: id and version).
-pub const PROFILE_CHANGED: &str = "customers.profile.changed";
-/// `customers.consent.changed`: a consent decision was recorded.
-pub const CONSENT_CHANGED: &str = "customers.consent.changed";
-/// `customers.erased`: a customer was erased.
-pub const ERASED: &str = "customers.erased";
+pub use crate::topics::{CONSENT_CHANGED, ERASED, PROFILE_CHANGED};
 
 /// An idempotency key with what it protects.
 #[derive(Debug, Clone)]
@@ -69,12 +64,13 @@ pub struct Actor {
 /// The customers domain.
 #[derive(Debug, Clone)]
 pub struct Customers {
-    db: Db,
-    keys: Keyring,
-    hasher: LookupHasher,
-    clock: SharedClock,
-    ready: Arc<Notify>,
-    projection: Option<Arc<ProfileProjection>>,
+    pub(crate) db: Db,
+    pub(crate) keys: Keyring,
+    pub(crate) hasher: LookupHasher,
+    pub(crate) clock: SharedClock,
+    pub(crate) ready: Arc<Notify>,
+    pub(crate) projection: Option<Arc<dyn ProfileSink>>,
+    pub(crate) identity: Arc<crate::rules::IdentityRules>,
     /// Seals the subject of a running erasure.
     erasure_key: DataKey,
     personal_data: Vec<Arc<dyn PersonalDataSource>>,
@@ -86,7 +82,7 @@ impl std::fmt::Debug for dyn PersonalDataSource {
     }
 }
 
-fn seal<T: Serialize>(dek: &DataKey, id: &str, field: &str, value: &T) -> Result<String, CustomersError> {
+pub(crate) fn seal<T: Serialize>(dek: &DataKey, id: &str, field: &str, value: &T) -> Result<String, CustomersError> {
     let json =
         Zeroizing::new(serde_json::to_vec(value).map_err(|e| StoreError::Other(format!("serializing {field}: {e}")))?);
     Ok(dek.encrypt(id, field, &json))
@@ -104,7 +100,7 @@ fn lost_idempotency_race(e: &CustomersError) -> bool {
 }
 
 /// The normalized lookup values a customer has.
-fn lookup_values(c: &Customer) -> Vec<(LookupKind, String)> {
+pub(crate) fn lookup_values(c: &Customer) -> Vec<(LookupKind, String)> {
     let mut out = Vec::new();
     if let Some(e) = &c.contact.email {
         out.push((LookupKind::Email, normalize_email(e)));
@@ -134,7 +130,7 @@ fn apply<T: PartialEq>(slot: &mut Option<Fact<T>>, change: Change<T>, source: cr
     }
 }
 
-fn apply_skin(profile: &mut SkinProfile, c: SkinChanges, now: &str) {
+pub(crate) fn apply_skin(profile: &mut SkinProfile, c: SkinChanges, now: &str) {
     let s = c.source;
     apply(&mut profile.skin.skin_type, c.skin_type, s, now);
     apply(&mut profile.skin.skin_tone, c.skin_tone, s, now);
@@ -192,6 +188,7 @@ impl Customers {
             clock,
             ready: Arc::new(Notify::new()),
             projection: None,
+            identity: Arc::new(crate::rules::IdentityRules::default()),
             erasure_key,
             personal_data: Vec::new(),
         })
@@ -203,8 +200,14 @@ impl Customers {
         self
     }
 
+    /// The same service, resolving identities under `rules` (limits, blocked values).
+    pub fn with_identity_rules(mut self, rules: crate::rules::IdentityRules) -> Self {
+        self.identity = Arc::new(rules);
+        self
+    }
+
     /// The same service, keeping `projection` current after each of its commits.
-    pub fn with_projection(mut self, projection: Arc<ProfileProjection>) -> Self {
+    pub fn with_projection(mut self, projection: Arc<dyn ProfileSink>) -> Self {
         self.projection = Some(projection);
         self
     }
@@ -229,7 +232,7 @@ impl Customers {
         &self.clock
     }
 
-    async fn data_key(&self, conn: &mut AnyConnection, id: &str) -> Result<DataKey, CustomersError> {
+    pub(crate) async fn data_key(&self, conn: &mut AnyConnection, id: &str) -> Result<DataKey, CustomersError> {
         let w = store::get_key(&mut *conn, id)
             .await?
             .ok_or(CustomersError::Crypto(crate::crypto::CryptoError::KeyDestroyed))?;
@@ -263,7 +266,13 @@ impl Customers {
         Ok(c)
     }
 
-    fn seal_row(&self, dek: &DataKey, c: &Customer, created_at: i64, now: i64) -> Result<CustomerRow, CustomersError> {
+    pub(crate) fn seal_row(
+        &self,
+        dek: &DataKey,
+        c: &Customer,
+        created_at: i64,
+        now: i64,
+    ) -> Result<CustomerRow, CustomersError> {
         let p = &c.skin_profile;
         Ok(CustomerRow {
             id: c.id.clone(),
@@ -277,7 +286,11 @@ impl Customers {
         })
     }
 
-    async fn read_in(&self, conn: &mut AnyConnection, id: &str) -> Result<(Customer, CustomerRow), CustomersError> {
+    pub(crate) async fn read_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<(Customer, CustomerRow), CustomersError> {
         let row = store::get_customer(&mut *conn, id).await?.ok_or_else(|| CustomersError::NotFound(id.to_owned()))?;
         let dek = self.data_key(conn, id).await?;
         Ok((self.open_row(&dek, &row)?, row))
@@ -292,13 +305,26 @@ impl Customers {
     /// with. `None` when neither.
     pub async fn resolve(&self, reference: &str) -> Result<Option<String>, CustomersError> {
         if reference.starts_with("cus_") && store::get_customer(self.db.reader(), reference).await?.is_some() {
-            return Ok(Some(reference.to_owned()));
+            return Ok(Some(self.surviving(reference).await?));
         }
         let hash = self.hasher.hash(LookupKind::UserId, reference.trim());
         Ok(store::find_lookup(self.db.reader(), LookupKind::UserId, &hash).await?)
     }
 
-    async fn resolve_or_404(&self, reference: &str) -> Result<String, CustomersError> {
+    /// The customer that answers for `id`: itself, or the customer it was merged into (followed
+    /// through successive merges).
+    pub async fn surviving(&self, id: &str) -> Result<String, CustomersError> {
+        let mut current = id.to_owned();
+        for _ in 0..16 {
+            match store::merged_into(self.db.reader(), &current).await? {
+                Some(next) if next != current => current = next,
+                _ => break,
+            }
+        }
+        Ok(current)
+    }
+
+    pub(crate) async fn resolve_or_404(&self, reference: &str) -> Result<String, CustomersError> {
         self.resolve(reference).await?.ok_or_else(|| CustomersError::NotFound(reference.to_owned()))
     }
 
@@ -372,13 +398,13 @@ impl Customers {
         Ok(())
     }
 
-    async fn consents_in(&self, conn: &mut AnyConnection, id: &str) -> Result<Consents, CustomersError> {
+    pub(crate) async fn consents_in(&self, conn: &mut AnyConnection, id: &str) -> Result<Consents, CustomersError> {
         let rows = store::consents(conn, id).await?;
         Ok(Consents::from_history(id.to_owned(), rows.into_iter().filter_map(consent_event).collect()))
     }
 
     /// After a commit: wake the relay, bring this node's projection up to date.
-    async fn committed(&self, customer: &Customer, consents: Option<&Consents>) {
+    pub(crate) async fn committed(&self, customer: &Customer, consents: Option<&Consents>) {
         self.ready.notify_one();
         let Some(p) = &self.projection else { return };
         match consents {
@@ -524,7 +550,7 @@ impl Customers {
     }
 
     /// Stores `next` (a changed `row`) with a new version, its event, and commits.
-    async fn save(
+    pub(crate) async fn save(
         &self,
         tx: &mut dermis_store::sqlx::Transaction<'static, dermis_store::sqlx::Any>,
         mut next: Customer,
@@ -699,6 +725,7 @@ impl Customers {
             return Err(CustomersError::NotFound(reference.to_owned()));
         }
         store::delete_lookups(&mut tx, &id, None).await?;
+        store::delete_identity_records(&mut tx, &id).await?;
         store::delete_consultations(&mut tx, &id).await?;
         dermis_store::sqlx::query("DELETE FROM consent_events WHERE customer_id = $1")
             .bind(&id)
@@ -716,7 +743,15 @@ impl Customers {
             p.forget(&id);
         }
         self.db
-            .scrub(&["customers", "customer_keys", "customer_lookups", "consent_events", "customer_consultations"])
+            .scrub(&[
+                "customers",
+                "customer_keys",
+                "customer_lookups",
+                "consent_events",
+                "customer_consultations",
+                "customer_identity_sightings",
+                "customer_merges",
+            ])
             .await?;
         Ok(())
     }

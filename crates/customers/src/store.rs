@@ -572,3 +572,316 @@ pub async fn finish_erasure(pool: &AnyPool, id: &str, error: Option<&str>, now: 
     };
     Ok(())
 }
+
+// ---------------------------------------------------------------- identity graph
+
+/// One identifier of the graph as stored: its kind and keyed hash, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifierRow {
+    /// Kind (wire name).
+    pub kind: String,
+    /// Keyed hash.
+    pub hash: String,
+    /// The customer it is linked to.
+    pub customer_id: String,
+    /// Linked, ms (absent for identifiers linked before the graph kept the time).
+    pub linked_at: Option<i64>,
+    /// What linked it (`api`, `identify`, `alias`, `merge` ...).
+    pub source: Option<String>,
+}
+
+/// Links `hash` of `kind` to `customer_id` (moving it if another customer had it).
+pub async fn link_identifier(
+    conn: &mut AnyConnection,
+    kind: LookupKind,
+    hash: &str,
+    customer_id: &str,
+    now: i64,
+    source: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customer_lookups (kind, hash, customer_id, linked_at, source) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (kind, hash) DO UPDATE SET customer_id = $3, linked_at = $4, source = $5",
+    )
+    .bind(kind.as_str())
+    .bind(hash)
+    .bind(customer_id)
+    .bind(now)
+    .bind(source)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes one identifier.
+pub async fn unlink_identifier(conn: &mut AnyConnection, kind: LookupKind, hash: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM customer_lookups WHERE kind = $1 AND hash = $2")
+        .bind(kind.as_str())
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A customer's identifiers, by kind then oldest first.
+pub async fn identifiers_of<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    customer_id: &str,
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kind, hash, customer_id, linked_at, source FROM customer_lookups WHERE customer_id = $1
+         ORDER BY kind, COALESCE(linked_at, 0), hash",
+    )
+    .bind(customer_id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(IdentifierRow {
+                kind: r.try_get(0)?,
+                hash: r.try_get(1)?,
+                customer_id: r.try_get(2)?,
+                linked_at: r.try_get(3)?,
+                source: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Moves one identifier from `from` to `to` if `from` still has it; whether it moved.
+pub async fn move_identifier(
+    conn: &mut AnyConnection,
+    kind: &str,
+    hash: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE customer_lookups SET customer_id = $1 WHERE kind = $2 AND hash = $3 AND customer_id = $4")
+            .bind(to)
+            .bind(kind)
+            .bind(hash)
+            .bind(from)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that an identifier was seen with a customer; returns with how many distinct
+/// customers it has been seen.
+pub async fn sighting(
+    conn: &mut AnyConnection,
+    kind: LookupKind,
+    hash: &str,
+    customer_id: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query(
+        "INSERT INTO customer_identity_sightings (kind, hash, customer_id, seen_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (kind, hash, customer_id) DO UPDATE SET seen_at = $4",
+    )
+    .bind(kind.as_str())
+    .bind(hash)
+    .bind(customer_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let r = sqlx::query("SELECT COUNT(*) FROM customer_identity_sightings WHERE kind = $1 AND hash = $2")
+        .bind(kind.as_str())
+        .bind(hash)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(r.try_get(0)?)
+}
+
+/// Blocks an identifier (kept if blocked already).
+pub async fn block_identifier(
+    conn: &mut AnyConnection,
+    kind: LookupKind,
+    hash: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customer_identity_blocks (kind, hash, reason, blocked_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (kind, hash) DO NOTHING",
+    )
+    .bind(kind.as_str())
+    .bind(hash)
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether an identifier was blocked.
+pub async fn is_blocked<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    kind: LookupKind,
+    hash: &str,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query("SELECT reason FROM customer_identity_blocks WHERE kind = $1 AND hash = $2")
+        .bind(kind.as_str())
+        .bind(hash)
+        .fetch_optional(ex)
+        .await?;
+    Ok(r.is_some())
+}
+
+/// The customer `id` was merged into, if it was.
+pub async fn merged_into<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<String>, StoreError> {
+    let r = sqlx::query("SELECT merged_into FROM customers WHERE id = $1").bind(id).fetch_optional(ex).await?;
+    Ok(match r {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    })
+}
+
+/// Marks `id` merged into `winner` (`None`: not merged).
+pub async fn set_merged_into(conn: &mut AnyConnection, id: &str, winner: Option<&str>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE customers SET merged_into = $1 WHERE id = $2")
+        .bind(winner.map(str::to_owned))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A merge as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRow {
+    /// Id (`mrg_...`).
+    pub id: String,
+    /// The customer that stayed.
+    pub winner: String,
+    /// The customer merged into it.
+    pub loser: String,
+    /// JSON list of `[kind, hash]` moved.
+    pub identifiers: String,
+    /// JSON list of the winner's fields the loser's values filled.
+    pub filled: String,
+    /// Why.
+    pub reason: String,
+    /// When, ms.
+    pub merged_at: i64,
+    /// When it was undone, ms.
+    pub unmerged_at: Option<i64>,
+}
+
+const MERGE_COLUMNS: &str = "id, winner, loser, identifiers, filled, reason, merged_at, unmerged_at";
+
+fn merge_row(r: &AnyRow) -> Result<MergeRow, StoreError> {
+    Ok(MergeRow {
+        id: r.try_get(0)?,
+        winner: r.try_get(1)?,
+        loser: r.try_get(2)?,
+        identifiers: r.try_get(3)?,
+        filled: r.try_get(4)?,
+        reason: r.try_get(5)?,
+        merged_at: r.try_get(6)?,
+        unmerged_at: r.try_get(7)?,
+    })
+}
+
+/// Records a merge.
+pub async fn insert_merge(conn: &mut AnyConnection, m: &MergeRow) -> Result<(), StoreError> {
+    sqlx::query(&format!("INSERT INTO customer_merges ({MERGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+        .bind(&m.id)
+        .bind(&m.winner)
+        .bind(&m.loser)
+        .bind(&m.identifiers)
+        .bind(&m.filled)
+        .bind(&m.reason)
+        .bind(m.merged_at)
+        .bind(m.unmerged_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reads a merge.
+pub async fn get_merge<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<MergeRow>, StoreError> {
+    let r = sqlx::query(&format!("SELECT {MERGE_COLUMNS} FROM customer_merges WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?;
+    r.as_ref().map(merge_row).transpose()
+}
+
+/// The merges a customer took part in (as winner or loser), oldest first.
+pub async fn merges_of<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    customer_id: &str,
+) -> Result<Vec<MergeRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MERGE_COLUMNS} FROM customer_merges WHERE winner = $1 OR loser = $1 ORDER BY id LIMIT 1000"
+    ))
+    .bind(customer_id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(merge_row).collect()
+}
+
+/// Marks a merge undone; false when it was undone already.
+pub async fn mark_unmerged(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE customer_merges SET unmerged_at = $1 WHERE id = $2 AND unmerged_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that an ingested message was applied; false when it had been already.
+pub async fn mark_applied(
+    conn: &mut AnyConnection,
+    write_key_id: &str,
+    message_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO customer_identity_applied (write_key_id, message_id, applied_at) VALUES ($1, $2, $3)
+         ON CONFLICT (write_key_id, message_id) DO NOTHING",
+    )
+    .bind(write_key_id)
+    .bind(message_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether an ingested message was applied.
+pub async fn was_applied(pool: &AnyPool, write_key_id: &str, message_id: &str) -> Result<bool, StoreError> {
+    let r = sqlx::query("SELECT applied_at FROM customer_identity_applied WHERE write_key_id = $1 AND message_id = $2")
+        .bind(write_key_id)
+        .bind(message_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(r.is_some())
+}
+
+/// Forgets applied messages recorded before `before` (the bus keeps messages a week).
+pub async fn purge_applied(pool: &AnyPool, before: i64) -> Result<u64, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM customer_identity_applied WHERE applied_at < $1").bind(before).execute(pool).await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes a customer's sightings and merge records (erasure).
+pub async fn delete_identity_records(conn: &mut AnyConnection, customer_id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM customer_identity_sightings WHERE customer_id = $1")
+        .bind(customer_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM customer_merges WHERE winner = $1 OR loser = $1")
+        .bind(customer_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE customers SET merged_into = NULL WHERE merged_into = $1")
+        .bind(customer_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -465,7 +465,65 @@ async fn hostile_bodies_never_get_a_500(db: Db) {
     assert_eq!(api.call("GET", &format!("/v1/customers/{id}"), &t, None, &[]).await.status, StatusCode::OK);
 }
 
+async fn merges_are_made_undone_and_shown_by_admins_only(db: Db) {
+    let api = Api::new(&db).await;
+    let admin = admin_token();
+    let a = api.call("POST", "/v1/customers", &admin, Some(json!({"email": "a@example.org"})), &[]).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let a = a.body["id"].as_str().unwrap().to_owned();
+    let b = api
+        .call(
+            "POST",
+            "/v1/customers",
+            &admin,
+            Some(json!({"name": "Bea", "email": "b@example.org", "user_id": "shop-b"})),
+            &[],
+        )
+        .await;
+    let b = b.body["id"].as_str().unwrap().to_owned();
+
+    let itself = api.call("POST", &format!("/v1/customers/{a}/merges"), &admin, Some(json!({"other": a})), &[]).await;
+    is_problem(&itself, 409);
+    let bad = api.call("POST", &format!("/v1/customers/{a}/merges"), &admin, Some(json!({"other": 3})), &[]).await;
+    assert!(bad.status.is_client_error(), "{}", bad.body);
+    assert_eq!(bad.content_type, "application/problem+json");
+    let nobody = api
+        .call("POST", &format!("/v1/customers/{a}/merges"), &admin, Some(json!({"other": "shop-nobody"})), &[])
+        .await;
+    is_problem(&nobody, 404);
+    let associate = token(Role::StoreAssociate, "sa-1");
+    let denied =
+        api.call("POST", &format!("/v1/customers/{a}/merges"), &associate, Some(json!({"other": b})), &[]).await;
+    is_problem(&denied, 403);
+
+    let merged =
+        api.call("POST", &format!("/v1/customers/{a}/merges"), &admin, Some(json!({"other": "shop-b"})), &[]).await;
+    assert_eq!(merged.status, StatusCode::CREATED, "{}", merged.body);
+    assert_eq!(merged.body["winner"], a.as_str());
+    assert_eq!(merged.body["loser"], b.as_str());
+    let merge_id = merged.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(api.call("GET", "/v1/customers/shop-b", &admin, None, &[]).await.body["id"], a.as_str());
+    let ids = api.call("GET", &format!("/v1/customers/{a}/identifiers"), &admin, None, &[]).await;
+    assert_eq!(ids.status, StatusCode::OK, "{}", ids.body);
+    let kinds: Vec<&str> =
+        ids.body["identifiers"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "email").count(), 2, "{kinds:?}");
+    assert!(kinds.contains(&"user_id"));
+    assert!(!ids.body.to_string().contains("b@example.org"), "hashes, never values");
+    is_problem(&api.call("GET", &format!("/v1/customers/{a}/identifiers"), &associate, None, &[]).await, 403);
+
+    let undone = api.call("DELETE", &format!("/v1/customer-merges/{merge_id}"), &admin, None, &[]).await;
+    assert_eq!(undone.status, StatusCode::OK, "{}", undone.body);
+    assert!(undone.body["unmerged_at"].is_string());
+    let bea = api.call("GET", "/v1/customers/shop-b", &admin, None, &[]).await;
+    assert_eq!(bea.body["id"], b.as_str());
+    assert_eq!(bea.body["email"], "b@example.org");
+    is_problem(&api.call("DELETE", &format!("/v1/customer-merges/{merge_id}"), &admin, None, &[]).await, 404);
+    is_problem(&api.call("DELETE", "/v1/customer-merges/mrg_nothing", &admin, None, &[]).await, 404);
+}
+
 dermis_store::backend_tests!(MIGRATIONS;
+    merges_are_made_undone_and_shown_by_admins_only,
     hostile_bodies_never_get_a_500,
     a_customer_exports_and_erases_their_data,
     creates_reads_and_finds_a_customer,

@@ -202,11 +202,18 @@ impl Ingestor {
     }
 
     /// What goes on the bus for messages stored now: their ids (the messages stay in the log).
-    fn to_bus(&self, write_key_id: &str, messages: Vec<String>) -> Option<Ingested> {
+    fn to_bus<'a>(&self, write_key_id: &str, stored: impl IntoIterator<Item = &'a Message>) -> Option<Ingested> {
+        let mut messages = Vec::new();
+        let mut kinds = std::collections::BTreeSet::new();
+        for m in stored {
+            messages.push(m.message_id.clone());
+            kinds.insert(crate::outbox::kind_label(m));
+        }
         (!messages.is_empty()).then(|| Ingested {
             write_key_id: write_key_id.to_owned(),
             node: self.node.clone(),
             messages,
+            kinds: kinds.into_iter().collect(),
             erase: Vec::new(),
             erased_at: 0,
         })
@@ -333,7 +340,7 @@ impl Ingestor {
                 }
             }
         }
-        let to_bus = self.to_bus(&write_key_id, accepted.iter().map(|a| a.message.message_id.clone()).collect());
+        let to_bus = self.to_bus(&write_key_id, accepted.iter().map(|a| &a.message));
         let sent = accepted.len();
         let messages: Vec<&Message> = accepted.iter().map(|a| &a.message).collect();
         let prepared = self.prepare_hooks(&write_key_id, &messages).await;
@@ -400,7 +407,7 @@ impl Ingestor {
             .map_err(|r| EventsError::StillInvalid(r.reason))?;
         let accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
-        let to_bus = self.to_bus(&dl.write_key_id, vec![accepted.message.message_id.clone()]);
+        let to_bus = self.to_bus(&dl.write_key_id, [&accepted.message]);
         let prepared = self.prepare_hooks(&dl.write_key_id, &[&accepted.message]).await;
         let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, self.clock.now_ms()).await?;
         self.wrote_outbox(stored);

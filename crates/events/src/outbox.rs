@@ -34,6 +34,11 @@ pub struct Ingested {
     /// message once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
+    /// What the messages are, each kind once (see [`kind_label`]): `identify`, `alias`,
+    /// `track:product_viewed` ... A projection that needs none of them skips the message
+    /// without reading the log. Empty from an earlier release: then read them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
     /// Customers whose events were erased, as their pseudonyms (never in clear): every node
     /// forgets their features and drops updates for them received before `erased_at`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -47,7 +52,23 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+/// A message's kind as [`Ingested::kinds`] names it: its type, and for `track` its event name
+/// normalized (`track:product_viewed`).
+pub fn kind_label(m: &crate::message::Message) -> String {
+    match (m.kind, m.event.as_deref()) {
+        (crate::message::Kind::Track, Some(event)) => format!("track:{}", crate::schemas::normalize_name(event)),
+        (kind, _) => kind.as_str().to_owned(),
+    }
+}
+
 impl Ingested {
+    /// Whether a projection interested in the kinds `wanted` (as [`kind_label`] names them)
+    /// must read this message's stored messages: some of its kinds are wanted, or its kinds are
+    /// not known (an earlier release).
+    pub fn has_any(&self, wanted: impl Fn(&str) -> bool) -> bool {
+        !self.messages.is_empty() && (self.kinds.is_empty() || self.kinds.iter().any(|k| wanted(k)))
+    }
+
     /// The message of an erasure: every node forgets `pseudonyms` as of `erased_at`.
     pub fn erasure(pseudonyms: Vec<String>, erased_at: i64) -> Self {
         Self { erase: pseudonyms, erased_at, ..Self::default() }

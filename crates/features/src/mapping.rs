@@ -9,6 +9,12 @@ use serde_json::Value;
 
 use crate::{Action, FeatureEvent};
 
+/// Whether messages of this kind (as [`dermis_events::outbox::kind_label`] names it) update
+/// features.
+pub fn updates_features(kind: &str) -> bool {
+    matches!(kind, "track:product_viewed" | "track:product_added" | "track:order_completed")
+}
+
 /// The feature updates a stored message implies (none for most messages).
 pub fn feature_events(write_key_id: &str, m: &Message, pseudonyms: &Pseudonyms) -> Vec<FeatureEvent> {
     let (Kind::Track, Some(event)) = (m.kind, m.event.as_deref()) else { return Vec::new() };

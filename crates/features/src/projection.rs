@@ -71,7 +71,7 @@ impl FeatureProjection {
             pseudonyms.ensure(&mut f.customer_id);
         }
         let seen_here = self.memory.is_some() && !ingested.node.is_empty() && ingested.node == self.node_id;
-        if !ingested.messages.is_empty() && !seen_here {
+        if !seen_here && ingested.has_any(crate::mapping::updates_features) {
             let stored = log::messages(&self.db, &ingested.write_key_id, &ingested.messages).await?;
             features.extend(self.features.updates(stored.iter().map(|l| (l.write_key_id.as_str(), &l.message))).await);
         }

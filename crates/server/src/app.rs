@@ -26,6 +26,7 @@ use dermis_catalog::routes::CatalogState;
 use dermis_core::clock::SharedClock;
 use dermis_customers::Customers;
 use dermis_customers::crypto::Keyring;
+use dermis_customers::feed::CustomersIngest;
 use dermis_customers::privacy::EventsData;
 use dermis_customers::projection::ProfileProjection;
 use dermis_customers::relay::CustomersOutbox;
@@ -68,6 +69,7 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_bus::MIGRATIONS,
     dermis_features::MIGRATIONS,
     dermis_customers::MIGRATIONS,
+    dermis_audit::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
@@ -250,6 +252,10 @@ impl Application {
         let customers = open_customers(&config, &db, &clock, &ingestor).await?;
         let profiles = Arc::new(ProfileProjection::new(customers.clone()));
         let customers = customers.with_projection(profiles.clone());
+        // The identity graph and profile facts from `identify`, `alias` and quiz events: at
+        // ingestion on this node, from the bus for what other nodes stored.
+        let customers_feed = Arc::new(CustomersIngest::new(customers.clone()));
+        let ingestor = ingestor.with_hook(customers_feed.clone());
         // Every domain's outbox, relayed by the one relay; every projection of the stream.
         let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
             Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), Some(catalog.outbox_ready()))),
@@ -261,6 +267,7 @@ impl Application {
         let projections: Vec<Arc<dyn Projection>> = vec![
             Arc::new(FeatureProjection::new(features.clone(), db.clone(), &config.node_id, memory, snapshot_every)),
             profiles,
+            customers_feed,
             search,
         ];
         let domains = Domains {
