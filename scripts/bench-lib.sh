@@ -6,6 +6,8 @@ bench_cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done;
 
 export DERMIS_AUTH__JWT_SECRET=${DERMIS_AUTH__JWT_SECRET:-bench-secret-bench-secret-bench-secret}
 export DERMIS_LOG__FILTER=${DERMIS_LOG__FILTER:-warn}
+# Nodes on one PostgreSQL share the customers' master key (a benchmark-only key).
+export DERMIS_CUSTOMERS__MASTER_KEY=${DERMIS_CUSTOMERS__MASTER_KEY:-YmVuY2gtbWFzdGVyLWtleS1iZW5jaC1tYXN0ZXIta2U=}
 
 # start NAME PORT [DATABASE_URL]
 start_node() {
@@ -19,10 +21,24 @@ start_node() {
   for _ in $(seq 1 100); do
     # Ready, and every projection of the event stream rebuilt (builds before projections
     # report none).
-    curl -fs "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -vq '"rebuilt":false' && return 0
+    curl -fs "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -vq '"rebuilt":false' && { caught_up "$port"; return 0; }
     sleep 0.2
   done
   echo "$name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1
+}
+
+# caught_up PORT: waits (up to 2 minutes) until every projection has applied what was on the bus
+# when the node started (a catalog imported before the start is on the bus as events), so what
+# follows measures the steady state. The lag is measured every 5 s: it must read 0 twice, 6 s
+# apart.
+caught_up() {
+  local port=$1 zero=0
+  for _ in $(seq 1 120); do
+    if curl -fs "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -q '"lag":[1-9]'; then zero=0; else zero=$((zero + 1)); fi
+    [ "$zero" -ge 7 ] && return 0
+    sleep 1
+  done
+  echo "node on $port still behind after 2 minutes" >&2
 }
 
 # fresh_pg_db ADMIN_URL NAME -> prints the URL of a new, empty database (or nothing if unreachable)
