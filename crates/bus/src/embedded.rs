@@ -25,6 +25,10 @@ pub struct EmbeddedBus {
     db: Db,
     published: Arc<Notify>,
     clock: SharedClock,
+    /// Each consumer's acknowledged position as this process last read or wrote it: a consumer
+    /// belongs to one process (its name carries the node), so an idle consumer's look costs one
+    /// query, not two. Positions only move forward; a stale one would only deliver again.
+    offsets: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), i64>>>,
 }
 
 /// Rows per multi-row INSERT. sqlx asks SQLite for every bound parameter's name, a linear
@@ -41,7 +45,12 @@ fn rows_per_insert(backend: dermis_store::db::Backend) -> usize {
 impl EmbeddedBus {
     /// A bus in `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, published: Arc::new(Notify::new()), clock: dermis_core::clock::system() }
+        Self {
+            db,
+            published: Arc::new(Notify::new()),
+            clock: dermis_core::clock::system(),
+            offsets: Arc::default(),
+        }
     }
 
     /// Reads the time (publication stamps, retention) from `clock`.
@@ -62,14 +71,27 @@ impl EmbeddedBus {
     }
 
     async fn acked(&self, consumer: &str, prefix: &str) -> Result<i64, BusError> {
-        Ok(sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1 AND selection = $2")
+        let key = (consumer.to_owned(), prefix.to_owned());
+        if let Some(at) = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return Ok(*at);
+        }
+        let at = sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1 AND selection = $2")
             .bind(consumer)
             .bind(prefix)
             .fetch_optional(self.db.reader())
             .await
             .map_err(StoreError::from)?
             .map(|r| r.get::<i64, _>(0))
-            .unwrap_or(0))
+            .unwrap_or(0);
+        self.remember(key, at);
+        Ok(at)
+    }
+
+    /// Keeps the furthest position known for a consumer.
+    fn remember(&self, key: (String, String), at: i64) {
+        let mut offsets = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = offsets.entry(key).or_insert(at);
+        *known = (*known).max(at);
     }
 
     async fn pending(&self, consumer: &str, prefix: &str, max: usize) -> Result<Vec<Envelope>, BusError> {
@@ -237,6 +259,7 @@ impl EventBus for EmbeddedBus {
         .execute(self.db.writer())
         .await
         .map_err(StoreError::from)?;
+        self.remember((consumer.to_owned(), prefix.to_owned()), last.seq as i64);
         Ok(())
     }
 
