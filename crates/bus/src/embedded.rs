@@ -45,12 +45,7 @@ fn rows_per_insert(backend: dermis_store::db::Backend) -> usize {
 impl EmbeddedBus {
     /// A bus in `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            published: Arc::new(Notify::new()),
-            clock: dermis_core::clock::system(),
-            offsets: Arc::default(),
-        }
+        Self { db, published: Arc::new(Notify::new()), clock: dermis_core::clock::system(), offsets: Arc::default() }
     }
 
     /// Reads the time (publication stamps, retention) from `clock`.
