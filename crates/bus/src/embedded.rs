@@ -65,21 +65,27 @@ impl EmbeddedBus {
         self.published.notify_waiters();
     }
 
+    /// A consumer's position for its own fetches: from memory once known.
     async fn acked(&self, consumer: &str, prefix: &str) -> Result<i64, BusError> {
         let key = (consumer.to_owned(), prefix.to_owned());
         if let Some(at) = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
             return Ok(*at);
         }
-        let at = sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1 AND selection = $2")
+        let at = self.stored_acked(consumer, prefix).await?;
+        self.remember(key, at);
+        Ok(at)
+    }
+
+    /// A consumer's position as stored (what another process, or a monitor, sees).
+    async fn stored_acked(&self, consumer: &str, prefix: &str) -> Result<i64, BusError> {
+        Ok(sqlx::query("SELECT acked FROM bus_offsets WHERE consumer = $1 AND selection = $2")
             .bind(consumer)
             .bind(prefix)
             .fetch_optional(self.db.reader())
             .await
             .map_err(StoreError::from)?
             .map(|r| r.get::<i64, _>(0))
-            .unwrap_or(0);
-        self.remember(key, at);
-        Ok(at)
+            .unwrap_or(0))
     }
 
     /// Keeps the furthest position known for a consumer.
@@ -259,7 +265,8 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError> {
-        let after = self.acked(consumer, prefix).await?;
+        // As stored: the lag is read by monitors, possibly in another process.
+        let after = self.stored_acked(consumer, prefix).await?;
         let n: i64 = sqlx::query("SELECT COUNT(*) FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\'")
             .bind(after)
             .bind(topic_pattern(prefix))
