@@ -1,6 +1,14 @@
 //! The embedded bus: messages are rows in the store, each consumer's position is a row too, and
 //! a publish wakes waiting consumers in this process. Positions survive restarts; a message is
 //! delivered again until its consumer acknowledges it.
+//!
+//! A consumer's acknowledgements are written at most every [`ACK_WRITE_EVERY`]: the first at
+//! once, later ones within that interval folded into one write of the furthest position. Each
+//! write takes SQLite's single write turn, which ingestion's group commit waits on; a consumer
+//! that acknowledges every small batch would otherwise add a write per batch. A crash loses at
+//! most that interval of acknowledgements, which delivers those messages again (consumers apply
+//! idempotently, as they must for any at-least-once bus). In this process the position is exact
+//! at once; a monitor in another process sees it up to the interval late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +37,17 @@ pub struct EmbeddedBus {
     /// belongs to one process (its name carries the node), so an idle consumer's look costs one
     /// query, not two. Positions only move forward; a stale one would only deliver again.
     offsets: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), i64>>>,
+    /// When each consumer's position was last written, and whether a later write is due.
+    writes: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), AckWrite>>>,
+}
+
+/// The longest an acknowledgement waits before it is written (see the module's documentation).
+pub const ACK_WRITE_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy)]
+struct AckWrite {
+    at: std::time::Instant,
+    due: bool,
 }
 
 /// Rows per multi-row INSERT. sqlx asks SQLite for every bound parameter's name, a linear
@@ -45,7 +64,13 @@ fn rows_per_insert(backend: dermis_store::db::Backend) -> usize {
 impl EmbeddedBus {
     /// A bus in `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, published: Arc::new(Notify::new()), clock: dermis_core::clock::system(), offsets: Arc::default() }
+        Self {
+            db,
+            published: Arc::new(Notify::new()),
+            clock: dermis_core::clock::system(),
+            offsets: Arc::default(),
+            writes: Arc::default(),
+        }
     }
 
     /// Reads the time (publication stamps, retention) from `clock`.
@@ -86,6 +111,24 @@ impl EmbeddedBus {
             .map_err(StoreError::from)?
             .map(|r| r.get::<i64, _>(0))
             .unwrap_or(0))
+    }
+
+    /// Writes the furthest position this process knows for a consumer.
+    async fn write_position(&self, key: &(String, String)) -> Result<(), BusError> {
+        let Some(at) = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).copied() else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO bus_offsets (consumer, selection, acked) VALUES ($1, $3, $2)
+             ON CONFLICT (consumer, selection) DO UPDATE SET acked = CASE WHEN bus_offsets.acked > excluded.acked THEN bus_offsets.acked ELSE excluded.acked END",
+        )
+        .bind(&key.0)
+        .bind(at)
+        .bind(&key.1)
+        .execute(self.db.writer())
+        .await
+        .map_err(StoreError::from)?;
+        Ok(())
     }
 
     /// Keeps the furthest position known for a consumer.
@@ -250,23 +293,51 @@ impl EventBus for EmbeddedBus {
 
     async fn ack(&self, consumer: &str, prefix: &str, last: &Envelope) -> Result<(), BusError> {
         check_name(consumer)?;
-        sqlx::query(
-            "INSERT INTO bus_offsets (consumer, selection, acked) VALUES ($1, $3, $2)
-             ON CONFLICT (consumer, selection) DO UPDATE SET acked = CASE WHEN bus_offsets.acked > excluded.acked THEN bus_offsets.acked ELSE excluded.acked END",
-        )
-        .bind(consumer)
-        .bind(last.seq as i64)
-        .bind(prefix)
-        .execute(self.db.writer())
-        .await
-        .map_err(StoreError::from)?;
-        self.remember((consumer.to_owned(), prefix.to_owned()), last.seq as i64);
+        let key = (consumer.to_owned(), prefix.to_owned());
+        self.remember(key.clone(), last.seq as i64);
+        let now = std::time::Instant::now();
+        let wait = {
+            let mut writes = self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match writes.get_mut(&key) {
+                Some(w) if w.due => return Ok(()),
+                Some(w) if now.duration_since(w.at) < ACK_WRITE_EVERY => {
+                    w.due = true;
+                    Some(ACK_WRITE_EVERY - now.duration_since(w.at))
+                }
+                _ => {
+                    writes.insert(key.clone(), AckWrite { at: now, due: false });
+                    None
+                }
+            }
+        };
+        let Some(wait) = wait else {
+            return self.write_position(&key).await;
+        };
+        let bus = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(w) = bus.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&key) {
+                *w = AckWrite { at: std::time::Instant::now(), due: false };
+            }
+            if let Err(e) = bus.write_position(&key).await {
+                // The position stays in memory; the consumer's next acknowledgement writes it.
+                tracing::warn!(consumer = %key.0, error = %e, "writing a bus position failed");
+            }
+        });
         Ok(())
     }
 
     async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError> {
-        // As stored: the lag is read by monitors, possibly in another process.
-        let after = self.stored_acked(consumer, prefix).await?;
+        // As stored, or as this process knows it when further (a write may be pending): the lag
+        // is read by monitors, possibly in another process.
+        let stored = self.stored_acked(consumer, prefix).await?;
+        let known = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(consumer.to_owned(), prefix.to_owned()))
+            .copied();
+        let after = known.map_or(stored, |k| k.max(stored));
         let n: i64 = sqlx::query("SELECT COUNT(*) FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\'")
             .bind(after)
             .bind(topic_pattern(prefix))
