@@ -348,6 +348,15 @@ impl EventBus for EmbeddedBus {
         Ok(n as u64)
     }
 
+    async fn head(&self) -> Result<u64, BusError> {
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM bus_messages")
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(StoreError::from)?
+            .get(0);
+        Ok(last as u64)
+    }
+
     async fn retain(&self, max_age: Duration) -> Result<u64, BusError> {
         // The newest message stays whatever its age: positions continue from it.
         let cutoff = self.clock.now_ms() - max_age.as_millis() as i64;

@@ -105,6 +105,12 @@ pub trait EventBus: Send + Sync + 'static {
     /// How many messages on `prefix` `consumer` has not acknowledged (its lag).
     async fn lag(&self, consumer: &str, prefix: &str) -> Result<u64, BusError>;
 
+    /// The position of the last message published (0 when none): every message published
+    /// later has a greater [`Envelope::seq`]. The default, 0, claims nothing.
+    async fn head(&self) -> Result<u64, BusError> {
+        Ok(0)
+    }
+
     /// Drops messages older than `max_age` (consumers behind by more lose them); positions keep
     /// increasing. Returns how many were dropped now (NATS drops them by itself: the stream has
     /// a maximum age, and this returns 0).

@@ -188,6 +188,11 @@ impl EventBus for NatsBus {
         Ok(info.num_pending + info.num_ack_pending as u64)
     }
 
+    async fn head(&self) -> Result<u64, BusError> {
+        let mut stream = self.js.get_stream(&self.stream).await.map_err(nats)?;
+        Ok(stream.info().await.map_err(nats)?.state.last_sequence)
+    }
+
     async fn retain(&self, _max_age: Duration) -> Result<u64, BusError> {
         Ok(0)
     }

@@ -44,6 +44,16 @@ pub trait Projection: Send + Sync + 'static {
     /// Applies messages in bus order (see the module's contract).
     async fn apply(&self, batch: &[Envelope]) -> anyhow::Result<()>;
 
+    /// Whether [`Self::rebuild`] reads a state that already holds what every message published
+    /// before it began says (the domain publishes only after its data is durable, and the
+    /// rebuild reads that data). Then those messages are acknowledged without being applied: a
+    /// node started after a catalog import does not re-read the ~17,000 products its rebuild
+    /// has just read. A projection whose messages carry what its rebuild does not read (the
+    /// identity graph from other nodes' ingestion) keeps the default, `false`.
+    fn rebuild_covers_published(&self) -> bool {
+        false
+    }
+
     /// How often to save a snapshot, for projections that keep one.
     fn snapshot_every(&self) -> Option<Duration> {
         None
@@ -200,8 +210,19 @@ async fn run(
 ) {
     let name = projection.name();
     let mut pause = Duration::from_secs(1);
+    let mut covered = 0;
     loop {
         let started = std::time::Instant::now();
+        // Read before the rebuild: what was published by then, the rebuild holds.
+        if projection.rebuild_covers_published() {
+            covered = match bus.head().await {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::warn!(error = %e, projection = name, "the bus head is unknown; every message will be applied");
+                    0
+                }
+            };
+        }
         match projection.rebuild().await {
             Ok(n) => {
                 tracing::info!(
@@ -243,11 +264,20 @@ async fn run(
             }
         }
     };
-    tokio::join!(snapshots, consume(bus.as_ref(), projection.as_ref(), &consumer, &status, settings.batch));
+    let feed = consume(bus.as_ref(), projection.as_ref(), &consumer, &status, settings.batch, covered);
+    tokio::join!(snapshots, feed);
 }
 
-/// Feeds `projection` its topic until aborted.
-async fn consume(bus: &dyn EventBus, projection: &dyn Projection, consumer: &str, status: &Status, batch: usize) {
+/// Feeds `projection` its topic until aborted; messages at or before `covered` (held by the
+/// rebuild) are acknowledged without being applied.
+async fn consume(
+    bus: &dyn EventBus,
+    projection: &dyn Projection,
+    consumer: &str,
+    status: &Status,
+    batch: usize,
+    covered: u64,
+) {
     let topic = projection.topic();
     loop {
         let messages = match bus.fetch(consumer, topic, batch.max(1), Duration::from_millis(100)).await {
@@ -259,7 +289,13 @@ async fn consume(bus: &dyn EventBus, projection: &dyn Projection, consumer: &str
             }
         };
         let Some(last) = messages.last() else { continue };
-        if let Err(e) = projection.apply(&messages).await {
+        let fresh = messages.partition_point(|m| m.seq <= covered);
+        if fresh > 0 {
+            metrics::counter!("projection_skipped_total", "consumer" => consumer.to_owned()).increment(fresh as u64);
+        }
+        if fresh < messages.len()
+            && let Err(e) = projection.apply(&messages[fresh..]).await
+        {
             tracing::warn!(error = %e, consumer, "applying a batch failed; it comes again");
             metrics_failed(consumer);
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -86,6 +86,7 @@ bus_tests!(
     old_messages_go_and_positions_continue,
     batches_publish_in_order_once,
     rapid_acknowledgements_reach_a_restarted_node,
+    the_head_is_the_last_position,
 );
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -226,4 +227,81 @@ async fn rapid_acknowledgements_reach_a_restarted_node(f: &Factory) {
     drop(bus);
     let again = other.fetch("rapid", "events.", 10, WAIT).await.unwrap();
     assert_eq!(again.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["q20"]);
+}
+
+async fn the_head_is_the_last_position(f: &Factory) {
+    let bus = f.open().await;
+    bus.publish("catalog.product.created", "p", "h0", "{}").await.unwrap();
+    bus.publish("events.track", "u", "h1", "{}").await.unwrap();
+    let all = bus.fetch("head", "", 10, WAIT).await.unwrap();
+    assert_eq!(bus.head().await.unwrap(), all.last().unwrap().seq, "across topics");
+    bus.publish("events.track", "u", "h2", "{}").await.unwrap();
+    assert!(bus.head().await.unwrap() > all.last().unwrap().seq);
+}
+
+mod projections {
+    //! The projection runner on the embedded bus: what a rebuild covers is not applied again.
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use dermis_bus::embedded::EmbeddedBus;
+    use dermis_bus::projection::{Projection, Projections, Settings};
+    use dermis_bus::{Envelope, EventBus};
+
+    struct Recorder {
+        covers: bool,
+        applied: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Projection for Recorder {
+        fn name(&self) -> &'static str {
+            if self.covers { "covering" } else { "replaying" }
+        }
+        fn topic(&self) -> &'static str {
+            "catalog."
+        }
+        async fn rebuild(&self) -> anyhow::Result<u64> {
+            Ok(3)
+        }
+        async fn apply(&self, batch: &[Envelope]) -> anyhow::Result<()> {
+            self.applied.lock().unwrap().extend(batch.iter().map(|e| e.id.clone()));
+            Ok(())
+        }
+        fn rebuild_covers_published(&self) -> bool {
+            self.covers
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_that_covers_the_published_messages_skips_them() {
+        let t = dermis_store::testing::TestDb::sqlite(&[dermis_store::MIGRATIONS, dermis_bus::MIGRATIONS]).await;
+        let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::new(t.db().clone()));
+        for i in 0..3 {
+            bus.publish("catalog.product.created", "p", &format!("old{i}"), "{}").await.unwrap();
+        }
+        assert_eq!(bus.head().await.unwrap(), 3);
+        let covering = Arc::new(Recorder { covers: true, applied: Mutex::default() });
+        let replaying = Arc::new(Recorder { covers: false, applied: Mutex::default() });
+        let settings =
+            Settings { node_id: "n1".into(), lag_alert: 1000, lag_every: Duration::from_millis(50), batch: 100 };
+        let running = Projections::start(bus.clone(), vec![covering.clone(), replaying.clone()], settings);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bus.publish("catalog.product.updated", "p", "new", "{}").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while replaying.applied.lock().unwrap().len() < 4 || covering.applied.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the new message never arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*covering.applied.lock().unwrap(), ["new"], "what the rebuild held is not applied again");
+        assert_eq!(*replaying.applied.lock().unwrap(), ["old0", "old1", "old2", "new"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while bus.lag("covering-n1", "catalog.").await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the skipped messages were not acknowledged");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running.stop().await;
+    }
 }

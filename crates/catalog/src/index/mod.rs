@@ -256,6 +256,11 @@ impl Projection for SearchIndex {
         Ok(SearchIndex::rebuild(self).await?)
     }
 
+    /// The rebuild reads every product; the catalog publishes after its commits.
+    fn rebuild_covers_published(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, batch: &[Envelope]) -> anyhow::Result<()> {
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
