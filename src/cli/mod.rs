@@ -10,14 +10,19 @@
 //! - [`keys`]: the `write-key create|list|revoke` and `api-key create|list|revoke` commands.
 //! - [`import`]: the `import catalog` command.
 //! - [`audit`]: the `audit verify` and `audit export` commands.
+//! - [`recommend`]: the `eval` and `recommend-batch` commands (the recommendation engine offline,
+//!   on interaction files).
+//! - [`customers`]: the `customers rotate-master-key` command.
 //!
 //! `--config` and `--data-dir` are global: they go before or after the subcommand
 //! (`dermis --data-dir DIR token ...` and `dermis token ... --data-dir DIR` are the same).
 
 mod audit;
+mod customers;
 mod import;
 mod keys;
 mod migrate;
+mod recommend;
 mod serve;
 mod token;
 
@@ -102,6 +107,68 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Fit the recommendation models on training interactions and compare them on held-out ones:
+    /// NDCG, Recall and HitRate at k, catalog coverage, fit time (relevant = held-out pairs rated
+    /// 4 or more; every product the user has not interacted with is ranked).
+    Eval {
+        /// Training interactions (`author_id,product_id,rating[,submission_time]`, .csv or
+        /// .csv.gz); several files comma-separated or repeated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        train: Vec<PathBuf>,
+        /// Held-out interactions, same columns.
+        #[arg(long)]
+        test: PathBuf,
+        /// Models to compare (default all): popularity, item-knn, ease, als, hybrid.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// The cut-off.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Weight of a review by star, `w1,w2,w3,w4,w5` (default 1,1,1,1,1: every review is one
+        /// interaction).
+        #[arg(long)]
+        review_weights: Option<String>,
+    },
+    /// Write the top k products for each user of a list as CSV `user_id,rank,product_id`,
+    /// never one the user interacted with.
+    RecommendBatch {
+        /// Interactions to learn from (`author_id,product_id,rating[,submission_time]`, .csv or
+        /// .csv.gz); several files comma-separated or repeated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        interactions: Vec<PathBuf>,
+        /// A catalog (Sephora product_info .csv or .csv.gz): only its products are recommended.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// The users, one author_id per line.
+        #[arg(long)]
+        users: PathBuf,
+        /// Products per user.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// The output CSV.
+        #[arg(long)]
+        out: PathBuf,
+        /// The model: popularity, item-knn, ease, als or hybrid.
+        #[arg(long, default_value = "hybrid")]
+        model: String,
+        /// Weight of a review by star, `w1,w2,w3,w4,w5`.
+        #[arg(long)]
+        review_weights: Option<String>,
+    },
+    /// Customer data administration.
+    Customers {
+        #[command(subcommand)]
+        action: CustomersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomersAction {
+    /// Re-wrap every customer's data key under `customers.master_key` (the old key listed in
+    /// `customers.previous_master_keys`); no data is re-encrypted. Safe to run again: an
+    /// interrupted run is finished, a finished one re-wraps nothing. Prints how many keys were
+    /// re-wrapped.
+    RotateMasterKey,
 }
 
 #[derive(Subcommand)]
@@ -201,6 +268,21 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::ApiKey { action } => keys::api_key(&config, action).await,
         Command::Audit { action: AuditAction::Verify } => audit::verify(&config).await,
         Command::Audit { action: AuditAction::Export { customer_id } } => audit::export(&config, &customer_id).await,
+        Command::Eval { train, test, models, k, review_weights } => {
+            recommend::eval(&train, &test, &models, k, review_weights.as_deref())
+        }
+        Command::RecommendBatch { interactions, catalog, users, k, out, model, review_weights } => {
+            recommend::recommend_batch(
+                &interactions,
+                catalog.as_deref(),
+                &users,
+                k,
+                &out,
+                &model,
+                review_weights.as_deref(),
+            )
+        }
+        Command::Customers { action: CustomersAction::RotateMasterKey } => customers::rotate_master_key(&config).await,
     }
 }
 
@@ -252,6 +334,7 @@ mod tests {
             &["api-key", "create", "--name", "n", "--role", "service", "--data-dir", "D"],
             &["audit", "verify", "--data-dir", "D"],
             &["--data-dir", "D", "audit", "export", "c1"],
+            &["customers", "rotate-master-key", "--data-dir", "D"],
         ];
         for args in forms {
             assert_eq!(parse(args).data_dir, Some(PathBuf::from("D")), "{args:?}");
@@ -264,5 +347,30 @@ mod tests {
         let e = parse_role("root").unwrap_err().to_string();
         assert!(e.contains("root") && e.contains("store_associate"), "{e}");
         assert_eq!(parse_role("customer").unwrap(), Role::Customer);
+    }
+
+    #[test]
+    fn eval_and_recommend_batch_take_lists_of_files() {
+        let cli = parse(&["eval", "--train", "a.csv,b.csv.gz", "--test", "v.csv", "--data-dir", "D"]);
+        let Command::Eval { train, test, models, k, .. } = cli.command else { panic!("not eval") };
+        assert_eq!(train, [PathBuf::from("a.csv"), PathBuf::from("b.csv.gz")]);
+        assert_eq!((test, models.len(), k), (PathBuf::from("v.csv"), 0, 10));
+        let cli = parse(&[
+            "recommend-batch",
+            "--interactions",
+            "a.csv",
+            "--interactions",
+            "b.csv",
+            "--users",
+            "u.txt",
+            "--k",
+            "5",
+            "--out",
+            "r.csv",
+        ]);
+        let Command::RecommendBatch { interactions, catalog, k, model, .. } = cli.command else {
+            panic!("not recommend-batch")
+        };
+        assert_eq!((interactions.len(), catalog, k, model.as_str()), (2, None, 5, "hybrid"));
     }
 }

@@ -15,7 +15,12 @@ pub(super) async fn serve(config: Config, with_demo: bool, config_file: Option<&
     if with_demo {
         let report = demo::load(app.db()).await.context("loading the demo data")?;
         let events = demo::load_customers(app.ingestor()).await.context("loading the demo customers")?;
-        eprintln!("demo customers {}: {events} events stored now", demo::CUSTOMERS.join(", "));
+        // The customers exist once their `identify` is applied (at ingestion, on this node).
+        let profiles = demo::load_profiles(app.customers()).await.context("loading the demo customers' profiles")?;
+        eprintln!(
+            "demo customers {}: {events} events stored now, {profiles} profiles given consents and skin facts",
+            demo::CUSTOMERS.join(", ")
+        );
         let secret = app::jwt_secret(&config)?;
         let token = dermis_auth::jwt::issue(
             &secret,

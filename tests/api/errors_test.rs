@@ -214,8 +214,57 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
         .await;
         unmerge_paths.push(format!("/v1/customer-merges/{}", m["id"].as_str().unwrap()));
     }
+    // Merge suggestions: duplicate pairs (same name, date of birth and postcode, other emails),
+    // suggested by one matching run without merging; half to accept, half to dismiss.
+    for i in 0..6 {
+        for email in ["one", "two"] {
+            customer(
+                app,
+                json!({"name": format!("Twin{i} Fuzzington"), "date_of_birth": format!("1980-01-0{}", i + 1),
+                    "email": format!("twin{i}.{email}@example.com"),
+                    "address": {"line1": "1 Way", "city": "Leeds", "postal_code": format!("ZZ{i} 1AA"), "country": "GB"}}),
+            )
+            .await;
+        }
+    }
+    let run = app.post_json("/v1/customer-match-runs", Role::Admin, &json!({"auto_merge": false})).await;
+    assert_eq!(run.status(), 200);
+    let listed: Value = app.get("/v1/customer-merge-suggestions", Role::Admin).await.json().await.unwrap();
+    let suggestions: Vec<String> =
+        listed["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert!(suggestions.len() >= 6, "the twins are suggested: {listed}");
+    let accept_paths =
+        suggestions[..3].iter().map(|id| format!("/v1/customer-merge-suggestions/{id}/accept")).collect();
+    let dismiss_paths = suggestions[3..6].iter().map(|id| format!("/v1/customer-merge-suggestions/{id}")).collect();
 
     let mut routes = vec![
+        Route {
+            method: Method::POST,
+            template: "/v1/customer-match-runs",
+            paths: vec!["/v1/customer-match-runs".into()],
+            next: AtomicUsize::new(0),
+            valid: json!({"auto_merge": false}),
+            required: None,
+            kind: Kind::Json,
+        },
+        Route {
+            method: Method::POST,
+            template: "/v1/customer-merge-suggestions/{suggestion_id}/accept",
+            paths: accept_paths,
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 201 },
+        },
+        Route {
+            method: Method::DELETE,
+            template: "/v1/customer-merge-suggestions/{suggestion_id}",
+            paths: dismiss_paths,
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 204 },
+        },
         Route {
             method: Method::POST,
             template: "/v1/products",
@@ -357,6 +406,16 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
             kind: Kind::Json,
         },
         Route {
+            method: Method::POST,
+            template: "/v1/customers/{id}/assessments",
+            paths: vec![format!("/v1/customers/{cid}/assessments")],
+            next: AtomicUsize::new(0),
+            valid: json!({"clinic_id": "clinic-9", "dermatologist_id": "dr-9", "conditions": ["rosacea"],
+                "contraindicated_ingredients": ["retinol", "zorblax"], "notes": "fuzz"}),
+            required: Some("clinic_id"),
+            kind: Kind::Json,
+        },
+        Route {
             method: Method::PUT,
             template: "/v1/customers/{id}/consents/{purpose}",
             paths: ["personalization", "marketing_email", "analytics"]
@@ -376,6 +435,16 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
             valid: json!({"minutes": 30, "store_id": "store-9"}),
             required: None,
             kind: Kind::Json,
+        },
+        Route {
+            // An asynchronous export reads no body: every request asks for one (202).
+            method: Method::POST,
+            template: "/v1/customers/{id}/exports",
+            paths: vec![format!("/v1/customers/{cid}/exports")],
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 202 },
         },
         Route {
             method: Method::DELETE,

@@ -35,7 +35,8 @@
 //! - `store`: the SQL (one text for both backends): append under the head, page through the
 //!   log in one snapshot, per-customer export.
 //! - [`service`]: [`Audit`] (takes a `SharedClock`; its group-commit writer task), the
-//!   [`Auditor`] trait route handlers call, and [`RequestId`], an axum extractor for the
+//!   [`Auditor`] trait route handlers call (`record`, `record_all` for the entries of one
+//!   request queued together, `export`), and [`RequestId`], an axum extractor for the
 //!   `x-request-id` the server sets.
 //! - `examples/append_bench.rs`: appends per second and p99, sequential and 16 writers, on
 //!   SQLite and PostgreSQL; verification time.

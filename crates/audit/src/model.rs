@@ -34,6 +34,26 @@ impl Action {
     pub const CUSTOMER_MERGE: Self = Self(Cow::Borrowed("customer.merge"));
     /// A merge was undone.
     pub const CUSTOMER_UNMERGE: Self = Self(Cow::Borrowed("customer.unmerge"));
+    /// Customers were looked up by email, phone, loyalty number or user id.
+    pub const CUSTOMER_FIND: Self = Self(Cow::Borrowed("customer.find"));
+    /// A customer's consents (state and ledger) were read.
+    pub const CONSENT_READ: Self = Self(Cow::Borrowed("consent.read"));
+    /// A consultation was opened (a store's associates read health facts while it is open).
+    pub const CONSULTATION_OPEN: Self = Self(Cow::Borrowed("consultation.open"));
+    /// A consultation was closed.
+    pub const CONSULTATION_CLOSE: Self = Self(Cow::Borrowed("consultation.close"));
+    /// An asynchronous export was requested (the document is made in the background).
+    pub const CUSTOMER_EXPORT_REQUEST: Self = Self(Cow::Borrowed("customer.export_request"));
+    /// An export's status was read while it had no document (pending, failed).
+    pub const CUSTOMER_EXPORT_STATUS: Self = Self(Cow::Borrowed("customer.export_status"));
+    /// An erasure's status was read.
+    pub const CUSTOMER_ERASURE_STATUS: Self = Self(Cow::Borrowed("customer.erasure_status"));
+    /// A customer's identifiers in the identity graph (kinds and keyed hashes) were read.
+    pub const IDENTITY_READ: Self = Self(Cow::Borrowed("identity.read"));
+    /// A customer's part of the audit log was read.
+    pub const AUDIT_READ: Self = Self(Cow::Borrowed("audit.read"));
+    /// The master key was rotated: every data key re-wrapped under the new one.
+    pub const MASTER_KEY_ROTATE: Self = Self(Cow::Borrowed("master_key.rotate"));
 
     /// Any other action; `name` must be lower-case ASCII letters, digits, `_` and `.`, with a
     /// dot, at most 64 bytes (`api_key.create`).
@@ -124,7 +144,7 @@ impl Entry {
 }
 
 /// A stored entry, as [`crate::Audit::export`] returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Record {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,

@@ -26,6 +26,19 @@ const PAGE: i64 = 1_000;
 pub trait Auditor: Send + Sync + 'static {
     /// Appends `entry` to the log; an access that could not be recorded must not be answered.
     async fn record(&self, entry: Entry) -> Result<Record, AuditError>;
+
+    /// Appends `entries` in order (one request touching two customers, or writing and then
+    /// returning a profile); fails when any could not be recorded.
+    async fn record_all(&self, entries: Vec<Entry>) -> Result<Vec<Record>, AuditError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            out.push(self.record(e).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every entry about the customer `customer_id` (or made with their own token), oldest first.
+    async fn export(&self, customer_id: &str) -> Result<Vec<Record>, AuditError>;
 }
 
 /// Most entries one transaction appends.
@@ -74,6 +87,26 @@ impl Audit {
         let stopped = || StoreError::Unavailable("the audit log's writer stopped".to_owned());
         self.queue.send(Pending { at: self.clock.now_ms(), entry, reply }).await.map_err(|_| stopped())?;
         Ok(answer.await.map_err(|_| stopped())??)
+    }
+
+    /// Appends `entries` in the order given, queued together so that they usually share one
+    /// transaction; returns once every one committed.
+    pub async fn record_all(&self, entries: Vec<Entry>) -> Result<Vec<Record>, AuditError> {
+        for e in &entries {
+            check(e)?;
+        }
+        let stopped = || StoreError::Unavailable("the audit log's writer stopped".to_owned());
+        let mut answers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (reply, answer) = oneshot::channel();
+            self.queue.send(Pending { at: self.clock.now_ms(), entry, reply }).await.map_err(|_| stopped())?;
+            answers.push(answer);
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            out.push(answer.await.map_err(|_| stopped())??);
+        }
+        Ok(out)
     }
 
     /// The chain head: how many entries there are and the last one's hash. Publishing it
@@ -155,6 +188,14 @@ impl Audit {
 impl Auditor for Audit {
     async fn record(&self, entry: Entry) -> Result<Record, AuditError> {
         Audit::record(self, entry).await
+    }
+
+    async fn record_all(&self, entries: Vec<Entry>) -> Result<Vec<Record>, AuditError> {
+        Audit::record_all(self, entries).await
+    }
+
+    async fn export(&self, customer_id: &str) -> Result<Vec<Record>, AuditError> {
+        Audit::export(self, customer_id).await
     }
 }
 

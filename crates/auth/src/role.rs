@@ -20,12 +20,22 @@ pub enum Role {
     Customer,
     /// Another system acting on its own behalf (connectors, jobs).
     Service,
+    /// A dermatologist of an integrated clinic: records assessments for, and reads the skin
+    /// profiles of, customers who granted the `health_data` consent; nothing else.
+    Dermatologist,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] =
-        [Role::Admin, Role::Merchandiser, Role::StoreAssociate, Role::Analyst, Role::Customer, Role::Service];
+    pub const ALL: [Role; 7] = [
+        Role::Admin,
+        Role::Merchandiser,
+        Role::StoreAssociate,
+        Role::Analyst,
+        Role::Customer,
+        Role::Service,
+        Role::Dermatologist,
+    ];
 
     /// The wire name (`store_associate`).
     pub fn as_str(self) -> &'static str {
@@ -36,6 +46,7 @@ impl Role {
             Self::Analyst => "analyst",
             Self::Customer => "customer",
             Self::Service => "service",
+            Self::Dermatologist => "dermatologist",
         }
     }
 

@@ -61,6 +61,7 @@ fn synthetic(i: usize) -> Customer {
                 }),
                 ..Default::default()
             },
+            ..Default::default()
         },
         unknown_allergens: Vec::new(),
         redacted: Vec::new(),

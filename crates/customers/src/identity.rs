@@ -20,6 +20,12 @@
 //!   shared in-store tablet), blocked automatically: it is unlinked and never links or merges
 //!   anyone again.
 //!
+//! - Suppressed values: every identifier of an erased customer but device ids is kept as a
+//!   keyed hash in `customer_suppressions`; a message that carries one (user id, anonymous id,
+//!   alias' previous id, email or phone) is not applied at all (`customers_feed_suppressed_total`),
+//!   so events re-ingested for that identity re-create or re-link nobody. Nothing lifts a
+//!   suppression through the API (a database administrator may delete the row).
+//!
 //! A merge moves the loser's identifiers to the winner (so the events carrying them, found by
 //! their user and anonymous ids, are the winner's), fills the winner's empty contact and skin
 //! fields from the loser (health facts stay in the loser's row, under the loser's consent), marks
@@ -41,7 +47,7 @@ use utoipa::ToSchema;
 use crate::CustomersError;
 use crate::crypto::{DataKey, LookupKind};
 use crate::input::{SkinChanges, normalize_email};
-use crate::model::{Customer, FactSource, Identifiers, Purpose, SkinProfile, SkinType};
+use crate::model::{Address, Customer, FactSource, Identifiers, IngredientRef, Purpose, SkinProfile, SkinType};
 use crate::service::{Customers, apply_skin};
 use crate::store;
 use crate::topics::PROFILE_CHANGED;
@@ -52,6 +58,10 @@ pub const MERGED: &str = "customers.merged";
 pub const UNMERGED: &str = "customers.unmerged";
 
 type Tx = Transaction<'static, Any>;
+
+/// How long the graph remembers which ingested messages it applied: 8 days (the buses keep a
+/// message a week, so none of them can come again after that).
+pub const APPLIED_KEPT_MS: i64 = 8 * 24 * 60 * 60 * 1000;
 
 pub use crate::rules::IdentityRules;
 
@@ -143,6 +153,12 @@ pub struct Traits {
     pub name: Option<String>,
     /// Skin type.
     pub skin_type: Option<SkinType>,
+    /// Date of birth (`YYYY-MM-DD`, checked).
+    pub date_of_birth: Option<String>,
+    /// Postal address (checked).
+    pub address: Option<Address>,
+    /// Allergies, resolved (health: kept only under the `health_data` consent).
+    pub allergies: Option<Vec<IngredientRef>>,
 }
 
 /// What an ingested message asks of the identity graph.
@@ -196,6 +212,8 @@ pub struct Applied {
     pub conflicts: usize,
     /// Health facts skipped for want of the `health_data` consent.
     pub health_skipped: usize,
+    /// Not applied: the message carries an identifier of an erased customer.
+    pub suppressed: bool,
 }
 
 /// A customer created inside an identity transaction: its key is wrapped before it starts.
@@ -463,11 +481,44 @@ impl Customers {
             || store::is_blocked(self.db.reader(), kind, &self.hasher.hash(kind, &v)).await?)
     }
 
+    /// Whether an identifier (a raw value, normalized here) belonged to an erased customer.
+    pub async fn identifier_suppressed(&self, kind: LookupKind, value: &str) -> Result<bool, CustomersError> {
+        let Some(v) = normalize(kind, value) else { return Ok(false) };
+        Ok(store::is_suppressed(self.db.reader(), kind, &self.hasher.hash(kind, &v)).await?)
+    }
+
+    /// Whether a message carries an identifier of an erased customer.
+    async fn suppressed_in(&self, tx: &mut Tx, ev: &IdentityEvent) -> Result<bool, CustomersError> {
+        let mut carried: Vec<(LookupKind, Option<String>)> = vec![
+            (LookupKind::UserId, ev.user_id.as_deref().and_then(|u| normalize(LookupKind::UserId, u))),
+            (LookupKind::AnonymousId, ev.anonymous_id.as_deref().and_then(|a| normalize(LookupKind::AnonymousId, a))),
+        ];
+        match &ev.action {
+            Action::Identify(t) => {
+                carried.push((LookupKind::Email, t.email.as_deref().map(normalize_email)));
+                carried.push((LookupKind::Phone, t.phone.as_deref().and_then(|p| normalize(LookupKind::Phone, p))));
+            }
+            Action::Alias { previous_id } => {
+                for kind in [LookupKind::UserId, LookupKind::AnonymousId] {
+                    carried.push((kind, normalize(kind, previous_id)));
+                }
+            }
+            Action::Quiz(_) => {}
+        }
+        for (kind, value) in carried {
+            if let Some(v) = value
+                && store::is_suppressed(&mut **tx, kind, &self.hasher.hash(kind, &v)).await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Forgets which ingested messages were applied more than 8 days ago (the buses keep a
     /// message a week, so none of them can come again); returns how many. Run every so often.
     pub async fn purge_applied_messages(&self) -> Result<u64, CustomersError> {
-        const KEEP_MS: i64 = 8 * 24 * 60 * 60 * 1000;
-        Ok(store::purge_applied(self.db.writer(), self.clock.now_ms() - KEEP_MS).await?)
+        Ok(store::purge_applied(self.db.writer(), self.clock.now_ms() - APPLIED_KEPT_MS).await?)
     }
 
     /// After an identity commit: wake the relay, refresh this node's projection.
@@ -595,6 +646,10 @@ impl Customers {
         if !store::mark_applied(tx, &ev.write_key_id, &ev.message_id, self.clock.now_ms()).await? {
             return Ok(Applied { duplicate: true, ..Default::default() });
         }
+        if self.suppressed_in(tx, ev).await? {
+            metrics::counter!("customers_feed_suppressed_total").increment(1);
+            return Ok(Applied { suppressed: true, ..Default::default() });
+        }
         let user = self.user_of(ev);
         let mut out = Applied::default();
         let source = match ev.action {
@@ -705,12 +760,24 @@ impl Customers {
                 if t.name.is_some() {
                     next.contact.name = t.name.clone();
                 }
-                if let Some(s) = t.skin_type {
-                    let changes = SkinChanges {
+                if t.date_of_birth.is_some() {
+                    next.contact.date_of_birth = t.date_of_birth.clone();
+                }
+                if t.address.is_some() {
+                    next.contact.address = t.address.clone();
+                }
+                if t.skin_type.is_some() || t.allergies.is_some() {
+                    let mut changes = SkinChanges {
                         source: FactSource::SelfDeclared,
-                        skin_type: Some(Some(s)),
+                        skin_type: t.skin_type.map(Some),
+                        allergies: t.allergies.clone().map(Some),
                         ..Default::default()
                     };
+                    if changes.sets_health() && !self.consents_in(tx, &anchor).await?.granted(Purpose::HealthData) {
+                        out.health_skipped = strip_health(&mut changes);
+                        metrics::counter!("customers_health_facts_skipped_total", "source" => "identify")
+                            .increment(out.health_skipped as u64);
+                    }
                     apply_skin(&mut next.skin_profile, changes, &stamp);
                 }
             }

@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::crypto::LookupKind;
 use crate::model::{
-    Address, Climate, Condition, Contact, FactSource, IngredientMatch, IngredientRef, Lifestyle, Loyalty, Purpose,
-    SkinType, SunExposure,
+    Address, AssessmentNote, Climate, Condition, Contact, FactSource, IngredientMatch, IngredientRef, Lifestyle,
+    Loyalty, Purpose, SkinType, SunExposure,
 };
 
 /// A merge-patch member: absent (`None`), `null` (`Some(None)`), or a value.
@@ -154,6 +154,95 @@ pub struct PutSkinProfile {
     #[serde(default, deserialize_with = "dermis_core::patch::nullable")]
     #[schema(value_type = Option<bool>)]
     pub breastfeeding: Change<bool>,
+}
+
+/// A dermatologist's assessment: the body of `POST /v1/customers/{id}/assessments`, and the
+/// properties of the `Dermatologist Assessment Recorded` event.
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordAssessment {
+    /// Diagnosed conditions (acne, eczema, rosacea, hyperpigmentation, melasma, psoriasis,
+    /// dermatitis, seborrheic_dermatitis, perioral_dermatitis, keratosis_pilaris); they replace
+    /// the conditions held, with source `dermatologist`.
+    #[serde(default)]
+    pub conditions: Option<Vec<String>>,
+    /// Ingredient or family names to avoid, resolved through the ingredient knowledge base; a
+    /// name it does not know is kept and reported in `unknown_ingredients`.
+    #[serde(default)]
+    pub contraindicated_ingredients: Option<Vec<String>>,
+    /// Free-text notes (at most 2,000 characters).
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// The clinic (1–512 characters).
+    #[serde(default)]
+    pub clinic_id: Option<String>,
+    /// The dermatologist (1–512 characters; for a `dermatologist` caller, their token's subject).
+    #[serde(default)]
+    pub dermatologist_id: Option<String>,
+}
+
+impl RecordAssessment {
+    /// The members of an event's (open) properties that an assessment reads.
+    pub const MEMBERS: [&'static str; 5] =
+        ["conditions", "contraindicated_ingredients", "notes", "clinic_id", "dermatologist_id"];
+
+    /// Validates an assessment into skin changes with source `dermatologist` (every name
+    /// resolved now).
+    pub fn parse(&self) -> Result<SkinChanges, Problem> {
+        let mut errors = Vec::new();
+        let clinic_id = match self.clinic_id.as_deref() {
+            Some(c) => text("clinic_id", c, 512, &mut errors),
+            None => {
+                errors.push(FieldError::new("clinic_id", "is required"));
+                None
+            }
+        };
+        let dermatologist_id =
+            self.dermatologist_id.as_deref().and_then(|d| text("dermatologist_id", d, 512, &mut errors));
+        let notes = match self.notes.as_deref().map(str::trim) {
+            Some(n) if n.chars().count() > 2000 => {
+                errors.push(FieldError::new("notes", "at most 2,000 characters"));
+                None
+            }
+            Some("") | None => None,
+            Some(n) => Some(n.to_owned()),
+        };
+        if self.conditions.is_none() && self.contraindicated_ingredients.is_none() {
+            errors.push(FieldError::new("conditions", "give conditions, contraindicated_ingredients or both"));
+        }
+        let conditions = self.conditions.as_ref().and_then(|list| {
+            if list.len() > 20 {
+                errors.push(FieldError::new("conditions", "at most 20 conditions"));
+                return None;
+            }
+            let mut out = Vec::new();
+            for (i, c) in list.iter().enumerate() {
+                match Condition::parse(c.trim()) {
+                    Some(c) if !out.contains(&c) => out.push(c),
+                    Some(_) => {}
+                    None => errors.push(FieldError::new(
+                        format!("conditions[{i}]"),
+                        format!("must be one of {}", Condition::names()),
+                    )),
+                }
+            }
+            Some(out)
+        });
+        let contraindicated = self
+            .contraindicated_ingredients
+            .as_ref()
+            .and_then(|l| ingredient_list("contraindicated_ingredients", l, &mut errors));
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+        Ok(SkinChanges {
+            source: FactSource::Dermatologist,
+            conditions: conditions.map(Some),
+            contraindicated_ingredients: contraindicated.map(Some),
+            assessment: clinic_id.map(|clinic_id| Some(AssessmentNote { clinic_id, dermatologist_id, notes })),
+            ..Default::default()
+        })
+    }
 }
 
 /// Lifestyle as sent.
@@ -309,6 +398,10 @@ pub struct SkinChanges {
     pub pregnant: Change<bool>,
     /// Breastfeeding (health).
     pub breastfeeding: Change<bool>,
+    /// Contraindicated ingredients (health; a dermatologist's).
+    pub contraindicated_ingredients: Change<Vec<IngredientRef>>,
+    /// Who assessed and their notes (health; a dermatologist's).
+    pub assessment: Change<AssessmentNote>,
 }
 
 // The enum is made by a macro that cannot mark its default variant.
@@ -327,6 +420,8 @@ impl SkinChanges {
             || matches!(self.allergies, Some(Some(_)))
             || matches!(self.pregnant, Some(Some(_)))
             || matches!(self.breastfeeding, Some(Some(_)))
+            || matches!(self.contraindicated_ingredients, Some(Some(_)))
+            || matches!(self.assessment, Some(Some(_)))
     }
 }
 
@@ -672,6 +767,8 @@ impl PutSkinProfile {
             allergies,
             pregnant: self.pregnant,
             breastfeeding: self.breastfeeding,
+            contraindicated_ingredients: None,
+            assessment: None,
         }
     }
 }

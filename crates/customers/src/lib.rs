@@ -3,6 +3,8 @@
 //! health data unreadable at rest.
 //!
 //! # Layout
+//! - [`analytics`]: pseudonymous analytics ids (HMAC per purpose) and the analytics view of
+//!   customers who granted `analytics` (no direct identifier, no health fact).
 //! - [`crypto`]: envelope encryption (AES-256-GCM; a data key per customer wrapped by a
 //!   [`crypto::MasterKey`]; rotation re-wraps keys only; destroying a key shreds the customer's
 //!   data) and the keyed hashes (HMAC-SHA256) that lookups use.
@@ -20,26 +22,49 @@
 //!   after each commit).
 //! - [`routes`]: `/v1/customers...`, `/v1/customer-erasures/{id}` and the access rules of each
 //!   role (customers only their own; store associates see health facts only within an open
-//!   consultation at their store; merchandisers and analysts no direct identifiers).
+//!   consultation at their store; merchandisers and analysts no direct identifiers;
+//!   dermatologists record assessments for, and read the skin profiles of, customers who granted
+//!   `health_data`, nothing else).
 //! - [`privacy`]: export (art. 15/20) and erasure (art. 17): [`privacy::PersonalDataSource`],
 //!   the way every domain holding a customer's data contributes to both, and the events
 //!   domain's contribution ([`privacy::EventsData`]).
+//! - [`exports`]: asynchronous exports (`customer_exports`): a status resource whose document is
+//!   made in the background, sealed under the customer's data key, deleted when it expires or
+//!   the customer is erased.
+//! - [`access`]: what the audit log is told about each request (`x-purpose`, the names of the
+//!   fields read or written) and [`access::record`], which answers 503 when it cannot record.
 //! - [`relay`]: the outbox as the one relay reads it ([`relay::CustomersOutbox`]).
-//! - [`projection`]: [`projection::ProfileProjection`], the in-memory profile facts that serving
-//!   reads (skin type, concerns, resolved allergies, pregnancy, sensitivities, consent state).
+//! - [`serving`]: [`serving::OnlineProfile`], the facts serving reads, derived from a customer
+//!   under its consents.
+//! - [`projection`]: [`projection::ProfileProjection`], the profile facts that serving reads
+//!   (skin type, concerns, resolved allergies, pregnancy, sensitivities, consent state), in
+//!   memory or, with Redis configured, in [`online::RedisProfiles`] (sealed under each
+//!   customer's data key, cached per node).
 
 //! - [`identity`]: the deterministic identity graph (identifiers of eight kinds as keyed hashes,
 //!   per-kind limits, blocked values, reversible merges: [`Customers::merge`],
 //!   [`Customers::unmerge`], [`Customers::apply_identity`]).
 //! - [`feed`]: [`feed::CustomersIngest`], the ingestion hook and `events.ingested` projection
-//!   (`customers`) that apply `identify`, `alias` and the skin quiz to the graph and the profile.
+//!   (`customers`) that apply `identify`, `alias` and the skin quiz to the graph and the profile,
+//!   and skin measurements, dermatologist assessments and consent carried in events' context
+//!   (Segment `categoryPreferences`, RudderStack `consentManagement`, through a configurable
+//!   [`feed::ConsentMapping`]).
+//! - [`measurements`]: those steps ([`Customers::apply_feed`], idempotent per message and step):
+//!   the measurements time series (readings sealed under the customer's key, stored only under
+//!   `health_data`, counted when skipped), the profile's latest reading and 90-day trend per
+//!   metric (source `device`), assessments (conditions and contraindicated ingredients, source
+//!   `dermatologist`), consent decisions in event-time order.
 //! - [`matching`]: probabilistic matching (Fellegi–Sunter, EM-estimated weights, blocking with a
 //!   block-size cap) producing scored merge suggestions for review or auto-merge; pure code.
+//! - [`suggestions`]: matching run over the stored customers ([`Customers::run_matching`]):
+//!   suggestions stored for review (ids, scores, per-field evidence, never values), merges above
+//!   the high threshold, accept and dismiss.
 //!
 //! This crate owns the `customers`, `customer_keys`, `customer_lookups` (the identity graph's
 //! identifiers), `consent_events`, `customer_consultations`, `customer_erasures`,
 //! `customer_identity_sightings`, `customer_identity_blocks`, `customer_merges`,
-//! `customer_identity_applied` and `customers_outbox` tables, and publishes
+//! `customer_identity_applied`, `customer_suppressions`, `customer_exports`, `customer_measurements`,
+//! `customer_feed_applied`, `customer_match_suggestions` and `customers_outbox` tables, and publishes
 //! `customers.profile.changed`, `customers.consent.changed`, `customers.merged`,
 //! `customers.unmerged` and `customers.erased` (customer ids and versions, never personal data). Other domains use [`Customers`], the projection or these
 //! events, never the tables. The master key comes from the server's configuration
@@ -47,19 +72,26 @@
 //! embedded deployment it is otherwise generated in `DATA_DIR/master.key`
 //! ([`crypto::Keyring::configured`]).
 
+pub mod access;
+pub mod analytics;
 pub mod crypto;
+pub mod exports;
 pub mod feed;
 pub mod identity;
 pub mod input;
 pub mod matching;
+pub mod measurements;
 pub mod model;
+pub mod online;
 pub mod privacy;
 pub mod projection;
 pub mod relay;
 pub mod routes;
 pub mod rules;
 pub mod service;
+pub mod serving;
 pub mod store;
+pub mod suggestions;
 pub mod topics;
 
 use dermis_store::{Migration, StoreError};
@@ -96,6 +128,34 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "identity graph: identifiers' time and source, sightings, blocks, merges",
         sqlite: include_str!("../migrations/0004_identity.sql"),
         postgres: include_str!("../migrations/0004_identity.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 5,
+        name: "asynchronous exports",
+        sqlite: include_str!("../migrations/0005_exports.sql"),
+        postgres: include_str!("../migrations/0005_exports.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 6,
+        name: "measurements time series, feed steps applied",
+        sqlite: include_str!("../migrations/0006_measurements.sql"),
+        postgres: include_str!("../migrations/0006_measurements.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 8,
+        name: "suppressed identifiers of erased customers",
+        sqlite: include_str!("../migrations/0008_suppressions.sql"),
+        postgres: include_str!("../migrations/0008_suppressions.sql"),
+    },
+    Migration {
+        domain: "customers",
+        version: 9,
+        name: "merge suggestions of probabilistic matching",
+        sqlite: include_str!("../migrations/0009_match_suggestions.sql"),
+        postgres: include_str!("../migrations/0009_match_suggestions.sql"),
     },
 ];
 

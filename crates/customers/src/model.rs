@@ -90,6 +90,24 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// What a skin analyzer or wearable measures (`Skin Measurement Recorded`).
+    Metric {
+        /// Stratum corneum hydration.
+        Hydration = "hydration",
+        /// Sebum.
+        Sebum = "sebum",
+        /// Transepidermal water loss.
+        Tewl = "tewl",
+        /// Pigmentation.
+        Pigmentation = "pigmentation",
+        /// Redness.
+        Redness = "redness",
+        /// UV exposure.
+        UvExposure = "uv_exposure",
+    }
+);
+
 /// One fact of a skin profile, with where it comes from and when it was recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Fact<T> {
@@ -174,6 +192,65 @@ pub struct HealthFacts {
     /// Breastfeeding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breastfeeding: Option<Fact<bool>>,
+    /// Ingredients or families a dermatologist said to avoid (resolved like allergies; a name
+    /// the knowledge base does not know is kept with `match: unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contraindicated_ingredients: Option<Fact<Vec<IngredientRef>>>,
+    /// Who made the latest dermatologist assessment, and their notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessment: Option<Fact<AssessmentNote>>,
+}
+
+/// The latest dermatologist assessment's origin and notes (health data).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct AssessmentNote {
+    /// The clinic.
+    pub clinic_id: String,
+    /// The dermatologist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dermatologist_id: Option<String>,
+    /// Free-text notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// One reading of a metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Reading {
+    /// The value, in `unit`.
+    pub value: f64,
+    /// The unit (`%`, `au`, `ug/cm2`, `g/m2/h`, `index`, `uv_index`, `sed`, `j/m2`).
+    pub unit: String,
+    /// When it was measured (RFC 3339; the event's time).
+    pub measured_at: String,
+}
+
+/// A metric's trend: the least-squares slope of the readings of the last `window_days` days
+/// that share the latest reading's unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Trend {
+    /// Change per 30 days, in `unit` (absent with fewer than two readings at distinct times).
+    pub per_30_days: Option<f64>,
+    /// The unit.
+    pub unit: String,
+    /// How many readings the slope is fitted to.
+    pub points: usize,
+    /// The window, in days.
+    pub window_days: u32,
+}
+
+/// What the profile shows of one metric: the latest reading and the trend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MeasurementSummary {
+    /// The latest reading.
+    pub latest: Reading,
+    /// The trend over the last 90 days.
+    pub trend: Trend,
+    /// Always `device`.
+    pub source: FactSource,
+    /// The model of the device that took the latest reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_model: Option<String>,
 }
 
 impl HealthFacts {
@@ -192,6 +269,10 @@ pub struct SkinProfile {
     /// Health facts.
     #[serde(flatten)]
     pub health: HealthFacts,
+    /// Per metric, the latest device measurement and its trend (health data; kept as a time
+    /// series in `customer_measurements`, not in the profile row).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measurements: BTreeMap<Metric, MeasurementSummary>,
 }
 
 /// A postal address.
@@ -311,6 +392,9 @@ impl Customer {
             ("allergies", h.allergies.is_some()),
             ("pregnant", h.pregnant.is_some()),
             ("breastfeeding", h.breastfeeding.is_some()),
+            ("contraindicated_ingredients", h.contraindicated_ingredients.is_some()),
+            ("assessment", h.assessment.is_some()),
+            ("measurements", !self.skin_profile.measurements.is_empty()),
         ] {
             if present {
                 withheld.push(format!("skin_profile.{name}"));
@@ -320,6 +404,7 @@ impl Customer {
             withheld.push("unknown_allergens".into());
         }
         self.skin_profile.health = HealthFacts::default();
+        self.skin_profile.measurements.clear();
         self.unknown_allergens.clear();
         self.redacted.extend(withheld);
     }

@@ -6,10 +6,12 @@
 //! their dead letters and online features, through `dermis_events`'s own erasure).
 //!
 //! An erasure is a status resource (`customer_erasures`): the customers domain's own rows and the
-//! customer's data key go at once (the customer is 404 from then on); the other domains follow in
+//! customer's data key go at once (the customer is 404 from then on; their identifiers stay as
+//! keyed hashes in `customer_suppressions`, so re-ingested events link or create nobody); the other domains follow in
 //! the background, and an erasure a crash interrupted is finished by
 //! [`crate::Customers::resume_erasures`]. While it runs, the customer's ids are kept sealed in its
-//! row, and cleared when it completes.
+//! row, and cleared when it completes. The erasure also deletes the customer's asynchronous
+//! exports ([`crate::exports`]), whose documents were sealed under the key it destroys.
 
 use std::collections::BTreeMap;
 

@@ -4,128 +4,23 @@
 //! the write reads the customer through [`Customers`] (decrypting it) and keeps the facts; the node
 //! that took the write puts them before answering (read-your-writes), and the repeat from the bus
 //! counts for nothing (same or older version). Health facts are kept only while the
-//! `health_data` consent is granted. Nothing here is written to disk.
+//! `health_data` consent is granted. In memory, nothing here is written to disk; with Redis
+//! configured ([`ProfileProjection::with_redis`]) the facts live in Redis, sealed under each
+//! customer's data key ([`crate::online`]), and each node caches what it reads.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use dermis_bus::Envelope;
 use dermis_bus::projection::Projection;
-use dermis_ingredients::KnowledgeBase;
-use dermis_ingredients::kb::FAMILIES;
-use serde::Serialize;
 
 use crate::CustomersError;
-use crate::model::{Condition, Consents, Customer, IngredientMatch, IngredientRef, Purpose, SkinType};
+use crate::model::{Consents, Customer};
+use crate::online::RedisProfiles;
 use crate::service::Customers;
+pub use crate::serving::{ConsentFlags, OnlineProfile};
 use crate::topics::{ERASED, PROFILE_CHANGED, ProfileSink};
-
-/// Which purposes are granted now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ConsentFlags {
-    /// Personalized output.
-    pub personalization: bool,
-    /// Marketing email.
-    pub marketing_email: bool,
-    /// Marketing SMS.
-    pub marketing_sms: bool,
-    /// Analytics.
-    pub analytics: bool,
-    /// Health data.
-    pub health_data: bool,
-}
-
-/// What serving needs to know about a customer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct OnlineProfile {
-    /// Customer id.
-    pub customer_id: String,
-    /// The profile's version.
-    pub version: i64,
-    /// Skin type.
-    pub skin_type: Option<SkinType>,
-    /// Concerns (the catalog's vocabulary).
-    pub concerns: Vec<String>,
-    /// Skin conditions (health).
-    pub conditions: Vec<Condition>,
-    /// Canonical ingredient ids the customer is allergic to, families expanded (health).
-    pub allergy_ids: BTreeSet<String>,
-    /// Families named as allergies (health).
-    pub allergy_families: Vec<String>,
-    /// Allergy names the knowledge base does not know (health): match them by name.
-    pub unknown_allergens: Vec<String>,
-    /// Canonical ingredient ids the skin reacts to, families expanded (health).
-    pub sensitivity_ids: BTreeSet<String>,
-    /// Pregnant (health).
-    pub pregnant: bool,
-    /// Breastfeeding (health).
-    pub breastfeeding: bool,
-    /// Consent state.
-    pub consents: ConsentFlags,
-}
-
-/// The ingredient ids of each family, computed once (a family scans the whole knowledge base).
-fn family_ids(family: &str) -> Option<&'static BTreeSet<String>> {
-    static FAMILY_IDS: OnceLock<HashMap<&'static str, BTreeSet<String>>> = OnceLock::new();
-    FAMILY_IDS
-        .get_or_init(|| {
-            let kb = KnowledgeBase::bundled();
-            FAMILIES.iter().map(|(f, _)| (*f, kb.expand(f).unwrap_or_default())).collect()
-        })
-        .get(family)
-}
-
-fn expand(refs: &[IngredientRef], ids: &mut BTreeSet<String>, families: &mut Vec<String>, unknown: &mut Vec<String>) {
-    for r in refs {
-        match (r.matched, &r.id) {
-            (IngredientMatch::Family, Some(f)) => {
-                families.push(f.clone());
-                ids.extend(family_ids(f).into_iter().flatten().cloned());
-            }
-            (IngredientMatch::Ingredient, Some(id)) => {
-                ids.insert(id.clone());
-            }
-            _ => unknown.push(r.name.clone()),
-        }
-    }
-}
-
-impl OnlineProfile {
-    /// The facts of a customer under its consents.
-    pub fn of(c: &Customer, consents: &Consents) -> Self {
-        let flags = ConsentFlags {
-            personalization: consents.granted(Purpose::Personalization),
-            marketing_email: consents.granted(Purpose::MarketingEmail),
-            marketing_sms: consents.granted(Purpose::MarketingSms),
-            analytics: consents.granted(Purpose::Analytics),
-            health_data: consents.granted(Purpose::HealthData),
-        };
-        let skin = &c.skin_profile.skin;
-        let mut p = OnlineProfile {
-            customer_id: c.id.clone(),
-            version: c.version,
-            skin_type: skin.skin_type.as_ref().map(|f| f.value),
-            concerns: skin.concerns.as_ref().map(|f| f.value.clone()).unwrap_or_default(),
-            consents: flags,
-            ..Default::default()
-        };
-        if flags.health_data {
-            let h = &c.skin_profile.health;
-            p.conditions = h.conditions.as_ref().map(|f| f.value.clone()).unwrap_or_default();
-            if let Some(a) = &h.allergies {
-                expand(&a.value, &mut p.allergy_ids, &mut p.allergy_families, &mut p.unknown_allergens);
-            }
-            if let Some(s) = &h.sensitivities {
-                let (mut fams, mut unknown) = (Vec::new(), Vec::new());
-                expand(&s.value, &mut p.sensitivity_ids, &mut fams, &mut unknown);
-            }
-            p.pregnant = h.pregnant.as_ref().is_some_and(|f| f.value);
-            p.breastfeeding = h.breastfeeding.as_ref().is_some_and(|f| f.value);
-        }
-        p
-    }
-}
 
 #[derive(Default)]
 struct State {
@@ -136,48 +31,112 @@ struct State {
     user_ids: HashMap<String, String>,
 }
 
-/// The in-memory profile projection of this node.
+/// A write to Redis, applied in order by one task (so two changes of one customer land in the
+/// order this node made them).
+enum Write {
+    Put(OnlineProfile, Option<String>),
+    Forget(String),
+}
+
+/// Where the facts live.
+enum Backing {
+    Memory(RwLock<State>),
+    Redis { profiles: Box<RedisProfiles>, writes: tokio::sync::mpsc::UnboundedSender<Write> },
+}
+
+/// The profile projection of this node: in memory, or in Redis with a cache.
 pub struct ProfileProjection {
     loader: Customers,
-    state: RwLock<State>,
+    backing: Backing,
 }
 
 impl std::fmt::Debug for ProfileProjection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProfileProjection").field("customers", &self.len()).finish()
+        match &self.backing {
+            Backing::Memory(_) => f.debug_struct("ProfileProjection").field("customers", &self.len()).finish(),
+            Backing::Redis { profiles, .. } => f.debug_struct("ProfileProjection").field("redis", profiles).finish(),
+        }
     }
 }
 
 impl ProfileProjection {
-    /// A projection that reads customers through `loader` (a [`Customers`] without this
-    /// projection attached: attach it afterwards with [`Customers::with_projection`]).
+    /// A projection in memory that reads customers through `loader` (a [`Customers`] without
+    /// this projection attached: attach it afterwards with [`Customers::with_projection`]).
     pub fn new(loader: Customers) -> Self {
-        Self { loader, state: RwLock::new(State::default()) }
+        Self { loader, backing: Backing::Memory(RwLock::new(State::default())) }
     }
 
-    /// The facts of a customer, by customer id or linked user id.
+    /// A projection in Redis (shared by the nodes; see [`crate::online`]). Starts the task that
+    /// writes to Redis, so it must be called within a Tokio runtime.
+    pub fn with_redis(loader: Customers, profiles: RedisProfiles) -> Self {
+        let (writes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Write>();
+        let redis = profiles.clone();
+        tokio::spawn(async move {
+            while let Some(w) = queue.recv().await {
+                let done = match w {
+                    Write::Put(p, user_id) => redis.put(p, user_id.as_deref()).await,
+                    Write::Forget(id) => redis.forget(&id).await,
+                };
+                if let Err(e) = done {
+                    // The bus's next event for the customer writes it again.
+                    metrics::counter!("dermis_customers_online_write_failures_total").increment(1);
+                    tracing::warn!(error = %e, "writing a customer's online profile to Redis failed");
+                }
+            }
+        });
+        Self { loader, backing: Backing::Redis { profiles: Box::new(profiles), writes } }
+    }
+
+    /// The facts of a customer this node holds in memory (no I/O), by customer id or linked
+    /// user id. With Redis, only what this node cached: use [`ProfileProjection::profile`].
     pub fn get(&self, reference: &str) -> Option<Arc<OnlineProfile>> {
-        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = s.profiles.get(reference) {
-            return Some(p.clone());
+        match &self.backing {
+            Backing::Memory(state) => {
+                let s = state.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(p) = s.profiles.get(reference) {
+                    return Some(p.clone());
+                }
+                s.aliases.get(reference).and_then(|id| s.profiles.get(id)).cloned()
+            }
+            Backing::Redis { profiles, .. } => profiles.cached(reference),
         }
-        s.aliases.get(reference).and_then(|id| s.profiles.get(id)).cloned()
     }
 
-    /// How many customers it holds.
+    /// The facts of a customer, by customer id or linked user id: from memory, or from Redis on a
+    /// cache miss.
+    pub async fn profile(&self, reference: &str) -> Result<Option<Arc<OnlineProfile>>, CustomersError> {
+        match &self.backing {
+            Backing::Memory(_) => Ok(self.get(reference)),
+            Backing::Redis { profiles, .. } => profiles.get(reference).await,
+        }
+    }
+
+    /// How many customers it holds in memory (with Redis: 0, the facts are there).
     pub fn len(&self) -> usize {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).profiles.len()
+        match &self.backing {
+            Backing::Memory(state) => state.read().unwrap_or_else(|e| e.into_inner()).profiles.len(),
+            Backing::Redis { .. } => 0,
+        }
     }
 
-    /// Whether it holds none.
+    /// Whether it holds none in memory.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Keeps a customer's facts, unless a newer version is held already.
     pub fn put(&self, c: &Customer, consents: &Consents) {
-        let profile = Arc::new(OnlineProfile::of(c, consents));
-        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let profile = OnlineProfile::of(c, consents);
+        let state = match &self.backing {
+            Backing::Memory(state) => state,
+            Backing::Redis { profiles, writes } => {
+                profiles.remember(&profile, c.identifiers.user_id.as_deref());
+                let _ = writes.send(Write::Put(profile, c.identifiers.user_id.clone()));
+                return;
+            }
+        };
+        let profile = Arc::new(profile);
+        let mut s = state.write().unwrap_or_else(|e| e.into_inner());
         if s.profiles.get(&c.id).is_some_and(|held| held.version > c.version) {
             return;
         }
@@ -198,10 +157,18 @@ impl ProfileProjection {
 
     /// Forgets a customer (erased).
     pub fn forget(&self, id: &str) {
-        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
-        s.profiles.remove(id);
-        if let Some(u) = s.user_ids.remove(id) {
-            s.aliases.remove(&u);
+        match &self.backing {
+            Backing::Memory(state) => {
+                let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+                s.profiles.remove(id);
+                if let Some(u) = s.user_ids.remove(id) {
+                    s.aliases.remove(&u);
+                }
+            }
+            Backing::Redis { profiles, writes } => {
+                profiles.evict(id);
+                let _ = writes.send(Write::Forget(id.to_owned()));
+            }
         }
     }
 
@@ -254,6 +221,11 @@ impl Projection for ProfileProjection {
             }
             n += page.len() as u64;
         }
+    }
+
+    /// The rebuild reads every customer; the customers domain publishes after its commits.
+    fn rebuild_covers_published(&self) -> bool {
+        true
     }
 
     async fn apply(&self, batch: &[Envelope]) -> anyhow::Result<()> {

@@ -73,6 +73,8 @@ pub struct Customers {
     pub(crate) identity: Arc<crate::rules::IdentityRules>,
     /// Seals the subject of a running erasure.
     erasure_key: DataKey,
+    /// Analytics ids per purpose.
+    pub(crate) analytics: Arc<crate::analytics::AnalyticsIds>,
     personal_data: Vec<Arc<dyn PersonalDataSource>>,
 }
 
@@ -141,6 +143,8 @@ pub(crate) fn apply_skin(profile: &mut SkinProfile, c: SkinChanges, now: &str) {
     apply(&mut profile.health.allergies, c.allergies, s, now);
     apply(&mut profile.health.pregnant, c.pregnant, s, now);
     apply(&mut profile.health.breastfeeding, c.breastfeeding, s, now);
+    apply(&mut profile.health.contraindicated_ingredients, c.contraindicated_ingredients, s, now);
+    apply(&mut profile.health.assessment, c.assessment, s, now);
 }
 
 fn set<T>(slot: &mut Option<T>, change: Change<T>) {
@@ -181,6 +185,7 @@ impl Customers {
         };
         let hasher = LookupHasher::new(&secret);
         let erasure_key = secret.derive("erasures");
+        let analytics = Arc::new(crate::analytics::AnalyticsIds::new(secret.derive("analytics")));
         Ok(Self {
             db,
             keys,
@@ -190,6 +195,7 @@ impl Customers {
             projection: None,
             identity: Arc::new(crate::rules::IdentityRules::default()),
             erasure_key,
+            analytics,
             personal_data: Vec::new(),
         })
     }
@@ -256,7 +262,7 @@ impl Customers {
             version: row.version,
             contact,
             identifiers,
-            skin_profile: SkinProfile { skin, health },
+            skin_profile: SkinProfile { skin, health, measurements: Default::default() },
             unknown_allergens: Vec::new(),
             redacted: Vec::new(),
             created_at: rfc3339(row.created_at),
@@ -332,7 +338,9 @@ impl Customers {
     pub async fn get(&self, reference: &str) -> Result<Customer, CustomersError> {
         let id = self.resolve_or_404(reference).await?;
         let mut conn = self.db.reader().acquire().await.map_err(StoreError::from)?;
-        Ok(self.read_in(&mut conn, &id).await?.0)
+        let mut c = self.read_in(&mut conn, &id).await?.0;
+        self.load_measurements(&mut conn, &mut c).await?;
+        Ok(c)
     }
 
     /// Finds the customer an email, phone, loyalty number or user id belongs to.
@@ -375,7 +383,7 @@ impl Customers {
         Ok(())
     }
 
-    async fn append_consent(
+    pub(crate) async fn append_consent(
         &self,
         conn: &mut AnyConnection,
         id: &str,
@@ -550,6 +558,23 @@ impl Customers {
     }
 
     /// Stores `next` (a changed `row`) with a new version, its event, and commits.
+    /// Deletes the health facts and the measurements (the `health_data` consent is withdrawn or
+    /// denied), inside `tx`; returns the customer as it is now.
+    pub(crate) async fn withdraw_health_in(
+        &self,
+        tx: &mut dermis_store::sqlx::Transaction<'static, dermis_store::sqlx::Any>,
+        current: Customer,
+        row: &CustomerRow,
+    ) -> Result<Customer, CustomersError> {
+        store::delete_measurements(tx, &current.id).await?;
+        if current.skin_profile.health.is_empty() {
+            return Ok(current);
+        }
+        let mut next = current;
+        next.skin_profile.health = HealthFacts::default();
+        self.save(tx, next, row).await
+    }
+
     pub(crate) async fn save(
         &self,
         tx: &mut dermis_store::sqlx::Transaction<'static, dermis_store::sqlx::Any>,
@@ -623,10 +648,8 @@ impl Customers {
         let now = self.clock.now_ms();
         self.append_consent(&mut tx, &id, &consent, actor, now).await?;
         let mut customer = current.clone();
-        if consent.purpose == Purpose::HealthData && !consent.granted && !current.skin_profile.health.is_empty() {
-            let mut next = current;
-            next.skin_profile.health = HealthFacts::default();
-            customer = self.save(&mut tx, next, &row).await?;
+        if consent.purpose == Purpose::HealthData && !consent.granted {
+            customer = self.withdraw_health_in(&mut tx, current, &row).await?;
         }
         let payload = json!({
             "customer_id": id, "version": customer.version, "purpose": consent.purpose, "granted": consent.granted,
@@ -714,7 +737,8 @@ impl Customers {
         Ok(store::consultation_open(self.db.reader(), id, store_id, self.clock.now_ms()).await?)
     }
 
-    /// Erases a customer now: their rows, lookups and consent ledger are deleted and their data
+    /// Erases a customer now: their identifiers suppressed (keyed hashes: see
+    /// [`crate::identity`]), their rows, lookups and consent ledger deleted and their data
     /// key destroyed (every copy of their ciphertexts, in backups too, becomes unreadable), in one
     /// transaction with `customers.erased`; then the SQLite WAL is checkpointed.
     pub async fn erase(&self, reference: &str) -> Result<(), CustomersError> {
@@ -724,14 +748,19 @@ impl Customers {
         if !store::lock_customer(&mut tx, &id).await? {
             return Err(CustomersError::NotFound(reference.to_owned()));
         }
+        // Events ingested later for this identity must not link or create anyone again.
+        store::suppress_identifiers(&mut tx, &id, self.clock.now_ms()).await?;
         store::delete_lookups(&mut tx, &id, None).await?;
         store::delete_identity_records(&mut tx, &id).await?;
         store::delete_consultations(&mut tx, &id).await?;
+        store::delete_match_suggestions(&mut tx, &id).await?;
+        store::delete_measurements(&mut tx, &id).await?;
         dermis_store::sqlx::query("DELETE FROM consent_events WHERE customer_id = $1")
             .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
+        crate::exports::delete_exports_of(&mut tx, &id).await?;
         store::delete_key(&mut tx, &id).await?;
         store::delete_customer(&mut tx, &id).await?;
         let now = self.clock.now_ms();
@@ -749,8 +778,10 @@ impl Customers {
                 "customer_lookups",
                 "consent_events",
                 "customer_consultations",
+                "customer_measurements",
                 "customer_identity_sightings",
                 "customer_merges",
+                "customer_exports",
             ])
             .await?;
         Ok(())

@@ -885,3 +885,188 @@ pub async fn delete_identity_records(conn: &mut AnyConnection, customer_id: &str
         .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------- measurements and the feed
+
+/// One measurement as stored: the metric and times in clear, the reading sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasurementRow {
+    /// Id (`msr_...`; also bound into the reading's associated data).
+    pub id: String,
+    /// Customer.
+    pub customer_id: String,
+    /// Metric (wire name).
+    pub metric: String,
+    /// Measured, ms.
+    pub measured_at: i64,
+    /// Sealed reading.
+    pub reading: String,
+    /// Source of the message.
+    pub write_key_id: String,
+    /// The message.
+    pub message_id: String,
+    /// Stored, ms.
+    pub recorded_at: i64,
+}
+
+const MEASUREMENT_COLUMNS: &str =
+    "id, customer_id, metric, measured_at, reading, write_key_id, message_id, recorded_at";
+
+fn measurement_row(r: &AnyRow) -> Result<MeasurementRow, StoreError> {
+    Ok(MeasurementRow {
+        id: r.try_get(0)?,
+        customer_id: r.try_get(1)?,
+        metric: r.try_get(2)?,
+        measured_at: r.try_get(3)?,
+        reading: r.try_get(4)?,
+        write_key_id: r.try_get(5)?,
+        message_id: r.try_get(6)?,
+        recorded_at: r.try_get(7)?,
+    })
+}
+
+/// Stores a measurement; false when this message's reading of this metric is stored already.
+pub async fn insert_measurement(conn: &mut AnyConnection, m: &MeasurementRow) -> Result<bool, StoreError> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO customer_measurements ({MEASUREMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (write_key_id, message_id, metric) DO NOTHING"
+    ))
+    .bind(&m.id)
+    .bind(&m.customer_id)
+    .bind(&m.metric)
+    .bind(m.measured_at)
+    .bind(&m.reading)
+    .bind(&m.write_key_id)
+    .bind(&m.message_id)
+    .bind(m.recorded_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A customer's measurements taken at or after `since` (every metric), oldest first, at most
+/// `limit`.
+pub async fn measurements_since<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    customer_id: &str,
+    since: i64,
+    limit: u32,
+) -> Result<Vec<MeasurementRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MEASUREMENT_COLUMNS} FROM customer_measurements WHERE customer_id = $1 AND measured_at >= $2
+         ORDER BY measured_at, id LIMIT {limit}"
+    ))
+    .bind(customer_id)
+    .bind(since)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(measurement_row).collect()
+}
+
+/// A customer's latest measurement of every metric (ties: every row at the latest time).
+pub async fn latest_measurements<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    customer_id: &str,
+) -> Result<Vec<MeasurementRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MEASUREMENT_COLUMNS} FROM customer_measurements m WHERE customer_id = $1 AND measured_at =
+           (SELECT MAX(measured_at) FROM customer_measurements WHERE customer_id = $1 AND metric = m.metric)
+         ORDER BY metric, id"
+    ))
+    .bind(customer_id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(measurement_row).collect()
+}
+
+/// Deletes a customer's measurements (erasure, or the `health_data` consent withdrawn).
+pub async fn delete_measurements(conn: &mut AnyConnection, customer_id: &str) -> Result<u64, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM customer_measurements WHERE customer_id = $1").bind(customer_id).execute(conn).await?;
+    Ok(done.rows_affected())
+}
+
+/// Records that a step of the feed applied a message; false when it had already.
+pub async fn mark_feed_applied(
+    conn: &mut AnyConnection,
+    write_key_id: &str,
+    message_id: &str,
+    step: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO customer_feed_applied (write_key_id, message_id, step, applied_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (write_key_id, message_id, step) DO NOTHING",
+    )
+    .bind(write_key_id)
+    .bind(message_id)
+    .bind(step)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether a step of the feed applied a message.
+pub async fn feed_applied(
+    pool: &AnyPool,
+    write_key_id: &str,
+    message_id: &str,
+    step: &str,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "SELECT applied_at FROM customer_feed_applied WHERE write_key_id = $1 AND message_id = $2 AND step = $3",
+    )
+    .bind(write_key_id)
+    .bind(message_id)
+    .bind(step)
+    .fetch_optional(pool)
+    .await?;
+    Ok(r.is_some())
+}
+
+/// Forgets feed steps applied before `before`.
+pub async fn purge_feed_applied(pool: &AnyPool, before: i64) -> Result<u64, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM customer_feed_applied WHERE applied_at < $1").bind(before).execute(pool).await?;
+    Ok(done.rows_affected())
+}
+
+/// Suppresses every identifier `customer_id` holds but device ids (shared by people more than
+/// any other): events that carry one later are not applied (see [`crate::identity`]). Keyed
+/// hashes only. Returns how many were new.
+pub async fn suppress_identifiers(conn: &mut AnyConnection, customer_id: &str, now: i64) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO customer_suppressions (kind, hash, suppressed_at) \
+         SELECT kind, hash, $2 FROM customer_lookups WHERE customer_id = $1 AND kind <> 'device_id' \
+         ON CONFLICT (kind, hash) DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Whether the identifier `hash` of `kind` belonged to an erased customer.
+pub async fn is_suppressed<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    kind: LookupKind,
+    hash: &str,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query("SELECT 1 FROM customer_suppressions WHERE kind = $1 AND hash = $2")
+        .bind(kind.as_str())
+        .bind(hash)
+        .fetch_optional(ex)
+        .await?;
+    Ok(r.is_some())
+}
+
+/// Drops the merge suggestions naming `customer_id` (its erasure).
+pub async fn delete_match_suggestions(conn: &mut AnyConnection, customer_id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM customer_match_suggestions WHERE a = $1 OR b = $1")
+        .bind(customer_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -304,19 +304,7 @@ async fn the_profile_projection_reads_its_writes_and_follows_other_nodes(db: Db)
     let elsewhere = customers(&db).await;
     elsewhere.set_consent(&made.id, consent(false), &admin()).await.unwrap();
     assert!(projection.get(&made.id).unwrap().pregnant, "not yet applied");
-    let envelopes: Vec<Envelope> = store::unpublished(db.reader(), 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| Envelope {
-            seq: i as u64,
-            topic: e.event_type,
-            key: e.aggregate_id,
-            id: e.id,
-            payload: e.payload,
-        })
-        .collect();
+    let envelopes = bus_messages(&db).await;
     projection.apply(&envelopes).await.unwrap();
     projection.apply(&envelopes).await.unwrap(); // idempotent
     let p = projection.get(&made.id).unwrap();

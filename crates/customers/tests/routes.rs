@@ -45,7 +45,7 @@ impl Api {
         .await
         .unwrap();
         let auth = Arc::new(Authenticator::new(jwt, ApiKeys::new(db.clone())));
-        let state = CustomersState { customers: customers(db).await, auth };
+        let state = CustomersState::new(customers(db).await, auth, audit(db));
         let (router, _doc) = router().with_state(state).split_for_parts();
         Self { router }
     }

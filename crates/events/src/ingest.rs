@@ -17,6 +17,7 @@ use crate::EventsError;
 use crate::log::{self, Accepted, Append, DeadLetter, LogWriter};
 use crate::message::{BatchDefaults, Kind, Message, normalize, normalize_owned, parse_time, serialized_len};
 use crate::outbox::Ingested;
+use crate::pii::PiiPolicy;
 use crate::pseudonym::Pseudonyms;
 use crate::schemas::{Check, SchemaRegistry};
 use crate::write_keys::WriteKeys;
@@ -32,13 +33,24 @@ pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
 /// count for nothing.
 ///
 /// Ingestion hands a hook the messages of a request before they move into the log
-/// ([`Self::prepare`]: the hook takes what it needs of them) and applies what it prepared once
-/// they are stored ([`Prepared::stored`]); a failed append applies nothing.
+/// ([`Self::prepare`]: the hook takes what it needs of them), lets it keep what must not be lost
+/// before they are stored ([`Prepared::before_store`]) and applies what it prepared once they
+/// are stored ([`Prepared::stored`]); a failed append applies nothing more.
+///
+/// The hook sees each message whole: the personal traits the log does not keep (see
+/// [`crate::pii`]) are only in what `prepare` is given, and the log holds markers in their place.
 #[async_trait]
 pub trait IngestHook: Send + Sync + 'static {
     /// Takes what the hook needs of messages the source `write_key_id` is about to store (a
     /// retried request brings its duplicates again).
     async fn prepare(&self, write_key_id: &str, messages: &[&Message]) -> Box<dyn Prepared>;
+
+    /// Takes what the hook needs of messages stored before personal traits were moved out of
+    /// the log, which the one-time rewrite ([`Ingestor::move_stored_pii`]) is about to strip
+    /// (the hook may have applied them long ago). By default, as [`Self::prepare`].
+    async fn prepare_stored(&self, write_key_id: &str, messages: &[&Message]) -> Box<dyn Prepared> {
+        self.prepare(write_key_id, messages).await
+    }
 
     /// Customers, as pseudonyms, whose events were just erased at `erased_at`.
     async fn erased(&self, pseudonyms: &[String], erased_at: i64);
@@ -47,6 +59,14 @@ pub trait IngestHook: Send + Sync + 'static {
 /// What an [`IngestHook`] prepared from messages about to be stored.
 #[async_trait]
 pub trait Prepared: Send {
+    /// The messages are about to be stored without their personal traits: keep what must not
+    /// be lost (the customers domain applies the traits here, so no reader of the log can see
+    /// the message before they are kept). A failure fails the request (the client retries)
+    /// and nothing is stored.
+    async fn before_store(&mut self) -> Result<(), dermis_store::StoreError> {
+        Ok(())
+    }
+
     /// The messages are stored: apply.
     async fn stored(self: Box<Self>);
 }
@@ -63,6 +83,7 @@ pub struct Ingestor {
     pseudonyms: Pseudonyms,
     node: String,
     clock: SharedClock,
+    pii: Arc<PiiPolicy>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -147,7 +168,20 @@ impl Ingestor {
             pseudonyms,
             node: String::new(),
             clock: Arc::new(SystemClock),
+            pii: Arc::new(PiiPolicy::default()),
         }
+    }
+
+    /// Moves the personal traits `policy` names out of stored messages (the default policy
+    /// otherwise).
+    pub fn with_pii_policy(mut self, policy: PiiPolicy) -> Self {
+        self.pii = Arc::new(policy);
+        self
+    }
+
+    /// What the log does not keep.
+    pub fn pii_policy(&self) -> &PiiPolicy {
+        &self.pii
     }
 
     /// Tells `hook` what is stored and erased here, before the answer leaves.
@@ -227,6 +261,15 @@ impl Ingestor {
             prepared.push(hook.prepare(write_key_id, messages).await);
         }
         prepared
+    }
+
+    /// Lets every hook keep what it must before the messages are stored without their personal
+    /// traits.
+    async fn before_store(prepared: &mut [Box<dyn Prepared>]) -> Result<(), EventsError> {
+        for p in prepared.iter_mut() {
+            p.before_store().await?;
+        }
+        Ok(())
     }
 
     async fn stored(prepared: Vec<Box<dyn Prepared>>) {
@@ -343,8 +386,16 @@ impl Ingestor {
         let to_bus = self.to_bus(&write_key_id, accepted.iter().map(|a| &a.message));
         let sent = accepted.len();
         let messages: Vec<&Message> = accepted.iter().map(|a| &a.message).collect();
-        let prepared = self.prepare_hooks(&write_key_id, &messages).await;
+        let mut prepared = self.prepare_hooks(&write_key_id, &messages).await;
         drop(messages);
+        Self::before_store(&mut prepared).await?;
+        // The log keeps no personal trait: the hooks took them above.
+        for a in &mut accepted {
+            self.pii.strip(&mut a.message.payload);
+        }
+        for d in &mut dead {
+            self.pii.strip(&mut d.payload);
+        }
         let job = Append { write_key_id, accepted, dead, to_bus, received_at: received };
         let inserted = self.writer.append(job).await?;
         self.wrote_outbox(inserted > 0);
@@ -383,6 +434,91 @@ impl Ingestor {
         Ok(erased)
     }
 
+    /// Rewrites, once, the messages stored before the log stopped keeping personal traits (see
+    /// [`crate::pii`]): page by page through the log, each message that still holds some is
+    /// first handed to this node's hooks ([`IngestHook::prepare_stored`], then
+    /// [`Prepared::before_store`] and [`Prepared::stored`]: the customers domain applies traits
+    /// it had not applied yet) and then stored again without them, in a transaction that zeroes
+    /// what it overwrites; then the dead letters; then, on SQLite, the WAL is checkpointed and
+    /// truncated (as after an erasure). Progress is kept in `event_pii_moves`, so a restart goes
+    /// on where it stopped and a finished rewrite costs one query. Returns where it stands.
+    pub async fn move_stored_pii(&self) -> Result<log::PiiProgress, EventsError> {
+        const PAGE: u32 = 500;
+        let mut progress = log::pii_progress(&self.db).await?.unwrap_or_default();
+        if progress.finished_at.is_some() {
+            return Ok(progress);
+        }
+        let moved_before = progress.moved;
+        loop {
+            let page = log::since(&self.db, &progress.after_id, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            let last_id = last.id.clone();
+            let personal: Vec<&log::Logged> =
+                page.iter().filter(|l| self.pii.holds_personal(&l.message.payload)).collect();
+            // The hooks first, a run of one source's messages at a time, in log order.
+            let mut start = 0;
+            while start < personal.len() {
+                let key = personal[start].write_key_id.as_str();
+                let end =
+                    personal[start..].iter().position(|l| l.write_key_id != key).map_or(personal.len(), |n| start + n);
+                let messages: Vec<&Message> = personal[start..end].iter().map(|l| &l.message).collect();
+                let mut prepared = Vec::with_capacity(self.hooks.len());
+                for hook in &self.hooks {
+                    prepared.push(hook.prepare_stored(key, &messages).await);
+                }
+                Self::before_store(&mut prepared).await?;
+                Self::stored(prepared).await;
+                start = end;
+            }
+            let rows: Vec<(String, Value)> = personal
+                .iter()
+                .map(|l| {
+                    let mut payload = l.message.payload.clone();
+                    self.pii.strip(&mut payload);
+                    (l.id.clone(), payload)
+                })
+                .collect();
+            progress.moved += log::rewrite_payloads(&self.db, &rows, false).await? as i64;
+            progress.after_id = last_id;
+            log::save_pii_progress(&self.db, &progress).await?;
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        loop {
+            let page = log::dead_letters(&self.db, Some(&progress.after_dead_letter), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            let last_id = last.id.clone();
+            let rows: Vec<(String, Value)> = page
+                .iter()
+                .filter(|d| self.pii.holds_personal(&d.payload))
+                .map(|d| {
+                    let mut payload = d.payload.clone();
+                    self.pii.strip(&mut payload);
+                    (d.id.clone(), payload)
+                })
+                .collect();
+            progress.moved += log::rewrite_payloads(&self.db, &rows, true).await? as i64;
+            progress.after_dead_letter = last_id;
+            log::save_pii_progress(&self.db, &progress).await?;
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        if progress.moved > moved_before {
+            match self.db.scrub(&["events", "dead_letters"]).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    "after moving personal traits out of the log the WAL could not be truncated (readers kept it busy); the next checkpoints overwrite it"
+                ),
+                Err(e) => tracing::warn!(error = %e, "scrubbing the store after moving personal traits failed"),
+            }
+        }
+        progress.finished_at = Some(self.clock.now_ms());
+        log::save_pii_progress(&self.db, &progress).await?;
+        Ok(progress)
+    }
+
     /// Replays a dead letter (optionally with a corrected message): validates it again and, if it
     /// now passes, stores it in the log. Returns whether it was stored now (false when it was
     /// replayed before, or the log already held its `messageId`).
@@ -405,10 +541,12 @@ impl Ingestor {
         let kind = raw.get("type").and_then(Value::as_str).and_then(Kind::parse);
         let m = normalize(&raw, kind, &BatchDefaults::default(), received)
             .map_err(|r| EventsError::StillInvalid(r.reason))?;
-        let accepted =
+        let mut accepted =
             classify(m).map_err(|d| EventsError::StillInvalid(format!("{}: {}", d.reason, d.errors.join("; "))))?;
         let to_bus = self.to_bus(&dl.write_key_id, [&accepted.message]);
-        let prepared = self.prepare_hooks(&dl.write_key_id, &[&accepted.message]).await;
+        let mut prepared = self.prepare_hooks(&dl.write_key_id, &[&accepted.message]).await;
+        Self::before_store(&mut prepared).await?;
+        self.pii.strip(&mut accepted.message.payload);
         let stored = self.writer.replay(id, &dl.write_key_id, accepted, to_bus, self.clock.now_ms()).await?;
         self.wrote_outbox(stored);
         if stored {

@@ -20,12 +20,15 @@
 //! - [`outbox`]: what ingestion hands to the event bus ([`outbox::Ingested`] on
 //!   `events.ingested`: the ids of what was stored, never its content), written in the
 //!   ingestion transaction and relayed by the one outbox relay ([`relay::IngestedOutbox`]).
+//! - [`pii`]: [`pii::PiiPolicy`], the personal traits and the skincare events' health properties
+//!   the log does not keep (moved out to this node's hooks before a message is stored, a
+//!   `{"$moved": ...}` marker left in their place).
 //! - [`pseudonym`]: the keyed hash that names customers everywhere the stream is projected.
 //! - [`routes`]: `/v1/track|identify|page|screen|group|alias|batch|import`, the short forms, and the
 //!   admin routes for events, dead letters and write keys.
 //!
 //! This crate owns the `write_keys`, `events`, `dead_letters`, `events_outbox`,
-//! `event_erasures` and `pseudonym_keys` tables, and on SQLite the customer index written behind the log
+//! `event_erasures`, `event_pii_moves` and `pseudonym_keys` tables, and on SQLite the customer index written behind the log
 //! (`events_by_user`, `events_by_anonymous`, `events_indexed`). Nothing is dropped silently: a
 //! message is either in the log, or in the dead letters with its reason.
 
@@ -33,6 +36,7 @@ pub mod ingest;
 pub mod log;
 pub mod message;
 pub mod outbox;
+pub mod pii;
 pub mod pseudonym;
 pub mod relay;
 pub mod routes;
@@ -93,6 +97,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the pseudonym key",
         sqlite: include_str!("../migrations/0007_pseudonym_keys.sql"),
         postgres: include_str!("../migrations/0007_pseudonym_keys.sql"),
+    },
+    Migration {
+        domain: "events",
+        version: 8,
+        name: "the rewrite of stored messages without personal traits",
+        sqlite: include_str!("../migrations/0008_event_pii_moves.sql"),
+        postgres: include_str!("../migrations/0008_event_pii_moves.sql"),
     },
 ];
 

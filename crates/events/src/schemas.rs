@@ -31,6 +31,8 @@ const FILES: &[(&str, &str)] = schema_files!(
     "routine_logged.v1.json",
     "reaction_reported.v1.json",
     "pos_transaction.v1.json",
+    "skin_measurement_recorded.v1.json",
+    "dermatologist_assessment_recorded.v1.json",
 );
 
 struct Entry {
@@ -142,7 +144,7 @@ mod tests {
     #[test]
     fn bundled_schemas_load_and_validate() {
         let r = SchemaRegistry::bundled();
-        assert!(r.len() >= 17, "{}", r.len());
+        assert!(r.len() >= 19, "{}", r.len());
         assert_eq!(
             r.check("Product Viewed", &json!({"product_id": "P1", "price": 12.5})),
             Check::Valid("product_viewed@1".into())
@@ -160,5 +162,51 @@ mod tests {
             Check::Invalid(_, errors) => assert!(errors.iter().any(|e| e.contains("severity")), "{errors:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn invalid(event: &str, properties: Value) -> Vec<String> {
+        match SchemaRegistry::bundled().check(event, &properties) {
+            Check::Invalid(_, errors) => errors,
+            other => panic!("{properties} passed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn skin_measurements_need_known_units_and_plausible_values() {
+        let r = SchemaRegistry::bundled();
+        let ok = json!({"device_id": "dev-1", "device_model": "SkinScope S2",
+            "hydration": {"value": 41.5, "unit": "%"}, "sebum": {"value": 88, "unit": "ug/cm2"},
+            "tewl": {"value": 14.2, "unit": "g/m2/h"}, "pigmentation": {"value": 310, "unit": "index"},
+            "redness": {"value": 12, "unit": "%"}, "uv_exposure": {"value": 3, "unit": "uv_index"}});
+        assert_eq!(r.check("Skin Measurement Recorded", &ok), Check::Valid("skin_measurement_recorded@1".into()));
+        let errors =
+            invalid("Skin Measurement Recorded", json!({"device_id": "d", "hydration": {"value": 140, "unit": "%"}}));
+        assert!(errors.iter().any(|e| e.contains("/hydration/value") && e.contains("100")), "{errors:?}");
+        let errors =
+            invalid("skin_measurement_recorded", json!({"device_id": "d", "tewl": {"value": 3, "unit": "furlongs"}}));
+        assert!(errors.iter().any(|e| e.contains("/tewl/unit")), "{errors:?}");
+        let errors =
+            invalid("skin_measurement_recorded", json!({"device_id": "d", "sebum": {"value": "lots", "unit": "%"}}));
+        assert!(errors.iter().any(|e| e.contains("/sebum/value")), "{errors:?}");
+        invalid("skin_measurement_recorded", json!({"device_id": "d"}));
+        invalid("skin_measurement_recorded", json!({"hydration": {"value": 40, "unit": "%"}}));
+        invalid("skin_measurement_recorded", json!({"device_id": "d", "redness": {"value": -1, "unit": "%"}}));
+    }
+
+    #[test]
+    fn dermatologist_assessments_name_known_conditions_and_a_clinic() {
+        let r = SchemaRegistry::bundled();
+        let ok = json!({"clinic_id": "c-1", "dermatologist_id": "dr-1", "conditions": ["rosacea"],
+            "contraindicated_ingredients": ["retinol"], "notes": "no actives"});
+        assert_eq!(
+            r.check("Dermatologist Assessment Recorded", &ok),
+            Check::Valid("dermatologist_assessment_recorded@1".into())
+        );
+        let errors =
+            invalid("Dermatologist Assessment Recorded", json!({"clinic_id": "c-1", "conditions": ["lycanthropy"]}));
+        assert!(errors.iter().any(|e| e.contains("/conditions/0")), "{errors:?}");
+        invalid("Dermatologist Assessment Recorded", json!({"conditions": ["acne"]}));
+        invalid("Dermatologist Assessment Recorded", json!({"clinic_id": "c-1"}));
+        invalid("Dermatologist Assessment Recorded", json!({"clinic_id": "c-1", "contraindicated_ingredients": [""]}));
     }
 }

@@ -60,7 +60,7 @@ async fn customer_features(
     let allowed = match who.role {
         Role::Admin | Role::Service | Role::Analyst | Role::StoreAssociate => true,
         Role::Customer => who.customer_id() == Some(id.as_str()),
-        Role::Merchandiser => false,
+        Role::Merchandiser | Role::Dermatologist => false,
     };
     if !allowed {
         return Err(Problem::new(

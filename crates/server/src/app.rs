@@ -10,7 +10,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
+use dermis_audit::{Audit, Auditor};
 use dermis_auth::Authenticator;
 use dermis_auth::api_keys::ApiKeys;
 use dermis_auth::jwt::{JwksSource, JwtConfig, JwtVerifier, load_or_create_secret};
@@ -27,6 +28,7 @@ use dermis_core::clock::SharedClock;
 use dermis_customers::Customers;
 use dermis_customers::crypto::Keyring;
 use dermis_customers::feed::CustomersIngest;
+use dermis_customers::online::RedisProfiles;
 use dermis_customers::privacy::EventsData;
 use dermis_customers::projection::ProfileProjection;
 use dermis_customers::relay::CustomersOutbox;
@@ -99,6 +101,8 @@ pub struct Domains {
     pub features: Features,
     /// Customers and their profiles.
     pub customers: Customers,
+    /// The audit log every access to personal data and every admin action is recorded in.
+    pub audit: Arc<dyn Auditor>,
 }
 
 /// The event bus when `DERMIS_BUS_URL` names NATS JetStream; `None` for the embedded one (which
@@ -144,12 +148,35 @@ pub async fn open_features(config: &Config) -> anyhow::Result<(Arc<dyn FeatureSt
 /// Customers: their master key from the configuration (on the embedded default, created in the
 /// data folder when none is configured), their personal data in other domains (the event log)
 /// reached by export and erasure.
+/// The customers' serving facts: in Redis when `redis_url` is set (sealed under each customer's
+/// data key, shared by the nodes), else in this node's memory.
+pub async fn open_profiles(config: &Config, customers: &Customers) -> anyhow::Result<ProfileProjection> {
+    Ok(match config.redis_url.as_ref().map(|u| u.expose_secret()) {
+        Some(url) => {
+            let redis = RedisProfiles::connect(url, "dermis", customers.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to Redis for customers' profiles: {e}"))?;
+            ProfileProjection::with_redis(customers.clone(), redis)
+        }
+        None => ProfileProjection::new(customers.clone()),
+    })
+}
+
 async fn open_customers(
     config: &Config,
     db: &Db,
     clock: &SharedClock,
     ingestor: &Ingestor,
 ) -> anyhow::Result<Customers> {
+    let keys = customers_keyring(config)?;
+    let customers = Customers::open(db.clone(), keys, clock.clone()).await.context("opening customers")?;
+    Ok(customers.with_personal_data(Arc::new(EventsData::new(ingestor.clone()))))
+}
+
+/// The customers' master keys from the configuration: `customers.master_key` (or
+/// `master_key_file`; on the embedded default, `DATA_DIR/master.key`, created when missing) wraps,
+/// `customers.previous_master_keys` still unwrap (a rotation).
+pub fn customers_keyring(config: &Config) -> anyhow::Result<Keyring> {
     let key = config.customers.master_key.as_ref().map(|k| k.expose_secret().to_owned());
     let previous: Vec<String> = config
         .customers
@@ -168,8 +195,7 @@ async fn open_customers(
     if let Some(path) = created {
         tracing::warn!(path = %path.display(), "created the customers' master key: back it up apart from the database");
     }
-    let customers = Customers::open(db.clone(), keys, clock.clone()).await.context("opening customers")?;
-    Ok(customers.with_personal_data(Arc::new(EventsData::new(ingestor.clone()))))
+    Ok(keys)
 }
 
 /// Removes a secret URL from a message that might quote it.
@@ -240,6 +266,10 @@ impl Application {
         let mut ingestor = Ingestor::new(db.clone(), config.events.ingest_concurrency, pseudonyms)
             .with_node(&config.node_id)
             .with_clock(clock.clone())
+            .with_pii_policy(
+                dermis_events::pii::PiiPolicy::default()
+                    .with_extra(&config.events.personal_traits, &config.events.personal_properties),
+            )
             .with_hook(Arc::new(features.clone()));
         let bus: Arc<dyn EventBus> = match open_nats(&config).await? {
             Some(nats) => nats,
@@ -250,11 +280,14 @@ impl Application {
             }
         };
         let customers = open_customers(&config, &db, &clock, &ingestor).await?;
-        let profiles = Arc::new(ProfileProjection::new(customers.clone()));
+        let profiles = Arc::new(open_profiles(&config, &customers).await?);
         let customers = customers.with_projection(profiles.clone());
         // The identity graph and profile facts from `identify`, `alias` and quiz events: at
         // ingestion on this node, from the bus for what other nodes stored.
-        let customers_feed = Arc::new(CustomersIngest::new(customers.clone()));
+        let customers_feed = Arc::new(
+            CustomersIngest::new(customers.clone())
+                .with_consent_mapping(config.customers.consent_mapping.clone().unwrap_or_default()),
+        );
         let ingestor = ingestor.with_hook(customers_feed.clone());
         // Every domain's outbox, relayed by the one relay; every projection of the stream.
         let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
@@ -275,6 +308,7 @@ impl Application {
             ingestor: ingestor.clone(),
             features: features.clone(),
             customers: customers.clone(),
+            audit: Arc::new(Audit::new(db.clone(), clock.clone())),
         };
         let monitor = Arc::new(OnceLock::new());
         let router = build_router(&config, db.clone(), auth, domains, monitor.clone())?;
@@ -310,6 +344,11 @@ impl Application {
         &self.ingestor
     }
 
+    /// The customers (the demo gives its customers profiles through it).
+    pub fn customers(&self) -> &Customers {
+        &self.customers
+    }
+
     /// The online feature store.
     pub fn features(&self) -> &Features {
         &self.features
@@ -323,7 +362,7 @@ impl Application {
             router,
             db,
             bus,
-            ingestor: _,
+            ingestor,
             catalog,
             features,
             customers,
@@ -340,8 +379,16 @@ impl Application {
             lag_every: Duration::from_secs(5),
             batch: 100,
         };
-        let background =
-            Background::start(Parts { db: db.clone(), bus, catalog, customers, outboxes, projections, settings });
+        let background = Background::start(Parts {
+            db: db.clone(),
+            bus,
+            catalog,
+            customers,
+            ingestor,
+            outboxes,
+            projections,
+            settings,
+        });
         let _ = monitor.set(background.monitor());
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -413,6 +460,7 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
             header::IF_MATCH,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-purpose"),
         ])
         .expose_headers([header::ETAG, header::LOCATION, HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600)))
@@ -428,16 +476,27 @@ pub fn build_router(
 ) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
-    let Domains { catalog, ingestor, features, customers } = domains;
+    let Domains { catalog, ingestor, features, customers, audit } = domains;
     let catalog = CatalogState { catalog, auth: auth.clone() };
-    let customers = CustomersState { customers, auth: auth.clone() };
+    // Admin actions of the auth and events domains are recorded before their handlers run.
+    let admin_audit =
+        crate::admin_audit::AdminAudit { auth: auth.clone(), audit: audit.clone(), customers: customers.clone() };
+    let customers = CustomersState::new(customers, auth.clone(), audit).with_export_ttl(config.customers.export_ttl());
     let features = FeaturesState { features, auth: auth.clone() };
     let events = EventsState { ingestor: Arc::new(ingestor), auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router().with_state(OpsState { db: db.clone(), projections }))
-        .merge(dermis_auth::routes::router().with_state(auth))
+        .merge(
+            dermis_auth::routes::router()
+                .route_layer(from_fn_with_state(admin_audit.clone(), crate::admin_audit::record))
+                .with_state(auth),
+        )
         .merge(dermis_catalog::routes::router().with_state(catalog))
-        .merge(dermis_events::routes::admin_router().with_state(events.clone()))
+        .merge(
+            dermis_events::routes::admin_router()
+                .route_layer(from_fn_with_state(admin_audit, crate::admin_audit::record))
+                .with_state(events.clone()),
+        )
         .merge(dermis_features::routes::router().with_state(features))
         .merge(dermis_customers::routes::router().with_state(customers))
         .split_for_parts();

@@ -1,5 +1,6 @@
 //! Everything that runs beside the HTTP server, named in one place: the one outbox relay, the
-//! registered projections of the event stream, and housekeeping (expired idempotency keys, bus
+//! registered projections of the event stream, customers' erasures and asynchronous exports
+//! (made, resumed, deleted when expired), and housekeeping (expired idempotency keys, bus
 //! retention, product facts of an older knowledge base).
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Parts {
     pub catalog: Catalog,
     /// Customers (for their erasures).
     pub customers: Customers,
+    /// Ingestion (for the one-time move of personal traits out of the event log).
+    pub ingestor: dermis_events::ingest::Ingestor,
     /// Every domain's outbox.
     pub outboxes: Vec<Arc<dyn OutboxSource>>,
     /// Every domain's projections.
@@ -43,12 +46,14 @@ const RELAY_IDLE: Duration = Duration::from_millis(200);
 impl Background {
     /// Starts every job.
     pub fn start(parts: Parts) -> Self {
-        let Parts { db, bus, catalog, customers, outboxes, projections, settings } = parts;
+        let Parts { db, bus, catalog, customers, ingestor, outboxes, projections, settings } = parts;
         let jobs = vec![
             ("outbox relay", tokio::spawn(dermis_bus::relay::run(bus.clone(), outboxes, RELAY_IDLE))),
             ("housekeeping", tokio::spawn(housekeeping(db, bus.clone()))),
             ("facts refresh", tokio::spawn(refresh_facts(catalog))),
-            ("customer erasures", tokio::spawn(resume_erasures(customers))),
+            ("customer erasures", tokio::spawn(resume_erasures(customers.clone()))),
+            ("customer exports", tokio::spawn(customer_exports(customers))),
+            ("personal traits out of the event log", tokio::spawn(move_stored_pii(ingestor))),
         ];
         let projections = Projections::start(bus, projections, settings);
         Self { jobs, projections }
@@ -107,6 +112,47 @@ async fn resume_erasures(customers: Customers) {
         tick.tick().await;
         if let Err(e) = customers.resume_erasures().await {
             tracing::warn!(error = %e, "resuming customer erasures failed");
+        }
+        // The feed's per-message steps (measurements, assessments, consent) are remembered 8 days.
+        if let Err(e) = customers.purge_feed_steps().await {
+            tracing::warn!(error = %e, "forgetting old customer feed steps failed");
+        }
+    }
+}
+
+/// Messages stored with personal traits before the event log stopped keeping them are rewritten
+/// once (after their traits reach the customers domain); retried every minute until it finishes,
+/// a finished one costs one query at each start.
+async fn move_stored_pii(ingestor: dermis_events::ingest::Ingestor) {
+    loop {
+        match ingestor.move_stored_pii().await {
+            Ok(p) => {
+                if p.moved > 0 {
+                    tracing::info!(messages = p.moved, "personal traits moved out of the event log");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "moving personal traits out of the event log failed; retried in a minute")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+/// Customer exports not made yet (a domain failed, or the node stopped mid-way) are made at
+/// start and every minute; exports whose time is up are deleted with their documents.
+async fn customer_exports(customers: Customers) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = customers.resume_exports().await {
+            tracing::warn!(error = %e, "resuming customer exports failed");
+        }
+        match customers.purge_expired_exports().await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "expired customer exports deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deleting expired customer exports failed"),
         }
     }
 }

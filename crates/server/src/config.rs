@@ -62,6 +62,21 @@ pub struct CustomersConfig {
     /// Earlier master keys (base64), still accepted while data keys are re-wrapped after a
     /// rotation (`DERMIS_CUSTOMERS__PREVIOUS_MASTER_KEYS`, comma-separated).
     pub previous_master_keys: Option<SecretString>,
+    /// How long an asynchronous export's document is kept, in seconds
+    /// (`DERMIS_CUSTOMERS__EXPORT_TTL_SECS`; default 7 days).
+    pub export_ttl_secs: Option<u64>,
+    /// Which consent categories (Segment `context.consent.categoryPreferences`) and consent ids
+    /// (RudderStack `context.consentManagement`) stand for which purposes, per source
+    /// (`{"segment": {"Ads": ["marketing_email"]}, "rudderstack": {"C0004": [...]}}`); a source
+    /// given replaces that source's defaults (see `dermis_customers::feed`).
+    pub consent_mapping: Option<dermis_customers::feed::ConsentMapping>,
+}
+
+impl CustomersConfig {
+    /// How long an asynchronous export is kept.
+    pub fn export_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.export_ttl_secs.unwrap_or(7 * 24 * 3600))
+    }
 }
 
 /// The online feature store.
@@ -89,11 +104,20 @@ pub struct EventsConfig {
     /// A bus consumer this many messages behind is reported (`bus_consumer_lagging` = 1 and a
     /// warning in the log) (`DERMIS_EVENTS__LAG_ALERT`).
     pub lag_alert: u64,
+    /// Trait keys moved out of stored messages besides the bundled ones (email, phone, names,
+    /// address, birthday, allergies and health traits: see `dermis_events::pii`)
+    /// (`DERMIS_EVENTS__PERSONAL_TRAITS=loyalty_card,passport`).
+    #[serde(deserialize_with = "list")]
+    pub personal_traits: Vec<String>,
+    /// `track` properties moved out besides `email`, `phone` and `allergies`
+    /// (`DERMIS_EVENTS__PERSONAL_PROPERTIES`).
+    #[serde(deserialize_with = "list")]
+    pub personal_properties: Vec<String>,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { ingest_concurrency: 64, lag_alert: 1000 }
+        Self { ingest_concurrency: 64, lag_alert: 1000, personal_traits: Vec::new(), personal_properties: Vec::new() }
     }
 }
 

@@ -3,9 +3,13 @@
 //! nothing: products are matched by their external id.
 //!
 //! Four demo customers (skin types, concerns, views, orders) are loaded as the events a web shop
-//! would send, so their online features are there from the start. Locations and stock arrive
-//! with the inventory domain, skin profiles as records with the customer domain.
+//! would send, so their online features are there from the start (their `identify` creates them
+//! as customers). [`load_profiles`] then gives them consents and skin profiles through the
+//! customers domain, as a counter's advisor would: Ana is allergic to linalool, Ben has acne,
+//! Chloé is pregnant, Dev reacts to fragrance. Locations and stock arrive with the inventory
+//! domain.
 
+use anyhow::Context;
 use dermis_catalog::import::{self, ImportReport};
 use dermis_events::ingest::Ingestor;
 use dermis_store::Db;
@@ -38,6 +42,8 @@ pub fn print_welcome(base: &str, report: &ImportReport, token: &str, dermis: &st
          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/products?q=vitamin%20c&facets=true&limit=3'\n\
          # a demo customer's online features (also demo-ben, demo-chloe, demo-dev; needs an admin token):\n\
          curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/features/customers/demo-ana'\n\
+         # her profile: skin facts with their sources, the linalool allergy (health data, consented):\n\
+         curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/customers/demo-ana'\n\
          # send an event as a web shop would, with a write key of its own:\n\
          export WRITE_KEY=$({dermis} write-key create web-shop{data_dir})\n\
          curl -s -u \"$WRITE_KEY:\" -H 'Content-Type: application/json' \
@@ -121,6 +127,46 @@ pub async fn load_customers(ingestor: &Ingestor) -> anyhow::Result<usize> {
     let result = ingestor.ingest_as(key_id, None, batch).await?;
     anyhow::ensure!(result.success, "demo events rejected: {:?}", result.rejected);
     Ok(result.accepted)
+}
+
+/// The consents and skin profiles of the demo customers, as an advisor records them: each grants
+/// `personalization`, `analytics` and `health_data` (text version `demo-1`) and gets health facts.
+/// A consent already granted is not recorded again, and a profile already holding these facts is
+/// not changed, so loading twice changes nothing. Returns how many customers changed now.
+pub async fn load_profiles(customers: &dermis_customers::Customers) -> anyhow::Result<usize> {
+    use dermis_customers::Purpose;
+    use dermis_customers::input::{PutConsent, PutSkinProfile};
+    use dermis_customers::service::Actor;
+    let profiles = [
+        ("demo-ana", serde_json::json!({"allergies": ["linalool"], "lifestyle": {"climate": "dry"}})),
+        ("demo-ben", serde_json::json!({"conditions": ["acne"], "lifestyle": {"sun_exposure": "high"}})),
+        ("demo-chloe", serde_json::json!({"pregnant": true, "skin_tone": "medium"})),
+        ("demo-dev", serde_json::json!({"sensitivities": ["fragrance"], "conditions": ["rosacea"]})),
+    ];
+    let actor = Actor { id: "demo-advisor".into(), role: "service".into() };
+    let mut changed = 0;
+    for (user_id, facts) in profiles {
+        let before = customers.get(user_id).await.with_context(|| format!("demo customer {user_id}"))?;
+        let held = customers.consents(user_id).await?;
+        for purpose in [Purpose::Personalization, Purpose::Analytics, Purpose::HealthData] {
+            if !held.granted(purpose) {
+                let consent = PutConsent { granted: true, text_version: "demo-1".into(), channel: Some("pos".into()) }
+                    .parse(purpose.as_str())
+                    .map_err(|p| anyhow::anyhow!("demo consent: {}", p.detail))?;
+                customers.set_consent(user_id, consent, &actor).await?;
+            }
+        }
+        let mut body = facts;
+        body["source"] = "advisor".into();
+        let changes = serde_json::from_value::<PutSkinProfile>(body)?
+            .parse()
+            .map_err(|p| anyhow::anyhow!("demo skin profile: {}", p.detail))?;
+        let after = customers.put_skin_profile(user_id, changes, None).await?;
+        if after.version != before.version || !held.granted(Purpose::HealthData) {
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// The demo customers' ids, for the welcome text and tests.

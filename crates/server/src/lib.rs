@@ -9,6 +9,8 @@
 //! - [`metrics`]: Prometheus request metrics and pool gauges.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 //! - [`openapi`]: the document's frame.
+//! - [`admin_audit`]: the layer that records admin actions (API keys, write keys, a customer's
+//!   events, dead letters) in the audit log before their handlers run.
 //! - [`background`]: everything that runs beside the HTTP server, named in one place: the one
 //!   outbox relay over every domain's registered outbox, the registered projections of the
 //!   event stream, housekeeping.
@@ -16,6 +18,7 @@
 //! This crate owns no tables and decides nothing about the business: handlers live in the
 //! domain crates.
 
+pub mod admin_audit;
 pub mod app;
 pub mod background;
 pub mod config;

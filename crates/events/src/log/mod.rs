@@ -23,6 +23,8 @@
 //! - `read`: one customer's events ([`events_of`]), messages by `messageId` ([`messages`]),
 //!   everything after a point ([`since`]), dead letters, and the erasures a restored snapshot
 //!   applies again ([`erasures_since`]).
+//! - `pii`: the one-time rewrite of messages stored with personal traits ([`rewrite_payloads`],
+//!   its progress in `event_pii_moves`).
 //! - `erase`: erasure of one customer's events ([`erase`]), with the bus message that makes
 //!   every node forget them.
 //!
@@ -33,6 +35,7 @@ mod erase;
 mod indexer;
 mod job;
 mod keys;
+mod pii;
 mod postgres;
 mod read;
 mod sqlite;
@@ -42,6 +45,7 @@ mod writer;
 pub use erase::{Erased, erase};
 pub use job::{Accepted, Append, DeadLetter};
 pub use keys::id_floor;
+pub use pii::{PiiProgress, pii_progress, rewrite_payloads, save_pii_progress};
 pub use read::{
     Logged, StoredDeadLetter, StoredEvent, dead_letter, dead_letters, erasures_since, events_of, messages, since,
 };

@@ -1,0 +1,202 @@
+//! [`CustomerSafety`]: what the safety rules read about a customer: the skin facts of the
+//! online profile ([`OnlineProfile`], health facts only under the `health_data` consent, as the
+//! profile projection keeps them), plus inputs other parts of the system provide: reactions the
+//! customer reported, contraindications from a dermatologist's assessment, whether the routine has
+//! a sunscreen, and availability for the requested channel or store.
+
+use std::collections::{BTreeSet, HashSet};
+
+use dermis_customers::projection::OnlineProfile;
+use dermis_ingredients::KnowledgeBase;
+use dermis_ingredients::kb::{FAMILIES, in_family};
+use serde::Serialize;
+
+use super::product::ProductSafetyFacts;
+
+/// Ingredients named by a customer, a dermatologist or a reaction report, resolved through the
+/// knowledge base: canonical ids (families expanded), families, and names it does not know
+/// (matched as words of the label).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngredientSet {
+    /// Canonical ingredient ids, families expanded.
+    pub ids: BTreeSet<String>,
+    /// Families named (`fragrance`, `parabens` ...).
+    pub families: Vec<String>,
+    /// Names the knowledge base does not know, as given.
+    pub unknown: Vec<String>,
+}
+
+impl IngredientSet {
+    /// Resolves names as the customers domain does: a family, else an ingredient by any of its
+    /// names or label forms, else kept as an unknown name.
+    pub fn resolve<S: AsRef<str>>(names: &[S], kb: &KnowledgeBase) -> Self {
+        let mut out = Self::default();
+        for n in names {
+            out.add(n.as_ref(), kb);
+        }
+        out
+    }
+
+    /// Adds one name.
+    pub fn add(&mut self, name: &str, kb: &KnowledgeBase) {
+        let name = name.trim();
+        if name.is_empty() {
+            return;
+        }
+        let family = name.to_lowercase().replace([' ', '_'], "-");
+        if FAMILIES.iter().any(|(f, _)| *f == family) {
+            self.ids.extend(kb.all().iter().filter(|i| in_family(i, &family)).map(|i| i.id.clone()));
+            if !self.families.contains(&family) {
+                self.families.push(family);
+            }
+        } else if let Some(i) = kb.resolve_label(name) {
+            self.ids.insert(i.id.clone());
+        } else if !self.unknown.iter().any(|u| u.eq_ignore_ascii_case(name)) {
+            self.unknown.push(name.to_owned());
+        }
+    }
+
+    /// Whether nothing is named.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.families.is_empty() && self.unknown.is_empty()
+    }
+}
+
+/// A reaction the customer reported to a product, and the ingredients suspected of causing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reaction {
+    /// The product reacted to: its id or external id.
+    pub product: String,
+    /// Ingredients suspected: every product containing one is excluded too.
+    pub suspects: IngredientSet,
+}
+
+impl Reaction {
+    /// A reaction with the suspects the report (or an advisor) named.
+    pub fn new(product: impl Into<String>, suspects: IngredientSet) -> Self {
+        Self { product: product.into(), suspects }
+    }
+
+    /// A reaction to a product when no ingredient was named: the suspects are what it declares
+    /// that is a listed allergen, fragrance, an essential oil, a drying alcohol, or rated as a
+    /// moderate or high irritant (2 or more), the usual causes of a reaction to a cosmetic.
+    pub fn inferred(reacted: &ProductSafetyFacts, kb: &KnowledgeBase) -> Self {
+        let mut suspects = IngredientSet::default();
+        for &i in &reacted.declared {
+            let Some(g) = kb.all().get(i as usize) else { continue };
+            let suspect = g.is_allergen()
+                || in_family(g, "fragrance")
+                || g.has("essential-oil")
+                || g.has("drying-alcohol")
+                || g.irritation.is_some_and(|r| r >= 2);
+            if suspect {
+                suspects.ids.insert(g.id.clone());
+            }
+        }
+        Self { product: reacted.product_id().to_owned(), suspects }
+    }
+}
+
+/// The products available for the requested channel or store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// The channel or store, in words (`the web shop`, `store Paris Opéra`).
+    pub scope: String,
+    /// Product ids (or external ids) in stock there.
+    pub in_stock: HashSet<String>,
+}
+
+/// Everything the safety rules read about a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerSafety {
+    /// Skin type, wire name (`oily`).
+    pub skin_type: Option<String>,
+    /// Concerns (the knowledge base's vocabulary).
+    pub concerns: Vec<String>,
+    /// Skin conditions, wire names (`acne`).
+    pub conditions: Vec<String>,
+    /// Allergies.
+    pub allergies: IngredientSet,
+    /// Sensitivities (ingredients the skin reacts to).
+    pub sensitivities: IngredientSet,
+    /// Pregnant.
+    pub pregnant: bool,
+    /// Breastfeeding.
+    pub breastfeeding: bool,
+    /// Reactions reported.
+    pub reactions: Vec<Reaction>,
+    /// Contraindications from a dermatologist's assessment.
+    pub contraindications: IngredientSet,
+    /// Whether the routine has a sunscreen: `None` when nothing is known of the routine.
+    pub routine_has_sunscreen: Option<bool>,
+    /// Availability for the requested channel or store; `None` when not asked or not known.
+    pub availability: Option<Availability>,
+}
+
+impl CustomerSafety {
+    /// From the online profile (the health facts it holds are those the customer consented to
+    /// share).
+    pub fn from_profile(p: &OnlineProfile) -> Self {
+        Self {
+            skin_type: p.skin_type.map(|s| s.as_str().to_owned()),
+            concerns: p.concerns.clone(),
+            conditions: p.conditions.iter().map(|c| c.as_str().to_owned()).collect(),
+            allergies: IngredientSet {
+                ids: p.allergy_ids.clone(),
+                families: p.allergy_families.clone(),
+                unknown: p.unknown_allergens.clone(),
+            },
+            sensitivities: IngredientSet { ids: p.sensitivity_ids.clone(), ..IngredientSet::default() },
+            pregnant: p.pregnant,
+            breastfeeding: p.breastfeeding,
+            ..Self::default()
+        }
+    }
+
+    /// From an anonymous visitor's quiz answers (`POST /v1/recommendations`): allergies and
+    /// sensitivities as names, resolved through the knowledge base; names it does not know stay
+    /// in `allergies.unknown` (to report back) and are matched as words of the label.
+    pub fn from_answers<S: AsRef<str>>(
+        skin_type: Option<&str>,
+        concerns: &[S],
+        allergies: &[S],
+        sensitivities: &[S],
+        pregnant: bool,
+        kb: &KnowledgeBase,
+    ) -> Self {
+        Self {
+            skin_type: skin_type.map(str::to_owned),
+            concerns: concerns.iter().map(|c| c.as_ref().to_owned()).collect(),
+            allergies: IngredientSet::resolve(allergies, kb),
+            sensitivities: IngredientSet::resolve(sensitivities, kb),
+            pregnant,
+            ..Self::default()
+        }
+    }
+
+    /// Adds reported reactions.
+    pub fn with_reactions(mut self, reactions: impl IntoIterator<Item = Reaction>) -> Self {
+        self.reactions.extend(reactions);
+        self
+    }
+
+    /// Adds contraindicated ingredients (names, families or ids) from a dermatologist.
+    pub fn with_contraindications<S: AsRef<str>>(mut self, names: &[S], kb: &KnowledgeBase) -> Self {
+        for n in names {
+            self.contraindications.add(n.as_ref(), kb);
+        }
+        self
+    }
+
+    /// Says whether the routine has a sunscreen.
+    pub fn with_sunscreen(mut self, has_sunscreen: bool) -> Self {
+        self.routine_has_sunscreen = Some(has_sunscreen);
+        self
+    }
+
+    /// Restricts to the products available for a channel or store.
+    pub fn with_availability(mut self, availability: Availability) -> Self {
+        self.availability = Some(availability);
+        self
+    }
+}
