@@ -3,7 +3,9 @@
 //! profile before a message is stored, so neither the SQLite files (WAL included) nor a
 //! `pg_dump` hold them in clear; features are still computed from those events; a message
 //! stored before the move is rewritten by the one-time job; and an erased customer's
-//! identifiers are suppressed, so re-ingested events link or create nobody.
+//! identifiers are suppressed, so re-ingested events link or create nobody. The same holds for
+//! the health properties of the registered skincare events (quiz answers, skin measurements,
+//! dermatologist assessments), including rows stored before the policy's version 2.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,8 @@ use crate::helpers::{TestApp, assert_problem};
 
 crate::both_backends!(
     identify_traits_reach_the_encrypted_profile_and_never_the_store_in_clear,
-    an_erased_identity_is_not_linked_or_created_again
+    an_erased_identity_is_not_linked_or_created_again,
+    skincare_health_properties_reach_the_profile_and_never_the_store_in_clear
 );
 
 /// What the customer declared through `identify`, none of which may be stored in clear.
@@ -84,7 +87,11 @@ async fn store_bytes(app: &TestApp) -> Vec<u8> {
 }
 
 fn leaks(bytes: &[u8]) -> Vec<&'static str> {
-    SECRETS.iter().copied().filter(|s| holds(bytes, s)).collect()
+    leaks_of(bytes, SECRETS)
+}
+
+fn leaks_of(bytes: &[u8], secrets: &[&'static str]) -> Vec<&'static str> {
+    secrets.iter().copied().filter(|s| holds(bytes, s)).collect()
 }
 
 /// Writes an `identify` into the log as a release before the move did: traits in clear.
@@ -106,7 +113,8 @@ async fn store_as_before(app: &TestApp, write_key_id: &str) {
         // SQLite keys are (ms << 20 | counter); the writer continues above the largest.
         q.bind(now << 20)
     } else {
-        q.bind(format!("evt_{}", "0".repeat(26)))
+        // A current id: the retention sweeper goes by the key's time.
+        q.bind(dermis_core::ids::new_id("evt"))
     };
     q.bind(write_key_id).bind(now).bind(payload).execute(db.writer()).await.unwrap();
     // The move ran at start and finished; as after an upgrade, it has not run yet.
@@ -206,19 +214,7 @@ async fn identify_traits_reach_the_encrypted_profile_and_never_the_store_in_clea
     store_as_before(&app, &write_key_id).await;
     assert!(holds(&store_bytes(&app).await, "oldrich.tempelhofer@example.org"), "the test sees the old message");
     app.restart().await;
-    let started = Instant::now();
-    loop {
-        let done = sqlx::query("SELECT finished_at FROM event_pii_moves")
-            .fetch_optional(app.test_db.db().reader())
-            .await
-            .unwrap()
-            .and_then(|r| r.try_get::<Option<i64>, _>(0).unwrap());
-        if done.is_some() {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the move never finished");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_move(&app, 2).await;
     let old = json_of(app.get("/v1/customers/shop-ot", Role::Admin).await, 200).await;
     assert_eq!(old["email"], "oldrich.tempelhofer@example.org", "{old}");
     assert_eq!(old["name"], "Oldrich Tempelhofer", "{old}");
@@ -280,4 +276,149 @@ async fn an_erased_identity_is_not_linked_or_created_again(app: TestApp) {
         metrics.lines().any(|l| l.starts_with("customers_feed_suppressed_total") && !l.ends_with(" 0")),
         "the skipped messages are counted"
     );
+}
+
+/// Health answers, readings and a dermatologist's findings sent in the registered skincare
+/// events, none of which may be stored in clear.
+const HEALTH_SECRETS: &[&str] = &[
+    "Glimmerroot",
+    "Zanthoweed",
+    "37.913",
+    "211.77",
+    "Vexalin Resin",
+    "Brindlemoss",
+    // The measurement stored before the policy's version 2 (written below as a release did).
+    "19.457",
+];
+
+async fn skincare_health_properties_reach_the_profile_and_never_the_store_in_clear(mut app: TestApp) {
+    let key = write_key(&app).await;
+    send(&app, &key, "/v1/identify", json!({"userId": "shop-hx", "messageId": "hx-1", "traits": {"plan": "gold"}}))
+        .await;
+    let consent = json!({"granted": true, "text_version": "health-v1", "channel": "app"});
+    let res = app.request(Method::PUT, "/v1/customers/shop-hx/consents/health_data", Some(Role::Admin)).json(&consent);
+    let res = res.send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    send(
+        &app,
+        &key,
+        "/v1/batch",
+        json!({"batch": [
+            {"type": "track", "userId": "shop-hx", "event": "Skin Quiz Completed", "messageId": "hx-quiz",
+             "properties": {"quiz_id": "quiz_v3", "skin_type": "combination", "concerns": ["acne", "pores"],
+                 "sensitivities": ["Glimmerroot Oil"], "allergies": ["Zanthoweed"], "pregnant": true}},
+            {"type": "track", "userId": "shop-hx", "event": "Skin Measurement Recorded", "messageId": "hx-msr",
+             "properties": {"device_id": "scope-hx", "device_model": "SkinScope S2",
+                 "hydration": {"value": 37.913, "unit": "%"}, "sebum": {"value": 211.77, "unit": "ug/cm2"}}},
+            {"type": "track", "userId": "shop-hx", "event": "Dermatologist Assessment Recorded", "messageId": "hx-derm",
+             "properties": {"clinic_id": "clinic-hx", "dermatologist_id": "dr-hx", "conditions": ["rosacea"],
+                 "contraindicated_ingredients": ["retinol", "Vexalin Resin"], "notes": "Avoid Brindlemoss balms"}}
+        ]}),
+    )
+    .await;
+
+    // The profile holds the facts and readings (encrypted at rest, readable through the API).
+    let c = json_of(app.get("/v1/customers/shop-hx", Role::Admin).await, 200).await;
+    let p = &c["skin_profile"];
+    let names = |v: &Value| -> Vec<String> {
+        v["value"].as_array().unwrap_or_else(|| panic!("no list: {c}")).iter().map(|a| a["name"].to_string()).collect()
+    };
+    assert_eq!(p["skin_type"]["value"], "combination", "{c}");
+    assert_eq!(names(&p["sensitivities"]), ["\"Glimmerroot Oil\""], "{c}");
+    assert_eq!(names(&p["allergies"]), ["\"Zanthoweed\""], "{c}");
+    assert_eq!(p["pregnant"]["value"], true, "{c}");
+    assert_eq!(p["measurements"]["hydration"]["latest"]["value"], 37.913, "{c}");
+    assert_eq!(p["measurements"]["sebum"]["latest"]["value"], 211.77, "{c}");
+    assert_eq!(p["conditions"]["value"], json!(["rosacea"]), "{c}");
+    assert_eq!(p["conditions"]["source"], "dermatologist", "{c}");
+    assert_eq!(names(&p["contraindicated_ingredients"]), ["\"retinol\"", "\"Vexalin Resin\""], "{c}");
+
+    // The log keeps which properties the events carried, not their values.
+    let moved = json!({"$moved": "customers"});
+    let page = json_of(app.get("/v1/events?user_id=shop-hx&limit=50", Role::Admin).await, 200).await;
+    let items = page["items"].as_array().unwrap();
+    let props = |id: &str| {
+        items.iter().find(|e| e["message"]["messageId"] == id).unwrap_or_else(|| panic!("{id}: {page}"))["message"]
+            ["properties"]
+            .clone()
+    };
+    let quiz = props("hx-quiz");
+    for k in ["sensitivities", "allergies", "pregnant"] {
+        assert_eq!(quiz[k], moved, "{k}: {quiz}");
+    }
+    assert_eq!(quiz["skin_type"], "combination");
+    assert_eq!(quiz["concerns"], json!(["acne", "pores"]));
+    let msr = props("hx-msr");
+    assert_eq!((&msr["hydration"], &msr["sebum"]), (&moved, &moved), "{msr}");
+    assert_eq!((msr["device_id"].as_str(), msr["device_model"].as_str()), (Some("scope-hx"), Some("SkinScope S2")));
+    let derm = props("hx-derm");
+    for k in ["conditions", "contraindicated_ingredients", "notes"] {
+        assert_eq!(derm[k], moved, "{k}: {derm}");
+    }
+    assert_eq!(derm["clinic_id"], "clinic-hx");
+
+    let bytes = store_bytes(&app).await;
+    assert!(holds(&bytes, "clinic-hx") && holds(&bytes, "scope-hx"), "the scan sees the stored events");
+    let found = leaks_of(&bytes, HEALTH_SECRETS);
+    assert!(found.is_empty(), "in clear in the store: {found:?}");
+
+    // A measurement stored in clear by a release before the policy's version 2, whose
+    // rewrite (version 1) had finished: rewritten once more at start, after its reading
+    // reached the profile.
+    app.stop().await;
+    let db = app.test_db.db();
+    let write_key_id: String =
+        sqlx::query("SELECT id FROM write_keys").fetch_one(db.reader()).await.unwrap().try_get(0).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let payload = json!({
+        "type": "track", "event": "Skin Measurement Recorded", "messageId": "old-msr-1", "userId": "shop-hx",
+        "properties": {"device_id": "scope-old", "tewl": {"value": 19.457, "unit": "g/m2/h"}},
+        "timestamp": "2026-01-01T00:00:00.000Z", "receivedAt": "2026-01-01T00:00:00.000Z"
+    })
+    .to_string();
+    let sql = "INSERT INTO events (id, write_key_id, message_id, kind, event, user_id, anonymous_id, partition_key, \
+               schema_ref, timestamp_ms, received_at, payload) \
+               VALUES ($1, $2, 'old-msr-1', 'track', 'Skin Measurement Recorded', 'shop-hx', NULL, 'shop-hx', NULL, \
+               $3, $3, $4)";
+    let q = sqlx::query(sql);
+    let q = if app.test_db.data_dir().is_some() { q.bind(now << 20) } else { q.bind(dermis_core::ids::new_id("evt")) };
+    q.bind(&write_key_id).bind(now).bind(payload).execute(db.writer()).await.unwrap();
+    sqlx::query("DELETE FROM event_pii_moves").execute(db.writer()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO event_pii_moves (one, after_id, after_dead_letter, moved, finished_at) VALUES (1, '', '', 0, $1)",
+    )
+    .bind(now)
+    .execute(db.writer())
+    .await
+    .unwrap();
+    assert!(holds(&store_bytes(&app).await, "19.457"), "the test sees the old message");
+    app.restart().await;
+    wait_for_move(&app, 2).await;
+    let c = json_of(app.get("/v1/customers/shop-hx", Role::Admin).await, 200).await;
+    assert_eq!(c["skin_profile"]["measurements"]["tewl"]["latest"]["value"], 19.457, "applied before the move: {c}");
+    let page = json_of(app.get("/v1/events?user_id=shop-hx&limit=50", Role::Admin).await, 200).await;
+    let old = page["items"].as_array().unwrap().iter().find(|e| e["message"]["messageId"] == "old-msr-1").unwrap();
+    assert_eq!(old["message"]["properties"]["tewl"], moved, "{old}");
+    assert_eq!(old["message"]["properties"]["device_id"], "scope-old");
+    let found = leaks_of(&store_bytes(&app).await, HEALTH_SECRETS);
+    assert!(found.is_empty(), "in clear after the move: {found:?}");
+}
+
+/// Waits (up to 20 s) until the background move of stored personal data under `version` (its
+/// progress row in `event_pii_moves`) has finished.
+async fn wait_for_move(app: &TestApp, version: i64) {
+    let started = Instant::now();
+    loop {
+        let done = sqlx::query("SELECT finished_at FROM event_pii_moves WHERE one = $1")
+            .bind(version)
+            .fetch_optional(app.test_db.db().reader())
+            .await
+            .unwrap()
+            .and_then(|r| r.try_get::<Option<i64>, _>(0).unwrap());
+        if done.is_some() {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the version {version} move never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -4,8 +4,8 @@
 //! `skin_type` and `allergies` (health: only under the `health_data` consent): facts with source
 //! `self_declared`), `alias` (`previousId` → `userId`) and the
 //! registered skin quiz (`Skin Quiz Completed`: skin type, concerns, and the health facts
-//! sensitivities and pregnancy, with source `quiz`, the latter only under the `health_data`
-//! consent) are applied by [`Customers::apply_identity`].
+//! sensitivities, allergies, pregnancy and breastfeeding, with source `quiz`, the latter only
+//! under the `health_data` consent) are applied by [`Customers::apply_identity`].
 //!
 //! It is an [`IngestHook`] (the node that stores a message applies it before answering:
 //! read-your-writes) and a [`Projection`] of `events.ingested` named `customers` (every node reads
@@ -13,11 +13,16 @@
 //! in the shared database and each message is recorded as applied in the transaction that applies
 //! it, so the hook, this node's consumer and every other node's may all see it: it counts once.
 //!
-//! The event log does not keep personal traits (`dermis_events::pii`): the hook is the only
-//! place they reach this domain, so it applies identity events before the messages are stored
-//! (`Prepared::before_store`; a store failure fails the request, which the client retries), and a
-//! consumer reading a message from the log later finds it applied already. A message carrying an
-//! identifier of an erased customer is not applied (see [`crate::identity`]: suppressions).
+//! The event log does not keep personal traits nor the health properties of the quiz, measurement
+//! and assessment events (`dermis_events::pii`): the hook is the only place they reach this
+//! domain, so it applies identity events and then the feed's steps (measurements, assessments,
+//! consents) before the messages are stored (`Prepared::before_store`; a store failure fails
+//! the request, which the client retries), and a consumer reading a message from the log later
+//! finds it applied already (the graph's and `customer_feed_applied`'s records, by message id).
+//! A stripped property (a `{"$moved": ...}` marker) is never applied: the quiz's other answers
+//! are, a measurement or assessment whose values were moved is skipped without counting it
+//! unusable. A message carrying an identifier of an erased customer is not applied (see
+//! [`crate::identity`]: suppressions).
 //!
 //! Beyond the graph ([`crate::measurements`], [`Customers::apply_feed`], after the identity
 //! events of the same batch): `Skin Measurement Recorded` readings (a time series, under the
@@ -50,6 +55,7 @@ use dermis_events::ingest::{IngestHook, Prepared};
 use dermis_events::log;
 use dermis_events::message::{Kind, Message};
 use dermis_events::outbox::{Ingested, TOPIC};
+use dermis_events::pii::PiiPolicy;
 use dermis_events::schemas::normalize_name;
 use dermis_store::Db;
 use std::collections::BTreeMap;
@@ -206,7 +212,11 @@ pub fn feed_events(write_key_id: &str, m: &Message, mapping: &ConsentMapping) ->
         actions.push(FeedAction::Consent(c));
     }
     let props = m.payload.get("properties").unwrap_or(&Value::Null);
-    if is_event(m, MEASUREMENT_EVENTS) {
+    // Moved out of the log (applied at ingestion, before the message was stored): nothing here.
+    let moved = props.as_object().is_some_and(|p| p.values().any(PiiPolicy::is_moved));
+    if moved && (is_event(m, MEASUREMENT_EVENTS) || is_event(m, ASSESSMENT_EVENTS)) {
+        tracing::debug!(message_id = m.message_id, "health properties moved out of the log; applied at ingestion");
+    } else if is_event(m, MEASUREMENT_EVENTS) {
         match parse_measurement(props) {
             Ok(n) => actions.push(FeedAction::Measurement(n)),
             Err(errors) => {
@@ -329,8 +339,8 @@ pub fn identity_event(write_key_id: &str, m: &Message) -> Option<IdentityEvent> 
             let props = p.get("properties").unwrap_or(&Value::Null);
             let mut body = serde_json::Map::new();
             body.insert("source".into(), json!("quiz"));
-            for key in ["skin_type", "concerns", "sensitivities", "pregnant"] {
-                if let Some(v) = props.get(key).filter(|v| !v.is_null()) {
+            for key in ["skin_type", "concerns", "sensitivities", "allergies", "pregnant", "breastfeeding"] {
+                if let Some(v) = props.get(key).filter(|v| !v.is_null() && !PiiPolicy::is_moved(v)) {
                     body.insert(key.into(), v.clone());
                 }
             }
@@ -430,30 +440,27 @@ struct Pending {
 
 #[async_trait]
 impl Prepared for Pending {
-    /// The log keeps no personal trait (`dermis_events::pii`): the traits are applied here,
-    /// before the message is stored, so neither this node's consumer nor another node's can
-    /// apply it from the log first (without them; it then counts for nothing). A store failure
-    /// fails the request, which the client retries.
+    /// The log keeps no personal trait nor health property (`dermis_events::pii`): the
+    /// identity events and then the feed's steps (measurements, assessments, consents: after
+    /// the identities of the same batch, which may create their customer) are applied here,
+    /// before the messages are stored, so neither this node's consumer nor another node's can
+    /// apply them from the log first (without their values; they then count for nothing). A
+    /// store failure fails the request, which the client retries.
     async fn before_store(&mut self) -> Result<(), dermis_store::StoreError> {
         let events = std::mem::take(&mut self.events);
-        match self.feed.apply_all(&events).await {
-            Ok(()) => Ok(()),
-            Err(CustomersError::Store(e)) => Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "applying identity events at ingestion failed");
-                Ok(())
+        let steps = std::mem::take(&mut self.steps);
+        for result in [self.feed.apply_all(&events).await, self.feed.apply_feed(&steps).await] {
+            match result {
+                Ok(()) => {}
+                Err(CustomersError::Store(e)) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "applying the customers feed at ingestion failed"),
             }
         }
+        Ok(())
     }
 
-    async fn stored(self: Box<Self>) {
-        if let Err(e) = self.feed.apply_all(&self.events).await {
-            tracing::warn!(error = %e, "applying identity events at ingestion failed; the bus consumer applies them");
-        }
-        if let Err(e) = self.feed.apply_feed(&self.steps).await {
-            tracing::warn!(error = %e, "applying measurements, assessments or consents at ingestion failed; the bus consumer applies them");
-        }
-    }
+    /// Everything was applied before the messages were stored.
+    async fn stored(self: Box<Self>) {}
 }
 
 #[async_trait]
@@ -464,19 +471,25 @@ impl IngestHook for CustomersIngest {
         Box::new(Pending { feed: self.clone(), events, steps })
     }
 
-    /// Messages stored with their traits before the log stopped keeping them: those within
-    /// the 8 days the graph remembers what it applied are applied now if they were not yet
-    /// (their traits are about to leave the log); older ones were applied long ago (the bus
-    /// keeps a week) or came before the graph, and applying them again could bring back a value
-    /// the customer has changed since.
+    /// Messages stored with their traits or health properties before the log stopped keeping
+    /// them: those within the 8 days the graph and the feed remember what they applied are
+    /// applied now if they were not yet (their values are about to leave the log); older ones
+    /// were applied long ago (the bus keeps a week) or came before the graph, and applying them
+    /// again could bring back a value the customer has changed since.
     async fn prepare_stored(&self, write_key_id: &str, messages: &[&Message]) -> Box<dyn Prepared> {
-        let horizon = self.customers.now_ms() - APPLIED_KEPT_MS;
+        let now = self.customers.now_ms();
         let events = messages
             .iter()
-            .filter(|m| m.received_at_ms >= horizon)
+            .filter(|m| m.received_at_ms >= now - APPLIED_KEPT_MS)
             .filter_map(|m| identity_event(write_key_id, m))
             .collect();
-        Box::new(Pending { feed: self.clone(), events, steps: Vec::new() })
+        let steps = messages
+            .iter()
+            .filter(|m| m.received_at_ms >= now - APPLIED_KEPT_MS)
+            .flat_map(|m| feed_events(write_key_id, m, &self.consent_mapping))
+            .filter(|ev| !matches!(ev.action, FeedAction::Consent(_)))
+            .collect();
+        Box::new(Pending { feed: self.clone(), events, steps })
     }
 
     /// The customers domain erases its own data (`Customers::erase`); an erasure of events

@@ -54,6 +54,8 @@
 //!   `health_data`, counted when skipped), the profile's latest reading and 90-day trend per
 //!   metric (source `device`), assessments (conditions and contraindicated ingredients, source
 //!   `dermatologist`), consent decisions in event-time order.
+//! - [`retention`]: measurements past their retention deleted
+//!   ([`Customers::delete_measurements_before`], called by the server's sweeper).
 //! - [`matching`]: probabilistic matching (Fellegi–Sunter, EM-estimated weights, blocking with a
 //!   block-size cap) producing scored merge suggestions for review or auto-merge; pure code.
 //! - [`suggestions`]: matching run over the stored customers ([`Customers::run_matching`]):
@@ -86,6 +88,7 @@ pub mod online;
 pub mod privacy;
 pub mod projection;
 pub mod relay;
+pub mod retention;
 pub mod routes;
 pub mod rules;
 pub mod service;

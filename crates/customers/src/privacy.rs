@@ -58,6 +58,9 @@ pub struct Export {
     pub customer: Customer,
     /// Consents: current state and ledger.
     pub consents: Consents,
+    /// Every skin measurement kept (the profile shows only the latest and the trend).
+    #[serde(default)]
+    pub measurements: Vec<crate::measurements::MeasurementPoint>,
     /// Each other domain's part, by name.
     #[schema(value_type = Object)]
     pub domains: BTreeMap<String, Value>,

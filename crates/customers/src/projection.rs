@@ -34,7 +34,7 @@ struct State {
 /// A write to Redis, applied in order by one task (so two changes of one customer land in the
 /// order this node made them).
 enum Write {
-    Put(OnlineProfile, Option<String>),
+    Put(Box<OnlineProfile>, Option<String>),
     Forget(String),
 }
 
@@ -74,7 +74,7 @@ impl ProfileProjection {
         tokio::spawn(async move {
             while let Some(w) = queue.recv().await {
                 let done = match w {
-                    Write::Put(p, user_id) => redis.put(p, user_id.as_deref()).await,
+                    Write::Put(p, user_id) => redis.put(*p, user_id.as_deref()).await,
                     Write::Forget(id) => redis.forget(&id).await,
                 };
                 if let Err(e) = done {
@@ -131,7 +131,7 @@ impl ProfileProjection {
             Backing::Memory(state) => state,
             Backing::Redis { profiles, writes } => {
                 profiles.remember(&profile, c.identifiers.user_id.as_deref());
-                let _ = writes.send(Write::Put(profile, c.identifiers.user_id.clone()));
+                let _ = writes.send(Write::Put(Box::new(profile), c.identifiers.user_id.clone()));
                 return;
             }
         };

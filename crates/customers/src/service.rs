@@ -800,7 +800,8 @@ impl Customers {
             })?;
             domains.insert(source.name().to_owned(), part);
         }
-        Ok(Export { customer, consents, domains, exported_at: rfc3339(self.clock.now_ms()) })
+        let measurements = self.measurements(&customer.id, 0).await?;
+        Ok(Export { customer, consents, measurements, domains, exported_at: rfc3339(self.clock.now_ms()) })
     }
 
     /// Asks for a customer's erasure: the customer is gone from this domain (and their data key

@@ -1,5 +1,7 @@
 //! [`OnlineProfile`]: what serving needs to know about a customer (skin type, concerns,
-//! conditions, resolved allergies and sensitivities, pregnancy, consent state), derived from a
+//! conditions, resolved allergies, sensitivities and a dermatologist's contraindicated
+//! ingredients (canonical ids, families, and the names the knowledge base does not know, kept
+//! to be matched by name), pregnancy, consent state), derived from a
 //! [`Customer`] under its consents: health facts only while `health_data` is granted. Kept by
 //! [`crate::projection::ProfileProjection`] in memory or in [`crate::online::RedisProfiles`].
 
@@ -48,6 +50,21 @@ pub struct OnlineProfile {
     pub unknown_allergens: Vec<String>,
     /// Canonical ingredient ids the skin reacts to, families expanded (health).
     pub sensitivity_ids: BTreeSet<String>,
+    /// Families named as sensitivities (health).
+    #[serde(default)]
+    pub sensitivity_families: Vec<String>,
+    /// Sensitivity names the knowledge base does not know (health): match them by name.
+    #[serde(default)]
+    pub unknown_sensitivities: Vec<String>,
+    /// Canonical ingredient ids a dermatologist contraindicated, families expanded (health).
+    #[serde(default)]
+    pub contraindicated_ids: BTreeSet<String>,
+    /// Families a dermatologist contraindicated (health).
+    #[serde(default)]
+    pub contraindicated_families: Vec<String>,
+    /// Contraindicated names the knowledge base does not know (health): match them by name.
+    #[serde(default)]
+    pub unknown_contraindicated: Vec<String>,
     /// Pregnant (health).
     pub pregnant: bool,
     /// Breastfeeding (health).
@@ -108,8 +125,15 @@ impl OnlineProfile {
                 expand(&a.value, &mut p.allergy_ids, &mut p.allergy_families, &mut p.unknown_allergens);
             }
             if let Some(s) = &h.sensitivities {
-                let (mut fams, mut unknown) = (Vec::new(), Vec::new());
-                expand(&s.value, &mut p.sensitivity_ids, &mut fams, &mut unknown);
+                expand(&s.value, &mut p.sensitivity_ids, &mut p.sensitivity_families, &mut p.unknown_sensitivities);
+            }
+            if let Some(ci) = &h.contraindicated_ingredients {
+                expand(
+                    &ci.value,
+                    &mut p.contraindicated_ids,
+                    &mut p.contraindicated_families,
+                    &mut p.unknown_contraindicated,
+                );
             }
             p.pregnant = h.pregnant.as_ref().is_some_and(|f| f.value);
             p.breastfeeding = h.breastfeeding.as_ref().is_some_and(|f| f.value);

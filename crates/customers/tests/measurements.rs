@@ -89,6 +89,12 @@ async fn measurements_need_consent_and_reach_the_profile_with_a_trend(db: Db) {
     assert_eq!((t.latest.value, t.trend.per_30_days), (14.5, Some(0.0)));
     let json = serde_json::to_value(&mia).unwrap();
     assert_eq!(json["skin_profile"]["measurements"]["hydration"]["trend"]["per_30_days"], 6.0);
+    // The export holds the whole series, the reading outside the window too.
+    let export = c.export("shop-mia").await.unwrap();
+    let hydration: Vec<f64> =
+        export.measurements.iter().filter(|m| m.metric == Metric::Hydration).map(|m| m.value).collect();
+    assert_eq!(hydration.len(), 5, "{:?}", export.measurements);
+    assert!(hydration.contains(&10.0) && hydration.contains(&46.0));
 
     // Sealed at rest; each reading stored once however often its message comes.
     let sealed = stored_readings(&db).await;
@@ -286,8 +292,11 @@ const WITH_BUS: &[&[dermis_store::Migration]] = &[
     dermis_customers::MIGRATIONS,
 ];
 
-/// A node that did not ingest the messages applies them from the bus: readings and the consent
-/// of Segment's consent event reach the profile there, once.
+/// A node that did not ingest the messages applies from the bus what the log keeps: the consent
+/// of Segment's consent event. A reading's values never reach the log (moved out before the
+/// store, `dermis_events::pii`): ingested by a node without the customers hook they are lost;
+/// ingested through the hook they are applied before the store, and the other node's consumer
+/// finds them applied (counted once).
 async fn another_node_applies_measurements_and_consent_from_the_bus(db: Db) {
     use dermis_bus::EventBus;
     use dermis_bus::projection::{Projection, Projections, Settings};
@@ -305,20 +314,26 @@ async fn another_node_applies_measurements_and_consent_from_the_bus(db: Db) {
     let consent = json!({"type": "track", "event": "Segment Consent Preference Updated", "messageId": "cp1",
         "userId": "shop-bea", "timestamp": rfc3339(NOW - DAY),
         "context": {"consent": {"categoryPreferences": {"Health Data": true}}}});
-    ingest(&ingest_c, vec![consent, measurement("bm1", "shop-bea", NOW - 60_000, 51.0)]).await;
+    ingest(&ingest_c, vec![consent, measurement("bm1", "shop-bea", NOW - 120_000, 51.0)]).await;
     assert!(!a.consents("shop-bea").await.unwrap().granted(Purpose::HealthData), "nobody applied it yet");
 
     let projection: Arc<dyn Projection> = Arc::new(CustomersIngest::new(b.clone()));
     let settings = Settings { node_id: "b".into(), lag_alert: 1000, lag_every: Duration::from_millis(50), batch: 100 };
     let running = Projections::start(bus.clone(), vec![projection], settings);
     let started = Instant::now();
-    while b.get("shop-bea").await.unwrap().skin_profile.measurements.is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(20), "node B never applied the reading");
+    while !b.consents("shop-bea").await.unwrap().granted(Purpose::HealthData) {
+        assert!(started.elapsed() < Duration::from_secs(20), "node B never applied the consent");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(stored_readings(&db).await.is_empty(), "the log copy of bm1 holds markers, not readings");
+
+    // Through node A's hook: applied before the message is stored.
+    ingest(&ingestor(&db, &a), vec![measurement("bm2", "shop-bea", NOW - 60_000, 52.0)]).await;
+    assert_eq!(stored_readings(&db).await.len(), 2, "read-your-writes");
     let bea = b.get("shop-bea").await.unwrap();
-    assert_eq!(bea.skin_profile.measurements[&Metric::Hydration].latest.value, 51.0);
-    assert!(b.consents("shop-bea").await.unwrap().granted(Purpose::HealthData), "consent first, then the reading");
+    assert_eq!(bea.skin_profile.measurements[&Metric::Hydration].latest.value, 52.0);
+    // Node B's consumer reads bm2 from the log (stripped) and finds it applied.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     relay.abort();
     running.stop().await;
     assert_eq!(stored_readings(&db).await.len(), 2, "counted once");

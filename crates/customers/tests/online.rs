@@ -122,6 +122,21 @@ async fn conformance(backing: Backing) {
     assert_eq!(p.skin_type, Some(SkinType::Oily));
     assert!(p.pregnant && p.consents.health_data && p.allergy_ids.contains("limonene"));
     assert_eq!(p.unknown_allergens, ["zorblax"]);
+    // Sensitivities and a dermatologist's contraindications: resolved, unknown names kept.
+    let body = skin(json!({"sensitivities": ["parabens", "glorpweed"]}));
+    here.put_skin_profile("shop-ada", body.parse().unwrap(), None).await.unwrap();
+    let assessment: dermis_customers::input::RecordAssessment = serde_json::from_value(
+        json!({"contraindicated_ingredients": ["retinol", "fragrance", "snake oil"], "clinic_id": "c1"}),
+    )
+    .unwrap();
+    here.put_skin_profile("shop-ada", assessment.parse().unwrap(), None).await.unwrap();
+    let p = lookup(&here_node, "shop-ada").await.unwrap();
+    assert_eq!(p.unknown_sensitivities, ["glorpweed"], "an unknown sensitivity is kept");
+    assert_eq!(p.sensitivity_families, ["parabens"]);
+    assert!(p.sensitivity_ids.contains("methylparaben"), "{:?}", p.sensitivity_ids);
+    assert!(p.contraindicated_ids.contains("retinol") && p.contraindicated_ids.contains("limonene"));
+    assert_eq!(p.contraindicated_families, ["fragrance"]);
+    assert_eq!(p.unknown_contraindicated, ["snake oil"]);
 
     // Another node withdraws the consent: the bus message (an id only) reaches this one.
     let elsewhere = customers(&db).await;
@@ -131,6 +146,9 @@ async fn conformance(backing: Backing) {
     here_node.apply(&messages).await.unwrap(); // idempotent
     let p = lookup(&here_node, &made.id).await.unwrap();
     assert!(!p.pregnant && p.allergy_ids.is_empty() && !p.consents.health_data);
+    assert!(
+        p.unknown_sensitivities.is_empty() && p.contraindicated_ids.is_empty() && p.unknown_contraindicated.is_empty()
+    );
 
     // A new node: rebuilt from the store, it holds the same facts.
     let fresh = backing.node(&loader).await;

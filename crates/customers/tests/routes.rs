@@ -522,7 +522,60 @@ async fn merges_are_made_undone_and_shown_by_admins_only(db: Db) {
     is_problem(&api.call("DELETE", "/v1/customer-merges/mrg_nothing", &admin, None, &[]).await, 404);
 }
 
+/// Analysts see customers who granted `analytics` under pseudonymous ids, never a direct
+/// identifier nor a health fact; other roles that may not are refused.
+async fn analysts_see_pseudonymous_profiles_only(db: Db) {
+    let api = Api::new(&db).await;
+    let admin = admin_token();
+    let granted = |p: &str| json!({"purpose": p, "granted": true, "text_version": "v1", "channel": "web"});
+    let body = |name: &str, email: &str, user: &str, analytics: bool| {
+        let mut consents = vec![granted("health_data")];
+        if analytics {
+            consents.push(granted("analytics"));
+        }
+        json!({"name": name, "email": email, "phone": "+33612345678".replace('2', if analytics { "3" } else { "4" }),
+            "date_of_birth": "1990-06-15", "user_id": user, "loyalty": {"number": format!("L-{user}"), "tier": "gold"},
+            "external_ids": {"pos": format!("R-{user}")}, "consents": consents,
+            "skin_profile": {"skin_type": "dry", "concerns": ["dryness"], "allergies": ["linalool"]}})
+    };
+    let ana = api
+        .call("POST", "/v1/customers", &admin, Some(body("Ana Analytica", "ana@example.org", "shop-ana", true)), &[])
+        .await;
+    assert_eq!(ana.status, StatusCode::CREATED, "{}", ana.body);
+    let ben = api
+        .call("POST", "/v1/customers", &admin, Some(body("Ben Private", "ben@example.org", "shop-ben", false)), &[])
+        .await;
+    assert_eq!(ben.status, StatusCode::CREATED, "{}", ben.body);
+    let analyst = token(Role::Analyst, "an-1");
+    let page = api.call("GET", "/v1/analytics/customers?limit=10", &analyst, None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let items = page.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the customer who granted analytics: {}", page.body);
+    let item = &items[0];
+    assert!(item["analytics_id"].as_str().unwrap().starts_with("anl_"));
+    assert_eq!((item["skin_type"].as_str(), item["loyalty_tier"].as_str()), (Some("dry"), Some("gold")));
+    assert_eq!(item["channels"], json!(["pos"]));
+    let text = page.body.to_string();
+    let id = ana.body["id"].as_str().unwrap();
+    for direct in [id, "Ana", "ana@example.org", "shop-ana", "1990", "L-shop-ana", "R-shop-ana", "linalool", "+336"] {
+        assert!(!text.contains(direct), "{direct} reached an analyst: {text}");
+    }
+    // Another purpose: other ids; the same purpose: the same ids.
+    let other = api.call("GET", "/v1/analytics/customers?purpose=churn_model", &analyst, None, &[]).await;
+    assert_ne!(other.body["items"][0]["analytics_id"], item["analytics_id"]);
+    let again = api.call("GET", "/v1/analytics/customers", &analyst, None, &[]).await;
+    assert_eq!(again.body["items"][0]["analytics_id"], item["analytics_id"]);
+    // Bad input and roles.
+    is_problem(&api.call("GET", "/v1/analytics/customers?purpose=Not%20Valid", &analyst, None, &[]).await, 422);
+    is_problem(&api.call("GET", "/v1/analytics/customers?cursor=cus_123", &analyst, None, &[]).await, 422);
+    is_problem(&api.call("GET", "/v1/analytics/customers", &token(Role::StoreAssociate, "sa"), None, &[]).await, 403);
+    is_problem(&api.call("GET", "/v1/analytics/customers", &token(Role::Merchandiser, "m"), None, &[]).await, 403);
+    // Analysts still reach no customer directly.
+    is_problem(&api.call("GET", &format!("/v1/customers/{id}"), &analyst, None, &[]).await, 403);
+}
+
 dermis_store::backend_tests!(MIGRATIONS;
+    analysts_see_pseudonymous_profiles_only,
     merges_are_made_undone_and_shown_by_admins_only,
     hostile_bodies_never_get_a_500,
     a_customer_exports_and_erases_their_data,

@@ -519,6 +519,57 @@ impl Ingestor {
         Ok(progress)
     }
 
+    /// Retention: anonymizes up to `limit` events received before `cutoff_ms` with ids after
+    /// `after` (`""`: from the start; pass the previous [`log::Anonymized::last_id`] to skip
+    /// what is done), pages of 500 in transactions that zero what they overwrite, with this
+    /// node's personal-data policy (see [`log::anonymize_before`] for what stays); then the
+    /// store is scrubbed (SQLite WAL checkpointed and truncated, PostgreSQL vacuumed) when
+    /// anything changed. A second run over the same events changes nothing.
+    pub async fn anonymize_before(
+        &self,
+        cutoff_ms: i64,
+        after: &str,
+        limit: u32,
+    ) -> Result<log::Anonymized, EventsError> {
+        const PAGE: u32 = 500;
+        let mut total = log::Anonymized { rows: 0, last_id: None };
+        let mut cursor = after.to_owned();
+        let mut left = limit;
+        while left > 0 {
+            let page = log::anonymize_before(&self.db, cutoff_ms, &cursor, left.min(PAGE), &self.pii).await?;
+            let Some(last) = page.last_id else { break };
+            total.rows += page.rows;
+            left = left.saturating_sub(PAGE);
+            cursor = last.clone();
+            total.last_id = Some(last);
+        }
+        if total.rows > 0 {
+            self.scrub_after("anonymizing old events", &["events"]).await;
+        }
+        Ok(total)
+    }
+
+    /// Retention: deletes the dead letters received before `cutoff_ms` (zeroed, then the store
+    /// scrubbed). Returns how many.
+    pub async fn delete_dead_letters_before(&self, cutoff_ms: i64) -> Result<u64, EventsError> {
+        let n = log::delete_dead_letters_before(&self.db, cutoff_ms).await?;
+        if n > 0 {
+            self.scrub_after("deleting old dead letters", &["dead_letters"]).await;
+        }
+        Ok(n)
+    }
+
+    async fn scrub_after(&self, what: &str, tables: &[&str]) {
+        match self.db.scrub(tables).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                what,
+                "the WAL could not be truncated (readers kept it busy); the next checkpoints overwrite it"
+            ),
+            Err(e) => tracing::warn!(what, error = %e, "scrubbing the store failed"),
+        }
+    }
+
     /// Replays a dead letter (optionally with a corrected message): validates it again and, if it
     /// now passes, stores it in the log. Returns whether it was stored now (false when it was
     /// replayed before, or the log already held its `messageId`).

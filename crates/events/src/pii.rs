@@ -213,9 +213,8 @@ impl PiiPolicy {
             || (is_track
                 && o.get("properties").and_then(Value::as_object).is_some_and(|p| {
                     let event = o.get("event").and_then(Value::as_str);
-                    p.iter().any(|(k, v)| {
-                        self.is_personal_track_property(event, k) && !v.is_null() && !Self::is_marker(v)
-                    })
+                    p.iter()
+                        .any(|(k, v)| self.is_personal_track_property(event, k) && !v.is_null() && !Self::is_marker(v))
                 }))
     }
 

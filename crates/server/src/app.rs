@@ -388,6 +388,9 @@ impl Application {
             outboxes,
             projections,
             settings,
+            retention: config.retention.clone(),
+            // The application runs on the system clock (as its services do).
+            clock: dermis_core::clock::system(),
         });
         let _ = monitor.set(background.monitor());
         tracing::debug!(jobs = ?background.names(), "background jobs started");

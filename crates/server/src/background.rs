@@ -1,7 +1,8 @@
 //! Everything that runs beside the HTTP server, named in one place: the one outbox relay, the
 //! registered projections of the event stream, customers' erasures and asynchronous exports
-//! (made, resumed, deleted when expired), and housekeeping (expired idempotency keys, bus
-//! retention, product facts of an older knowledge base).
+//! (made, resumed, deleted when expired), housekeeping (expired idempotency keys, bus
+//! retention, product facts of an older knowledge base), and the retention sweeper (events
+//! anonymized, measurements and dead letters deleted past their configured age: [`sweep`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +11,12 @@ use dermis_bus::EventBus;
 use dermis_bus::projection::{Monitor, Projection, ProjectionHealth, Projections, Settings};
 use dermis_bus::relay::OutboxSource;
 use dermis_catalog::Catalog;
+use dermis_core::clock::SharedClock;
 use dermis_customers::Customers;
 use dermis_store::Db;
 use tokio::task::JoinHandle;
+
+use crate::config::RetentionConfig;
 
 /// What the background needs from the application.
 pub struct Parts {
@@ -32,6 +36,10 @@ pub struct Parts {
     pub projections: Vec<Arc<dyn Projection>>,
     /// How projections run.
     pub settings: Settings,
+    /// How long each kind of data is kept.
+    pub retention: RetentionConfig,
+    /// The time the retention cutoffs are taken from.
+    pub clock: SharedClock,
 }
 
 /// The running background jobs.
@@ -46,15 +54,19 @@ const RELAY_IDLE: Duration = Duration::from_millis(200);
 impl Background {
     /// Starts every job.
     pub fn start(parts: Parts) -> Self {
-        let Parts { db, bus, catalog, customers, ingestor, outboxes, projections, settings } = parts;
-        let jobs = vec![
+        let Parts { db, bus, catalog, customers, ingestor, outboxes, projections, settings, retention, clock } = parts;
+        let mut jobs = vec![
             ("outbox relay", tokio::spawn(dermis_bus::relay::run(bus.clone(), outboxes, RELAY_IDLE))),
             ("housekeeping", tokio::spawn(housekeeping(db, bus.clone()))),
             ("facts refresh", tokio::spawn(refresh_facts(catalog))),
             ("customer erasures", tokio::spawn(resume_erasures(customers.clone()))),
-            ("customer exports", tokio::spawn(customer_exports(customers))),
-            ("personal traits out of the event log", tokio::spawn(move_stored_pii(ingestor))),
+            ("customer exports", tokio::spawn(customer_exports(customers.clone()))),
+            ("personal traits out of the event log", tokio::spawn(move_stored_pii(ingestor.clone()))),
         ];
+        if retention.sweep_every_secs > 0 {
+            let sweeper = Sweeper { ingestor, customers, retention, clock, events_after: String::new() };
+            jobs.push(("retention sweeper", tokio::spawn(sweeper.run())));
+        }
         let projections = Projections::start(bus, projections, settings);
         Self { jobs, projections }
     }
@@ -164,5 +176,97 @@ async fn refresh_facts(catalog: Catalog) {
         Ok(0) => {}
         Ok(n) => tracing::info!(products = n, "product facts recomputed for the current knowledge base"),
         Err(e) => tracing::warn!(error = %e, "recomputing product facts failed"),
+    }
+}
+
+/// The retention sweeper's state: the configuration, and how far the events are anonymized
+/// (kept in memory: after a restart the first sweep reads the anonymized events once more and
+/// skips them).
+pub struct Sweeper {
+    /// Events (anonymization, dead letters).
+    pub ingestor: dermis_events::ingest::Ingestor,
+    /// Measurements.
+    pub customers: Customers,
+    /// The ages.
+    pub retention: RetentionConfig,
+    /// The time cutoffs are taken from.
+    pub clock: SharedClock,
+    /// Every event up to this id, before the last cutoff, is anonymized.
+    pub events_after: String,
+}
+
+/// What one sweep changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Events anonymized.
+    pub events: u64,
+    /// Measurements deleted.
+    pub measurements: u64,
+    /// Dead letters deleted.
+    pub dead_letters: u64,
+}
+
+/// Events anonymized per sweep at most (pages of 500): a backlog (the first sweep of an old
+/// store) is worked off over several sweeps instead of one long one.
+const EVENTS_PER_SWEEP: u32 = 50_000;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Sweeper {
+    /// Sweeps every `sweep_every_secs`, the first time at start.
+    async fn run(mut self) {
+        let every = Duration::from_secs(self.retention.sweep_every_secs.max(1) as u64);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep().await;
+        }
+    }
+
+    /// One sweep: each kind of data with a retention (not 0) past its cutoff, read from the
+    /// clock. A failing kind is logged and does not stop the others. Logs and counts
+    /// (`dermis_retention_swept_total{data=...}`) what changed.
+    pub async fn sweep(&mut self) -> Swept {
+        let now = self.clock.now_ms();
+        let cutoff = |days: i64| (days > 0).then(|| now - days * DAY_MS);
+        let mut swept = Swept::default();
+        if let Some(c) = cutoff(self.retention.events_days) {
+            match self.ingestor.anonymize_before(c, &self.events_after, EVENTS_PER_SWEEP).await {
+                Ok(a) => {
+                    swept.events = a.rows;
+                    if let Some(last) = a.last_id {
+                        self.events_after = last;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "retention: anonymizing old events failed"),
+            }
+        }
+        if let Some(c) = cutoff(self.retention.measurements_days) {
+            match self.customers.delete_measurements_before(c).await {
+                Ok(n) => swept.measurements = n,
+                Err(e) => tracing::warn!(error = %e, "retention: deleting old measurements failed"),
+            }
+        }
+        if let Some(c) = cutoff(self.retention.dead_letters_days) {
+            match self.ingestor.delete_dead_letters_before(c).await {
+                Ok(n) => swept.dead_letters = n,
+                Err(e) => tracing::warn!(error = %e, "retention: deleting old dead letters failed"),
+            }
+        }
+        for (data, n) in
+            [("events", swept.events), ("measurements", swept.measurements), ("dead_letters", swept.dead_letters)]
+        {
+            metrics::counter!("dermis_retention_swept_total", "data" => data).increment(n);
+        }
+        if swept != Swept::default() {
+            tracing::info!(
+                events_anonymized = swept.events,
+                measurements_deleted = swept.measurements,
+                dead_letters_deleted = swept.dead_letters,
+                "retention sweep"
+            );
+        }
+        swept
     }
 }

@@ -46,6 +46,62 @@ pub struct Config {
     pub features: FeaturesConfig,
     /// Customer data.
     pub customers: CustomersConfig,
+    /// How long each kind of data is kept.
+    pub retention: RetentionConfig,
+}
+
+/// How long each kind of data is kept, in days (0: kept for ever), and how often the sweeper
+/// applies it (see `crate::background`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Events received longer ago are anonymized: what links them to a person goes, the event
+    /// name, time and non-personal properties stay (`DERMIS_RETENTION__EVENTS_DAYS`; default
+    /// 395, about 13 months).
+    pub events_days: i64,
+    /// Skin measurements recorded longer ago are deleted (`DERMIS_RETENTION__MEASUREMENTS_DAYS`;
+    /// default 730).
+    pub measurements_days: i64,
+    /// Dead letters received longer ago are deleted (`DERMIS_RETENTION__DEAD_LETTERS_DAYS`;
+    /// default 30).
+    pub dead_letters_days: i64,
+    /// Seconds between sweeps (`DERMIS_RETENTION__SWEEP_EVERY_SECS`; default 3600; 0 turns the
+    /// sweeper off).
+    pub sweep_every_secs: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { events_days: 395, measurements_days: 730, dead_letters_days: 30, sweep_every_secs: 3600 }
+    }
+}
+
+/// The longest retention accepted, in days (100 years): more is a typo.
+pub const RETENTION_MAX_DAYS: i64 = 36_500;
+
+impl RetentionConfig {
+    /// Refuses negative or absurd values, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, days) in [
+            ("events_days", self.events_days),
+            ("measurements_days", self.measurements_days),
+            ("dead_letters_days", self.dead_letters_days),
+        ] {
+            if !(0..=RETENTION_MAX_DAYS).contains(&days) {
+                return Err(format!(
+                    "retention.{name} (DERMIS_RETENTION__{}) must be between 0 (keep for ever) and {RETENTION_MAX_DAYS} days, not {days}",
+                    name.to_ascii_uppercase()
+                ));
+            }
+        }
+        if !(0..=7 * 24 * 3600).contains(&self.sweep_every_secs) {
+            return Err(format!(
+                "retention.sweep_every_secs (DERMIS_RETENTION__SWEEP_EVERY_SECS) must be between 0 (off) and 604800 (a week), not {}",
+                self.sweep_every_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Customer data: the master key that wraps every customer's data key.
@@ -192,6 +248,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             features: FeaturesConfig::default(),
             customers: CustomersConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -268,8 +325,12 @@ impl Config {
                 "test_nats_url",
                 "require_services",
             ]))
-            .extract()
+            .extract::<Self>()
             .map_err(Box::new)
+            .and_then(|c| {
+                c.retention.validate().map_err(|e| Box::new(figment::Error::from(e)))?;
+                Ok(c)
+            })
     }
 }
 
@@ -293,6 +354,35 @@ mod tests {
             assert_eq!(c.auth.jwt_secret.as_ref().unwrap().expose_secret(), "a-very-secret-value-that-is-long-enough");
             assert!(!format!("{c:?}").contains("a-very-secret"), "Debug output redacts secrets");
             assert_eq!(c.data_dir, PathBuf::from("dermis-data"), "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn retention_has_defaults_reads_the_environment_and_refuses_bad_values() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("config");
+            assert_eq!(
+                (c.retention.events_days, c.retention.measurements_days, c.retention.dead_letters_days),
+                (395, 730, 30)
+            );
+            assert_eq!(c.retention.sweep_every_secs, 3600);
+            jail.set_env("DERMIS_RETENTION__EVENTS_DAYS", "0");
+            jail.set_env("DERMIS_RETENTION__MEASUREMENTS_DAYS", "365");
+            let c = Config::load(None).expect("config");
+            assert_eq!((c.retention.events_days, c.retention.measurements_days), (0, 365), "0 keeps events for ever");
+            jail.set_env("DERMIS_RETENTION__MEASUREMENTS_DAYS", "-1");
+            let e = Config::load(None).expect_err("a negative retention is refused").to_string();
+            assert!(e.contains("retention.measurements_days") && e.contains("-1"), "{e}");
+            jail.set_env("DERMIS_RETENTION__MEASUREMENTS_DAYS", "730");
+            jail.set_env("DERMIS_RETENTION__DEAD_LETTERS_DAYS", "99999999");
+            let e = Config::load(None).expect_err("an absurd retention is refused").to_string();
+            assert!(e.contains("retention.dead_letters_days"), "{e}");
+            jail.set_env("DERMIS_RETENTION__DEAD_LETTERS_DAYS", "30");
+            jail.set_env("DERMIS_RETENTION__SWEEP_EVERY_SECS", "-5");
+            let e = Config::load(None).expect_err("a negative period is refused").to_string();
+            assert!(e.contains("sweep_every_secs"), "{e}");
             Ok(())
         });
     }

@@ -27,6 +27,8 @@
 //!   its progress in `event_pii_moves`).
 //! - `erase`: erasure of one customer's events ([`erase`]), with the bus message that makes
 //!   every node forget them.
+//! - `retention`: events received before a cutoff anonymized ([`anonymize_before`]: what stays
+//!   and what goes is listed there), old dead letters deleted.
 //!
 //! The parts import the shared ones (`job`, `keys`, `subject`) and never one another in both
 //! directions: `writer` uses `sqlite`, `indexer` and `postgres`; `indexer` uses `sqlite`.
@@ -38,6 +40,7 @@ mod keys;
 mod pii;
 mod postgres;
 mod read;
+mod retention;
 mod sqlite;
 mod subject;
 mod writer;
@@ -49,5 +52,6 @@ pub use pii::{PiiProgress, pii_progress, rewrite_payloads, save_pii_progress};
 pub use read::{
     Logged, StoredDeadLetter, StoredEvent, dead_letter, dead_letters, erasures_since, events_of, messages, since,
 };
+pub use retention::{ANONYMIZED, Anonymized, anonymize_before, anonymize_payload, delete_dead_letters_before};
 pub use subject::Subject;
 pub use writer::LogWriter;

@@ -1,8 +1,9 @@
 //! [`CustomerSafety`]: what the safety rules read about a customer: the skin facts of the
 //! online profile ([`OnlineProfile`], health facts only under the `health_data` consent, as the
-//! profile projection keeps them), plus inputs other parts of the system provide: reactions the
-//! customer reported, contraindications from a dermatologist's assessment, whether the routine has
-//! a sunscreen, and availability for the requested channel or store.
+//! profile projection keeps them, a dermatologist's contraindicated ingredients among them), plus
+//! inputs other parts of the system provide: reactions the customer reported, further
+//! contraindications, whether the routine has a sunscreen, and availability for the requested
+//! channel or store.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -135,7 +136,7 @@ pub struct CustomerSafety {
 
 impl CustomerSafety {
     /// From the online profile (the health facts it holds are those the customer consented to
-    /// share).
+    /// share), the dermatologist's contraindicated ingredients among them.
     pub fn from_profile(p: &OnlineProfile) -> Self {
         Self {
             skin_type: p.skin_type.map(|s| s.as_str().to_owned()),
@@ -146,7 +147,16 @@ impl CustomerSafety {
                 families: p.allergy_families.clone(),
                 unknown: p.unknown_allergens.clone(),
             },
-            sensitivities: IngredientSet { ids: p.sensitivity_ids.clone(), ..IngredientSet::default() },
+            sensitivities: IngredientSet {
+                ids: p.sensitivity_ids.clone(),
+                families: p.sensitivity_families.clone(),
+                unknown: p.unknown_sensitivities.clone(),
+            },
+            contraindications: IngredientSet {
+                ids: p.contraindicated_ids.clone(),
+                families: p.contraindicated_families.clone(),
+                unknown: p.unknown_contraindicated.clone(),
+            },
             pregnant: p.pregnant,
             breastfeeding: p.breastfeeding,
             ..Self::default()

@@ -334,6 +334,31 @@ fn a_profile_becomes_a_customer_the_rules_read() {
 }
 
 #[test]
+fn a_profiles_contraindications_and_unknown_sensitivities_reach_the_rules() {
+    let kb = kb();
+    let contra = IngredientSet::resolve(&["retinol", "Vexalin Resin"], kb);
+    let sens = IngredientSet::resolve(&["Glimmerroot Oil"], kb);
+    let profile = OnlineProfile {
+        customer_id: "cus_2".into(),
+        contraindicated_ids: contra.ids.clone(),
+        contraindicated_families: contra.families.clone(),
+        unknown_contraindicated: contra.unknown.clone(),
+        sensitivity_ids: sens.ids.clone(),
+        sensitivity_families: sens.families.clone(),
+        unknown_sensitivities: sens.unknown.clone(),
+        ..OnlineProfile::default()
+    };
+    let c = CustomerSafety::from_profile(&profile).with_sunscreen(true);
+    assert_eq!(c.contraindications, contra);
+    assert_eq!(c.sensitivities.unknown, ["Glimmerroot Oil"]);
+    let s = safety();
+    let v = s.check(&product("1", "Water, Retinol"), &c);
+    assert_eq!(rule_ids(&v), ["contraindication"]);
+    let v = s.check(&product("2", "Water, Vexalin Resin"), &c);
+    assert!(rule_ids(&v).contains(&"contraindication"), "an unknown name is matched as words of the label");
+}
+
+#[test]
 fn filter_keeps_the_allowed_in_order_and_records_every_exclusion() {
     let s = safety();
     let products =
