@@ -27,11 +27,19 @@ fn topic_pattern(prefix: &str) -> String {
     if prefix.is_empty() || prefix.ends_with('.') { format!("{escaped}%") } else { escaped }
 }
 
+/// Whether a consumer's selection takes `topic` (as [`topic_pattern`] selects in SQL).
+fn selects(selection: &str, topic: &str) -> bool {
+    if selection.is_empty() || selection.ends_with('.') { topic.starts_with(selection) } else { topic == selection }
+}
+
 /// The embedded bus.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBus {
     db: Db,
-    published: Arc<Notify>,
+    /// One per selection a consumer of this process waits on (`""`, `"catalog."`,
+    /// `"events.ingested"` ...): a publication wakes only the consumers whose selection takes
+    /// one of its topics, not every idle consumer of the node.
+    published: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>>,
     clock: SharedClock,
     /// Each consumer's acknowledged position as this process last read or wrote it: a consumer
     /// belongs to one process (its name carries the node), so an idle consumer's look costs one
@@ -66,7 +74,7 @@ impl EmbeddedBus {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            published: Arc::new(Notify::new()),
+            published: Arc::default(),
             clock: dermis_core::clock::system(),
             offsets: Arc::default(),
             writes: Arc::default(),
@@ -84,10 +92,25 @@ impl EmbeddedBus {
         &self.db
     }
 
-    /// Wakes this process's waiting consumers: call after committing a
-    /// [`publish_in_sqlite_transaction`].
-    pub fn wake(&self) {
-        self.published.notify_waiters();
+    /// Wakes this process's consumers waiting on a selection that takes `topic`: call after
+    /// committing a [`publish_in_sqlite_transaction`] of messages on `topic`.
+    pub fn wake(&self, topic: &str) {
+        self.wake_topics(std::iter::once(topic));
+    }
+
+    fn wake_topics<'a>(&self, topics: impl Iterator<Item = &'a str> + Clone) {
+        let published = self.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (selection, notify) in published.iter() {
+            if topics.clone().any(|t| selects(selection, t)) {
+                notify.notify_waiters();
+            }
+        }
+    }
+
+    /// What a consumer of `selection` waits on.
+    fn notifier(&self, selection: &str) -> Arc<Notify> {
+        let mut published = self.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        published.entry(selection.to_owned()).or_default().clone()
     }
 
     /// A consumer's position for its own fetches: from memory once known.
@@ -216,7 +239,7 @@ impl EmbeddedBus {
             match inserted {
                 Ok(_) => {
                     tx.commit().await.map_err(StoreError::from)?;
-                    self.published.notify_waiters();
+                    self.wake_topics(fresh.iter().map(|m| m.topic.as_str()));
                     return Ok(());
                 }
                 Err(e) => {
@@ -236,7 +259,7 @@ impl EmbeddedBus {
 /// exactly when that transaction commits, so no outbox row has to be written, relayed and
 /// deleted. The transaction must hold SQLite's write lock (`BEGIN IMMEDIATE`), which makes the
 /// positions taken here safe. Ids published before are skipped. Call [`EmbeddedBus::wake`]
-/// after the commit.
+/// with their topic after the commit.
 pub fn publish_in_sqlite_transaction(
     tx: &rusqlite::Connection,
     messages: &[Outgoing],
@@ -282,7 +305,8 @@ impl EventBus for EmbeddedBus {
 
     async fn fetch(&self, consumer: &str, prefix: &str, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError> {
         check_name(consumer)?;
-        let notified = self.published.notified();
+        let notifier = self.notifier(prefix);
+        let notified = notifier.notified();
         let got = self.pending(consumer, prefix, max).await?;
         if !got.is_empty() || wait.is_zero() {
             return Ok(got);

@@ -244,7 +244,7 @@ impl Writer {
     /// Wakes the bus's consumers after a commit that published in the log.
     fn published(&self, stored: usize) {
         if let Some(bus) = self.bus.as_ref().filter(|_| stored > 0) {
-            bus.wake();
+            bus.wake(crate::outbox::TOPIC);
         }
     }
 
