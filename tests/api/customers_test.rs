@@ -147,9 +147,19 @@ async fn health_facts_follow_the_health_data_consent_through_export_and_erasure(
     assert_eq!(c["skin_profile"]["conditions"]["value"], json!(["eczema"]));
     assert_eq!(c["skin_profile"]["skin_type"]["value"], "sensitive");
 
-    // The export (here by her user id) holds the profile with each fact's source, and the
-    // consent ledger.
+    // What she did in the shop: an event, and the online features it feeds.
+    let key = crate::events_test::write_key(&app).await;
+    let view = json!({"type": "track", "event": "Product Viewed", "userId": "shop-grace", "messageId": "grace-v1",
+        "properties": {"product_id": "P-grace", "price": 12.5}});
+    assert_eq!(crate::events_test::post_ingest(&app, &key, "/v1/track", &view).await.status(), 200);
+
+    // The export (here by her user id) holds the profile with each fact's source, the consent
+    // ledger, her events and her online features.
     let export = json_of(app.get("/v1/customers/shop-grace/export", Role::Admin).await, 200).await;
+    let events = export["domains"]["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["message"]["messageId"] == "grace-v1"), "{export}");
+    let views = export["domains"]["features"]["shop-grace"]["recent_views"].as_array().unwrap();
+    assert_eq!(views.len(), 1, "{export}");
     assert_eq!(export["customer"]["id"], id.as_str());
     assert_eq!(export["customer"]["email"], "grace@example.com");
     assert_eq!(allergy_names(&export["customer"]), ["Linalool", "Zorblax Root Extract"], "{export}");

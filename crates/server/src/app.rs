@@ -167,10 +167,13 @@ async fn open_customers(
     db: &Db,
     clock: &SharedClock,
     ingestor: &Ingestor,
+    features: &Features,
 ) -> anyhow::Result<Customers> {
     let keys = customers_keyring(config)?;
     let customers = Customers::open(db.clone(), keys, clock.clone()).await.context("opening customers")?;
-    Ok(customers.with_personal_data(Arc::new(EventsData::new(ingestor.clone()))))
+    Ok(customers
+        .with_personal_data(Arc::new(EventsData::new(ingestor.clone())))
+        .with_personal_data(Arc::new(crate::personal_data::FeaturesData(features.clone()))))
 }
 
 /// The customers' master keys from the configuration: `customers.master_key` (or
@@ -279,7 +282,7 @@ impl Application {
                 Arc::new(embedded)
             }
         };
-        let customers = open_customers(&config, &db, &clock, &ingestor).await?;
+        let customers = open_customers(&config, &db, &clock, &ingestor, &features).await?;
         let profiles = Arc::new(open_profiles(&config, &customers).await?);
         let customers = customers.with_projection(profiles.clone());
         // The identity graph and profile facts from `identify`, `alias` and quiz events: at

@@ -9,6 +9,8 @@
 //! - [`metrics`]: Prometheus request metrics and pool gauges.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 //! - [`openapi`]: the document's frame.
+//! - [`personal_data`]: the features domain's part of a customer's export (wired here, where
+//!   customers and features meet).
 //! - [`admin_audit`]: the layer that records admin actions (API keys, write keys, a customer's
 //!   events, dead letters) in the audit log before their handlers run.
 //! - [`background`]: everything that runs beside the HTTP server, named in one place: the one
@@ -28,6 +30,7 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod personal_data;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;
