@@ -174,13 +174,15 @@ impl Customers {
             None => String::new(),
         };
         let today = dermis_core::clock::rfc3339(self.clock.now_ms());
+        // A customer merged into another is that other one now: listed once, as the winner.
+        let merged = crate::store::merged_away(self.db.reader()).await?;
         let mut items = Vec::new();
         loop {
             let page = self.page(&after, limit).await?;
             let full = page.len() as u32 == limit;
             for (c, consents) in &page {
                 after = c.id.clone();
-                if !consents.granted(Purpose::Analytics) {
+                if merged.contains(&c.id) || !consents.granted(Purpose::Analytics) {
                     continue;
                 }
                 let granted: Vec<Purpose> = Purpose::ALL.iter().copied().filter(|p| consents.granted(*p)).collect();

@@ -1070,3 +1070,11 @@ pub async fn delete_match_suggestions(conn: &mut AnyConnection, customer_id: &st
         .await?;
     Ok(())
 }
+
+/// The ids of customers merged into another (their rows stay, for an unmerge).
+pub async fn merged_away<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM customers WHERE merged_into IS NOT NULL").fetch_all(ex).await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+}

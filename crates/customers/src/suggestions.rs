@@ -147,13 +147,14 @@ const COLUMNS: &str = "id, a, b, score, probability, decision, evidence, status,
 impl Customers {
     /// Every live customer (not merged away) as matching sees it.
     async fn match_records(&self) -> Result<Vec<Record>, CustomersError> {
+        let merged = crate::store::merged_away(self.db.reader()).await?;
         let mut after = String::new();
         let mut out = Vec::new();
         loop {
             let page = self.page(&after, PAGE).await?;
             let Some((last, _)) = page.last() else { return Ok(out) };
             after = last.id.clone();
-            for (c, _) in &page {
+            for (c, _) in page.iter().filter(|(c, _)| !merged.contains(&c.id)) {
                 let (first, last) = c.contact.name.as_deref().map(split_name).unwrap_or((None, None));
                 out.push(Record::normalized(
                     c.id.clone(),

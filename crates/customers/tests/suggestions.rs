@@ -79,6 +79,10 @@ async fn suggests_for_review_and_merges_only_above_the_high_threshold(db: Db) {
     assert_eq!(report.auto_merged.len(), 1, "only the pair above the threshold is merged: {report:?}");
     assert_eq!(c.get(&high.b).await.unwrap().id, high.a, "the newer customer answers as the older");
     assert_eq!(c.get(&low.b).await.unwrap().id, low.b, "the pair under the threshold is not merged");
+    // A customer merged away is not matched again (with its winner, or anyone).
+    let after_merge = c.run_matching(&config, true, "adm-1").await.unwrap();
+    assert_eq!(after_merge.customers, 43, "{after_merge:?}");
+    assert!(after_merge.auto_merged.is_empty() && after_merge.new_for_review == 0, "{after_merge:?}");
     let pending = c.match_suggestions("pending", 100).await.unwrap();
     assert_eq!(pending.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [low.id.as_str()]);
 
