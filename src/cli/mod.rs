@@ -8,7 +8,7 @@
 //! - [`migrate`]: the `migrate` command (apply every migration, then exit).
 //! - [`token`]: the `token` command (a bearer token signed with the server's secret).
 //! - [`keys`]: the `write-key create|list|revoke` and `api-key create|list|revoke` commands.
-//! - [`import`]: the `import catalog` command.
+//! - [`import`]: the `import catalog` and `import interactions` commands.
 //! - [`audit`]: the `audit verify` and `audit export` commands.
 //! - [`recommend`]: the `eval` and `recommend-batch` commands (the recommendation engine offline,
 //!   on interaction files).
@@ -113,11 +113,11 @@ enum Command {
     Eval {
         /// Training interactions (`author_id,product_id,rating[,submission_time]`, .csv or
         /// .csv.gz); several files comma-separated or repeated.
-        #[arg(long, required = true, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', required_unless_present = "cold_start")]
         train: Vec<PathBuf>,
         /// Held-out interactions, same columns.
-        #[arg(long)]
-        test: PathBuf,
+        #[arg(long, required_unless_present = "cold_start")]
+        test: Option<PathBuf>,
         /// Models to compare (default all): popularity, item-knn, ease, als, hybrid.
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
@@ -128,6 +128,25 @@ enum Command {
         /// interaction).
         #[arg(long)]
         review_weights: Option<String>,
+        /// A catalog (Sephora product_info .csv or .csv.gz). With --train/--test: every test user
+        /// gets a reproducible random safety profile (30% with 1-3 common allergies, 10% pregnant,
+        /// 20% sensitive skin) and the violations in each model's top k are counted, before and
+        /// after the safety layer (without it the column says n/a). With --cold-start: the
+        /// products ranked are its skin care.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// The seed of the safety profiles (needs --catalog).
+        #[arg(long, requires = "catalog")]
+        safety_profiles: Option<u64>,
+        /// Cold start instead: reviewers with a skin type (--reviews), split 80/20 by a hash of
+        /// author_id; test reviewers ranked from their skin type alone against popularity, global
+        /// and per skin type, content alone and the blend (tuned on the fit reviewers only).
+        #[arg(long, requires_all = ["reviews", "catalog"], conflicts_with_all = ["train", "test", "models", "review_weights", "safety_profiles"])]
+        cold_start: bool,
+        /// Review files with `author_id, rating, skin_type, product_id` (the 2023 skin care
+        /// reviews), for --cold-start; several comma-separated or repeated.
+        #[arg(long, value_delimiter = ',', requires = "cold_start")]
+        reviews: Vec<PathBuf>,
     },
     /// Write the top k products for each user of a list as CSV `user_id,rank,product_id`,
     /// never one the user interacted with.
@@ -188,6 +207,16 @@ enum ImportWhat {
     /// Import products: Sephora product_info (.csv, .csv.gz) or Dermis JSON/NDJSON (.json, .ndjson).
     /// Products are matched by external id: importing again updates, never duplicates.
     Catalog {
+        /// The file.
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import reviews (`author_id,product_id,rating[,submission_time]`, .csv or .csv.gz;
+    /// `product_id` is the catalog's external id) as `Product Reviewed` events through event
+    /// ingestion. Importing again stores nothing twice.
+    Interactions {
         /// The file.
         file: PathBuf,
         /// Print the report as JSON.
@@ -264,12 +293,27 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Migrate => migrate::migrate(&config).await,
         Command::Token { role, sub, store, ttl } => token::token(&config, &role, &sub, store.as_deref(), &ttl),
         Command::Import { what: ImportWhat::Catalog { file, json } } => import::catalog(&config, &file, json).await,
+        Command::Import { what: ImportWhat::Interactions { file, json } } => {
+            import::interactions::run(&config, &file, json).await
+        }
         Command::WriteKey { action } => keys::write_key(&config, action).await,
         Command::ApiKey { action } => keys::api_key(&config, action).await,
         Command::Audit { action: AuditAction::Verify } => audit::verify(&config).await,
         Command::Audit { action: AuditAction::Export { customer_id } } => audit::export(&config, &customer_id).await,
-        Command::Eval { train, test, models, k, review_weights } => {
-            recommend::eval(&train, &test, &models, k, review_weights.as_deref())
+        Command::Eval { train, test, models, k, review_weights, catalog, safety_profiles, cold_start, reviews } => {
+            match (cold_start, test, catalog) {
+                (true, _, Some(catalog)) => recommend::cold_start(&reviews, &catalog, k),
+                (false, Some(test), catalog) => recommend::eval(
+                    &train,
+                    &test,
+                    &models,
+                    k,
+                    review_weights.as_deref(),
+                    catalog.as_deref(),
+                    safety_profiles.unwrap_or(14),
+                ),
+                _ => anyhow::bail!("eval needs --train and --test, or --cold-start with --reviews and --catalog"),
+            }
         }
         Command::RecommendBatch { interactions, catalog, users, k, out, model, review_weights } => {
             recommend::recommend_batch(
@@ -354,7 +398,7 @@ mod tests {
         let cli = parse(&["eval", "--train", "a.csv,b.csv.gz", "--test", "v.csv", "--data-dir", "D"]);
         let Command::Eval { train, test, models, k, .. } = cli.command else { panic!("not eval") };
         assert_eq!(train, [PathBuf::from("a.csv"), PathBuf::from("b.csv.gz")]);
-        assert_eq!((test, models.len(), k), (PathBuf::from("v.csv"), 0, 10));
+        assert_eq!((test, models.len(), k), (Some(PathBuf::from("v.csv")), 0, 10));
         let cli = parse(&[
             "recommend-batch",
             "--interactions",

@@ -17,6 +17,7 @@ mod kill_test;
 mod openapi_test;
 mod ops_test;
 mod privacy_test;
+mod recommend_test;
 mod retention_test;
 mod search_test;
 mod shutdown_test;

@@ -514,6 +514,22 @@ impl Catalog {
         store::get_product(self.db.reader(), id).await?.ok_or_else(|| CatalogError::ProductNotFound(id.to_owned()))
     }
 
+    /// Products in full (resolved ingredient lists included) in id order after `after`, each with
+    /// its lowest active SKU price in minor units: for projections that keep the whole catalog
+    /// in memory.
+    pub async fn full_products(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Product, Option<i64>)>, CatalogError> {
+        Ok(store::list_full_products(self.db.reader(), after, None, limit).await?)
+    }
+
+    /// One product in full with its lowest active SKU price (`None`: no such product).
+    pub async fn full_product(&self, id: &str) -> Result<Option<(Product, Option<i64>)>, CatalogError> {
+        Ok(store::list_full_products(self.db.reader(), None, Some(id), 1).await?.into_iter().next())
+    }
+
     /// A product by its Dermis id or by the id of the system it was imported from
     /// (`external_id`, such as Sephora's `P473671`, which is what a web shop's events carry).
     pub async fn product_by_reference(&self, reference: &str) -> Result<Option<Product>, CatalogError> {

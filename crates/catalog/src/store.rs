@@ -104,6 +104,41 @@ pub async fn get_product<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -
     Ok(Some(p))
 }
 
+/// Reads products in full (resolved ingredient lists included) in id order after `after`, at
+/// most `limit`, each with its lowest active SKU price in minor units: what a projection that
+/// keeps the whole catalog in memory (the recommendation engine's) loads.
+pub async fn list_full_products<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    after: Option<&str>,
+    only: Option<&str>,
+    limit: u32,
+) -> Result<Vec<(Product, Option<i64>)>, StoreError> {
+    let mut sql = format!(
+        "SELECT {PRODUCT_COLUMNS}, ingredient_entries, \
+         (SELECT min_price_minor FROM product_search s WHERE s.product_id = products.id) AS min_price_minor \
+         FROM products WHERE id > $1"
+    );
+    if only.is_some() {
+        sql.push_str(" AND id = $2");
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    let mut q = sqlx::query(&sql).bind(after.unwrap_or(""));
+    if let Some(id) = only {
+        q = q.bind(id);
+    }
+    q.fetch_all(ex)
+        .await?
+        .iter()
+        .map(|row| {
+            let mut p = product(row)?;
+            if let Some(a) = p.attributes.as_mut() {
+                a.ingredients = json_column(row, "ingredient_entries")?.unwrap_or_default();
+            }
+            Ok((p, row.try_get::<Option<i64>, _>("min_price_minor")?))
+        })
+        .collect()
+}
+
 /// The id of the product with this external id.
 pub async fn product_id_by_external_id<'c, E: Executor<'c, Database = Any>>(
     ex: E,

@@ -71,6 +71,9 @@ pub struct OnlineProfile {
     pub breastfeeding: bool,
     /// Consent state.
     pub consents: ConsentFlags,
+    /// The user id the customer's events carry (`userId`), to find what they did.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// The ingredient ids of each family, computed once (a family scans the whole knowledge base).
@@ -116,6 +119,7 @@ impl OnlineProfile {
             skin_type: skin.skin_type.as_ref().map(|f| f.value),
             concerns: skin.concerns.as_ref().map(|f| f.value.clone()).unwrap_or_default(),
             consents: flags,
+            user_id: c.identifiers.user_id.clone(),
             ..Default::default()
         };
         if flags.health_data {

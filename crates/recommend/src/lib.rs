@@ -29,14 +29,19 @@
 
 pub mod als;
 pub mod batch;
+pub mod content;
 pub mod data;
 pub mod ease;
 pub mod eval;
+pub mod expr;
 pub mod hybrid;
 pub mod knn;
 pub mod model;
 pub mod popularity;
+pub mod routes;
 pub mod safety;
+pub mod serving;
+pub mod weather;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

@@ -30,7 +30,11 @@ use dermis_customers::model::{Condition, IngredientMatch, SkinType};
 use dermis_customers::projection::OnlineProfile;
 use dermis_ingredients::KnowledgeBase;
 use dermis_ingredients::kb::{FAMILIES, in_family};
+use dermis_recommend::content::ContentProfile;
 use dermis_recommend::safety::{CustomerSafety, IngredientSet, ProductSafetyFacts, Reaction, Safety};
+use dermis_recommend::serving::live::LiveInteractions;
+use dermis_recommend::serving::products::CatalogView;
+use dermis_recommend::serving::{Context, Engine, EngineConfig, Request, Subject};
 use dermis_store::testing::TestDb;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -589,6 +593,17 @@ async fn no_allowed_product_breaks_a_rule_for_random_profiles_on_the_whole_catal
     let excluded_total = std::cell::Cell::new(0usize);
     let filtering = std::cell::Cell::new(0f64);
     let flagged_total = std::cell::Cell::new(0usize);
+    // The serving pipeline over the same catalog: what it recommends and the routines it builds
+    // are checked by the same raw-label checker.
+    let t = TestDb::sqlite(&[dermis_store::MIGRATIONS, dermis_events::MIGRATIONS]).await;
+    let view = CatalogView::new(Catalog::new(t.db().clone()), std::sync::Arc::new(Safety::bundled()));
+    let priced: Vec<(Product, Option<i64>)> =
+        items.iter().enumerate().map(|(i, it)| (it.product.clone(), Some(500 + (i as i64 % 40) * 100))).collect();
+    view.load_products(&priced);
+    let live = LiveInteractions::new(t.db().clone(), dermis_events::Pseudonyms::with_key(b"k"), "n", None);
+    let engine = Engine::new(view, live, std::sync::Arc::new(Safety::bundled()), EngineConfig::default());
+    let by_product: HashMap<&str, &Item> = items.iter().map(|it| (it.product.id.as_str(), it)).collect();
+    let served_total = std::cell::Cell::new(0usize);
     let checked = std::time::Instant::now();
     runner
         .run(&profiles(pool, declared), |p| {
@@ -628,6 +643,51 @@ async fn no_allowed_product_breaks_a_rule_for_random_profiles_on_the_whole_catal
                 .filter(|x| !violations(&e, by_id[x.product_id.as_str()], kb).is_empty())
                 .count();
             flagged_total.set(flagged_total.get() + caught);
+            // What the engine serves: recommendations and both routines.
+            let subject = Subject {
+                customer_id: Some("cus_test".into()),
+                content: ContentProfile {
+                    skin_type: p.skin_type.map(|s| s.as_str().to_owned()),
+                    concerns: Vec::new(),
+                    sensitive: !p.sensitivities.is_empty(),
+                },
+                safety: customer.clone(),
+                pseudonyms: Vec::new(),
+                personalized: true,
+                unknown_allergies: Vec::new(),
+            };
+            let req = Request {
+                k: 100,
+                placement: None,
+                explain: false,
+                filter: None,
+                exclude: Vec::new(),
+                shown: Default::default(),
+                context: Context::default(),
+            };
+            let recs = engine.recommend(&subject, &req);
+            let routine = engine.routine(&subject, &[], None, Context::default(), false);
+            // A routine the builder gave a sunscreen is judged as a routine with one (its
+            // photosensitizers are allowed, with a warning).
+            let with_sunscreen = routine.am.iter().any(|s| s.step == dermis_ingredients::RoutineStep::Sunscreen);
+            let e_routine = if with_sunscreen {
+                expected(&Profile { sunscreen: Some(true), ..p.clone() }, &items, kb, &index)
+            } else {
+                expected(&p, &items, kb, &index)
+            };
+            let served = recs
+                .items
+                .iter()
+                .map(|i| (i, &e))
+                .chain(routine.am.iter().chain(&routine.pm).map(|s| (&s.product, &e_routine)));
+            for (item, expect) in served {
+                served_total.set(served_total.get() + 1);
+                let id = item.product_id.as_str();
+                let broken = violations(expect, by_product[id], kb);
+                if !broken.is_empty() {
+                    return Err(TestCaseError::fail(format!("the engine served {id}: {}", broken.join("; "))));
+                }
+            }
             allowed_total.set(allowed_total.get() + safe.len());
             excluded_total.set(excluded_total.get() + safe.excluded().len());
             Ok(())
@@ -647,6 +707,8 @@ async fn no_allowed_product_breaks_a_rule_for_random_profiles_on_the_whole_catal
         "the test's own checker finds a broken rule in {:.0} of every 100 excluded products (sampled)",
         flagged_total.get() as f64 * 500.0 / excluded_total.get().max(1) as f64
     );
+    eprintln!("the engine served {} recommendations and routine steps, none breaking a rule", served_total.get());
+    assert!(served_total.get() > 0, "the engine served nothing at all");
     assert!(allowed_total.get() > 0, "the safety layer allowed nothing at all");
     assert!(flagged_total.get() > 0, "the test's checker never finds anything: it checks nothing");
 }

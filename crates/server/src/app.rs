@@ -41,6 +41,12 @@ use dermis_features::memory::MemoryFeatures;
 use dermis_features::redis_store::RedisFeatures;
 use dermis_features::routes::FeaturesState;
 use dermis_features::{FeatureProjection, FeatureStore, Features};
+use dermis_recommend::routes::RecommendState;
+use dermis_recommend::safety::Safety;
+use dermis_recommend::serving::live::{LiveHook, LiveInteractions};
+use dermis_recommend::serving::products::CatalogView;
+use dermis_recommend::serving::{Engine, EngineConfig};
+use dermis_recommend::weather::{OpenMeteo, WeatherProvider, WithFallback};
 use dermis_store::db::PoolSize;
 use dermis_store::{Db, Migration};
 use secrecy::{ExposeSecret, SecretString};
@@ -84,6 +90,7 @@ pub struct Application {
     catalog: Catalog,
     features: Features,
     customers: Customers,
+    engine: Arc<Engine>,
     outboxes: Vec<Arc<dyn OutboxSource>>,
     projections: Vec<Arc<dyn Projection>>,
     monitor: Arc<OnceLock<Monitor>>,
@@ -103,6 +110,30 @@ pub struct Domains {
     pub customers: Customers,
     /// The audit log every access to personal data and every admin action is recorded in.
     pub audit: Arc<dyn Auditor>,
+    /// The recommendation engine and what it reads per request.
+    pub recommend: RecommendState,
+}
+
+/// The recommendation engine's settings from the configuration.
+pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
+    let model = dermis_recommend::ModelKind::parse(&config.recommend.model).context("recommend.model")?;
+    Ok(EngineConfig { model, retrain_secs: config.recommend.retrain_secs.max(1), ..EngineConfig::default() })
+}
+
+/// The weather provider `recommend.weather` names (`None`: the offline one, per request).
+pub fn weather_provider(config: &Config) -> anyhow::Result<Option<Arc<dyn WeatherProvider>>> {
+    let r = &config.recommend;
+    Ok(match r.weather.as_str() {
+        "offline" => None,
+        "open-meteo" => {
+            let api = OpenMeteo::new(
+                r.open_meteo_url.clone().unwrap_or_else(|| "https://api.open-meteo.com".into()),
+                r.open_meteo_air_quality_url.clone().unwrap_or_else(|| "https://air-quality-api.open-meteo.com".into()),
+            );
+            Some(Arc::new(WithFallback::new(Arc::new(api))))
+        }
+        other => anyhow::bail!("recommend.weather must be offline or open-meteo, not {other:?}"),
+    })
 }
 
 /// The event bus when `DERMIS_BUS_URL` names NATS JetStream; `None` for the embedded one (which
@@ -266,7 +297,7 @@ impl Application {
         let pseudonyms = dermis_events::Pseudonyms::load(&db).await.context("loading the pseudonym key")?;
         let features = Features::new(store, pseudonyms.clone(), clock.clone())
             .with_directory(Arc::new(CatalogDirectory::new(catalog.clone())));
-        let mut ingestor = Ingestor::new(db.clone(), config.events.ingest_concurrency, pseudonyms)
+        let mut ingestor = Ingestor::new(db.clone(), config.events.ingest_concurrency, pseudonyms.clone())
             .with_node(&config.node_id)
             .with_clock(clock.clone())
             .with_pii_policy(
@@ -285,13 +316,28 @@ impl Application {
         let customers = open_customers(&config, &db, &clock, &ingestor, &features).await?;
         let profiles = Arc::new(open_profiles(&config, &customers).await?);
         let customers = customers.with_projection(profiles.clone());
+        let profiles_for_routes = profiles.clone();
         // The identity graph and profile facts from `identify`, `alias` and quiz events: at
         // ingestion on this node, from the bus for what other nodes stored.
         let customers_feed = Arc::new(
             CustomersIngest::new(customers.clone())
                 .with_consent_mapping(config.customers.consent_mapping.clone().unwrap_or_default()),
         );
-        let ingestor = ingestor.with_hook(customers_feed.clone());
+        // The recommendation engine: the catalog in memory, what customers did (applied at
+        // ingestion on this node, from the bus for the others), the model trained in the
+        // background.
+        let safety = Arc::new(Safety::bundled());
+        let rec_catalog = CatalogView::new(Catalog::new(db.clone()), safety.clone());
+        let live = LiveInteractions::new(db.clone(), pseudonyms.clone(), &config.node_id, Some(profiles.clone()));
+        let engine = Arc::new(Engine::new(rec_catalog.clone(), live.clone(), safety, engine_config(&config)?));
+        if let Some(path) = &config.recommend.rules_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading recommend.rules_file {}", path.display()))?;
+            let rules = dermis_recommend::serving::filter::rules(&text)
+                .with_context(|| format!("recommend.rules_file {}", path.display()))?;
+            engine.set_rules(Some(rules));
+        }
+        let ingestor = ingestor.with_hook(customers_feed.clone()).with_hook(Arc::new(LiveHook(live.clone())));
         // Every domain's outbox, relayed by the one relay; every projection of the stream.
         let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
             Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), Some(catalog.outbox_ready()))),
@@ -305,6 +351,8 @@ impl Application {
             profiles,
             customers_feed,
             search,
+            rec_catalog,
+            live,
         ];
         let domains = Domains {
             catalog: catalog.clone(),
@@ -312,6 +360,13 @@ impl Application {
             features: features.clone(),
             customers: customers.clone(),
             audit: Arc::new(Audit::new(db.clone(), clock.clone())),
+            recommend: RecommendState {
+                engine: engine.clone(),
+                profiles: profiles_for_routes,
+                auth: auth.clone(),
+                weather: weather_provider(&config)?,
+                clock: clock.clone(),
+            },
         };
         let monitor = Arc::new(OnceLock::new());
         let router = build_router(&config, db.clone(), auth, domains, monitor.clone())?;
@@ -325,6 +380,7 @@ impl Application {
             catalog,
             features,
             customers,
+            engine,
             outboxes,
             projections,
             monitor,
@@ -352,6 +408,11 @@ impl Application {
         &self.customers
     }
 
+    /// The recommendation engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The online feature store.
     pub fn features(&self) -> &Features {
         &self.features
@@ -369,6 +430,7 @@ impl Application {
             catalog,
             features,
             customers,
+            engine,
             outboxes,
             projections,
             monitor,
@@ -396,6 +458,7 @@ impl Application {
             clock: dermis_core::clock::system(),
         });
         let _ = monitor.set(background.monitor());
+        let trainer = tokio::spawn(engine.run_trainer(dermis_core::clock::system()));
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let limits = crate::listen::ConnectionLimits {
@@ -418,6 +481,7 @@ impl Application {
             () = server => {}
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
         }
+        trainer.abort();
         background.stop().await;
         db.close().await;
         tracing::info!("stopped");
@@ -482,7 +546,7 @@ pub fn build_router(
 ) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
-    let Domains { catalog, ingestor, features, customers, audit } = domains;
+    let Domains { catalog, ingestor, features, customers, audit, recommend } = domains;
     let catalog = CatalogState { catalog, auth: auth.clone() };
     // Admin actions of the auth and events domains are recorded before their handlers run.
     let admin_audit =
@@ -505,6 +569,7 @@ pub fn build_router(
         )
         .merge(dermis_features::routes::router().with_state(features))
         .merge(dermis_customers::routes::router().with_state(customers))
+        .merge(dermis_recommend::routes::router().with_state(recommend))
         .split_for_parts();
     let mut doc = doc;
     dermis_events::routes::document_ingestion(&mut doc);

@@ -48,6 +48,41 @@ pub struct Config {
     pub customers: CustomersConfig,
     /// How long each kind of data is kept.
     pub retention: RetentionConfig,
+    /// The recommendation engine.
+    pub recommend: RecommendConfig,
+}
+
+/// The recommendation engine (`DERMIS_RECOMMEND__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RecommendConfig {
+    /// The collaborative model served: `hybrid` (default), `ease`, `als`, `item-knn`,
+    /// `popularity`.
+    pub model: String,
+    /// Seconds between retrains while interactions change (`DERMIS_RECOMMEND__RETRAIN_SECS`).
+    pub retrain_secs: u64,
+    /// A JSON file of business rules (boost, bury, pin by expression), see docs/api.md.
+    pub rules_file: Option<PathBuf>,
+    /// Weather: `offline` (season and typical UV from latitude and date, the default) or
+    /// `open-meteo` (the Open-Meteo API, falling back to offline when it fails).
+    pub weather: String,
+    /// The Open-Meteo forecast API's base URL (another host serving the same format).
+    pub open_meteo_url: Option<String>,
+    /// The Open-Meteo air-quality API's base URL.
+    pub open_meteo_air_quality_url: Option<String>,
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        Self {
+            model: "hybrid".into(),
+            retrain_secs: 600,
+            rules_file: None,
+            weather: "offline".into(),
+            open_meteo_url: None,
+            open_meteo_air_quality_url: None,
+        }
+    }
 }
 
 /// How long each kind of data is kept, in days (0: kept for ever), and how often the sweeper
@@ -249,6 +284,7 @@ impl Default for Config {
             features: FeaturesConfig::default(),
             customers: CustomersConfig::default(),
             retention: RetentionConfig::default(),
+            recommend: RecommendConfig::default(),
         }
     }
 }

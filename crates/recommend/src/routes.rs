@@ -1,0 +1,537 @@
+//! HTTP: `GET /v1/customers/{id}/recommendations`, `POST /v1/recommendations` (an anonymous
+//! visitor's quiz answers), `GET /v1/products/{id}/similar`, `/dupes`, `/bought-together`,
+//! `GET /v1/customers/{id}/routine`, and the model's state and retraining
+//! (`GET /v1/recommendations/model`, `POST /v1/recommendations/model/retrain`). Handlers
+//! translate; [`Engine`] decides.
+//!
+//! Who may call: a customer's recommendations and routine: `admin`, `service`,
+//! `store_associate`, or the customer themselves (a customer token reaches only its own
+//! customer). Anonymous recommendations and related products: any authenticated role. The
+//! model routes: `admin`.
+//!
+//! Nothing here reads the database: the profile comes from the customers' online profiles
+//! (memory, or Redis when configured), the rest from the engine's memory. `{id}` is a customer id
+//! or a `user_id` the identity graph knows; an unknown one is a 404.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRef, State};
+use dermis_auth::{AdminOnly, Auth, Authenticator, Principal, Role};
+use dermis_core::clock::SharedClock;
+use dermis_core::problem::ProblemBody;
+use dermis_core::{ApiJson, ApiPath, ApiQuery, FieldError, Problem, ProblemKind};
+use dermis_customers::projection::ProfileProjection;
+use dermis_ingredients::kb::CONCERNS;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::serving::cursor::Shown;
+use crate::serving::engine::{Context, Recommendations, Request, Subject, TimeOfDay, TrainReport};
+use crate::serving::routine::Routine;
+use crate::serving::similar::{Related, Relation};
+use crate::serving::{Engine, filter};
+use crate::weather::{Weather, WeatherProvider};
+
+dermis_auth::role_policy!(
+    /// Who may read a customer's recommendations (customers: only their own).
+    CustomerRecommendations, "admin, service, store_associate or the customer themselves", [Admin, Service, StoreAssociate, Customer]
+);
+
+dermis_auth::role_policy!(
+    /// Who may read non-personal recommendations.
+    AnyRecommendations, "any role but dermatologist", [Admin, Merchandiser, StoreAssociate, Analyst, Customer, Service]
+);
+
+/// Most items per response.
+pub const MAX_K: usize = 100;
+/// Skin types a quiz may answer.
+pub const SKIN_TYPES: [&str; 5] = ["dry", "oily", "combination", "normal", "sensitive"];
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct RecommendState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Customers' online profiles.
+    pub profiles: Arc<ProfileProjection>,
+    /// Authenticates callers.
+    pub auth: Arc<Authenticator>,
+    /// Weather by location, when configured.
+    pub weather: Option<Arc<dyn WeatherProvider>>,
+    /// The clock.
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for RecommendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecommendState").field("engine", &self.engine).finish()
+    }
+}
+
+impl FromRef<RecommendState> for Arc<Authenticator> {
+    fn from_ref(s: &RecommendState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// The routes.
+pub fn router() -> OpenApiRouter<RecommendState> {
+    OpenApiRouter::new()
+        .routes(routes!(customer_recommendations))
+        .routes(routes!(visitor_recommendations))
+        .routes(routes!(similar))
+        .routes(routes!(dupes))
+        .routes(routes!(bought_together))
+        .routes(routes!(customer_routine))
+        .routes(routes!(model_state))
+        .routes(routes!(retrain))
+}
+
+/// Query of a recommendation request.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendQuery {
+    /// How many (1 to 100, default 10).
+    pub k: Option<usize>,
+    /// The placement (`home`, `pdp`, `cart` ...): business rules may be scoped to one.
+    pub placement: Option<String>,
+    /// Channel (`web`, `app`, `pos`, `marketplace:NAME`).
+    pub channel: Option<String>,
+    /// Store id.
+    pub store: Option<String>,
+    /// Also return every product the safety layer excluded and why.
+    pub explain: Option<bool>,
+    /// A filter expression over product attributes, e.g.
+    /// `category = "Skincare" and price <= 40 and (concerns has "acne" or fragrance_free)`.
+    pub filter: Option<String>,
+    /// Product ids or external ids to leave out, comma-separated.
+    pub exclude: Option<String>,
+    /// The `cursor` of the previous page: nothing it showed is shown again.
+    pub cursor: Option<String>,
+    /// Latitude and longitude, for the weather (UV index, humidity) and season.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+    /// `am` or `pm`: the routine the products are for.
+    pub time_of_day: Option<String>,
+}
+
+/// A visitor's declared profile.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorProfile {
+    /// `dry`, `oily`, `combination`, `normal` or `sensitive`.
+    pub skin_type: Option<String>,
+    /// Concerns (`acne`, `hyperpigmentation`, `redness`, `dryness`, `aging`, `dullness`,
+    /// `pores`, `sensitivity`).
+    #[serde(default)]
+    pub concerns: Vec<String>,
+    /// Ingredients or families they are allergic to (names as they write them).
+    #[serde(default)]
+    pub allergies: Vec<String>,
+    /// Pregnant or breastfeeding.
+    #[serde(default)]
+    pub pregnant: bool,
+    /// Ingredients their skin reacts to.
+    #[serde(default)]
+    pub sensitivities: Vec<String>,
+}
+
+/// An anonymous visitor's request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorRequest {
+    /// Their quiz answers.
+    pub profile: VisitorProfile,
+    /// How many (1 to 100, default 10).
+    pub k: Option<usize>,
+    /// The placement.
+    pub placement: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Return the exclusions.
+    #[serde(default)]
+    pub explain: bool,
+    /// A filter expression.
+    pub filter: Option<String>,
+    /// Product ids to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The previous page's cursor.
+    pub cursor: Option<String>,
+    /// `am` or `pm`.
+    pub time_of_day: Option<String>,
+}
+
+/// Query of a related-products request.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RelatedQuery {
+    /// How many (1 to 100, default 10).
+    pub k: Option<usize>,
+    /// A customer (id or user id) the list must be safe for.
+    pub customer: Option<String>,
+    /// With `customer`: also return the exclusions.
+    pub explain: Option<bool>,
+}
+
+/// Query of a routine request.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RoutineQuery {
+    /// Concerns to address, comma-separated (default: the profile's).
+    pub goals: Option<String>,
+    /// Most the routine's products may cost together, in major units (`120.00`).
+    pub budget: Option<f64>,
+    /// Also return the exclusions.
+    pub explain: Option<bool>,
+    /// Latitude, for the weather.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+}
+
+/// The model being served.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelState {
+    /// The collaborative model (`hybrid`, `ease` ...), none before the first training.
+    pub model: Option<String>,
+    /// When it was trained, ms since the epoch.
+    pub fitted_at_ms: Option<i64>,
+    /// How long the training took.
+    pub fit_seconds: Option<f64>,
+    /// Interactions it learned from.
+    pub interactions: usize,
+    /// Customers and interactions held live now.
+    pub live_customers: usize,
+    /// Interactions held live now.
+    pub live_interactions: usize,
+    /// Products in the catalog view.
+    pub products: usize,
+}
+
+fn k_of(k: Option<usize>) -> Result<usize, Problem> {
+    let k = k.unwrap_or(10);
+    if !(1..=MAX_K).contains(&k) {
+        return Err(Problem::validation(vec![FieldError::new("k", format!("must be from 1 to {MAX_K}; got {k}"))]));
+    }
+    Ok(k)
+}
+
+fn time_of_day(v: Option<&str>) -> Result<Option<TimeOfDay>, Problem> {
+    match v.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => Ok(None),
+        Some("am") | Some("morning") => Ok(Some(TimeOfDay::Am)),
+        Some("pm") | Some("evening") => Ok(Some(TimeOfDay::Pm)),
+        Some(other) => {
+            Err(Problem::validation(vec![FieldError::new("time_of_day", format!("must be am or pm; got {other:?}"))]))
+        }
+    }
+}
+
+fn shown(cursor: Option<&str>) -> Result<Shown, Problem> {
+    match cursor.filter(|c| !c.is_empty()) {
+        Some(c) => Shown::decode(c).map_err(Problem::malformed),
+        None => Ok(Shown::default()),
+    }
+}
+
+async fn weather(
+    s: &RecommendState,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    now_ms: i64,
+) -> Result<Option<Weather>, Problem> {
+    let (lat, lon) = match (lat, lon) {
+        (Some(a), Some(o)) => (a, o),
+        (None, None) => return Ok(None),
+        _ => return Err(Problem::validation(vec![FieldError::new("lat", "give both lat and lon, or neither")])),
+    };
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(Problem::validation(vec![FieldError::new(
+            "lat",
+            "lat must be in [-90, 90] and lon in [-180, 180]",
+        )]));
+    }
+    let provider: Arc<dyn WeatherProvider> = match &s.weather {
+        Some(p) => p.clone(),
+        None => Arc::new(crate::weather::OfflineWeather),
+    };
+    match provider.weather(lat, lon, now_ms).await {
+        Ok(w) => Ok(Some(w)),
+        Err(e) => {
+            tracing::warn!(error = %e, "weather unavailable; recommending without it");
+            Ok(None)
+        }
+    }
+}
+
+/// The subject a customer reference names (404 when unknown).
+async fn customer_subject(s: &RecommendState, who: &Principal, reference: &str) -> Result<Subject, Problem> {
+    let profile = s
+        .profiles
+        .profile(reference)
+        .await
+        .map_err(|e| Problem::unavailable(&e))?
+        .ok_or_else(|| Problem::not_found(format!("no customer {reference}")))?;
+    if who.role == Role::Customer
+        && who.subject != profile.customer_id
+        && profile.user_id.as_deref() != Some(who.subject.as_str())
+    {
+        return Err(Problem::new(ProblemKind::Forbidden, "a customer token reaches only its own customer"));
+    }
+    Ok(Subject::customer(&profile, s.engine.live()))
+}
+
+fn excluded_ids(list: Option<&str>) -> Vec<String> {
+    list.map(|l| l.split(',').map(str::trim).filter(|x| !x.is_empty()).take(1000).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Recommendations for a customer.
+#[utoipa::path(get, path = "/v1/customers/{id}/recommendations", tag = "recommendations",
+    params(("id" = String, Path, description = "Customer id or linked user id"), RecommendQuery),
+    responses((status = 200, description = "`{recommendation_id, items: [{product_id, external_id, name, score, reasons}], excluded}`", body = Object),
+        (status = 400, body = ProblemBody), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody),
+        (status = 422, description = "k out of range, a bad filter expression", body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn customer_recommendations(
+    Auth(who, ..): Auth<CustomerRecommendations>,
+    State(s): State<RecommendState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RecommendQuery>,
+) -> Result<Json<Recommendations>, Problem> {
+    let k = k_of(q.k)?;
+    let subject = customer_subject(&s, &who, &id).await?;
+    let filter = q.filter.as_deref().map(filter::compile).transpose()?;
+    let now = s.clock.now_ms();
+    let req = Request {
+        k,
+        placement: q.placement,
+        explain: q.explain.unwrap_or(false),
+        filter: filter.as_deref(),
+        exclude: excluded_ids(q.exclude.as_deref()),
+        shown: shown(q.cursor.as_deref())?,
+        context: Context {
+            now_ms: now,
+            channel: q.channel,
+            store: q.store,
+            time_of_day: time_of_day(q.time_of_day.as_deref())?,
+            weather: weather(&s, q.lat, q.lon, now).await?,
+        },
+    };
+    Ok(Json(s.engine.recommend(&subject, &req)))
+}
+
+fn check_profile(p: &VisitorProfile) -> Result<(), Problem> {
+    let mut errors = Vec::new();
+    if let Some(t) = &p.skin_type
+        && !SKIN_TYPES.contains(&t.as_str())
+    {
+        errors
+            .push(FieldError::new("profile.skin_type", format!("must be one of {}; got {t:?}", SKIN_TYPES.join(", "))));
+    }
+    for (i, c) in p.concerns.iter().enumerate() {
+        if !CONCERNS.contains(&c.as_str()) {
+            errors.push(FieldError::new(
+                format!("profile.concerns[{i}]"),
+                format!("must be one of {}; got {c:?}", CONCERNS.join(", ")),
+            ));
+        }
+    }
+    for (field, list) in [("allergies", &p.allergies), ("sensitivities", &p.sensitivities)] {
+        if list.len() > 100 {
+            errors.push(FieldError::new(format!("profile.{field}"), "at most 100 names"));
+        }
+        for (i, a) in list.iter().enumerate() {
+            if a.trim().is_empty() || a.len() > 200 {
+                errors.push(FieldError::new(format!("profile.{field}[{i}]"), "a name of 1 to 200 characters"));
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Problem::validation(errors)) }
+}
+
+/// Recommendations for an anonymous visitor from their quiz answers.
+#[utoipa::path(post, path = "/v1/recommendations", tag = "recommendations", request_body = VisitorRequest,
+    responses((status = 200, description = "as for a customer; unknown allergy names are reported in `unknown_allergies` and matched as words of the label", body = Object),
+        (status = 400, body = ProblemBody), (status = 422, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn visitor_recommendations(
+    Auth(_who, ..): Auth<AnyRecommendations>,
+    State(s): State<RecommendState>,
+    ApiJson(body): ApiJson<VisitorRequest>,
+) -> Result<Json<Recommendations>, Problem> {
+    let k = k_of(body.k)?;
+    check_profile(&body.profile)?;
+    let p = &body.profile;
+    let subject = Subject::visitor(
+        p.skin_type.as_deref(),
+        &p.concerns,
+        &p.allergies,
+        &p.sensitivities,
+        p.pregnant,
+        s.engine.safety(),
+    );
+    let filter = body.filter.as_deref().map(filter::compile).transpose()?;
+    let req = Request {
+        k,
+        placement: body.placement,
+        explain: body.explain,
+        filter: filter.as_deref(),
+        exclude: body.exclude.into_iter().take(1000).collect(),
+        shown: shown(body.cursor.as_deref())?,
+        context: Context {
+            now_ms: s.clock.now_ms(),
+            channel: body.channel,
+            store: None,
+            time_of_day: time_of_day(body.time_of_day.as_deref())?,
+            weather: None,
+        },
+    };
+    Ok(Json(s.engine.recommend(&subject, &req)))
+}
+
+async fn related(
+    s: &RecommendState,
+    who: &Principal,
+    id: &str,
+    q: RelatedQuery,
+    relation: Relation,
+) -> Result<Json<Related>, Problem> {
+    let k = k_of(q.k)?;
+    let subject = match q.customer.as_deref() {
+        Some(c) => {
+            if !matches!(who.role, Role::Admin | Role::Service | Role::StoreAssociate | Role::Customer) {
+                return Err(Problem::new(
+                    ProblemKind::Forbidden,
+                    "naming a customer requires admin, service, store_associate or the customer themselves",
+                ));
+            }
+            Some(customer_subject(s, who, c).await?)
+        }
+        None => None,
+    };
+    s.engine
+        .related(id, relation, k, subject.as_ref(), q.explain.unwrap_or(false))
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no product {id}")))
+}
+
+/// Products similar to a product: by ingredients (content embedding) and by what customers did.
+#[utoipa::path(get, path = "/v1/products/{id}/similar", tag = "recommendations",
+    params(("id" = String, Path, description = "Product id or external id"), RelatedQuery),
+    responses((status = 200, body = Object), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn similar(
+    Auth(who, ..): Auth<AnyRecommendations>,
+    State(s): State<RecommendState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RelatedQuery>,
+) -> Result<Json<Related>, Problem> {
+    related(&s, &who, &id, q, Relation::Similar).await
+}
+
+/// Dupes: cheaper products of the same routine step with every key active of the product and
+/// no added risk (allergen, fragrance, pregnancy caution, photosensitizer, comedogenicity).
+#[utoipa::path(get, path = "/v1/products/{id}/dupes", tag = "recommendations",
+    params(("id" = String, Path, description = "Product id or external id"), RelatedQuery),
+    responses((status = 200, body = Object), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn dupes(
+    Auth(who, ..): Auth<AnyRecommendations>,
+    State(s): State<RecommendState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RelatedQuery>,
+) -> Result<Json<Related>, Problem> {
+    related(&s, &who, &id, q, Relation::Dupes).await
+}
+
+/// Products bought in the same orders (falling back to what customers who liked it also liked).
+#[utoipa::path(get, path = "/v1/products/{id}/bought-together", tag = "recommendations",
+    params(("id" = String, Path, description = "Product id or external id"), RelatedQuery),
+    responses((status = 200, body = Object), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn bought_together(
+    Auth(who, ..): Auth<AnyRecommendations>,
+    State(s): State<RecommendState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RelatedQuery>,
+) -> Result<Json<Related>, Problem> {
+    related(&s, &who, &id, q, Relation::BoughtTogether).await
+}
+
+/// A morning and an evening routine for the customer's goals and budget.
+#[utoipa::path(get, path = "/v1/customers/{id}/routine", tag = "recommendations",
+    params(("id" = String, Path, description = "Customer id or linked user id"), RoutineQuery),
+    responses((status = 200, description = "`{recommendation_id, am: [{step, product}], pm: [...], total_price, notes}`", body = Object),
+        (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn customer_routine(
+    Auth(who, ..): Auth<CustomerRecommendations>,
+    State(s): State<RecommendState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RoutineQuery>,
+) -> Result<Json<Routine>, Problem> {
+    let subject = customer_subject(&s, &who, &id).await?;
+    let goals = excluded_ids(q.goals.as_deref());
+    if let Some(g) = goals.iter().find(|g| !CONCERNS.contains(&g.as_str())) {
+        return Err(Problem::validation(vec![FieldError::new(
+            "goals",
+            format!("must be among {}; got {g:?}", CONCERNS.join(", ")),
+        )]));
+    }
+    let budget = match q.budget {
+        Some(b) if !(b.is_finite() && b > 0.0 && b < 1e9) => {
+            return Err(Problem::validation(vec![FieldError::new("budget", "a positive amount")]));
+        }
+        Some(b) => Some((b * 100.0).round() as i64),
+        None => None,
+    };
+    let now = s.clock.now_ms();
+    let ctx = Context { now_ms: now, weather: weather(&s, q.lat, q.lon, now).await?, ..Context::default() };
+    Ok(Json(s.engine.routine(&subject, &goals, budget, ctx, q.explain.unwrap_or(false))))
+}
+
+fn state(s: &RecommendState) -> ModelState {
+    let served = s.engine.served();
+    let (live_customers, live_interactions) = s.engine.live().counts();
+    ModelState {
+        model: served.as_ref().map(|m| m.kind.to_owned()),
+        fitted_at_ms: served.as_ref().map(|m| m.fitted_at_ms),
+        fit_seconds: served.as_ref().map(|m| m.fit_seconds),
+        interactions: served.as_ref().map_or(0, |m| m.trained.interactions.nnz()),
+        live_customers,
+        live_interactions,
+        products: s.engine.catalog().table().len(),
+    }
+}
+
+/// The model being served.
+#[utoipa::path(get, path = "/v1/recommendations/model", tag = "recommendations",
+    responses((status = 200, body = ModelState), (status = 403, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn model_state(Auth(_who, ..): Auth<AdminOnly>, State(s): State<RecommendState>) -> Json<ModelState> {
+    Json(state(&s))
+}
+
+/// Trains now on what the node holds and swaps the model in; answers when it is serving.
+#[utoipa::path(post, path = "/v1/recommendations/model/retrain", tag = "recommendations",
+    responses((status = 200, body = ModelState), (status = 403, body = ProblemBody), (status = 409, description = "too few interactions to train on", body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn retrain(
+    Auth(_who, ..): Auth<AdminOnly>,
+    State(s): State<RecommendState>,
+) -> Result<Json<ModelState>, Problem> {
+    let report: Option<TrainReport> = s.engine.train(s.clock.now_ms()).await.map_err(|e| Problem::internal(&e))?;
+    match report {
+        Some(_) => Ok(Json(state(&s))),
+        None => Err(Problem::conflict(format!(
+            "too few interactions to train on (at least {} are needed)",
+            s.engine.config().min_interactions
+        ))),
+    }
+}

@@ -1,0 +1,1011 @@
+//! The serving pipeline: candidates → safety → scoring → re-ranking → explanation, from memory
+//! only (the catalog view, the live interactions, the current model, the customer's online
+//! profile), and the background training that swaps a new model in whole.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use dermis_customers::projection::OnlineProfile;
+use dermis_ingredients::RoutineStep;
+use serde::Serialize;
+
+use super::cursor::Shown;
+use super::live::{Activity, LiveInteractions};
+use super::products::{CatalogView, ProductEntry, ProductTable};
+use crate::Trained;
+use crate::content::{ContentProfile, SegmentPopularity};
+use crate::data::{History, Signal, SignalWeights};
+use crate::expr::BusinessRules;
+use crate::knn::{ItemKnn, ItemKnnConfig};
+use crate::model::{Fit, ModelKind, Settings};
+use crate::safety::{CustomerSafety, Excluded, Finding, IngredientSet, Reaction, SafeCandidates, Safety};
+
+use crate::weather::Weather;
+
+/// Candidates taken from each source.
+const PER_SOURCE: usize = 200;
+/// Reviews a skin type needs before it has its own popularity.
+const SEGMENT_MIN_REVIEWS: f32 = 50.0;
+/// Most positive history items the explanation looks through.
+const EXPLAIN_HISTORY: usize = 30;
+
+/// How the sources are blended (each source's scores are scaled to [0, 1] over the candidates
+/// first). The collaborative score is itself a learned blend (the hybrid model); these weights
+/// mix it with what needs no training data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blend {
+    pub collaborative: f32,
+    pub content: f32,
+    pub popularity: f32,
+    pub session: f32,
+    pub replenishment: f32,
+    pub context: f32,
+    /// MMR: how much a second product of the same brand or routine step costs.
+    pub diversity: f32,
+}
+
+impl Default for Blend {
+    fn default() -> Self {
+        Blend {
+            collaborative: 1.0,
+            content: 0.35,
+            popularity: 0.2,
+            session: 0.3,
+            replenishment: 0.6,
+            context: 0.25,
+            diversity: 0.15,
+        }
+    }
+}
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The collaborative model served.
+    pub model: ModelKind,
+    /// Seconds between retrains (when something changed).
+    pub retrain_secs: u64,
+    /// Fewest interactions to train on.
+    pub min_interactions: usize,
+    /// Signal weights by kind.
+    pub weights: SignalWeights,
+    /// Source weights.
+    pub blend: Blend,
+    /// What counts as the current session.
+    pub session_minutes: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            model: ModelKind::Hybrid,
+            retrain_secs: 600,
+            min_interactions: 20,
+            weights: SignalWeights::default(),
+            blend: Blend::default(),
+            session_minutes: 30,
+        }
+    }
+}
+
+/// A trained model as served: the model, item-kNN (explanations, sessions, similar products)
+/// and where each model item is in the catalog table.
+pub struct Served {
+    pub trained: Trained,
+    pub knn: ItemKnn,
+    pub kind: &'static str,
+    pub fitted_at_ms: i64,
+    pub fit_seconds: f64,
+    /// Reviews by the reviewer's skin type, by table index (where their profile said).
+    pub segments: SegmentPopularity,
+    /// Model item → table index, for the table version it was computed for.
+    to_table: RwLock<(u64, Arc<Vec<u32>>)>,
+}
+
+const NOT_IN_TABLE: u32 = u32::MAX;
+
+impl Served {
+    /// Model item → table index ([`NOT_IN_TABLE`] when the catalog no longer has it).
+    fn mapping(&self, table: &ProductTable) -> Arc<Vec<u32>> {
+        {
+            let m = self.to_table.read().unwrap_or_else(|e| e.into_inner());
+            if m.0 == table.version() {
+                return m.1.clone();
+            }
+        }
+        let ids = self.trained.interactions.items();
+        let map: Arc<Vec<u32>> =
+            Arc::new((0..ids.len() as u32).map(|i| table.find(ids.id(i)).unwrap_or(NOT_IN_TABLE)).collect());
+        *self.to_table.write().unwrap_or_else(|e| e.into_inner()) = (table.version(), map.clone());
+        map
+    }
+}
+
+/// Who the recommendations are for.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    /// The customer's id (none for an anonymous visitor).
+    pub customer_id: Option<String>,
+    /// What the safety rules read.
+    pub safety: CustomerSafety,
+    /// What content scoring reads.
+    pub content: ContentProfile,
+    /// Pseudonyms their events are kept under.
+    pub pseudonyms: Vec<String>,
+    /// Personalized output allowed (the `personalization` consent, or a visitor's own answers).
+    pub personalized: bool,
+    /// Allergy names the knowledge base does not know (reported back; matched as label words).
+    pub unknown_allergies: Vec<String>,
+}
+
+impl Subject {
+    /// A known customer from their online profile.
+    pub fn customer(profile: &OnlineProfile, live: &LiveInteractions) -> Self {
+        let mut pseudonyms = vec![live.pseudonym(&profile.customer_id)];
+        if let Some(u) = &profile.user_id {
+            pseudonyms.push(live.pseudonym(u));
+        }
+        let safety = CustomerSafety::from_profile(profile);
+        let skin = profile.skin_type.map(|s| s.as_str().to_owned());
+        Subject {
+            customer_id: Some(profile.customer_id.clone()),
+            content: ContentProfile {
+                sensitive: skin.as_deref() == Some("sensitive")
+                    || profile.concerns.iter().any(|c| c == "sensitivity")
+                    || !safety.sensitivities.is_empty(),
+                skin_type: skin,
+                concerns: profile.concerns.clone(),
+            },
+            unknown_allergies: profile.unknown_allergens.clone(),
+            safety,
+            pseudonyms,
+            personalized: profile.consents.personalization,
+        }
+    }
+
+    /// An anonymous visitor from quiz answers.
+    pub fn visitor(
+        skin_type: Option<&str>,
+        concerns: &[String],
+        allergies: &[String],
+        sensitivities: &[String],
+        pregnant: bool,
+        safety: &Safety,
+    ) -> Self {
+        let cs = CustomerSafety::from_answers(skin_type, concerns, allergies, sensitivities, pregnant, safety.kb());
+        Subject {
+            customer_id: None,
+            content: ContentProfile {
+                skin_type: skin_type.map(str::to_owned),
+                concerns: concerns.to_vec(),
+                sensitive: skin_type == Some("sensitive")
+                    || concerns.iter().any(|c| c == "sensitivity")
+                    || !cs.sensitivities.is_empty(),
+            },
+            unknown_allergies: cs.allergies.unknown.clone(),
+            safety: cs,
+            pseudonyms: Vec::new(),
+            personalized: true,
+        }
+    }
+}
+
+/// Morning or evening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeOfDay {
+    Am,
+    Pm,
+}
+
+/// What the request says about its moment and place.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Now, ms since the epoch.
+    pub now_ms: i64,
+    /// Channel (`web`, `app`, `pos`, `marketplace:NAME`).
+    pub channel: Option<String>,
+    /// Store.
+    pub store: Option<String>,
+    /// Morning or evening routine.
+    pub time_of_day: Option<TimeOfDay>,
+    /// The weather where the customer is.
+    pub weather: Option<Weather>,
+}
+
+/// A per-request filter over products (a compiled filter expression).
+pub type ProductFilter = dyn Fn(&ProductEntry) -> bool + Send + Sync;
+
+/// One request.
+pub struct Request<'a> {
+    /// How many.
+    pub k: usize,
+    /// The placement (business rules may be scoped to one).
+    pub placement: Option<String>,
+    /// Return the exclusions.
+    pub explain: bool,
+    /// Keep only products it accepts.
+    pub filter: Option<&'a ProductFilter>,
+    /// Product ids (or external ids) to leave out.
+    pub exclude: Vec<String>,
+    /// What earlier pages of this feed showed.
+    pub shown: Shown,
+    /// Moment and place.
+    pub context: Context,
+}
+
+/// Why an item is recommended, in plain words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    /// What kind of reason (`ingredients_for_concern`, `similar_customers`, `rated_by_skin_type` ...).
+    pub kind: &'static str,
+    /// In plain words.
+    pub text: String,
+}
+
+/// One recommended product.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub product_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub name: String,
+    pub brand: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routine_step: Option<RoutineStep>,
+    pub score: f32,
+    pub reasons: Vec<Reason>,
+    /// Warnings from the safety rules that did not exclude it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Finding>,
+}
+
+impl Item {
+    /// A product as a response lists it (the score rounded to 4 decimals).
+    pub fn of(e: &ProductEntry, score: f32, reasons: Vec<Reason>, warnings: Vec<Finding>) -> Self {
+        Item {
+            product_id: e.id.clone(),
+            external_id: e.external_id.clone(),
+            name: e.name.clone(),
+            brand: e.brand.clone(),
+            price: e.price(),
+            routine_step: e.routine_step(),
+            score: (score * 1e4).round() / 1e4,
+            reasons,
+            warnings,
+        }
+    }
+}
+
+/// What the engine answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendations {
+    pub recommendation_id: String,
+    pub items: Vec<Item>,
+    /// Products the safety layer excluded, with every rule (only with `explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<Vec<Excluded>>,
+    /// Whether the list is personal.
+    pub personalized: bool,
+    /// What the list is based on when it is not the full pipeline (no consent, no interactions
+    /// yet ...), in plain words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+    /// Allergy names the knowledge base does not know: matched as words of the label.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_allergies: Vec<String>,
+    /// The collaborative model that scored it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'static str>,
+    /// The safety rules' version.
+    pub rules_version: String,
+    /// Pass back as `cursor` for the next page (no product repeats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// What one candidate carries through scoring.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cand {
+    collaborative: f32,
+    content: f32,
+    popularity: f32,
+    session: f32,
+    /// Days since bought, when due again.
+    replenish_days: Option<i64>,
+    context: f32,
+    score: f32,
+}
+
+/// The recommendation engine of a node.
+pub struct Engine {
+    catalog: Arc<CatalogView>,
+    live: Arc<LiveInteractions>,
+    safety: Arc<Safety>,
+    config: EngineConfig,
+    served: RwLock<Option<Arc<Served>>>,
+    rules: RwLock<Option<Arc<BusinessRules>>>,
+    ids: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("catalog", &self.catalog).field("live", &self.live).finish()
+    }
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub model: &'static str,
+    pub interactions: usize,
+    pub customers: usize,
+    pub products: usize,
+    pub seconds: f64,
+}
+
+/// How long a product of a routine step usually lasts, in days (for replenishment).
+pub fn usage_days(step: Option<RoutineStep>) -> i64 {
+    match step {
+        Some(RoutineStep::Cleanser) => 75,
+        Some(RoutineStep::Toner) => 60,
+        Some(RoutineStep::Serum) => 50,
+        Some(RoutineStep::Eye) => 90,
+        Some(RoutineStep::Moisturizer) => 60,
+        Some(RoutineStep::Sunscreen) => 45,
+        Some(RoutineStep::Mask) | Some(RoutineStep::Exfoliant) => 90,
+        None => 60,
+    }
+}
+
+fn scale(values: impl Iterator<Item = f32>) -> f32 {
+    let max = values.fold(0.0f32, f32::max);
+    if max > 0.0 { 1.0 / max } else { 0.0 }
+}
+
+/// `n` in words for small counts.
+fn times(n: usize) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// A list in words: `a`, `a and b`, `a, b and c`.
+pub fn words_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+impl Engine {
+    /// An engine over the catalog view and the live interactions.
+    pub fn new(
+        catalog: Arc<CatalogView>,
+        live: Arc<LiveInteractions>,
+        safety: Arc<Safety>,
+        config: EngineConfig,
+    ) -> Self {
+        Engine {
+            catalog,
+            live,
+            safety,
+            config,
+            served: RwLock::new(None),
+            rules: RwLock::new(None),
+            ids: AtomicU64::new(0),
+        }
+    }
+
+    /// Business rules applied after scoring (boost, bury, pin).
+    pub fn set_rules(&self, rules: Option<BusinessRules>) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.map(Arc::new);
+    }
+
+    /// The catalog view.
+    pub fn catalog(&self) -> &Arc<CatalogView> {
+        &self.catalog
+    }
+
+    /// The live interactions.
+    pub fn live(&self) -> &Arc<LiveInteractions> {
+        &self.live
+    }
+
+    /// The safety evaluator.
+    pub fn safety(&self) -> &Arc<Safety> {
+        &self.safety
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The model served now.
+    pub fn served(&self) -> Option<Arc<Served>> {
+        self.served.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A new `rec_...` id.
+    pub fn new_recommendation_id(&self) -> String {
+        let _ = self.ids.fetch_add(1, Ordering::Relaxed);
+        dermis_core::ids::new_id("rec")
+    }
+
+    /// Trains on what the live interactions hold now and swaps the model in (the previous one
+    /// serves until then). `None` when there is too little to learn from.
+    pub async fn train(&self, now_ms: i64) -> anyhow::Result<Option<TrainReport>> {
+        let table = self.catalog.table();
+        let data = self.live.training_data(&self.config.weights, |p| table.find(p).map(|i| table.get(i).id.clone()));
+        if data.nnz() < self.config.min_interactions || data.n_items() < 2 {
+            return Ok(None);
+        }
+        let kind = self.config.model;
+        let mut segments = SegmentPopularity::new(table.len(), SEGMENT_MIN_REVIEWS);
+        for (product, skin, n) in self.live.reviews_by_skin_type() {
+            if let Some(t) = table.find(&product) {
+                segments.add(Some(&skin), t, n as f32);
+            }
+        }
+        let start = Instant::now();
+        let served = tokio::task::spawn_blocking(move || -> anyhow::Result<Served> {
+            let settings = Settings::default();
+            // A richer model needs held-out data to tune on: fall back to simpler ones on a
+            // small log.
+            let mut chain = vec![kind, ModelKind::Ease, ModelKind::ItemKnn, ModelKind::Popularity];
+            chain.dedup();
+            let mut last_err = None;
+            for k in chain {
+                match settings.fit(k, &data) {
+                    Ok((model, _)) => {
+                        let knn = ItemKnnConfig::default().fit(&data)?;
+                        let trained = Trained::new(data, model)?;
+                        return Ok(Served {
+                            trained,
+                            knn,
+                            kind: k.as_str(),
+                            fitted_at_ms: now_ms,
+                            fit_seconds: start.elapsed().as_secs_f64(),
+                            segments,
+                            to_table: RwLock::new((u64::MAX, Arc::new(Vec::new()))),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::info!(model = k.as_str(), error = %e, "model not trained; trying a simpler one");
+                        last_err = Some(e);
+                    }
+                }
+            }
+            Err(last_err.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("no model")))
+        })
+        .await??;
+        let report = TrainReport {
+            model: served.kind,
+            interactions: served.trained.interactions.nnz(),
+            customers: served.trained.interactions.n_users(),
+            products: served.trained.interactions.n_items(),
+            seconds: served.fit_seconds,
+        };
+        *self.served.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(served));
+        tracing::info!(
+            model = report.model,
+            interactions = report.interactions,
+            seconds = report.seconds,
+            "recommendation model swapped in"
+        );
+        Ok(Some(report))
+    }
+
+    /// Retrains every `retrain_secs` while something changed, from the moment the catalog and
+    /// interactions are loaded; runs until the task is dropped.
+    pub async fn run_trainer(self: Arc<Self>, clock: dermis_core::clock::SharedClock) {
+        loop {
+            if self.catalog.is_ready() && self.live.is_rebuilt() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        loop {
+            if (self.served().is_none() || self.live.changed() > 0)
+                && let Err(e) = self.train(clock.now_ms()).await
+            {
+                tracing::warn!(error = %e, "training the recommendation model failed; the previous one keeps serving");
+            }
+            tokio::time::sleep(Duration::from_secs(self.config.retrain_secs.max(1))).await;
+        }
+    }
+
+    /// The customer's safety facts with their reported reactions and whether their routine has
+    /// a sunscreen (from what they bought).
+    fn safety_of(&self, subject: &Subject, activity: &Activity, table: &ProductTable) -> CustomerSafety {
+        let mut cs = subject.safety.clone();
+        for r in &activity.reactions {
+            match table.find(&r.product) {
+                Some(i) => cs.reactions.push(Reaction::inferred(&table.get(i).safety, self.safety.kb())),
+                None => cs.reactions.push(Reaction::new(r.product.to_string(), IngredientSet::default())),
+            }
+        }
+        let bought: Vec<u32> = activity
+            .interactions
+            .iter()
+            .filter(|i| matches!(i.signal, Signal::Purchase | Signal::Repurchase))
+            .filter_map(|i| table.find(&i.product))
+            .collect();
+        if !bought.is_empty() && cs.routine_has_sunscreen.is_none() {
+            cs.routine_has_sunscreen = Some(bought.iter().any(|&i| table.get(i).safety.is_sunscreen()));
+        }
+        cs
+    }
+
+    /// Recommendations for a subject.
+    pub fn recommend(&self, subject: &Subject, req: &Request<'_>) -> Recommendations {
+        let table = self.catalog.table();
+        let served = self.served();
+        let b = &self.config.blend;
+        let mut notices = Vec::new();
+        let activity =
+            if subject.pseudonyms.is_empty() { Activity::default() } else { self.live.activity(&subject.pseudonyms) };
+        let customer_safety = self.safety_of(subject, &activity, &table);
+        let personal = subject.personalized;
+        if !personal {
+            notices.push(
+                "not personalized: the customer has not granted the personalization consent; popular products, safe for their declared profile".to_owned(),
+            );
+        }
+        let now = req.context.now_ms;
+
+        // What the customer did, by table index.
+        let mut weight: HashMap<u32, f32> = HashMap::new();
+        let mut rating: HashMap<u32, f32> = HashMap::new();
+        let mut views_week: HashMap<u32, usize> = HashMap::new();
+        let mut bought: HashMap<u32, i64> = HashMap::new();
+        let mut negative: HashSet<u32> = HashSet::new();
+        let mut session: Vec<u32> = Vec::new();
+        if personal {
+            for i in &activity.interactions {
+                let Some(t) = table.find(&i.product) else { continue };
+                *weight.entry(t).or_default() += self.config.weights.weight(i.signal);
+                if let Signal::Review { rating: r } = i.signal {
+                    let x = rating.entry(t).or_insert(r);
+                    *x = x.max(r);
+                }
+                match i.signal {
+                    Signal::View if now - i.at_ms <= 7 * 86_400_000 => *views_week.entry(t).or_default() += 1,
+                    Signal::Purchase | Signal::Repurchase => {
+                        bought.insert(t, i.at_ms);
+                    }
+                    Signal::NotForMe | Signal::Return => {
+                        negative.insert(t);
+                    }
+                    _ => {}
+                }
+                if matches!(i.signal, Signal::View | Signal::AddToCart)
+                    && now - i.at_ms <= self.config.session_minutes * 60_000
+                    && !session.contains(&t)
+                {
+                    session.push(t);
+                }
+            }
+        }
+
+        let mut cands: HashMap<u32, Cand> = HashMap::new();
+        // Collaborative: the model scores the live history (events since the last training
+        // count at once).
+        let mut model_name = None;
+        if let Some(s) = served.as_ref().filter(|_| personal) {
+            let map = s.mapping(&table);
+            let items = s.trained.interactions.items();
+            let mut hist: Vec<(u32, f32, f32)> = weight
+                .iter()
+                .filter_map(|(&t, &w)| {
+                    items.get(&table.get(t).id).map(|m| (m, w, rating.get(&t).copied().unwrap_or(f32::NAN)))
+                })
+                .collect();
+            hist.sort_unstable_by_key(|h| h.0);
+            if hist.iter().any(|h| h.1 > 0.0) {
+                let hi: Vec<u32> = hist.iter().map(|h| h.0).collect();
+                let hw: Vec<f32> = hist.iter().map(|h| h.1).collect();
+                let hr: Vec<f32> = hist.iter().map(|h| h.2).collect();
+                let history = History { items: &hi, weights: &hw, ratings: &hr };
+                for sc in s.trained.model.recommend(history, PER_SOURCE, None) {
+                    let t = map[sc.item as usize];
+                    if t != NOT_IN_TABLE {
+                        cands.entry(t).or_default().collaborative = sc.score.max(0.0);
+                    }
+                }
+                model_name = Some(s.kind);
+                // Session: neighbours of what was viewed in the last minutes.
+                for &t in &session {
+                    if let Some(m) = items.get(&table.get(t).id) {
+                        for n in s.knn.neighbours(m).iter().take(50) {
+                            let tn = map[n.item as usize];
+                            if tn != NOT_IN_TABLE {
+                                cands.entry(tn).or_default().session += n.score;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Content: skin profile and concerns against actives and attributes (works from quiz
+        // answers alone). Not without consent: it is personal.
+        if personal {
+            let mut content_scores = vec![0.0; table.len()];
+            table.content().score(&subject.content, &mut content_scores);
+            for sc in crate::model::top_k(&content_scores, PER_SOURCE, &[], None) {
+                if sc.score > 0.0 {
+                    cands.entry(sc.item).or_default().content = sc.score;
+                }
+            }
+        }
+        // Popularity: among customers of the same skin type when enough of them reviewed,
+        // else among all.
+        let segment = subject.content.skin_type.as_deref().filter(|_| personal);
+        let by_segment = served.as_ref().zip(segment).filter(|(s, seg)| {
+            s.segments.has_own(seg) && s.segments.total(None) > 0.0 && table.len() == segment_len(s)
+        });
+        if let Some((s, seg)) = by_segment {
+            let mut scores = vec![0.0; table.len()];
+            s.segments.scores(Some(seg), &mut scores);
+            for sc in crate::model::top_k(&scores, PER_SOURCE, &[], None) {
+                if sc.score > 0.0 {
+                    cands.entry(sc.item).or_default().popularity = sc.score;
+                }
+            }
+        } else if let Some(s) = served.as_ref() {
+            let map = s.mapping(&table);
+            let counts = s.trained.popularity.counts();
+            for sc in crate::model::top_k(counts, PER_SOURCE, &[], None) {
+                let t = map[sc.item as usize];
+                if t != NOT_IN_TABLE && sc.score > 0.0 {
+                    cands.entry(t).or_default().popularity = sc.score;
+                }
+            }
+        } else {
+            notices.push(
+                "no interactions to learn from yet: ranked by the skin profile and the catalog's facts".to_owned(),
+            );
+        }
+        // Replenishment: bought long enough ago to be running out.
+        for (&t, &at) in &bought {
+            let days = (now - at) / 86_400_000;
+            if days * 10 >= usage_days(table.get(t).routine_step()) * 8 {
+                cands.entry(t).or_default().replenish_days = Some(days);
+            }
+        }
+        // Too few: the rest of the catalog, in its order, so a page is never short for lack of
+        // candidates.
+        let want = req.k * 3 + req.shown.len() + req.exclude.len() + bought.len() + negative.len();
+        if cands.len() < want {
+            for (t, e) in table.entries().iter().enumerate() {
+                if cands.len() >= want + PER_SOURCE {
+                    break;
+                }
+                if e.active {
+                    cands.entry(t as u32).or_default();
+                }
+            }
+        }
+
+        // Safety first: nothing it excludes comes back.
+        let prepared = self.safety.prepare(&customer_safety);
+        let mut ordered: Vec<(u32, Cand)> = cands.into_iter().collect();
+        ordered.sort_unstable_by_key(|c| c.0);
+        let mut safe: SafeCandidates<(u32, Cand)> =
+            prepared.filter(ordered.into_iter().map(|(t, c)| ((t, c), &table.get(t).safety)));
+
+        // Business filters.
+        let exclude: HashSet<u32> = req.exclude.iter().filter_map(|x| table.find(x)).collect();
+        safe.retain(|s| {
+            let (t, c) = s.value;
+            let e = table.get(t);
+            e.active
+                && !negative.contains(&t)
+                && (!bought.contains_key(&t) || c.replenish_days.is_some())
+                && !exclude.contains(&t)
+                && !req.shown.contains(&e.id)
+                && req.filter.is_none_or(|f| f(e))
+        });
+
+        // Scoring.
+        let (cf, ct, po, se) = (
+            scale(safe.iter().map(|s| s.value.1.collaborative)),
+            scale(safe.iter().map(|s| s.value.1.content)),
+            scale(safe.iter().map(|s| s.value.1.popularity)),
+            scale(safe.iter().map(|s| s.value.1.session)),
+        );
+        let weather = req.context.weather.as_ref();
+        for s in safe.iter_mut() {
+            let (t, c) = &mut s.value;
+            let e = table.get(*t);
+            let mut ctx = 0.0;
+            let sunscreen = e.safety.is_sunscreen();
+            if let Some(w) = weather {
+                if w.high_uv() && sunscreen {
+                    ctx += 1.0;
+                }
+                if w.dry_air() && e.concerns.iter().any(|x| x == "dryness") {
+                    ctx += 0.6;
+                }
+            }
+            let mut factor = 1.0;
+            match req.context.time_of_day {
+                Some(TimeOfDay::Am) if e.facts.as_ref().and_then(|f| f.am) == Some(false) => factor = 0.5,
+                Some(TimeOfDay::Pm) if sunscreen => factor = 0.3,
+                _ => {}
+            }
+            c.context = ctx;
+            let base = if personal {
+                b.collaborative * c.collaborative * cf
+                    + b.content * c.content * ct
+                    + b.popularity * c.popularity * po
+                    + b.session * c.session * se
+                    + if c.replenish_days.is_some() { b.replenishment } else { 0.0 }
+                    + b.context * ctx
+            } else {
+                c.popularity * po + b.context * ctx
+            };
+            // A tiny, stable tie-break so equal scores keep catalog order.
+            c.score = base * factor + 1e-6 / (1.0 + *t as f32);
+        }
+        safe.sort_by(|a, b| b.value.1.score.total_cmp(&a.value.1.score).then(a.value.0.cmp(&b.value.0)));
+
+        // Re-ranking: MMR over brands and routine steps, then business rules.
+        let depth = (req.k * 3).max(50);
+        let order = mmr(&safe, &table, depth, b.diversity);
+        let pos: HashMap<u32, (usize, f32)> = order.iter().enumerate().map(|(r, &(t, sc))| (t, (r, sc))).collect();
+        safe.retain(|s| pos.contains_key(&s.value.0));
+        for s in safe.iter_mut() {
+            s.value.1.score = pos[&s.value.0].1;
+        }
+        safe.sort_by(|a, b| pos[&a.value.0].0.cmp(&pos[&b.value.0].0));
+        // Business rules reorder what safety allowed (a `Safe` cannot be made here: nothing
+        // excluded comes back).
+        let (items, excluded) = safe.into_parts();
+        let mut items: Vec<_> =
+            items.into_iter().map(|s| s.map(|(t, c)| (t, c, table.entries()[t as usize].clone()))).collect();
+        if let Some(rules) = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            rules.apply(
+                req.placement.as_deref(),
+                &mut items,
+                |s| s.value.1.score,
+                |s, v| s.value.1.score = v,
+                |s| &*s.value.2 as &dyn crate::expr::Attributes,
+            );
+        }
+        items.truncate(req.k);
+
+        // Explanations.
+        let mut shown = req.shown.clone();
+        let out: Vec<Item> = items
+            .into_iter()
+            .map(|s| {
+                let warnings = s.flags().to_vec();
+                let (t, c, _) = s.value;
+                let e = table.get(t);
+                shown.push(&e.id);
+                let reasons = self.explain(
+                    t,
+                    &c,
+                    subject,
+                    &table,
+                    served.as_deref(),
+                    &weight,
+                    &views_week,
+                    weather,
+                    req,
+                    by_segment.map(|x| x.1),
+                );
+                Item::of(e, c.score, reasons, warnings)
+            })
+            .collect();
+        let cursor = (!out.is_empty()).then(|| shown.encode());
+        Recommendations {
+            recommendation_id: self.new_recommendation_id(),
+            items: out,
+            excluded: req.explain.then_some(excluded),
+            personalized: personal,
+            notices,
+            unknown_allergies: subject.unknown_allergies.clone(),
+            model: model_name,
+            rules_version: self.safety.rules().version.clone(),
+            cursor,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn explain(
+        &self,
+        t: u32,
+        c: &Cand,
+        subject: &Subject,
+        table: &ProductTable,
+        served: Option<&Served>,
+        weight: &HashMap<u32, f32>,
+        views: &HashMap<u32, usize>,
+        weather: Option<&Weather>,
+        req: &Request<'_>,
+        segment: Option<&str>,
+    ) -> Vec<Reason> {
+        let e = table.get(t);
+        let mut out = Vec::new();
+        if let Some(days) = c.replenish_days {
+            out.push(Reason {
+                kind: "replenishment",
+                text: format!(
+                    "you bought it {days} days ago; it usually lasts about {} days",
+                    usage_days(e.routine_step())
+                ),
+            });
+        }
+        if subject.personalized {
+            let m = table.content().explain(t, &subject.content);
+            let mut by_concern: Vec<(String, Vec<String>)> = Vec::new();
+            for (active, concern) in m.actives {
+                match by_concern.iter_mut().find(|(c, _)| *c == concern) {
+                    Some((_, a)) if !a.contains(&active) => a.push(active),
+                    Some(_) => {}
+                    None => by_concern.push((concern, vec![active])),
+                }
+            }
+            for (concern, actives) in by_concern.into_iter().take(2) {
+                let actives: Vec<String> = actives.into_iter().take(3).map(|a| a.to_lowercase()).collect();
+                out.push(Reason {
+                    kind: "ingredients_for_concern",
+                    text: format!("contains {} for your {}", words_list(&actives), concern_words(&concern)),
+                });
+            }
+            if m.fragrance_free {
+                out.push(Reason { kind: "fragrance_free", text: "fragrance-free for your sensitive skin".into() });
+            }
+            if m.non_comedogenic {
+                out.push(Reason {
+                    kind: "non_comedogenic",
+                    text: "no pore-clogging ingredients (comedogenic rating under 3)".into(),
+                });
+            }
+            if m.skin_type
+                && let Some(s) = &subject.content.skin_type
+            {
+                out.push(Reason { kind: "skin_type", text: format!("made for {s} skin") });
+            }
+            if let Some(&n) = views.get(&t) {
+                out.push(Reason { kind: "viewed", text: format!("you viewed it {} this week", times(n)) });
+            }
+            // The product of their history it is most like, in what customers did.
+            if (c.collaborative > 0.0 || c.session > 0.0)
+                && let Some((name, _)) = served.and_then(|s| because_of(s, table, t, weight))
+            {
+                out.push(Reason {
+                    kind: "similar_customers",
+                    text: format!("customers who liked {name} also liked it"),
+                });
+            }
+        }
+        let ids: Vec<&str> = std::iter::once(e.id.as_str()).chain(e.external_id.as_deref()).collect();
+        if let Some(stars) = self.live.stars(&ids) {
+            let seg = subject.content.skin_type.as_ref().and_then(|s| stars.by_skin_type.get(s).map(|x| (s, x)));
+            match seg {
+                Some((s, x)) if x.count >= 3 => out.push(Reason {
+                    kind: "rated_by_skin_type",
+                    text: format!("rated {:.1} by {} customers with {s} skin", x.mean(), x.count),
+                }),
+                _ if stars.all.count >= 3 => out.push(Reason {
+                    kind: "rated",
+                    text: format!("rated {:.1} by {} customers", stars.all.mean(), stars.all.count),
+                }),
+                _ => {}
+            }
+        }
+        if let Some(w) = weather {
+            if w.high_uv() && e.safety.is_sunscreen() {
+                out.push(Reason {
+                    kind: "weather",
+                    text: format!("sun protection for today's high UV (index {:.0})", w.uv_index),
+                });
+            }
+            if w.dry_air()
+                && e.concerns.iter().any(|x| x == "dryness")
+                && let Some(h) = w.relative_humidity
+            {
+                out.push(Reason { kind: "weather", text: format!("hydration for dry air ({h:.0}% humidity)") });
+            }
+        }
+        if req.context.time_of_day == Some(TimeOfDay::Am) && e.safety.is_sunscreen() {
+            out.push(Reason { kind: "time_of_day", text: "the last step of a morning routine".into() });
+        }
+        if out.is_empty() && c.popularity > 0.0 {
+            out.push(Reason {
+                kind: "popular",
+                text: match segment {
+                    Some(s) => format!("popular with customers with {s} skin"),
+                    None => "popular with customers".into(),
+                },
+            });
+        }
+        if out.is_empty() {
+            out.push(Reason { kind: "safe_for_profile", text: "passes every safety rule for your profile".into() });
+        }
+        out
+    }
+}
+
+/// The history product most like `t` (item-kNN), by name.
+fn because_of(s: &Served, table: &ProductTable, t: u32, weight: &HashMap<u32, f32>) -> Option<(String, f32)> {
+    let items = s.trained.interactions.items();
+    let target = items.get(&table.get(t).id)?;
+    let mut best: Option<(String, f32)> = None;
+    let mut liked: Vec<(&u32, &f32)> = weight.iter().filter(|(_, w)| **w > 0.0).collect();
+    liked.sort_by(|a, b| b.1.total_cmp(a.1));
+    for (&h, _) in liked.into_iter().take(EXPLAIN_HISTORY) {
+        let Some(m) = items.get(&table.get(h).id) else { continue };
+        if let Some(n) = s.knn.neighbours(m).iter().find(|n| n.item == target)
+            && best.as_ref().is_none_or(|b| n.score > b.1)
+        {
+            best = Some((table.get(h).name.clone(), n.score));
+        }
+    }
+    best
+}
+
+/// How many table indices a model's segment counts cover (the table at training time).
+fn segment_len(s: &Served) -> usize {
+    s.segments.len()
+}
+
+/// A concern in words (`acne` → `acne-prone skin`).
+pub fn concern_words(concern: &str) -> String {
+    match concern {
+        "acne" => "acne-prone skin".into(),
+        "hyperpigmentation" => "dark spots".into(),
+        "redness" => "redness".into(),
+        "dryness" => "dry skin".into(),
+        "aging" => "fine lines".into(),
+        "dullness" => "dull skin".into(),
+        "pores" => "visible pores".into(),
+        "sensitivity" => "sensitive skin".into(),
+        other => other.replace('-', " "),
+    }
+}
+
+/// Greedy maximal marginal relevance over the first `depth` picks: each next pick maximizes
+/// its score minus `diversity` × (products of the same brand + products of the same routine step
+/// already picked) × the top score. Returns (table index, adjusted score), adjusted scores
+/// non-increasing.
+fn mmr(safe: &SafeCandidates<(u32, Cand)>, table: &ProductTable, depth: usize, diversity: f32) -> Vec<(u32, f32)> {
+    let mut rest: Vec<(u32, f32)> = safe.iter().map(|s| (s.value.0, s.value.1.score)).collect();
+    let top = rest.first().map_or(0.0, |r| r.1).max(1e-6);
+    let mut brands: HashMap<&str, usize> = HashMap::new();
+    let mut steps: HashMap<Option<RoutineStep>, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(depth.min(rest.len()));
+    // Only the best few hundred can be picked into `depth` places.
+    rest.truncate((depth * 4).max(200));
+    while out.len() < depth && !rest.is_empty() {
+        let mut best = 0;
+        let mut best_score = f32::NEG_INFINITY;
+        for (i, &(t, s)) in rest.iter().enumerate() {
+            let e = table.get(t);
+            let same = brands.get(e.brand.as_str()).copied().unwrap_or(0)
+                + e.routine_step().map_or(0, |_| steps.get(&e.routine_step()).copied().unwrap_or(0));
+            let adjusted = s - diversity * same as f32 * top;
+            if adjusted > best_score {
+                best_score = adjusted;
+                best = i;
+            }
+        }
+        let (t, _) = rest.remove(best);
+        let e = table.get(t);
+        *brands.entry(e.brand.as_str()).or_default() += 1;
+        *steps.entry(e.routine_step()).or_default() += 1;
+        out.push((t, best_score));
+    }
+    out
+}

@@ -1,0 +1,301 @@
+//! Recommendations through the real server, on the demo catalog: safe for the customer's
+//! declared profile (checked against the raw label text), explained, changed at once by a
+//! purchase, a new allergy and a reaction report; related products, routines, an anonymous
+//! visitor's quiz answers; bad input is a problem+json, never a 500.
+
+use std::collections::HashSet;
+
+use dermis_auth::Role;
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+use crate::events_test::write_key;
+use crate::helpers::{TestApp, assert_problem, token_for};
+
+crate::both_backends!(
+    recommendations_are_safe_explained_and_change_with_the_next_event,
+    related_products_routines_visitors_and_bad_input
+);
+
+async fn json_of(res: Response, status: u16) -> Value {
+    let url = res.url().to_string();
+    let got = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "{url}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+}
+
+async fn batch(app: &TestApp, key: &str, messages: Vec<Value>) {
+    let body = json!({"writeKey": key, "batch": messages});
+    json_of(app.client.post(app.url("/v1/batch")).json(&body).send().await.unwrap(), 200).await;
+}
+
+fn order(id: &str, user: &str, products: &[&str]) -> Value {
+    let products: Vec<Value> =
+        products.iter().map(|p| json!({"product_id": p, "price": 20.0, "quantity": 1})).collect();
+    json!({"type": "track", "event": "Order Completed", "messageId": id, "userId": user,
+        "properties": {"order_id": id, "products": products}})
+}
+
+/// The demo's skincare products with an ingredient list: (id, external id).
+async fn skincare(app: &TestApp) -> Vec<(String, String)> {
+    let page =
+        json_of(app.get("/v1/products?limit=500&has_ingredients=true&category=Skincare", Role::Customer).await, 200)
+            .await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap().to_owned(), p["external_id"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Orders of 30 synthetic shoppers, three products each, and a retrain.
+async fn shoppers(app: &TestApp, key: &str, products: &[(String, String)]) {
+    let n = products.len().min(40);
+    let orders: Vec<Value> = (0..30)
+        .map(|u| {
+            let p: Vec<&str> = (0..3).map(|j| products[(u + j * 7) % n].1.as_str()).collect();
+            order(&format!("seed-{u}"), &format!("shopper-{u}"), &p)
+        })
+        .collect();
+    batch(app, key, orders).await;
+    let state = json_of(
+        app.request(Method::POST, "/v1/recommendations/model/retrain", Some(Role::Admin)).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert!(state["model"].is_string() && state["interactions"].as_u64().unwrap() >= 60, "{state}");
+}
+
+async fn customer(app: &TestApp, user: &str, personalization: bool, profile: Value) -> String {
+    let mut consents = vec![json!({"purpose": "health_data", "granted": true, "text_version": "v1", "channel": "app"})];
+    if personalization {
+        consents.push(json!({"purpose": "personalization", "granted": true, "text_version": "v1", "channel": "app"}));
+    }
+    let c = json_of(
+        app.post_json("/v1/customers", Role::Admin, &json!({"name": "Test", "user_id": user, "consents": consents}))
+            .await,
+        201,
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let res = app
+        .request(Method::PUT, &format!("/v1/customers/{id}/skin-profile"), Some(Role::Admin))
+        .json(&profile)
+        .send()
+        .await
+        .unwrap();
+    json_of(res, 200).await;
+    id
+}
+
+async fn recs(app: &TestApp, who: &str, query: &str) -> Value {
+    json_of(app.get(&format!("/v1/customers/{who}/recommendations?{query}"), Role::Service).await, 200).await
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"].as_array().unwrap().iter().map(|i| i["product_id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn excluded_by(v: &Value, rule: &str) -> HashSet<String> {
+    v["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["exclusions"].as_array().unwrap().iter().any(|x| x["rule_id"] == rule))
+        .map(|e| e["product_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The product's label as declared, lower case.
+async fn label(app: &TestApp, id: &str) -> String {
+    let p = json_of(app.get(&format!("/v1/products/{id}"), Role::Customer).await, 200).await;
+    p["ingredients"].as_str().unwrap_or("").to_lowercase()
+}
+
+async fn recommendations_are_safe_explained_and_change_with_the_next_event(app: TestApp) {
+    app.load_demo().await;
+    let key = write_key(&app).await;
+    let products = skincare(&app).await;
+    assert!(products.len() >= 40, "the demo has skincare products with ingredients");
+    shoppers(&app, &key, &products).await;
+
+    let ana = customer(
+        &app,
+        "shop-ana",
+        true,
+        json!({"source": "quiz", "skin_type": "oily", "concerns": ["acne"], "allergies": ["Linalool"]}),
+    )
+    .await;
+    batch(&app, &key, vec![order("ana-1", "shop-ana", &[&products[0].1])]).await;
+
+    // Safe, explained, without what she owns; by user id and by customer id alike.
+    let first = recs(&app, "shop-ana", "k=10&explain=true").await;
+    assert!(first["recommendation_id"].as_str().unwrap().starts_with("rec_"), "{first}");
+    assert_eq!(first["personalized"], true);
+    assert_eq!(ids(&first).len(), 10, "{first}");
+    assert_eq!(ids(&recs(&app, &ana, "k=10").await).len(), 10);
+    assert!(!ids(&first).contains(&products[0].0), "a product she bought is not recommended again");
+    for item in first["items"].as_array().unwrap() {
+        assert!(!item["reasons"].as_array().unwrap().is_empty(), "every item is explained: {item}");
+        assert!(item["reasons"][0]["text"].as_str().unwrap().len() > 5);
+        assert!(item["name"].is_string() && item["score"].is_number());
+    }
+    for id in ids(&first) {
+        assert!(!label(&app, &id).await.contains("linalool"), "{id} declares linalool on its label");
+    }
+    assert!(!excluded_by(&first, "allergen").is_empty(), "linalool products were excluded, with the rule: {first}");
+
+    // A purchase changes the next response.
+    let bought = ids(&first)[0].clone();
+    let ext = products.iter().find(|p| p.0 == bought).map_or(bought.clone(), |p| p.1.clone());
+    batch(&app, &key, vec![order("ana-2", "shop-ana", &[&ext])]).await;
+    let after_purchase = recs(&app, "shop-ana", "k=10&explain=true").await;
+    assert!(!ids(&after_purchase).contains(&bought), "bought just now, gone from the next response");
+
+    // A new allergy changes the next response: an ingredient of the current top product.
+    let top = ids(&after_purchase)[0].clone();
+    let detail = json_of(app.get(&format!("/v1/products/{top}"), Role::Customer).await, 200).await;
+    let allergen = detail["attributes"]["ingredients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["ingredient_id"].as_str())
+        .find(|i| !["water", "aqua", "glycerin"].contains(i))
+        .unwrap()
+        .to_owned();
+    let res = app
+        .request(Method::PUT, &format!("/v1/customers/{ana}/skin-profile"), Some(Role::Admin))
+        .json(
+            &json!({"source": "quiz", "skin_type": "oily", "concerns": ["acne"], "allergies": ["Linalool", allergen]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    json_of(res, 200).await;
+    let after_allergy = recs(&app, "shop-ana", "k=10&explain=true").await;
+    assert!(!ids(&after_allergy).contains(&top), "{top} holds the new allergen {allergen}");
+    assert!(excluded_by(&after_allergy, "allergen").contains(&top), "{after_allergy}");
+
+    // A reaction report changes the next response.
+    let reacted = ids(&after_allergy)[0].clone();
+    batch(
+        &app,
+        &key,
+        vec![json!({"type": "track", "event": "Reaction Reported", "messageId": "ana-r1", "userId": "shop-ana",
+        "properties": {"product_id": reacted, "severity": "mild"}})],
+    )
+    .await;
+    let after_reaction = recs(&app, "shop-ana", "k=10&explain=true").await;
+    assert!(!ids(&after_reaction).contains(&reacted));
+    assert!(excluded_by(&after_reaction, "reaction").contains(&reacted), "{after_reaction}");
+
+    // An endless feed: the second page repeats nothing of the first.
+    let page1 = recs(&app, "shop-ana", "k=5").await;
+    let cursor = page1["cursor"].as_str().unwrap();
+    let page2 = recs(&app, "shop-ana", &format!("k=5&cursor={cursor}")).await;
+    let one: HashSet<String> = ids(&page1).into_iter().collect();
+    assert!(ids(&page2).iter().all(|id| !one.contains(id)), "{page1} {page2}");
+    assert_eq!(ids(&page2).len(), 5);
+
+    // A filter expression, and ids to leave out.
+    let cheap = recs(&app, "shop-ana", "k=10&filter=price%20%3C%3D%2030").await;
+    assert!(cheap["items"].as_array().unwrap().iter().all(|i| i["price"].as_f64().unwrap() <= 30.0), "{cheap}");
+    let without = recs(&app, "shop-ana", &format!("k=10&exclude={}", ids(&page1).join(","))).await;
+    assert!(ids(&without).iter().all(|id| !one.contains(id)));
+
+    // Without the personalization consent: a non-personal list, saying so, still safe.
+    customer(&app, "shop-bo", false, json!({"source": "quiz", "allergies": ["Linalool"]})).await;
+    let bo = recs(&app, "shop-bo", "k=10").await;
+    assert_eq!(bo["personalized"], false);
+    assert!(bo["notices"][0].as_str().unwrap().contains("personalization"), "{bo}");
+    for id in ids(&bo) {
+        assert!(!label(&app, &id).await.contains("linalool"));
+    }
+}
+
+async fn related_products_routines_visitors_and_bad_input(app: TestApp) {
+    app.load_demo().await;
+    // No interactions yet: ranked from the profile and the catalog's facts, saying so.
+    let visitor = json!({"profile": {"skin_type": "dry", "concerns": ["dryness"], "allergies": ["Zorblax Root Extract", "linalool"]}, "k": 5});
+    let v = json_of(app.post_json("/v1/recommendations", Role::Customer, &visitor).await, 200).await;
+    assert_eq!(ids(&v).len(), 5, "{v}");
+    assert_eq!(v["unknown_allergies"], json!(["Zorblax Root Extract"]), "unknown allergy names are reported back");
+    assert!(v["notices"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("no interactions")), "{v}");
+    for id in ids(&v) {
+        let l = label(&app, &id).await;
+        assert!(!l.contains("linalool") && !l.contains("zorblax"), "{id}");
+        assert!(!l.is_empty(), "an allergic visitor is never offered a product whose ingredients are unknown");
+    }
+
+    let key = write_key(&app).await;
+    let products = skincare(&app).await;
+    shoppers(&app, &key, &products).await;
+
+    let (p, ext) = products[0].clone();
+    let similar = json_of(app.get(&format!("/v1/products/{ext}/similar?k=5"), Role::Customer).await, 200).await;
+    assert_eq!(similar["product_id"], p.as_str());
+    assert!(!ids(&similar).is_empty() && !ids(&similar).contains(&p), "{similar}");
+    assert!(similar["items"][0]["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    let together = json_of(app.get(&format!("/v1/products/{p}/bought-together?k=5"), Role::Customer).await, 200).await;
+    let n = products.len().min(40);
+    let bought_with: Vec<String> = (0..30)
+        .filter(|u| (0..3).any(|j| (u + j * 7) % n == 0))
+        .flat_map(|u| (0..3).map(move |j| (u + j * 7) % n))
+        .filter(|&i| i != 0)
+        .map(|i| products[i].0.clone())
+        .collect();
+    assert!(!ids(&together).is_empty() && ids(&together).iter().all(|id| bought_with.contains(id)), "{together}");
+    let price = json_of(app.get(&format!("/v1/products/{p}"), Role::Customer).await, 200).await;
+    let dupes = json_of(app.get(&format!("/v1/products/{p}/dupes?k=5"), Role::Customer).await, 200).await;
+    assert!(dupes["items"].is_array(), "{dupes} {price}");
+
+    let cleo = customer(
+        &app,
+        "shop-cleo",
+        true,
+        json!({"source": "quiz", "skin_type": "dry", "concerns": ["aging"], "pregnant": true}),
+    )
+    .await;
+    let routine = json_of(app.get(&format!("/v1/customers/{cleo}/routine?budget=400"), Role::Service).await, 200).await;
+    let am: Vec<&str> = routine["am"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    let pm: Vec<&str> = routine["pm"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert!(!am.is_empty() && !pm.is_empty(), "{routine}");
+    assert!(!pm.contains(&"sunscreen"), "no sunscreen in the evening: {routine}");
+    assert!(routine["total_price"].as_f64().unwrap() <= 400.0);
+    for s in routine["am"].as_array().unwrap().iter().chain(routine["pm"].as_array().unwrap()) {
+        assert!(!s["product"]["reasons"].as_array().unwrap().is_empty(), "each step explained: {s}");
+    }
+
+    // Bad input: problem+json, never a 500.
+    assert_problem(app.get(&format!("/v1/customers/{cleo}/recommendations?k=0"), Role::Service).await, 422).await;
+    assert_problem(app.get(&format!("/v1/customers/{cleo}/recommendations?k=101"), Role::Service).await, 422).await;
+    assert_problem(app.get(&format!("/v1/customers/{cleo}/recommendations?k=ten"), Role::Service).await, 400).await;
+    assert_problem(app.get("/v1/customers/cus_nobody/recommendations", Role::Service).await, 404).await;
+    assert_problem(app.get("/v1/products/prd_nothing/similar", Role::Customer).await, 404).await;
+    let bad = assert_problem(
+        app.get(&format!("/v1/customers/{cleo}/recommendations?filter=price%20has%20%22x%22"), Role::Service).await,
+        422,
+    )
+    .await;
+    assert_eq!(bad["errors"][0]["field"], "filter", "{bad}");
+    assert_problem(app.get(&format!("/v1/customers/{cleo}/recommendations?cursor=!!"), Role::Service).await, 400).await;
+    assert_problem(
+        app.get(&format!("/v1/customers/{cleo}/recommendations?time_of_day=noon"), Role::Service).await,
+        422,
+    )
+    .await;
+    assert_problem(app.get(&format!("/v1/customers/{cleo}/routine?goals=wrinkles"), Role::Service).await, 422).await;
+    let scaly = json!({"profile": {"skin_type": "scaly"}});
+    assert_problem(app.post_json("/v1/recommendations", Role::Customer, &scaly).await, 422).await;
+    let other = app
+        .client
+        .get(app.url(&format!("/v1/customers/{cleo}/recommendations")))
+        .bearer_auth(token_for(Role::Customer, "someone-else", None))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(other, 403).await;
+    assert_problem(app.get("/v1/recommendations/model", Role::Service).await, 403).await;
+}
