@@ -1,10 +1,11 @@
-//! The recommendation engine's offline core (issue 14): interactions in memory, the
-//! collaborative models, and their evaluation. Pure: no database, no HTTP, no clock; the only
-//! I/O is reading interaction, catalog and user files and writing recommendation CSV.
+//! The recommendation engine (issue 14): interactions in memory, the collaborative and content
+//! models and their evaluation (pure: no database, no clock), the safety stage, and serving —
+//! the pipeline each node runs from memory, its two projections of the event stream, and its
+//! routes. It owns no tables: what it serves is rebuilt from the catalog and the event log.
 //!
-//! It owns no tables, events or routes yet. A server fits a model in the background and keeps
-//! it in a [`ModelHandle`] (an `Arc` swapped in whole, so a request holds one consistent model
-//! while the next is trained); everything here is `Send + Sync` and immutable once fitted.
+//! A node trains a model in the background and swaps it in whole (an `Arc`), so a request holds
+//! one consistent model while the next is trained; models are `Send + Sync` and immutable once
+//! fitted.
 //!
 //! # Layout
 //! - [`data`]: external ids to dense indices ([`IdMap`]), the interactions by user and by item
@@ -24,6 +25,12 @@
 //! - [`safety`]: the hard first stage of serving: rules as data (`rules/safety.v1.json`) that
 //!   exclude what conflicts with a customer's allergies, pregnancy, skin, reactions and
 //!   contraindications, judged on the knowledge base and on the raw label; `SafeCandidates`.
+//! - [`content`]: content scoring from skin type and concerns (a new customer's quiz answers),
+//!   segment popularity, the cold-start evaluation.
+//! - [`expr`]: filter expressions over product attributes, business rules (boost, bury, pin).
+//! - [`weather`]: UV, humidity, season by location (offline, Open-Meteo).
+//! - [`serving`]: the catalog view, live interactions, the pipeline, related products, routines.
+//! - [`routes`]: the HTTP API.
 //!
 //! Each module uses only those listed above it (`ease` and `hybrid` also use `eval` to tune).
 

@@ -44,6 +44,10 @@ pub fn print_welcome(base: &str, report: &ImportReport, token: &str, dermis: &st
          curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/features/customers/demo-ana'\n\
          # her profile: skin facts with their sources, the linalool allergy (health data, consented):\n\
          curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/customers/demo-ana'\n\
+         # her recommendations, safe for that allergy and explained (add &explain=true for what was left out, and why):\n\
+         curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/customers/demo-ana/recommendations?k=5'\n\
+         # a morning and an evening routine for Ben's acne, no clashing actives, within a budget:\n\
+         curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/customers/demo-ben/routine?budget=150'\n\
          # send an event as a web shop would, with a write key of its own:\n\
          export WRITE_KEY=$({dermis} write-key create web-shop{data_dir})\n\
          curl -s -u \"$WRITE_KEY:\" -H 'Content-Type: application/json' \
