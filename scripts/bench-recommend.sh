@@ -18,18 +18,19 @@ RATE=${4:-2000}
 DATA=../shared/data/sephora-products-and-skincare-reviews
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 [ -f "$DATA/product_info.csv.gz" ] || { echo "no catalog at $DATA" >&2; exit 1; }
+# DERMIS_BENCH_BIN / DERMIS_BENCH_LOAD: builds made elsewhere (another target dir).
 [ -z "${DERMIS_BENCH_BIN:-}" ] && cargo build --release --quiet --bin dermis
-cargo build --release --quiet --example recommend_load
+[ -z "${DERMIS_BENCH_LOAD:-}" ] && cargo build --release --quiet --example recommend_load
 BIN=${DERMIS_BENCH_BIN:-target/release/dermis}
-LOAD=target/release/examples/recommend_load
+LOAD=${DERMIS_BENCH_LOAD:-target/release/examples/recommend_load}
 WORK=$(mktemp -d)
 source scripts/bench-lib.sh
 trap bench_cleanup EXIT
 SPLIT=$DATA/derived/ishitasingh23-skincare-10core-splits/train_df.csv.gz
 
 echo "import:"
-$BIN import catalog "$DATA/product_info.csv.gz" --data-dir "$WORK/sqlite" | head -1
-$BIN import interactions "$SPLIT" --data-dir "$WORK/sqlite" | tail -1
+$BIN import catalog "$DATA/product_info.csv.gz" --data-dir "$WORK/sqlite" > "$WORK/import.txt"; head -1 "$WORK/import.txt"
+$BIN import interactions "$SPLIT" --data-dir "$WORK/sqlite" > "$WORK/interactions.txt"; head -1 "$WORK/interactions.txt"
 zcat "$SPLIT" | tail -n +2 | cut -d, -f1 | sort -u > "$WORK/reviewers"
 ADMIN=$($BIN token --role admin --sub bench --data-dir "$WORK/sqlite")
 start_node sqlite 18095

@@ -47,6 +47,14 @@ pub struct EmbeddedBus {
     offsets: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), i64>>>,
     /// When each consumer's position was last written, and whether a later write is due.
     writes: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), AckWrite>>>,
+    /// Per consumer and selection, the highest sequence number a fetch has looked through and
+    /// found nothing of the selection up to: the next fetch starts there rather than at the
+    /// acknowledged position, so an idle consumer of a quiet topic does not scan, at every look,
+    /// every message of the other topics published since its last message (after a catalog
+    /// import, 8,494 rows per look for each consumer of `events.ingested`). Sequence numbers
+    /// commit in order (each publication takes `MAX(seq) + 1` under the primary key), so nothing
+    /// at or below a head read can appear later.
+    scanned: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), i64>>>,
 }
 
 /// The longest an acknowledgement waits before it is written (see the module's documentation).
@@ -78,6 +86,7 @@ impl EmbeddedBus {
             clock: dermis_core::clock::system(),
             offsets: Arc::default(),
             writes: Arc::default(),
+            scanned: Arc::default(),
         }
     }
 
@@ -161,17 +170,38 @@ impl EmbeddedBus {
         *known = (*known).max(at);
     }
 
+    /// Where a look for `key` starts: its acknowledged position, or further when an earlier look
+    /// found nothing of its selection up to a later sequence number.
+    fn look_from(&self, key: &(String, String), acked: i64) -> i64 {
+        let scanned = self.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).copied();
+        scanned.map_or(acked, |s| s.max(acked))
+    }
+
     async fn pending(&self, consumer: &str, prefix: &str, max: usize) -> Result<Vec<Envelope>, BusError> {
         let after = self.acked(consumer, prefix).await?;
+        let key = (consumer.to_owned(), prefix.to_owned());
+        let from = self.look_from(&key, after);
+        let head: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM bus_messages")
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(StoreError::from)?
+            .get(0);
+        if head <= from {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(&format!(
-            "SELECT seq, topic, msg_key, msg_id, payload FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\' ORDER BY seq LIMIT {}",
+            "SELECT seq, topic, msg_key, msg_id, payload FROM bus_messages WHERE seq > $1 AND seq <= $3 AND topic LIKE $2 ESCAPE '\\' ORDER BY seq LIMIT {}",
             max.clamp(1, 10_000)
         ))
-        .bind(after)
+        .bind(from)
         .bind(topic_pattern(prefix))
+        .bind(head)
         .fetch_all(self.db.reader())
         .await
         .map_err(StoreError::from)?;
+        if rows.is_empty() {
+            self.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, head);
+        }
         rows.iter()
             .map(|r| {
                 Ok(Envelope {
@@ -362,6 +392,9 @@ impl EventBus for EmbeddedBus {
             .get(&(consumer.to_owned(), prefix.to_owned()))
             .copied();
         let after = known.map_or(stored, |k| k.max(stored));
+        // Nothing of the selection lies between the position and where this process last
+        // looked through (see `scanned`).
+        let after = self.look_from(&(consumer.to_owned(), prefix.to_owned()), after);
         let n: i64 = sqlx::query("SELECT COUNT(*) FROM bus_messages WHERE seq > $1 AND topic LIKE $2 ESCAPE '\\'")
             .bind(after)
             .bind(topic_pattern(prefix))

@@ -373,6 +373,16 @@ impl InteractionsBuilder {
         e.1 = e.1.max(rating);
     }
 
+    /// Adds `weight` to a pair as it is (an importance-weighted signal: a click corrected for the
+    /// position it was shown at).
+    pub fn add_weight(&mut self, user: &str, item: &str, weight: f32) {
+        if !weight.is_finite() {
+            return;
+        }
+        let (u, i) = (self.users.insert(user), self.items.insert(item));
+        self.pairs.entry((u, i)).or_insert((0.0, f32::NAN)).0 += weight;
+    }
+
     /// Adds every row of a rating file as a review.
     pub fn add_rows(&mut self, rows: &[RatingRow]) {
         for r in rows {

@@ -100,6 +100,9 @@ pub struct Served {
     pub fit_seconds: f64,
     /// Reviews by the reviewer's skin type, by table index (where their profile said).
     pub segments: SegmentPopularity,
+    /// Per table index, how much more (or less) than the average a product is clicked where
+    /// it is shown, position bias removed (1: no evidence).
+    pub ctr_lift: Vec<f32>,
     /// Model item → table index, for the table version it was computed for.
     to_table: RwLock<(u64, Arc<Vec<u32>>)>,
 }
@@ -321,6 +324,37 @@ struct Cand {
     score: f32,
 }
 
+/// Lists this node served, by recommendation id (the most recent [`MAX_IMPRESSIONS`]): what a
+/// later click's position is read from, and how often each product was shown where.
+#[derive(Default)]
+struct Impressions {
+    order: std::collections::VecDeque<Arc<str>>,
+    /// Table indices (stable: the catalog view only appends), in the order shown.
+    lists: HashMap<Arc<str>, Vec<u32>>,
+}
+
+/// The placement the routine builder ranks under (its ranking is not shown as such).
+pub const ROUTINE_PLACEMENT: &str = "routine";
+
+/// Served lists remembered.
+pub const MAX_IMPRESSIONS: usize = 100_000;
+
+impl Impressions {
+    fn log(&mut self, id: &str, products: Vec<u32>) {
+        let id: Arc<str> = Arc::from(id);
+        self.order.push_back(id.clone());
+        self.lists.insert(id, products);
+        while self.order.len() > MAX_IMPRESSIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.lists.remove(&old);
+            }
+        }
+    }
+}
+
+/// Prior strength (in expected looks) of the click-rate correction of popularity.
+const CTR_PRIOR: f32 = 20.0;
+
 /// The recommendation engine of a node.
 pub struct Engine {
     catalog: Arc<CatalogView>,
@@ -330,6 +364,7 @@ pub struct Engine {
     served: RwLock<Option<Arc<Served>>>,
     rules: RwLock<Option<Arc<BusinessRules>>>,
     ids: AtomicU64,
+    impressions: std::sync::Mutex<Impressions>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -401,6 +436,7 @@ impl Engine {
             served: RwLock::new(None),
             rules: RwLock::new(None),
             ids: AtomicU64::new(0),
+            impressions: std::sync::Mutex::new(Impressions::default()),
         }
     }
 
@@ -444,7 +480,19 @@ impl Engine {
     /// serves until then). `None` when there is too little to learn from.
     pub async fn train(&self, now_ms: i64) -> anyhow::Result<Option<TrainReport>> {
         let table = self.catalog.table();
-        let data = self.live.training_data(&self.config.weights, |p| table.find(p).map(|i| table.get(i).id.clone()));
+        let (data, ctr_lift) = {
+            let impressions = self.impressions.lock().unwrap_or_else(|e| e.into_inner());
+            let data = self.live.training_data(
+                &self.config.weights,
+                |p| table.find(p).map(|i| table.get(i).id.clone()),
+                |rec, p| {
+                    let t = table.find(p)?;
+                    impressions.lists.get(rec).and_then(|l| l.iter().position(|&x| x == t)).map(|i| i as u32 + 1)
+                },
+            );
+            let ctr_lift = self.ctr_lift(&table, &impressions);
+            (data, ctr_lift)
+        };
         if data.nnz() < self.config.min_interactions || data.n_items() < 2 {
             return Ok(None);
         }
@@ -475,6 +523,7 @@ impl Engine {
                             fitted_at_ms: now_ms,
                             fit_seconds: start.elapsed().as_secs_f64(),
                             segments,
+                            ctr_lift,
                             to_table: RwLock::new((u64::MAX, Arc::new(Vec::new()))),
                         });
                     }
@@ -502,6 +551,35 @@ impl Engine {
             "recommendation model swapped in"
         );
         Ok(Some(report))
+    }
+
+    /// Click rates from the lists served, position bias removed: each showing counts the chance
+    /// its position is looked at (1/position), each action on a listed product one click; a
+    /// product's rate is shrunk towards the mean by [`CTR_PRIOR`] expected looks, and given as
+    /// a ratio to the mean.
+    fn ctr_lift(&self, table: &ProductTable, impressions: &Impressions) -> Vec<f32> {
+        let mut looks = vec![0.0f32; table.len()];
+        let mut clicks = vec![0.0f32; table.len()];
+        for list in impressions.lists.values() {
+            for (pos, &t) in list.iter().enumerate() {
+                if let Some(l) = looks.get_mut(t as usize) {
+                    *l += 1.0 / (pos + 1) as f32;
+                }
+            }
+        }
+        for a in self.live.attributed() {
+            if impressions.lists.contains_key(&a.recommendation_id)
+                && let Some(t) = table.find(&a.product)
+            {
+                clicks[t as usize] += 1.0;
+            }
+        }
+        let (l, c): (f32, f32) = (looks.iter().sum(), clicks.iter().sum());
+        if l <= 0.0 || c <= 0.0 {
+            return vec![1.0; table.len()];
+        }
+        let mean = c / l;
+        looks.iter().zip(&clicks).map(|(l, c)| ((c + CTR_PRIOR * mean) / (l + CTR_PRIOR)) / mean).collect()
     }
 
     /// Retrains every `retrain_secs` while something changed, from the moment the catalog and
@@ -666,7 +744,8 @@ impl Engine {
             for sc in crate::model::top_k(counts, PER_SOURCE, &[], None) {
                 let t = map[sc.item as usize];
                 if t != NOT_IN_TABLE && sc.score > 0.0 {
-                    cands.entry(t).or_default().popularity = sc.score;
+                    let lift = s.ctr_lift.get(t as usize).copied().unwrap_or(1.0);
+                    cands.entry(t).or_default().popularity = sc.score * lift;
                 }
             }
         } else {
@@ -808,8 +887,14 @@ impl Engine {
             })
             .collect();
         let cursor = (!out.is_empty()).then(|| shown.encode());
+        let recommendation_id = self.new_recommendation_id();
+        // What a customer is shown (not the routine builder's internal ranking).
+        if req.placement.as_deref() != Some(ROUTINE_PLACEMENT) {
+            let listed: Vec<u32> = out.iter().filter_map(|i| table.find(&i.product_id)).collect();
+            self.impressions.lock().unwrap_or_else(|e| e.into_inner()).log(&recommendation_id, listed);
+        }
         Recommendations {
-            recommendation_id: self.new_recommendation_id(),
+            recommendation_id,
             items: out,
             excluded: req.explain.then_some(excluded),
             personalized: personal,

@@ -120,6 +120,8 @@ struct State {
     applied: HashSet<u64>,
     /// Interned product ids.
     products: HashSet<Arc<str>>,
+    /// Actions on products listed by a recommendation, oldest first.
+    attributed: VecDeque<Attributed>,
 }
 
 impl State {
@@ -157,9 +159,32 @@ impl std::fmt::Debug for LiveInteractions {
 /// What a stored message means to the engine.
 #[derive(Debug, Clone, PartialEq)]
 enum Parsed {
-    Did(Vec<(String, Signal)>),
+    /// Products and what was done with them, and the recommendation that led there (its id and
+    /// the position the product was shown at, when the event says).
+    Did(Vec<(String, Signal)>, Option<(String, Option<u32>)>),
     Reaction(String),
 }
+
+/// A product a customer acted on from a recommendation list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attributed {
+    /// The customer (pseudonym).
+    pub who: Arc<str>,
+    /// The `recommendation_id` of the response that listed it.
+    pub recommendation_id: Arc<str>,
+    /// The product.
+    pub product: Arc<str>,
+    /// The position it was shown at (1-based), when the event says.
+    pub position: Option<u32>,
+    /// What was done.
+    pub signal: Signal,
+}
+
+/// The largest inverse-propensity weight of an action on a recommended product.
+pub const MAX_IPS: f32 = 10.0;
+
+/// Attributions kept (the most recent).
+pub const MAX_ATTRIBUTED: usize = 200_000;
 
 fn text(v: &Value, k: &str) -> Option<String> {
     let x = v.get(k)?;
@@ -172,17 +197,21 @@ fn text(v: &Value, k: &str) -> Option<String> {
 fn parse(m: &Message) -> Option<Parsed> {
     let (Kind::Track, Some(event)) = (m.kind, m.event.as_deref()) else { return None };
     let props = m.payload.get("properties").unwrap_or(&Value::Null);
-    let one = |signal: Signal| text(props, "product_id").map(|p| Parsed::Did(vec![(p, signal)]));
+    let from = text(props, "recommendation_id").map(|r| {
+        let position = props.get("position").and_then(Value::as_u64).filter(|p| (1..=10_000).contains(p));
+        (r, position.map(|p| p as u32))
+    });
+    let one = |signal: Signal| text(props, "product_id").map(|p| Parsed::Did(vec![(p, signal)], from.clone()));
     let many = |signal: Signal| {
         let list: Vec<(String, Signal)> = props
             .get("products")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|p| text(p, "product_id")).map(|p| (p, signal)).collect())
             .unwrap_or_default();
-        if list.is_empty() { one(signal) } else { Some(Parsed::Did(list)) }
+        if list.is_empty() { one(signal) } else { Some(Parsed::Did(list, from.clone())) }
     };
     match normalize_name(event).as_str() {
-        "product_viewed" => one(Signal::View),
+        "product_viewed" | "product_clicked" => one(Signal::View),
         "product_added" => one(Signal::AddToCart),
         "order_completed" => many(Signal::Purchase),
         "product_reviewed" => {
@@ -298,7 +327,18 @@ impl LiveInteractions {
     /// interaction once; a repeated purchase counts as a repurchase).
     /// Products are named as `product` maps them (the catalog's id); those it maps to `None`
     /// (not in the catalog) are left out.
-    pub fn training_data(&self, weights: &SignalWeights, product: impl Fn(&str) -> Option<String>) -> Interactions {
+    ///
+    /// An action on a product a recommendation listed is weighted up by the inverse of the
+    /// chance its position was looked at (position-based model: 1/position, the weight capped at
+    /// [`MAX_IPS`]): a click at position 8 says more than one at position 1, which is looked at
+    /// anyway. The position is the event's `position`, else where `position_of(recommendation
+    /// id, product)` finds it in the list served.
+    pub fn training_data(
+        &self,
+        weights: &SignalWeights,
+        product: impl Fn(&str) -> Option<String>,
+        position_of: impl Fn(&str, &str) -> Option<u32>,
+    ) -> Interactions {
         self.changed.store(0, Ordering::Release);
         let s = self.read();
         let mut b = InteractionsBuilder::new(weights.clone());
@@ -309,6 +349,18 @@ impl LiveInteractions {
                 if let Some(id) = name {
                     b.add(who, id, i.signal);
                 }
+            }
+        }
+        for a in &s.attributed {
+            if !s.customers.contains_key(&*a.who) {
+                continue;
+            }
+            let Some(Some(id)) = names.get(&*a.product) else { continue };
+            let Some(position) = a.position.or_else(|| position_of(&a.recommendation_id, id)) else { continue };
+            let ips = (position as f32).min(MAX_IPS);
+            let w = weights.weight(a.signal);
+            if w > 0.0 && ips > 1.0 {
+                b.add_weight(&a.who, id, w * (ips - 1.0));
             }
         }
         drop(s);
@@ -333,7 +385,7 @@ impl LiveInteractions {
                 }
                 // The reviewer's skin type, when their profile is held here.
                 let skin = match (&p, &self.profiles) {
-                    (Parsed::Did(list), Some(profiles))
+                    (Parsed::Did(list, _), Some(profiles))
                         if list.iter().any(|(_, s)| matches!(s, Signal::Review { .. })) =>
                     {
                         m.user_id
@@ -362,8 +414,23 @@ impl LiveInteractions {
                     let product = s.intern(&product);
                     s.customers.entry(who).or_default().reactions.push(ReportedReaction { product, at_ms });
                 }
-                Parsed::Did(list) => {
+                Parsed::Did(list, from) => {
                     let products: Vec<Arc<str>> = list.iter().map(|(p, _)| s.intern(p)).collect();
+                    if let Some((rec, position)) = from {
+                        let (who_arc, rec): (Arc<str>, Arc<str>) = (Arc::from(who.as_str()), Arc::from(rec.as_str()));
+                        for (p, (_, signal)) in products.iter().zip(&list) {
+                            s.attributed.push_back(Attributed {
+                                who: who_arc.clone(),
+                                recommendation_id: rec.clone(),
+                                product: p.clone(),
+                                position,
+                                signal: *signal,
+                            });
+                        }
+                        while s.attributed.len() > MAX_ATTRIBUTED {
+                            s.attributed.pop_front();
+                        }
+                    }
                     let purchase = list.iter().any(|(_, sig)| *sig == Signal::Purchase);
                     if purchase && products.len() > 1 {
                         for a in &products {
@@ -409,12 +476,19 @@ impl LiveInteractions {
         n
     }
 
+    /// Actions on products listed by a recommendation (the most recent).
+    pub fn attributed(&self) -> Vec<Attributed> {
+        self.read().attributed.iter().cloned().collect()
+    }
+
     /// Forgets customers (pseudonyms) entirely.
     pub fn forget(&self, pseudonyms: &[String]) {
         let mut s = self.write();
         for p in pseudonyms {
             s.customers.remove(p);
         }
+        let gone: HashSet<&str> = pseudonyms.iter().map(String::as_str).collect();
+        s.attributed.retain(|a| !gone.contains(&*a.who));
         drop(s);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -554,11 +628,38 @@ mod tests {
             live.activity(std::slice::from_ref(&who)).interactions.back().map(|i| i.signal),
             Some(Signal::Repurchase)
         );
-        let data = live.training_data(&SignalWeights::default(), |p| Some(p.to_owned()));
+        let data = live.training_data(&SignalWeights::default(), |p| Some(p.to_owned()), |_, _| None);
         assert_eq!(data.n_users(), 1);
         assert_eq!(data.n_items(), 3);
         live.forget(std::slice::from_ref(&who));
         assert!(live.activity(&[who]).interactions.is_empty(), "erased customers are forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_click_deep_in_a_list_weighs_more_than_one_at_the_top() {
+        let (_db, live) = live().await;
+        let top = track(
+            "c1",
+            "u3",
+            "Product Clicked",
+            json!({"product_id": "A", "recommendation_id": "rec_1", "position": 1}),
+            1,
+        );
+        let deep = track("c2", "u3", "Product Clicked", json!({"product_id": "B", "recommendation_id": "rec_1"}), 2);
+        let plain = track("c3", "u3", "Product Viewed", json!({"product_id": "C"}), 3);
+        live.apply_messages([("wk", &top), ("wk", &deep), ("wk", &plain)]);
+        assert_eq!(live.attributed().len(), 2);
+        // B was shown at position 8 (the served list says; the event does not).
+        let data = live.training_data(
+            &SignalWeights::default(),
+            |p| Some(p.to_owned()),
+            |rec, p| (rec == "rec_1" && p == "B").then_some(8),
+        );
+        let u = data.users().get(&live.pseudonym("u3")).unwrap();
+        let h = data.history(u);
+        let w = |p: &str| h.weights[h.items.iter().position(|&i| i == data.items().get(p).unwrap()).unwrap()];
+        assert_eq!(w("A"), w("C"), "a click at the top counts as a view");
+        assert!((w("B") - 8.0 * w("C")).abs() < 1e-6, "a click at position 8 counts 8 views: {}", w("B"));
     }
 
     #[tokio::test]

@@ -169,7 +169,7 @@ impl Engine {
         let in_routine = |e: &ProductEntry| e.routine_step().is_some_and(|s| AM_STEPS.contains(&s));
         let req = Request {
             k: 300,
-            placement: Some("routine".into()),
+            placement: Some(super::engine::ROUTINE_PLACEMENT.into()),
             explain,
             filter: Some(&in_routine),
             exclude: Vec::new(),
