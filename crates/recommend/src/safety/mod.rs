@@ -378,6 +378,35 @@ impl<'s> Prepared<'s> {
         }
     }
 
+    /// Whether anything of `t` is in the product (what [`Self::contains`] would report, without
+    /// collecting it).
+    fn hits(&self, t: &Targets, p: &ProductSafetyFacts) -> bool {
+        p.present.iter().any(|&i| t.kb.has(i))
+            || p.label.ids.iter().any(|&i| t.label.has(i))
+            || p.families.iter().any(|f| t.families.contains(f))
+            || t.phrases.iter().any(|(_, w)| {
+                contains_words(&p.label.words, w) || p.label.camel_words.as_ref().is_some_and(|c| contains_words(c, w))
+            })
+    }
+
+    /// Whether a rule that excludes (not one that only flags) excludes the product: the verdict
+    /// of [`Self::check`] on `allowed`, without building the reasons.
+    fn excludes(&self, p: &ProductSafetyFacts) -> bool {
+        if p.kb_version != self.safety.kb.version() {
+            return true;
+        }
+        self.active.iter().filter(|a| !a.flag).any(|a| match &a.test {
+            Check::Contains(t) => self.hits(t.get(), p),
+            // The pregnancy fact excludes whatever judged ingredient is named.
+            Check::Pregnancy(t, _) => p.pregnancy_caution == Some(true) || self.hits(t, p),
+            Check::Reactions(products, t) => products.iter().any(|r| p.is(r)) || self.hits(t, p),
+            Check::Unknown => !p.has_list,
+            Check::OutOfStock(a) => {
+                !a.in_stock.contains(&p.product_id) && !p.external_id.as_ref().is_some_and(|e| a.in_stock.contains(e))
+            }
+        })
+    }
+
     /// Plain words for what matched: INCI names for ingredients, families in words, names as
     /// given.
     fn display(&self, matched: &[String]) -> String {
@@ -471,9 +500,9 @@ impl<'s> Prepared<'s> {
             excluded: Vec::new(),
             rules_version: self.safety.rules.version.clone(),
         };
-        let mut seen = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (value, p) in candidates {
-            if !seen.insert(p.product_id.clone()) {
+            if !seen.insert(p.product_id.as_str()) {
                 continue;
             }
             let v = self.check(p);
@@ -489,6 +518,38 @@ impl<'s> Prepared<'s> {
                     product_id: p.product_id.clone(),
                     external_id: p.external_id.clone(),
                     exclusions: v.exclusions,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Prepared<'_> {
+    /// [`Self::filter`] without recording the exclusions (`excluded()` is empty): for a request
+    /// that does not ask why. What is allowed, and its flags, are the same.
+    pub fn filter_quiet<'a, C>(
+        &self,
+        candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
+    ) -> SafeCandidates<C> {
+        let mut out = SafeCandidates {
+            items: Vec::new(),
+            excluded: Vec::new(),
+            rules_version: self.safety.rules.version.clone(),
+        };
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (value, p) in candidates {
+            if !seen.insert(p.product_id.as_str()) || self.excludes(p) {
+                continue;
+            }
+            let v = self.check(p);
+            debug_assert!(v.allowed, "the quick verdict and the full one agree");
+            if v.allowed {
+                out.items.push(Safe {
+                    product_id: p.product_id.clone(),
+                    external_id: p.external_id.clone(),
+                    flags: v.flags,
+                    value,
                 });
             }
         }

@@ -25,7 +25,7 @@ use crate::safety::{CustomerSafety, Excluded, Finding, IngredientSet, Reaction, 
 use crate::weather::Weather;
 
 /// Candidates taken from each source.
-const PER_SOURCE: usize = 200;
+const PER_SOURCE: usize = 100;
 /// Reviews a skin type needs before it has its own popularity.
 const SEGMENT_MIN_REVIEWS: f32 = 50.0;
 /// Most positive history items the explanation looks through.
@@ -103,13 +103,57 @@ pub struct Served {
     /// Per table index, how much more (or less) than the average a product is clicked where
     /// it is shown, position bias removed (1: no evidence).
     pub ctr_lift: Vec<f32>,
+    /// The most popular products by catalog version and segment ([`Self::popular`]).
+    popular: std::sync::Mutex<HashMap<(u64, Option<String>), TopList>>,
     /// Model item → table index, for the table version it was computed for.
     to_table: RwLock<(u64, Arc<Vec<u32>>)>,
 }
 
 const NOT_IN_TABLE: u32 = u32::MAX;
 
+/// A source's best products: (table index, score), best first.
+type TopList = Arc<Vec<(u32, f32)>>;
+
 impl Served {
+    /// The most popular products (table index, score): among customers of `segment` (a skin
+    /// type with its own counts), else among all, corrected by click rates; computed once per
+    /// catalog version and segment.
+    fn popular(&self, table: &ProductTable, segment: Option<&str>) -> Arc<Vec<(u32, f32)>> {
+        let key = (table.version(), segment.map(str::to_owned));
+        if let Some(v) = self.popular.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return v.clone();
+        }
+        let list: Vec<(u32, f32)> = match segment {
+            Some(seg) => {
+                let mut scores = vec![0.0; table.len()];
+                self.segments.scores(Some(seg), &mut scores);
+                crate::model::top_k(&scores, PER_SOURCE, &[], None)
+                    .into_iter()
+                    .filter(|sc| sc.score > 0.0)
+                    .map(|sc| (sc.item, sc.score))
+                    .collect()
+            }
+            None => {
+                let map = self.mapping(table);
+                crate::model::top_k(self.trained.popularity.counts(), PER_SOURCE, &[], None)
+                    .into_iter()
+                    .filter(|sc| map[sc.item as usize] != NOT_IN_TABLE && sc.score > 0.0)
+                    .map(|sc| {
+                        let t = map[sc.item as usize];
+                        (t, sc.score * self.ctr_lift.get(t as usize).copied().unwrap_or(1.0))
+                    })
+                    .collect()
+            }
+        };
+        let list = Arc::new(list);
+        let mut cache = self.popular.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(key, list.clone());
+        list
+    }
+
     /// Model item → table index ([`NOT_IN_TABLE`] when the catalog no longer has it).
     fn mapping(&self, table: &ProductTable) -> Arc<Vec<u32>> {
         {
@@ -365,6 +409,8 @@ pub struct Engine {
     rules: RwLock<Option<Arc<BusinessRules>>>,
     ids: AtomicU64,
     impressions: std::sync::Mutex<Impressions>,
+    /// The best products for a content profile, by catalog version ([`Self::content_top`]).
+    content_cache: std::sync::Mutex<(u64, HashMap<String, TopList>)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -437,6 +483,7 @@ impl Engine {
             rules: RwLock::new(None),
             ids: AtomicU64::new(0),
             impressions: std::sync::Mutex::new(Impressions::default()),
+            content_cache: std::sync::Mutex::new((u64::MAX, HashMap::new())),
         }
     }
 
@@ -524,6 +571,7 @@ impl Engine {
                             fit_seconds: start.elapsed().as_secs_f64(),
                             segments,
                             ctr_lift,
+                            popular: Default::default(),
                             to_table: RwLock::new((u64::MAX, Arc::new(Vec::new()))),
                         });
                     }
@@ -551,6 +599,39 @@ impl Engine {
             "recommendation model swapped in"
         );
         Ok(Some(report))
+    }
+
+    /// The best products for a content profile (skin type, concerns, sensitivity): a few
+    /// hundred distinct profiles cover every customer, so each is scored over the catalog once
+    /// per catalog version.
+    fn content_top(&self, table: &ProductTable, profile: &ContentProfile) -> Arc<Vec<(u32, f32)>> {
+        let mut concerns = profile.concerns.clone();
+        concerns.sort();
+        let key =
+            format!("{}|{}|{}", profile.skin_type.as_deref().unwrap_or(""), concerns.join(","), profile.sensitive);
+        {
+            let cache = self.content_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0 == table.version()
+                && let Some(v) = cache.1.get(&key)
+            {
+                return v.clone();
+            }
+        }
+        let mut scores = vec![0.0; table.len()];
+        table.content().score(profile, &mut scores);
+        let list: Arc<Vec<(u32, f32)>> = Arc::new(
+            crate::model::top_k(&scores, PER_SOURCE, &[], None)
+                .into_iter()
+                .filter(|sc| sc.score > 0.0)
+                .map(|sc| (sc.item, sc.score))
+                .collect(),
+        );
+        let mut cache = self.content_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 != table.version() || cache.1.len() > 10_000 {
+            *cache = (table.version(), HashMap::new());
+        }
+        cache.1.insert(key, list.clone());
+        list
     }
 
     /// Click rates from the lists served, position bias removed: each showing counts the chance
@@ -716,12 +797,8 @@ impl Engine {
         // Content: skin profile and concerns against actives and attributes (works from quiz
         // answers alone). Not without consent: it is personal.
         if personal {
-            let mut content_scores = vec![0.0; table.len()];
-            table.content().score(&subject.content, &mut content_scores);
-            for sc in crate::model::top_k(&content_scores, PER_SOURCE, &[], None) {
-                if sc.score > 0.0 {
-                    cands.entry(sc.item).or_default().content = sc.score;
-                }
+            for &(t, score) in self.content_top(&table, &subject.content).iter() {
+                cands.entry(t).or_default().content = score;
             }
         }
         // Popularity: among customers of the same skin type when enough of them reviewed,
@@ -730,23 +807,9 @@ impl Engine {
         let by_segment = served.as_ref().zip(segment).filter(|(s, seg)| {
             s.segments.has_own(seg) && s.segments.total(None) > 0.0 && table.len() == segment_len(s)
         });
-        if let Some((s, seg)) = by_segment {
-            let mut scores = vec![0.0; table.len()];
-            s.segments.scores(Some(seg), &mut scores);
-            for sc in crate::model::top_k(&scores, PER_SOURCE, &[], None) {
-                if sc.score > 0.0 {
-                    cands.entry(sc.item).or_default().popularity = sc.score;
-                }
-            }
-        } else if let Some(s) = served.as_ref() {
-            let map = s.mapping(&table);
-            let counts = s.trained.popularity.counts();
-            for sc in crate::model::top_k(counts, PER_SOURCE, &[], None) {
-                let t = map[sc.item as usize];
-                if t != NOT_IN_TABLE && sc.score > 0.0 {
-                    let lift = s.ctr_lift.get(t as usize).copied().unwrap_or(1.0);
-                    cands.entry(t).or_default().popularity = sc.score * lift;
-                }
+        if let Some(s) = served.as_ref() {
+            for &(t, score) in s.popular(&table, by_segment.map(|x| x.1)).iter() {
+                cands.entry(t).or_default().popularity = score;
             }
         } else {
             notices.push(
@@ -778,8 +841,9 @@ impl Engine {
         let prepared = self.safety.prepare(&customer_safety);
         let mut ordered: Vec<(u32, Cand)> = cands.into_iter().collect();
         ordered.sort_unstable_by_key(|c| c.0);
+        let candidates = ordered.into_iter().map(|(t, c)| ((t, c), &table.get(t).safety));
         let mut safe: SafeCandidates<(u32, Cand)> =
-            prepared.filter(ordered.into_iter().map(|(t, c)| ((t, c), &table.get(t).safety)));
+            if req.explain { prepared.filter(candidates) } else { prepared.filter_quiet(candidates) };
 
         // Business filters.
         let exclude: HashSet<u32> = req.exclude.iter().filter_map(|x| table.find(x)).collect();
@@ -1066,30 +1130,40 @@ pub fn concern_words(concern: &str) -> String {
 /// already picked) × the top score. Returns (table index, adjusted score), adjusted scores
 /// non-increasing.
 fn mmr(safe: &SafeCandidates<(u32, Cand)>, table: &ProductTable, depth: usize, diversity: f32) -> Vec<(u32, f32)> {
-    let mut rest: Vec<(u32, f32)> = safe.iter().map(|s| (s.value.0, s.value.1.score)).collect();
-    let top = rest.first().map_or(0.0, |r| r.1).max(1e-6);
-    let mut brands: HashMap<&str, usize> = HashMap::new();
-    let mut steps: HashMap<Option<RoutineStep>, usize> = HashMap::new();
-    let mut out = Vec::with_capacity(depth.min(rest.len()));
     // Only the best few hundred can be picked into `depth` places.
-    rest.truncate((depth * 4).max(200));
+    let limit = (depth * 4).max(200);
+    let mut brand_of: HashMap<&str, u16> = HashMap::new();
+    // (table index, score, brand index, routine step index or none)
+    let mut rest: Vec<(u32, f32, u16, Option<u8>)> = safe
+        .iter()
+        .take(limit)
+        .map(|s| {
+            let e = table.get(s.value.0);
+            let n = brand_of.len() as u16;
+            let b = *brand_of.entry(e.brand.as_str()).or_insert(n);
+            (s.value.0, s.value.1.score, b, e.routine_step().map(|st| st as u8))
+        })
+        .collect();
+    let top = rest.first().map_or(0.0, |r| r.1).max(1e-6);
+    let mut brands = vec![0u32; brand_of.len()];
+    let mut steps = [0u32; 16];
+    let mut out = Vec::with_capacity(depth.min(rest.len()));
     while out.len() < depth && !rest.is_empty() {
         let mut best = 0;
         let mut best_score = f32::NEG_INFINITY;
-        for (i, &(t, s)) in rest.iter().enumerate() {
-            let e = table.get(t);
-            let same = brands.get(e.brand.as_str()).copied().unwrap_or(0)
-                + e.routine_step().map_or(0, |_| steps.get(&e.routine_step()).copied().unwrap_or(0));
+        for (i, &(_, s, b, st)) in rest.iter().enumerate() {
+            let same = brands[b as usize] + st.map_or(0, |st| steps[st as usize]);
             let adjusted = s - diversity * same as f32 * top;
             if adjusted > best_score {
                 best_score = adjusted;
                 best = i;
             }
         }
-        let (t, _) = rest.remove(best);
-        let e = table.get(t);
-        *brands.entry(e.brand.as_str()).or_default() += 1;
-        *steps.entry(e.routine_step()).or_default() += 1;
+        let (t, _, b, st) = rest.remove(best);
+        brands[b as usize] += 1;
+        if let Some(st) = st {
+            steps[st as usize] += 1;
+        }
         out.push((t, best_score));
     }
     out

@@ -207,8 +207,9 @@ impl Engine {
         list.truncate((k * 10).max(100));
         let customer = subject.map(|s| s.safety.clone()).unwrap_or_default();
         let prepared = self.safety().prepare(&customer);
+        let candidates = list.into_iter().map(|(t, (s, r))| ((t, s, r), &table.get(t).safety));
         let mut safe: SafeCandidates<(u32, f32, Vec<Reason>)> =
-            prepared.filter(list.into_iter().map(|(t, (s, r))| ((t, s, r), &table.get(t).safety)));
+            if explain { prepared.filter(candidates) } else { prepared.filter_quiet(candidates) };
         safe.truncate(k);
         let (items, excluded) = safe.into_parts();
         Related {
