@@ -62,13 +62,16 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::new(view, live.clone(), safety.clone(), EngineConfig::default());
     let t = Instant::now();
     let report = engine.train(1_800_000_000_000).await?.expect("trained");
-    eprintln!(
-        "trained {} on {} interactions in {:.2} s (wall {:.2} s)",
+    println!(
+        "first training: {} on {} interactions in {:.2} s (wall {:.2} s; EASE's λ tuned)",
         report.model,
         report.interactions,
         report.seconds,
         t.elapsed().as_secs_f64()
     );
+    let t = Instant::now();
+    let report = engine.train(1_800_000_000_000).await?.expect("trained");
+    println!("retrain: {} in {:.2} s (wall {:.2} s; λ kept)", report.model, report.seconds, t.elapsed().as_secs_f64());
 
     let users: Vec<String> = {
         let mut u: Vec<String> = rows.iter().map(|r| r.user.clone()).collect();

@@ -409,6 +409,8 @@ pub struct Engine {
     rules: RwLock<Option<Arc<BusinessRules>>>,
     ids: AtomicU64,
     impressions: std::sync::Mutex<Impressions>,
+    /// EASE's λ as last tuned, and the interactions it was tuned on.
+    ease_lambda: std::sync::Mutex<Option<(f32, usize)>>,
     /// The best products for a content profile, by catalog version ([`Self::content_top`]).
     content_cache: std::sync::Mutex<(u64, HashMap<String, TopList>)>,
 }
@@ -484,6 +486,7 @@ impl Engine {
             ids: AtomicU64::new(0),
             impressions: std::sync::Mutex::new(Impressions::default()),
             content_cache: std::sync::Mutex::new((u64::MAX, HashMap::new())),
+            ease_lambda: std::sync::Mutex::new(None),
         }
     }
 
@@ -551,19 +554,43 @@ impl Engine {
             }
         }
         let start = Instant::now();
-        let served = tokio::task::spawn_blocking(move || -> anyhow::Result<Served> {
-            let settings = Settings::default();
+        // EASE's λ is tuned (three fits on a held-out part) at the first training and again
+        // when the data grew or shrank by a fifth; in between, the retrain reuses it.
+        let tuned = *self.ease_lambda.lock().unwrap_or_else(|e| e.into_inner());
+        let reuse = tuned.filter(|&(_, n)| {
+            let now = data.nnz() as f64;
+            (now - n as f64).abs() <= 0.2 * n as f64
+        });
+        let (served, lambda) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Served, Option<f32>)> {
+            let mut settings = Settings::default();
+            if let Some((l, _)) = reuse {
+                settings.hybrid.ease.tune = None;
+                settings.hybrid.ease.lambda = l;
+                settings.ease.tune = None;
+                settings.ease.lambda = l;
+            }
             // A richer model needs held-out data to tune on: fall back to simpler ones on a
             // small log.
             let mut chain = vec![kind, ModelKind::Ease, ModelKind::ItemKnn, ModelKind::Popularity];
             chain.dedup();
             let mut last_err = None;
             for k in chain {
-                match settings.fit(k, &data) {
-                    Ok((model, _)) => {
+                let fitted: Result<(Box<dyn crate::Model>, Option<f32>), crate::RecommendError> = match k {
+                    ModelKind::Hybrid => settings.hybrid.fit(&data).map(|h| {
+                        let l = h.report().ease_lambda;
+                        (Box::new(h) as Box<dyn crate::Model>, Some(l))
+                    }),
+                    ModelKind::Ease => settings.ease.fit(&data).map(|e| {
+                        let l = e.lambda();
+                        (Box::new(e) as Box<dyn crate::Model>, Some(l))
+                    }),
+                    other => settings.fit(other, &data).map(|(m, _)| (m, None)),
+                };
+                match fitted {
+                    Ok((model, lambda)) => {
                         let knn = ItemKnnConfig::default().fit(&data)?;
                         let trained = Trained::new(data, model)?;
-                        return Ok(Served {
+                        let served = Served {
                             trained,
                             knn,
                             kind: k.as_str(),
@@ -573,7 +600,8 @@ impl Engine {
                             ctr_lift,
                             popular: Default::default(),
                             to_table: RwLock::new((u64::MAX, Arc::new(Vec::new()))),
-                        });
+                        };
+                        return Ok((served, lambda));
                     }
                     Err(e) => {
                         tracing::info!(model = k.as_str(), error = %e, "model not trained; trying a simpler one");
@@ -584,6 +612,11 @@ impl Engine {
             Err(last_err.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("no model")))
         })
         .await??;
+        if reuse.is_none()
+            && let Some(l) = lambda
+        {
+            *self.ease_lambda.lock().unwrap_or_else(|e| e.into_inner()) = Some((l, served.trained.interactions.nnz()));
+        }
         let report = TrainReport {
             model: served.kind,
             interactions: served.trained.interactions.nnz(),
