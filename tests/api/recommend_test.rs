@@ -298,4 +298,12 @@ async fn related_products_routines_visitors_and_bad_input(app: TestApp) {
         .unwrap();
     assert_problem(other, 403).await;
     assert_problem(app.get("/v1/recommendations/model", Role::Service).await, 403).await;
+    // A store associate sees recommendations, not the allergies behind the exclusions.
+    let associate = app.get(&format!("/v1/customers/{cleo}/recommendations?k=3"), Role::StoreAssociate).await;
+    assert_eq!(associate.status(), 200);
+    assert_problem(
+        app.get(&format!("/v1/customers/{cleo}/recommendations?k=3&explain=true"), Role::StoreAssociate).await,
+        403,
+    )
+    .await;
 }

@@ -6,7 +6,9 @@
 //!
 //! Who may call: a customer's recommendations and routine: `admin`, `service`,
 //! `store_associate`, or the customer themselves (a customer token reaches only its own
-//! customer). Anonymous recommendations and related products: any authenticated role. The
+//! customer). A store associate may not ask for `explain` (the exclusions name the customer's
+//! allergies) and is not shown the unknown allergy names: in the customers domain they read
+//! health facts only during an open consultation. Anonymous recommendations and related products: any authenticated role. The
 //! model routes: `admin`.
 //!
 //! Nothing here reads the database: the profile comes from the customers' online profiles
@@ -286,6 +288,23 @@ async fn customer_subject(s: &RecommendState, who: &Principal, reference: &str) 
     Ok(Subject::customer(&profile, s.engine.live()))
 }
 
+/// Health facts (allergies, through the exclusions and the unknown allergy names) are shown only
+/// to those who may read them: a store associate reads them in the customers domain only during
+/// an open consultation, which this domain does not see, so `explain` is refused to them and the
+/// unknown allergy names are left out.
+fn health_visible(who: &Principal, explain: bool) -> Result<bool, Problem> {
+    if who.role == Role::StoreAssociate {
+        if explain {
+            return Err(Problem::new(
+                ProblemKind::Forbidden,
+                "explain reveals the customer's allergies: a store associate reads health facts only through the customer's profile during a consultation",
+            ));
+        }
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 fn excluded_ids(list: Option<&str>) -> Vec<String> {
     list.map(|l| l.split(',').map(str::trim).filter(|x| !x.is_empty()).take(1000).map(str::to_owned).collect())
         .unwrap_or_default()
@@ -305,6 +324,7 @@ async fn customer_recommendations(
     ApiQuery(q): ApiQuery<RecommendQuery>,
 ) -> Result<Json<Recommendations>, Problem> {
     let k = k_of(q.k)?;
+    let health = health_visible(&who, q.explain.unwrap_or(false))?;
     let subject = customer_subject(&s, &who, &id).await?;
     let filter = q.filter.as_deref().map(filter::compile).transpose()?;
     let now = s.clock.now_ms();
@@ -323,7 +343,11 @@ async fn customer_recommendations(
             weather: weather(&s, q.lat, q.lon, now).await?,
         },
     };
-    Ok(Json(s.engine.recommend(&subject, &req)))
+    let mut out = s.engine.recommend(&subject, &req);
+    if !health {
+        out.unknown_allergies.clear();
+    }
+    Ok(Json(out))
 }
 
 fn check_profile(p: &VisitorProfile) -> Result<(), Problem> {
@@ -403,6 +427,7 @@ async fn related(
     relation: Relation,
 ) -> Result<Json<Related>, Problem> {
     let k = k_of(q.k)?;
+    health_visible(who, q.explain.unwrap_or(false) && q.customer.is_some())?;
     let subject = match q.customer.as_deref() {
         Some(c) => {
             if !matches!(who.role, Role::Admin | Role::Service | Role::StoreAssociate | Role::Customer) {
@@ -476,6 +501,7 @@ async fn customer_routine(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RoutineQuery>,
 ) -> Result<Json<Routine>, Problem> {
+    health_visible(&who, q.explain.unwrap_or(false))?;
     let subject = customer_subject(&s, &who, &id).await?;
     let goals = excluded_ids(q.goals.as_deref());
     if let Some(g) = goals.iter().find(|g| !CONCERNS.contains(&g.as_str())) {
