@@ -31,6 +31,9 @@ use serde_json::Value;
 
 use crate::data::{Interactions, InteractionsBuilder, Signal, SignalWeights};
 
+/// Message hashes remembered to count each message once.
+pub const MAX_APPLIED: usize = 2_000_000;
+
 /// Interactions kept per customer (the most recent).
 pub const MAX_PER_CUSTOMER: usize = 500;
 /// Log messages read per page at a rebuild.
@@ -116,8 +119,11 @@ struct State {
     stars: HashMap<Arc<str>, ProductStars>,
     /// Product → products bought in the same order, with counts.
     together: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
-    /// Hashes of the messages applied.
+    /// Hashes of the messages applied (the most recent [`MAX_APPLIED`], oldest first in
+    /// `applied_order`): a message comes again only soon after it was applied (a bus redelivery,
+    /// a rebuild overlapping the bus), never a million messages later.
     applied: HashSet<u64>,
+    applied_order: VecDeque<u64>,
     /// Interned product ids.
     products: HashSet<Arc<str>>,
     /// Actions on products listed by a recommendation, oldest first.
@@ -407,6 +413,12 @@ impl LiveInteractions {
         for (hash, who, at_ms, p, skin) in parsed {
             if !s.applied.insert(hash) {
                 continue;
+            }
+            s.applied_order.push_back(hash);
+            if s.applied_order.len() > MAX_APPLIED
+                && let Some(old) = s.applied_order.pop_front()
+            {
+                s.applied.remove(&old);
             }
             n += 1;
             match p {
