@@ -13,12 +13,14 @@
 //!   `author_id,product_id,rating[,submission_time]` `.csv`/`.csv.gz` files, the held-out split
 //!   used for tuning.
 //! - [`model`]: the [`Model`] trait (score a history, top k without the customer's own items),
-//!   [`Fit`] (settings that train a model), [`ModelKind`] and [`Settings`] for the command line.
+//!   [`Fit`] (settings that train a model).
 //! - the models: [`popularity`], [`knn`] (item-kNN, cosine), [`ease`] (closed form with `faer`, λ
 //!   tuned on held-out training data), [`als`] (implicit ALS, conjugate gradient, fold-in with
 //!   `faer`'s Cholesky), [`hybrid`] (a learned linear re-ranking of the others' candidates
 //!   over their standardized scores and ranks, liked- and disliked-history EASE scores and item
 //!   features, fitted with a listwise softmax loss on held-out training data).
+//! - [`settings`]: [`ModelKind`] and [`Settings`]: the models by name, for the command line and
+//!   the server.
 //! - [`eval`]: the protocol and metrics (NDCG, Recall, HitRate at k, coverage, and a
 //!   safety-violation count fed by an optional check: `n/a` without one).
 //! - [`batch`]: recommendations for a list of customers as `user_id,rank,product_id` CSV.
@@ -48,6 +50,7 @@ pub mod popularity;
 pub mod routes;
 pub mod safety;
 pub mod serving;
+pub mod settings;
 pub mod weather;
 
 use std::path::PathBuf;
@@ -55,7 +58,8 @@ use std::sync::{Arc, RwLock};
 
 pub use data::{History, IdMap, Interactions, InteractionsBuilder, RatingRow, Signal, SignalWeights};
 pub use eval::{Metrics, SafetyCheck, SafetyCount, TestSet, evaluate};
-pub use model::{Fit, Model, ModelKind, Scored, Settings};
+pub use model::{Fit, Model, Scored};
+pub use settings::{ModelKind, Settings};
 
 /// What can go wrong reading data or fitting a model.
 #[derive(Debug, thiserror::Error)]

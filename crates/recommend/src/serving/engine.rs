@@ -19,8 +19,9 @@ use crate::content::{ContentProfile, SegmentPopularity};
 use crate::data::{History, Signal, SignalWeights};
 use crate::expr::BusinessRules;
 use crate::knn::{ItemKnn, ItemKnnConfig};
-use crate::model::{Fit, ModelKind, Settings};
+use crate::model::Fit;
 use crate::safety::{CustomerSafety, Excluded, Finding, IngredientSet, Reaction, SafeCandidates, Safety};
+use crate::settings::{ModelKind, Settings};
 
 use crate::weather::Weather;
 
