@@ -240,6 +240,26 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
     let mut routes = vec![
         Route {
             method: Method::POST,
+            template: "/v1/recommendations",
+            paths: vec!["/v1/recommendations".into()],
+            next: AtomicUsize::new(0),
+            valid: json!({"profile": {"skin_type": "dry", "allergies": ["linalool"]}, "k": 3}),
+            required: Some("profile"),
+            kind: Kind::Json,
+        },
+        Route {
+            // A retrain reads no body; with no interactions in the fixture it answers 409 (too
+            // few to train on), every time.
+            method: Method::POST,
+            template: "/v1/recommendations/model/retrain",
+            paths: vec!["/v1/recommendations/model/retrain".into()],
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 409 },
+        },
+        Route {
+            method: Method::POST,
             template: "/v1/customer-match-runs",
             paths: vec!["/v1/customer-match-runs".into()],
             next: AtomicUsize::new(0),

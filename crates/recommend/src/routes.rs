@@ -382,7 +382,8 @@ fn check_profile(p: &VisitorProfile) -> Result<(), Problem> {
 /// Recommendations for an anonymous visitor from their quiz answers.
 #[utoipa::path(post, path = "/v1/recommendations", tag = "recommendations", request_body = VisitorRequest,
     responses((status = 200, description = "as for a customer; unknown allergy names are reported in `unknown_allergies` and matched as words of the label", body = Object),
-        (status = 400, body = ProblemBody), (status = 422, body = ProblemBody)),
+        (status = 400, body = ProblemBody), (status = 403, description = "a dermatologist token", body = ProblemBody),
+        (status = 422, body = ProblemBody)),
     security(("bearer" = [])))]
 async fn visitor_recommendations(
     Auth(_who, ..): Auth<AnyRecommendations>,
@@ -449,7 +450,8 @@ async fn related(
 /// Products similar to a product: by ingredients (content embedding) and by what customers did.
 #[utoipa::path(get, path = "/v1/products/{id}/similar", tag = "recommendations",
     params(("id" = String, Path, description = "Product id or external id"), RelatedQuery),
-    responses((status = 200, body = Object), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 200, body = Object), (status = 403, description = "a dermatologist token, or naming a customer this caller may not reach", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
     security(("bearer" = [])))]
 async fn similar(
     Auth(who, ..): Auth<AnyRecommendations>,
@@ -464,7 +466,8 @@ async fn similar(
 /// no added risk (allergen, fragrance, pregnancy caution, photosensitizer, comedogenicity).
 #[utoipa::path(get, path = "/v1/products/{id}/dupes", tag = "recommendations",
     params(("id" = String, Path, description = "Product id or external id"), RelatedQuery),
-    responses((status = 200, body = Object), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 200, body = Object), (status = 403, description = "a dermatologist token, or naming a customer this caller may not reach", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
     security(("bearer" = [])))]
 async fn dupes(
     Auth(who, ..): Auth<AnyRecommendations>,
@@ -478,7 +481,8 @@ async fn dupes(
 /// Products bought in the same orders (falling back to what customers who liked it also liked).
 #[utoipa::path(get, path = "/v1/products/{id}/bought-together", tag = "recommendations",
     params(("id" = String, Path, description = "Product id or external id"), RelatedQuery),
-    responses((status = 200, body = Object), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
+    responses((status = 200, body = Object), (status = 403, description = "a dermatologist token, or naming a customer this caller may not reach", body = ProblemBody),
+        (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)),
     security(("bearer" = [])))]
 async fn bought_together(
     Auth(who, ..): Auth<AnyRecommendations>,

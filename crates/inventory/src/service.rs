@@ -1,0 +1,284 @@
+//! The inventory service: the one writer of the ledger, and in-process reads.
+//!
+//! Every change goes to ONE writer task through a queue. The writer takes what is queued (up to
+//! [`WriterOptions::max_batch`] submissions), applies it to its in-memory [`Ledger`] as one batch,
+//! persists the batch in ONE transaction ([`store::persist`]), and only then answers the callers.
+//! If the transaction fails, every caller of the batch gets [`InventoryError::NotPersisted`] and
+//! the writer rebuilds its ledger from the store (so a commit that failed only in its
+//! acknowledgement is not lost either); until that succeeds it refuses writes. No caller is ever
+//! told that something happened which is not durable.
+//!
+//! Reads ([`Inventory::available`], [`Inventory::read`]) come from a second in-memory copy that
+//! only ever holds committed batches: after a commit the writer applies the same batch to it
+//! (the ledger is deterministic, so it reaches the same state) before answering. A caller that
+//! got an answer therefore reads its own write at once, and nobody reads a change that may still
+//! be rolled back. The price is applying each batch twice and holding the ledger twice in memory.
+//!
+//! # One writer per database
+//! There is one writer task for all SKUs of a process, and the service assumes it is the only
+//! writer of the inventory tables of its database: it keeps the ledger in memory and does not
+//! read back what others write, so a second process would make it refuse writes often. It stays
+//! safe, though: every batch moves the journal's head row from the last movement this writer
+//! knows (a compare-and-set), so a stale writer's batch is refused ([`InventoryError::StaleLedger`])
+//! and it reloads; balances only decrease through guarded updates and `CHECK` constraints; journal
+//! ids and idempotency keys are unique. The setup is not fenced this way (each writer stores the
+//! whole setup it knows). Making several processes share one PostgreSQL well (SKU shards owned by
+//! one process each, by hash of the SKU, with a lease; a journal head per shard) is the next step;
+//! so is one writer task per shard inside a process.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use dermis_core::clock::SharedClock;
+use dermis_store::Db;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{Outcome, Rejection, Request};
+use crate::error::InventoryError;
+use crate::ledger::{Availability, Ledger};
+use crate::model::{Channel, Setup, SkuId};
+use crate::store;
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Most submissions applied and persisted as one batch (one transaction).
+    pub max_batch: usize,
+    /// Submissions that may wait in the queue; further callers wait for room.
+    pub queue: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self { max_batch: 256, queue: 4096 }
+    }
+}
+
+/// The answer to a submission: one result per request, in order.
+pub type Answers = Vec<Result<Outcome, Rejection>>;
+
+/// The inventory ledger as a service: durable writes through one batching writer, reads from
+/// memory. Cheap to clone; the writer stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Inventory {
+    jobs: mpsc::Sender<Job>,
+    committed: Arc<RwLock<Ledger>>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory").field("clock", &self.clock).finish_non_exhaustive()
+    }
+}
+
+/// Where the writer answers a submission.
+type Reply = oneshot::Sender<Result<Answers, InventoryError>>;
+
+/// What callers ask the writer.
+enum Job {
+    Apply { requests: Vec<Request>, reply: Reply },
+    ExtendSetup { more: Setup, reply: oneshot::Sender<Result<(), InventoryError>> },
+}
+
+impl Inventory {
+    /// Loads the ledger from `db` (migrated with [`crate::MIGRATIONS`]) and starts its writer.
+    /// Must be called inside a Tokio runtime.
+    pub async fn open(db: Db, clock: SharedClock) -> Result<Self, InventoryError> {
+        Self::open_with(db, clock, WriterOptions::default()).await
+    }
+
+    /// [`Inventory::open`] with batching options.
+    pub async fn open_with(db: Db, clock: SharedClock, options: WriterOptions) -> Result<Self, InventoryError> {
+        let ledger = store::load(&db).await?.restore()?;
+        let committed = Arc::new(RwLock::new(ledger.clone()));
+        let (jobs, queue) = mpsc::channel(options.queue.max(1));
+        let writer = Writer {
+            db,
+            clock: clock.clone(),
+            working: ledger,
+            committed: committed.clone(),
+            stale: false,
+            max_batch: options.max_batch.max(1),
+        };
+        tokio::spawn(writer.run(queue));
+        Ok(Self { jobs, committed, clock })
+    }
+
+    /// Applies one request durably: its outcome or rejection once the batch it went in is
+    /// committed. A key applied before answers its first outcome again (`replayed`).
+    pub async fn submit(&self, request: Request) -> Result<Result<Outcome, Rejection>, InventoryError> {
+        let mut answers = self.submit_all(vec![request]).await?;
+        answers.pop().ok_or(InventoryError::WriterStopped)
+    }
+
+    /// Applies several requests in order, in the same batch and so in the same transaction (a POS
+    /// sync's receipts): all are durable, or the call fails and none was applied.
+    pub async fn submit_all(&self, requests: Vec<Request>) -> Result<Answers, InventoryError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Apply { requests, reply }).await.map_err(|_| InventoryError::WriterStopped)?;
+        answer.await.map_err(|_| InventoryError::WriterStopped)?
+    }
+
+    /// Adds SKUs, kits, locations or channel policies, durably (nothing already defined may
+    /// change).
+    pub async fn extend_setup(&self, more: Setup) -> Result<(), InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::ExtendSetup { more, reply }).await.map_err(|_| InventoryError::WriterStopped)?;
+        answer.await.map_err(|_| InventoryError::WriterStopped)?
+    }
+
+    /// What `channel` can sell of `sku` now, from memory (no database access). Reflects every
+    /// committed batch, including the caller's own last write.
+    pub fn available(&self, sku: &SkuId, channel: &Channel) -> Result<Availability, Rejection> {
+        let now_ms = self.clock.now_ms();
+        self.read(|ledger| ledger.available(sku, channel, now_ms))
+    }
+
+    /// Reads the committed ledger (balances, records, journal, recall, expiry...). `read` holds a
+    /// lock the writer needs after each commit: keep `f` short.
+    pub fn read<T>(&self, f: impl FnOnce(&Ledger) -> T) -> T {
+        f(&self.committed.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The writer task's state.
+struct Writer {
+    db: Db,
+    clock: SharedClock,
+    /// The ledger batches are applied to before they are persisted.
+    working: Ledger,
+    /// The readers' ledger: committed batches only.
+    committed: Arc<RwLock<Ledger>>,
+    /// A transaction failed and the ledger has not been rebuilt from the store since.
+    stale: bool,
+    max_batch: usize,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.max_batch);
+        while queue.recv_many(&mut jobs, self.max_batch).await > 0 {
+            let mut batch = Vec::new();
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Apply { requests, reply } => batch.push((requests, reply)),
+                    Job::ExtendSetup { more, reply } => {
+                        // Requests queued before the setup change are applied before it.
+                        self.apply(std::mem::take(&mut batch)).await;
+                        let _ = reply.send(self.extend_setup(more).await);
+                    }
+                }
+            }
+            self.apply(batch).await;
+        }
+    }
+
+    /// Applies a batch, persists it, then answers.
+    async fn apply(&mut self, batch: Vec<(Vec<Request>, Reply)>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ensure_fresh().await {
+            let reason = format!("the ledger could not be reloaded from the store: {e}");
+            for (_, reply) in batch {
+                let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
+            }
+            return;
+        }
+        let mut sizes = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut requests = Vec::new();
+        for (submitted, reply) in batch {
+            sizes.push(submitted.len());
+            replies.push(reply);
+            requests.extend(submitted);
+        }
+        let now_ms = self.clock.now_ms();
+        let head = self.working.journal().len() as u64;
+        let results = self.working.apply(requests.clone(), now_ms);
+        let applied: Vec<_> = requests
+            .iter()
+            .zip(&results)
+            .filter_map(|(request, result)| match result {
+                Ok(outcome) if !outcome.replayed => Some((&request.command, outcome)),
+                _ => None,
+            })
+            .collect();
+        let persisted = if applied.is_empty() { Ok(()) } else { self.persist(&applied, head, now_ms).await };
+        drop(applied);
+        match persisted {
+            Ok(()) => {
+                let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
+                let replica = committed.apply(requests, now_ms);
+                drop(committed);
+                debug_assert_eq!(replica, results, "the readers' ledger diverged from the writer's");
+                let mut results = results.into_iter();
+                for (size, reply) in sizes.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, requests = requests.len(), "inventory batch not persisted; reloading the ledger");
+                self.stale = true;
+                if let Err(reload) = self.ensure_fresh().await {
+                    tracing::warn!(error = %reload, "inventory ledger not reloaded; writes wait for the store");
+                }
+                let reason = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
+                }
+            }
+        }
+    }
+
+    async fn persist(
+        &self,
+        applied: &[(&crate::Command, &Outcome)],
+        head: u64,
+        now_ms: i64,
+    ) -> Result<(), InventoryError> {
+        let mut tx = self.db.begin().await?;
+        store::persist(&mut tx, applied, head, now_ms).await?;
+        tx.commit().await.map_err(dermis_store::StoreError::from)?;
+        Ok(())
+    }
+
+    async fn extend_setup(&mut self, more: Setup) -> Result<(), InventoryError> {
+        self.ensure_fresh().await?;
+        self.working.extend_setup(more.clone())?;
+        let saved = async {
+            let mut tx = self.db.begin().await?;
+            store::save_setup(&mut tx, self.working.setup(), self.clock.now_ms()).await?;
+            tx.commit().await.map_err(dermis_store::StoreError::from)
+        }
+        .await;
+        match saved {
+            Ok(()) => {
+                let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
+                committed.extend_setup(more)?;
+                Ok(())
+            }
+            Err(e) => {
+                self.stale = true;
+                let _ = self.ensure_fresh().await;
+                Err(InventoryError::NotPersisted { reason: e.to_string() })
+            }
+        }
+    }
+
+    /// After a failed transaction, rebuilds both ledgers from the store.
+    async fn ensure_fresh(&mut self) -> Result<(), InventoryError> {
+        if !self.stale {
+            return Ok(());
+        }
+        let ledger = store::load(&self.db).await?.restore()?;
+        *self.committed.write().unwrap_or_else(PoisonError::into_inner) = ledger.clone();
+        self.working = ledger;
+        self.stale = false;
+        tracing::info!("inventory ledger reloaded from the store");
+        Ok(())
+    }
+}

@@ -1,0 +1,385 @@
+//! The ledger's tables on SQLite and PostgreSQL alike (one SQL text, the portable subset): the
+//! journal (`inventory_movements`), the balances it projects to (`inventory_balances`, which the
+//! database itself keeps from going below zero), the records (lots, reservations, transfers,
+//! purchase orders), the applied commands by idempotency key, the setup, and the journal's head
+//! (`inventory_head`, which every batch moves by compare-and-set, fencing out a stale writer).
+//!
+//! [`persist`] writes what one batch of [`crate::Ledger::apply`] returned, inside the caller's
+//! transaction; [`load`] reads everything back for [`crate::Ledger::restore`]. Records are stored
+//! as the JSON the ledger's types serialize to, with columns beside them for indexes and readers.
+//! This module decides nothing: the ledger decides, the service orders the writes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use dermis_store::sqlx::{self, AnyConnection, Row};
+use dermis_store::{Backend, Db, StoreError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::command::{Command, Outcome};
+use crate::error::InventoryError;
+use crate::ledger::{AppliedRequest, Ledger, Records, RestoreError};
+use crate::model::{Account, BalanceKey, IdempotencyKey, LotCode, Movement, Quantity, Setup, SkuId};
+use crate::records::{PurchaseOrder, Reservation, SkuLot, Transfer};
+
+/// Rows per multi-row `INSERT` (10 columns at most: far below both backends' parameter limits).
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// Everything the store keeps, as [`Ledger::restore`] takes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    /// The setup (empty before the first one is saved).
+    pub setup: Setup,
+    /// Lots, reservations, transfers, purchase orders and applied commands.
+    pub records: Records,
+    /// The journal, in order.
+    pub journal: Vec<Movement>,
+}
+
+impl Stored {
+    /// The ledger these rows describe.
+    pub fn restore(self) -> Result<Ledger, RestoreError> {
+        Ledger::restore(self.setup, self.records, self.journal)
+    }
+}
+
+/// Reads the setup, the records and the journal in one consistent snapshot (a read transaction;
+/// `REPEATABLE READ` on PostgreSQL).
+pub async fn load(db: &Db) -> Result<Stored, StoreError> {
+    let mut tx = match db.backend() {
+        Backend::Sqlite => db.reader().begin().await?,
+        Backend::Postgres => db.reader().begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+    };
+    let conn = &mut *tx;
+    let setup = match sqlx::query("SELECT body FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await? {
+        Some(row) => decode(&row.try_get::<String, _>(0)?, "setup")?,
+        None => Setup::default(),
+    };
+    let journal: Vec<Movement> = bodies(conn, "SELECT body FROM inventory_movements ORDER BY id", "movement").await?;
+    let mut lots = Vec::new();
+    for row in sqlx::query("SELECT sku, body FROM inventory_lots").fetch_all(&mut *conn).await? {
+        lots.push(SkuLot {
+            sku: SkuId::new(row.try_get::<String, _>(0)?),
+            lot: decode(&row.try_get::<String, _>(1)?, "lot")?,
+        });
+    }
+    lots.sort_by(|a, b| (&a.sku, &a.lot.code).cmp(&(&b.sku, &b.lot.code)));
+    let mut reservations: Vec<Reservation> =
+        bodies(conn, "SELECT body FROM inventory_reservations", "reservation").await?;
+    reservations.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut transfers: Vec<Transfer> = bodies(conn, "SELECT body FROM inventory_transfers", "transfer").await?;
+    transfers.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut purchase_orders: Vec<PurchaseOrder> =
+        bodies(conn, "SELECT body FROM inventory_purchase_orders", "purchase order").await?;
+    purchase_orders.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut applied = BTreeMap::new();
+    for row in
+        sqlx::query("SELECT idempotency_key, command, outcome FROM inventory_applied").fetch_all(&mut *conn).await?
+    {
+        let key = IdempotencyKey::new(row.try_get::<String, _>(0)?);
+        let command: Command = decode(&row.try_get::<String, _>(1)?, "applied command")?;
+        let outcome: Outcome = decode(&row.try_get::<String, _>(2)?, "applied outcome")?;
+        applied.insert(key, AppliedRequest { command, outcome });
+    }
+    tx.commit().await?;
+    Ok(Stored { setup, records: Records { lots, reservations, transfers, purchase_orders, applied }, journal })
+}
+
+/// Every non-zero balance row, in key order: what `dermis inventory rebuild` compares with the
+/// projection of the journal.
+pub async fn balances(db: &Db) -> Result<Vec<(BalanceKey, Quantity)>, StoreError> {
+    let rows = sqlx::query("SELECT balance_key, quantity FROM inventory_balances WHERE quantity <> 0")
+        .fetch_all(db.reader())
+        .await?;
+    let mut balances = Vec::with_capacity(rows.len());
+    for row in rows {
+        balances.push((decode::<BalanceKey>(&row.try_get::<String, _>(0)?, "balance key")?, row.try_get(1)?));
+    }
+    balances.sort();
+    Ok(balances)
+}
+
+/// Stores the whole setup in force (replacing the previous one), inside the caller's transaction.
+pub async fn save_setup(conn: &mut AnyConnection, setup: &Setup, now_ms: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO inventory_setup (id, body, updated_at) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+    )
+    .bind(encode(setup, "setup")?)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Persists the commands of one batch that the ledger applied, inside the caller's transaction.
+/// `head` is the id of the last movement before the batch as this writer knows it: the journal's
+/// head row is moved from it to the batch's last movement (a compare-and-set that also fences
+/// batches without movements), or the batch fails with [`InventoryError::StaleLedger`]. Then it
+/// appends their movements to the journal (unique on id, on idempotency key and on per-SKU
+/// sequence), adds their net balance changes to the balance rows, upserts the records they
+/// changed, and stores each (key, command, outcome) for idempotency. Replayed outcomes are
+/// skipped: they were stored when first applied.
+///
+/// A balance that may not go negative is only ever decreased by a guarded
+/// `UPDATE ... WHERE quantity + change >= 0`; if that touches no row the whole batch fails with
+/// [`InventoryError::Overdrawn`] (and the `CHECK` constraint backs it up). So even a second writer
+/// on the same database could not drive a balance below zero; it would see its batch refused.
+pub async fn persist(
+    conn: &mut AnyConnection,
+    applied: &[(&Command, &Outcome)],
+    head: u64,
+    now_ms: i64,
+) -> Result<(), InventoryError> {
+    let mut movements = Vec::new();
+    let mut last = head;
+    let mut deltas: BTreeMap<BalanceKey, Quantity> = BTreeMap::new();
+    // Records changed twice in a batch are written once, in their last state.
+    let mut lots: BTreeMap<(&SkuId, &LotCode), &SkuLot> = BTreeMap::new();
+    let mut reservations = BTreeMap::new();
+    let mut transfers = BTreeMap::new();
+    let mut purchase_orders = BTreeMap::new();
+    let mut keys = Vec::new();
+    for (command, outcome) in applied.iter().filter(|(_, outcome)| !outcome.replayed) {
+        for movement in &outcome.movements {
+            last = last.max(movement.id);
+            movements.push(vec![
+                Value::Int(as_i64(movement.id)?),
+                Value::Text(movement.sku.to_string()),
+                Value::Int(as_i64(movement.sku_seq)?),
+                Value::Text(movement.idempotency_key.clone()),
+                Value::MaybeText(movement.lot.as_ref().map(LotCode::to_string)),
+                Value::Text(name(&movement.reason)),
+                Value::MaybeText(movement.reservation.as_ref().map(ToString::to_string)),
+                Value::Int(movement.quantity),
+                Value::Int(movement.at_ms),
+                Value::Text(encode(movement, "movement")?),
+            ]);
+        }
+        for (key, delta) in outcome.balance_deltas() {
+            *deltas.entry(key).or_insert(0) += delta;
+        }
+        for lot in &outcome.changes.lots {
+            lots.insert((&lot.sku, &lot.lot.code), lot);
+        }
+        for reservation in &outcome.changes.reservations {
+            reservations.insert(&reservation.id, reservation);
+        }
+        for transfer in &outcome.changes.transfers {
+            transfers.insert(&transfer.id, transfer);
+        }
+        for order in &outcome.changes.purchase_orders {
+            purchase_orders.insert(&order.id, order);
+        }
+        keys.push(vec![
+            Value::Text(outcome.key.to_string()),
+            Value::Text(encode(command, "command")?),
+            Value::Text(encode(outcome, "outcome")?),
+            Value::Int(now_ms),
+        ]);
+    }
+
+    // On PostgreSQL a concurrent writer's UPDATE waits for this row's lock, then sees the new
+    // head and matches nothing.
+    let moved = sqlx::query("UPDATE inventory_head SET last_movement = $1 WHERE id = 1 AND last_movement = $2")
+        .bind(as_i64(last)?)
+        .bind(as_i64(head)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
+    if moved.rows_affected() != 1 {
+        return Err(InventoryError::StaleLedger { expected: head });
+    }
+    insert_rows(
+        conn,
+        "inventory_movements",
+        &["id", "sku", "sku_seq", "idempotency_key", "lot", "reason", "reservation_id", "quantity", "at_ms", "body"],
+        movements,
+        "",
+    )
+    .await?;
+    for (key, delta) in deltas.into_iter().filter(|(_, delta)| *delta != 0) {
+        add_to_balance(conn, &key, delta).await?;
+    }
+    let mut rows = Vec::with_capacity(lots.len());
+    for lot in lots.values() {
+        rows.push(vec![
+            Value::Text(lot.sku.to_string()),
+            Value::Text(lot.lot.code.to_string()),
+            Value::Int(lot.lot.expires_on),
+            Value::Text(encode(&lot.lot, "lot")?),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "inventory_lots",
+        &["sku", "code", "expires_on", "body"],
+        rows,
+        " ON CONFLICT (sku, code) DO UPDATE SET expires_on = excluded.expires_on, body = excluded.body",
+    )
+    .await?;
+    let mut rows = Vec::with_capacity(reservations.len());
+    for reservation in reservations.values() {
+        rows.push(vec![
+            Value::Text(reservation.id.to_string()),
+            Value::Text(reservation.channel.to_string()),
+            Value::Text(name(&reservation.status)),
+            Value::Int(reservation.expires_at_ms),
+            Value::Text(encode(reservation, "reservation")?),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "inventory_reservations",
+        &["id", "channel", "status", "expires_at_ms", "body"],
+        rows,
+        " ON CONFLICT (id) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
+          expires_at_ms = excluded.expires_at_ms, body = excluded.body",
+    )
+    .await?;
+    let mut rows = Vec::with_capacity(transfers.len());
+    for transfer in transfers.values() {
+        rows.push(vec![
+            Value::Text(transfer.id.to_string()),
+            Value::Text(transfer.sku.to_string()),
+            Value::Text(name(&transfer.status)),
+            Value::Text(encode(transfer, "transfer")?),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "inventory_transfers",
+        &["id", "sku", "status", "body"],
+        rows,
+        " ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, status = excluded.status, body = excluded.body",
+    )
+    .await?;
+    let mut rows = Vec::with_capacity(purchase_orders.len());
+    for order in purchase_orders.values() {
+        rows.push(vec![
+            Value::Text(order.id.to_string()),
+            Value::Text(order.location.to_string()),
+            Value::Int(order.eta_ms),
+            Value::Text(encode(order, "purchase order")?),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "inventory_purchase_orders",
+        &["id", "location", "eta_ms", "body"],
+        rows,
+        " ON CONFLICT (id) DO UPDATE SET location = excluded.location, eta_ms = excluded.eta_ms, body = excluded.body",
+    )
+    .await?;
+    // A key stored twice is a second writer (or a bug): the primary key fails the batch.
+    insert_rows(conn, "inventory_applied", &["idempotency_key", "command", "outcome", "applied_at"], keys, "").await?;
+    Ok(())
+}
+
+/// Adds `delta` to one balance row: a guarded decrease where the balance may not go negative,
+/// an upsert otherwise.
+async fn add_to_balance(conn: &mut AnyConnection, key: &BalanceKey, delta: Quantity) -> Result<(), InventoryError> {
+    let stored_key = encode(key, "balance key")?;
+    if delta < 0 && !key.account.may_go_negative() {
+        let done = sqlx::query(
+            "UPDATE inventory_balances SET quantity = quantity + $1 WHERE balance_key = $2 AND quantity + $1 >= 0",
+        )
+        .bind(delta)
+        .bind(stored_key.clone())
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
+        if done.rows_affected() != 1 {
+            return Err(InventoryError::Overdrawn { balance: stored_key, delta });
+        }
+        return Ok(());
+    }
+    let (location, state) = match &key.account {
+        Account::Stock { location, state } => (Some(location.to_string()), name(state)),
+        Account::External { external } => (None, name(external)),
+    };
+    sqlx::query(
+        "INSERT INTO inventory_balances (balance_key, sku, location, state, lot, quantity) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (balance_key) DO UPDATE SET quantity = inventory_balances.quantity + excluded.quantity",
+    )
+    .bind(stored_key)
+    .bind(key.sku.to_string())
+    .bind(location)
+    .bind(state)
+    .bind(key.lot.as_ref().map(LotCode::to_string))
+    .bind(delta)
+    .execute(conn)
+    .await
+    .map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// A value of a multi-row insert.
+enum Value {
+    Int(i64),
+    Text(String),
+    MaybeText(Option<String>),
+}
+
+/// `INSERT INTO table (columns) VALUES (...), (...) tail`, [`ROWS_PER_STATEMENT`] rows at a time.
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+) -> Result<(), StoreError> {
+    let width = columns.len();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        for row in 0..chunk.len() {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..width {
+                let separator = if column == 0 { "" } else { ", " };
+                let _ = write!(sql, "{separator}${}", row * width + column + 1);
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        let mut query = sqlx::query(&sql);
+        for value in chunk.into_iter().flatten() {
+            query = match value {
+                Value::Int(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::MaybeText(v) => query.bind(v),
+            };
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Decodes the JSON body of every row of a one-column query.
+async fn bodies<T: DeserializeOwned>(conn: &mut AnyConnection, sql: &str, what: &str) -> Result<Vec<T>, StoreError> {
+    let rows = sqlx::query(sql).fetch_all(conn).await?;
+    rows.iter().map(|row| decode(&row.try_get::<String, _>(0)?, what)).collect()
+}
+
+fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Other(format!("corrupt inventory {what}: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::InvalidInput(format!("cannot store the {what}: {e}")))
+}
+
+/// The serde name of a unit enum variant (`on_hand`, `receipt`, `held`).
+fn name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+fn as_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::InvalidInput(format!("{n} does not fit a BIGINT")))
+}

@@ -1,0 +1,458 @@
+//! The inventory service over its store, on SQLite and (with `DERMIS_TEST_DATABASE_URL`)
+//! PostgreSQL: what it answers is durable, a restart restores the same ledger, it never oversells
+//! under concurrency, a failed transaction answers nothing and changes nothing, and a repeated key
+//! is a replay. `measure::*` (ignored) prints reservations/s and latencies on one hot SKU.
+
+use std::sync::Arc;
+
+use dermis_core::clock::ManualClock;
+use dermis_inventory::store;
+use dermis_inventory::*;
+use dermis_store::sqlx::{self, Executor, Row};
+use dermis_store::{Backend, Db};
+
+const ALL: &[&[dermis_store::Migration]] = &[MIGRATIONS];
+
+dermis_store::backend_tests!(ALL;
+    a_restart_restores_balances_journal_records_and_availability,
+    one_hundred_units_never_sell_twice_under_a_thousand_concurrent_carts,
+    a_failed_transaction_answers_nothing_and_changes_nothing,
+    a_second_writer_cannot_drive_a_balance_negative,
+    a_stale_writer_is_refused_and_reloads,
+    a_repeated_key_replays_its_first_outcome_and_stores_it_once,
+);
+
+const DAY: i64 = MS_PER_DAY;
+const START: TimestampMs = 20_000 * DAY + 9 * 3_600_000;
+const MINUTE: i64 = 60_000;
+
+fn location(id: &str, kind: LocationKind, latitude: f64, longitude: f64, channels: &[&str]) -> Location {
+    Location {
+        id: id.into(),
+        kind,
+        latitude,
+        longitude,
+        channels: channels.iter().map(|c| c.parse().unwrap()).collect(),
+    }
+}
+
+fn setup() -> Setup {
+    Setup {
+        skus: vec!["serum".into(), "cream".into()],
+        kits: vec![Kit {
+            sku: "duo".into(),
+            components: vec![
+                KitComponent { sku: "serum".into(), quantity: 1 },
+                KitComponent { sku: "cream".into(), quantity: 2 },
+            ],
+        }],
+        locations: vec![
+            location("wh", LocationKind::Warehouse, 48.0, 2.0, &["web", "app", "marketplace:zalando"]),
+            location("paris", LocationKind::Store, 48.86, 2.35, &["web", "pos"]),
+        ],
+        channels: vec![
+            ChannelPolicy { channel: Channel::Web, safety_stock: 0, min_shelf_life_days: 30 },
+            ChannelPolicy { channel: Channel::App, safety_stock: 0, min_shelf_life_days: 0 },
+            ChannelPolicy { channel: "marketplace:zalando".parse().unwrap(), safety_stock: 0, min_shelf_life_days: 0 },
+        ],
+    }
+}
+
+/// A service on `db` with the test setup, its clock at [`START`].
+async fn open_new(db: &Db) -> (Inventory, Arc<ManualClock>) {
+    let clock = ManualClock::at(START);
+    let inventory = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    inventory.extend_setup(setup()).await.unwrap();
+    (inventory, clock)
+}
+
+fn request(key: &str, command: Command) -> Request {
+    Request::new(key, "tester", command)
+}
+
+async fn ok(inventory: &Inventory, key: &str, command: Command) -> Outcome {
+    match inventory.submit(request(key, command.clone())).await {
+        Ok(Ok(outcome)) => outcome,
+        other => panic!("{command:?} under {key} answered {other:?}"),
+    }
+}
+
+fn receive(at: &str, sku: &str, lot: &str, quantity: Quantity) -> Command {
+    Command::Receive {
+        location: at.into(),
+        purchase_order: None,
+        lines: vec![ReceiptLine { sku: sku.into(), quantity, lot: Lot::new(lot, day_of(START) + 365) }],
+    }
+}
+
+fn reserve(id: &str, channel: &str, lines: &[(&str, Quantity)], expires_at_ms: TimestampMs) -> Command {
+    Command::Reserve {
+        reservation: id.into(),
+        channel: channel.parse().unwrap(),
+        lines: lines.iter().map(|(sku, q)| Line::new(*sku, *q)).collect(),
+        expires_at_ms,
+        preferred_location: None,
+        reference: None,
+        customer_id: None,
+    }
+}
+
+fn available(inventory: &Inventory, sku: &str, channel: &str) -> Quantity {
+    inventory.available(&sku.into(), &channel.parse().unwrap()).unwrap().available
+}
+
+/// Everything a restart must bring back.
+#[derive(Debug, PartialEq)]
+struct State {
+    journal: Vec<Movement>,
+    records: Records,
+    balances: Vec<(BalanceKey, Quantity)>,
+    setup: Setup,
+}
+
+fn state(inventory: &Inventory) -> State {
+    inventory.read(|ledger| State {
+        journal: ledger.journal().to_vec(),
+        records: ledger.records(),
+        balances: ledger.all_balances().iter().map(|(k, q)| (k.clone(), q)).collect(),
+        setup: ledger.setup().clone(),
+    })
+}
+
+/// The database holds exactly what the service's ledger holds, and restores to a ledger whose
+/// invariants hold.
+async fn assert_store_matches(db: &Db, inventory: &Inventory) {
+    let expected = state(inventory);
+    let stored = store::load(db).await.unwrap();
+    assert_eq!(stored.journal, expected.journal, "journal");
+    assert_eq!(stored.records, expected.records, "records");
+    assert_eq!(stored.setup, expected.setup, "setup");
+    assert_eq!(store::balances(db).await.unwrap(), expected.balances, "balance rows");
+    let restored = stored.restore().unwrap();
+    restored.check().unwrap();
+}
+
+async fn count(db: &Db, sql: &str) -> i64 {
+    sqlx::query(sql).fetch_one(db.reader()).await.unwrap().get::<i64, _>(0)
+}
+
+async fn a_restart_restores_balances_journal_records_and_availability(db: Db) {
+    let (inventory, clock) = open_new(&db).await;
+    ok(&inventory, "rcv-1", receive("wh", "serum", "S1", 40)).await;
+    ok(&inventory, "rcv-2", receive("paris", "cream", "C1", 30)).await;
+    ok(
+        &inventory,
+        "po-1",
+        Command::ExpectPurchase {
+            purchase_order: "PO1".into(),
+            location: "wh".into(),
+            eta_ms: START + 7 * DAY,
+            lines: vec![Line::new("serum", 20)],
+        },
+    )
+    .await;
+    ok(
+        &inventory,
+        "tr-1",
+        Command::TransferOut {
+            transfer: "T1".into(),
+            sku: "cream".into(),
+            quantity: 5,
+            from: "paris".into(),
+            to: "wh".into(),
+            lot: None,
+        },
+    )
+    .await;
+    let expires = START + 15 * MINUTE;
+    ok(&inventory, "res-1", reserve("r1", "web", &[("serum", 3)], expires)).await;
+    ok(&inventory, "res-2", reserve("r2", "app", &[("serum", 2)], expires)).await;
+    ok(&inventory, "res-3", reserve("r3", "web", &[("duo", 2)], expires)).await;
+    ok(&inventory, "res-4", reserve("r4", "marketplace:zalando", &[("serum", 4)], expires)).await;
+    ok(&inventory, "cnf-1", Command::Confirm { reservation: "r1".into(), lines: None }).await;
+    ok(&inventory, "shp-1", Command::Ship { reservation: "r1".into(), location: None }).await;
+    clock.advance(16 * MINUTE);
+    let expired = ok(&inventory, "sweep-1", Command::ExpireDue).await;
+    assert_eq!(expired.effect, Effect::Expired { reservations: vec!["r2".into(), "r3".into(), "r4".into()] });
+    ok(&inventory, "res-5", reserve("r5", "web", &[("serum", 6)], clock.advance(0) + 15 * MINUTE)).await;
+    ok(&inventory, "tin-1", Command::TransferIn { transfer: "T1".into() }).await;
+    assert_store_matches(&db, &inventory).await;
+
+    let before = state(&inventory);
+    let figures = |inventory: &Inventory| {
+        ["serum", "cream", "duo"].map(|sku| {
+            ["web", "app", "marketplace:zalando"]
+                .map(|channel| inventory.available(&sku.into(), &channel.parse().unwrap()))
+        })
+    };
+    let availability = figures(&inventory);
+    assert_eq!(available(&inventory, "serum", "web"), 40 - 3 - 6);
+    drop(inventory);
+
+    let reopened = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    assert_eq!(state(&reopened), before);
+    assert_eq!(figures(&reopened), availability);
+    assert_eq!(reopened.read(|l| l.reservation(&"r4".into()).map(|r| r.status)), Some(ReservationStatus::Expired));
+    // The restored ledger goes on where the first left off: a new command, and a replay of an old key.
+    let out = ok(&reopened, "res-6", reserve("r6", "app", &[("serum", 1)], clock.advance(0) + MINUTE)).await;
+    assert_eq!(out.movements[0].id, before.journal.len() as u64 + 1);
+    assert!(ok(&reopened, "res-5", reserve("r5", "web", &[("serum", 6)], START + 31 * MINUTE)).await.replayed);
+    assert_store_matches(&db, &reopened).await;
+}
+
+async fn one_hundred_units_never_sell_twice_under_a_thousand_concurrent_carts(db: Db) {
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 100)).await;
+    let channels = ["web", "app", "marketplace:zalando"];
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let inventory = inventory.clone();
+        let command = reserve(&format!("r{i}"), channels[i % 3], &[("serum", 1)], START + 15 * MINUTE);
+        tasks.push(tokio::spawn(async move { inventory.submit(request(&format!("k{i}"), command)).await }));
+    }
+    let (mut reserved, mut short) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Ok(Outcome { effect: Effect::Reserved(_), .. }) => reserved += 1,
+            Err(Rejection::InsufficientStock { shortages }) => {
+                assert_eq!(shortages, [Shortage { sku: "serum".into(), requested: 1, available: 0 }]);
+                short += 1;
+            }
+            other => panic!("a reservation answered {other:?}"),
+        }
+    }
+    assert_eq!((reserved, short), (100, 900));
+    for channel in channels {
+        assert_eq!(available(&inventory, "serum", channel), 0);
+    }
+    assert_store_matches(&db, &inventory).await;
+    // In the database itself: 100 reserved, none on hand, and every unit accounted for.
+    let per_state = |state: &str| {
+        format!(
+            "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM inventory_balances \
+         WHERE sku = 'serum' AND state = '{state}'"
+        )
+    };
+    assert_eq!(count(&db, &per_state("reserved")).await, 100);
+    assert_eq!(count(&db, &per_state("on_hand")).await, 0);
+    assert_eq!(
+        count(&db, "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM inventory_balances WHERE sku = 'serum'")
+            .await,
+        0
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 100);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements WHERE reason = 'reserve'").await, 100);
+    assert_eq!(count(&db, "SELECT MIN(quantity) FROM inventory_balances WHERE location IS NOT NULL").await, 0);
+}
+
+/// Makes every insert of the reservation `doomed` fail inside the database.
+async fn doom_reservation(db: &Db) {
+    match db.backend() {
+        Backend::Sqlite => {
+            db.writer()
+                .execute(
+                    "CREATE TRIGGER inventory_test_doom BEFORE INSERT ON inventory_reservations \
+                     WHEN NEW.id = 'doomed' BEGIN SELECT RAISE(ABORT, 'doomed by the test'); END",
+                )
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            db.writer()
+                .execute(
+                    "CREATE FUNCTION inventory_test_doom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN IF NEW.id = 'doomed' THEN RAISE EXCEPTION 'doomed by the test'; END IF; RETURN NEW; END $$",
+                )
+                .await
+                .unwrap();
+            db.writer()
+                .execute(
+                    "CREATE TRIGGER inventory_test_doom BEFORE INSERT ON inventory_reservations \
+                     FOR EACH ROW EXECUTE FUNCTION inventory_test_doom()",
+                )
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn a_failed_transaction_answers_nothing_and_changes_nothing(db: Db) {
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 10)).await;
+    doom_reservation(&db).await;
+    let before = state(&inventory);
+    let expires = START + 15 * MINUTE;
+    let batch = vec![
+        request("k-a", reserve("a", "web", &[("serum", 2)], expires)),
+        request("k-doomed", reserve("doomed", "app", &[("serum", 1)], expires)),
+        request("k-b", reserve("b", "web", &[("serum", 3)], expires)),
+    ];
+    // One transaction for the three: the database refuses the second, so none is applied.
+    match inventory.submit_all(batch.clone()).await {
+        Err(InventoryError::NotPersisted { reason }) => assert!(reason.contains("doomed"), "{reason}"),
+        other => panic!("a failed batch answered {other:?}"),
+    }
+    assert_eq!(state(&inventory), before, "the ledger kept a batch that was not committed");
+    assert_eq!(available(&inventory, "serum", "web"), 10);
+    assert_store_matches(&db, &inventory).await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 0);
+
+    // A request on its own still goes through while the fault stays.
+    ok(&inventory, "k-c", reserve("c", "web", &[("serum", 1)], expires)).await;
+    assert_eq!(available(&inventory, "serum", "web"), 9);
+
+    // Once the fault is gone, the same keys apply afresh: they were never applied before.
+    let drop_trigger = match db.backend() {
+        Backend::Sqlite => "DROP TRIGGER inventory_test_doom",
+        Backend::Postgres => "DROP TRIGGER inventory_test_doom ON inventory_reservations",
+    };
+    db.writer().execute(drop_trigger).await.unwrap();
+    let answers = inventory.submit_all(batch).await.unwrap();
+    assert!(answers.iter().all(|a| matches!(a, Ok(outcome) if !outcome.replayed)), "{answers:?}");
+    assert_eq!(available(&inventory, "serum", "web"), 10 - 1 - 2 - 1 - 3);
+    assert_store_matches(&db, &inventory).await;
+}
+
+async fn a_second_writer_cannot_drive_a_balance_negative(db: Db) {
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 10)).await;
+    // The database refuses a negative internal balance outright...
+    let negative = db.writer().execute("UPDATE inventory_balances SET quantity = -1 WHERE state = 'on_hand'").await;
+    assert!(negative.is_err(), "a negative on-hand balance was stored");
+    // ...and another writer that took the units behind this one's back makes its batch fail, not
+    // the balance go below zero.
+    db.writer().execute("UPDATE inventory_balances SET quantity = 0 WHERE state = 'on_hand'").await.unwrap();
+    let journal = count(&db, "SELECT COUNT(*) FROM inventory_movements").await;
+    match inventory.submit(request("k1", reserve("r1", "web", &[("serum", 5)], START + MINUTE))).await {
+        Err(InventoryError::NotPersisted { reason }) => assert!(reason.contains("cannot take -5"), "{reason}"),
+        other => panic!("an overdrawing batch answered {other:?}"),
+    }
+    assert_eq!(count(&db, "SELECT MIN(quantity) FROM inventory_balances WHERE location IS NOT NULL").await, 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements").await, journal);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 0);
+}
+
+async fn a_stale_writer_is_refused_and_reloads(db: Db) {
+    let (first, clock) = open_new(&db).await;
+    ok(&first, "rcv", receive("wh", "serum", "S1", 10)).await;
+    let second = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    ok(&first, "k1", reserve("r1", "web", &[("serum", 5)], START + 15 * MINUTE)).await;
+    // The second writer still believes 10 units are free: its batch is refused, not applied.
+    let greedy = request("k2", reserve("r2", "app", &[("serum", 8)], START + 15 * MINUTE));
+    match second.submit(greedy.clone()).await {
+        Err(InventoryError::NotPersisted { reason }) => assert!(reason.contains("another writer"), "{reason}"),
+        other => panic!("a stale writer answered {other:?}"),
+    }
+    // It reloaded: the same request now sees what the first writer did.
+    match second.submit(greedy).await.unwrap() {
+        Err(Rejection::InsufficientStock { shortages }) => assert_eq!(shortages[0].available, 5),
+        other => panic!("after a reload the second writer answered {other:?}"),
+    }
+    // A command that moves no stock is fenced too: the hold was confirmed meanwhile.
+    ok(&first, "k3", Command::Confirm { reservation: "r1".into(), lines: None }).await;
+    let extend = Command::Extend { reservation: "r1".into(), expires_at_ms: START + 30 * MINUTE };
+    assert!(matches!(second.submit(request("k4", extend)).await, Err(InventoryError::NotPersisted { .. })));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations WHERE status = 'confirmed'").await, 1);
+    assert_store_matches(&db, &first).await;
+    assert_store_matches(&db, &second).await;
+}
+
+async fn a_repeated_key_replays_its_first_outcome_and_stores_it_once(db: Db) {
+    let (inventory, clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 10)).await;
+    let command = reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE);
+    let first = ok(&inventory, "k-res", command.clone()).await;
+    assert!(!first.replayed);
+    clock.advance(MINUTE);
+    let again = ok(&inventory, "k-res", command.clone()).await;
+    assert_eq!(again, Outcome { replayed: true, ..first.clone() });
+    // Twice in one batch: the second is a replay of the first.
+    let twice = inventory
+        .submit_all(vec![request("k-two", reserve("r2", "app", &[("serum", 1)], START + 15 * MINUTE)); 2])
+        .await
+        .unwrap();
+    let (one, two) = (twice[0].clone().unwrap(), twice[1].clone().unwrap());
+    assert_eq!(two, Outcome { replayed: true, ..one });
+    // The key with another command is refused.
+    let other = reserve("r9", "web", &[("serum", 1)], START + 15 * MINUTE);
+    assert_eq!(
+        inventory.submit(request("k-res", other)).await.unwrap(),
+        Err(Rejection::IdempotencyConflict { key: "k-res".into() })
+    );
+    assert_eq!(available(&inventory, "serum", "web"), 10 - 2 - 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements WHERE idempotency_key LIKE 'k-res#%'").await, 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements WHERE idempotency_key LIKE 'k-two#%'").await, 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_applied").await, 3);
+    assert_store_matches(&db, &inventory).await;
+    // After a restart the key still answers its first outcome.
+    drop(inventory);
+    let reopened = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    assert_eq!(ok(&reopened, "k-res", command).await, Outcome { replayed: true, ..first });
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements WHERE idempotency_key LIKE 'k-res#%'").await, 1);
+}
+
+/// Throughput and latency on one hot SKU: `DERMIS_MEASURE_TASKS` tasks (default 16) reserving 1
+/// unit each, back to back, for `DERMIS_MEASURE_SECONDS` (default 5). Run with
+/// `--ignored --nocapture`.
+async fn measure_hot_sku(db: Db) {
+    let setting = |name: &str, default: u64| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let (seconds, concurrency) = (setting("DERMIS_MEASURE_SECONDS", 5), setting("DERMIS_MEASURE_TASKS", 16));
+    let backend = db.backend().name();
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 100_000_000)).await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let inventory = inventory.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            while std::time::Instant::now() < until {
+                i += 1;
+                let id = format!("t{task}-{i}");
+                let command = reserve(&id, "web", &[("serum", 1)], START + 15 * MINUTE);
+                let sent = std::time::Instant::now();
+                let answer = inventory.submit(request(&id, command)).await;
+                latencies.push(sent.elapsed());
+                assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "{backend}, {concurrency} tasks: {} reservations in {elapsed:.1} s = {:.0}/s; p50 {:?}, p99 {:?}, max {:?} (debug: {})",
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        at(0.50),
+        at(0.99),
+        latencies[latencies.len() - 1],
+        cfg!(debug_assertions),
+    );
+    assert_store_matches(&db, &inventory).await;
+}
+
+mod measure {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: run with --ignored --nocapture"]
+    async fn sqlite_hot_sku() {
+        let t = dermis_store::testing::TestDb::sqlite(ALL).await;
+        measure_hot_sku(t.db().clone()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: run with --ignored --nocapture"]
+    async fn postgres_hot_sku() {
+        let Some(t) = dermis_store::testing::TestDb::postgres(ALL).await else { return };
+        measure_hot_sku(t.db().clone()).await;
+    }
+}
