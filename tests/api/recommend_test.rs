@@ -202,6 +202,22 @@ async fn recommendations_are_safe_explained_and_change_with_the_next_event(app: 
     // A filter expression, and ids to leave out.
     let cheap = recs(&app, "shop-ana", "k=10&filter=price%20%3C%3D%2030").await;
     assert!(cheap["items"].as_array().unwrap().iter().all(|i| i["price"].as_f64().unwrap() <= 30.0), "{cheap}");
+    // A narrow filter still fills the page from the whole catalog (not only the sources' top
+    // candidates): one brand's products.
+    let brand = json_of(app.get(&format!("/v1/products/{}", products.last().unwrap().0), Role::Customer).await, 200)
+        .await["brand"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let same_brand = json_of(
+        app.get(&format!("/v1/products?limit=500&brand={}", brand.replace(' ', "%20")), Role::Customer).await,
+        200,
+    )
+    .await;
+    let of_brand = same_brand["items"].as_array().unwrap().len();
+    let narrow = recs(&app, "shop-ana", &format!("k=3&filter=brand%20%3D%20%22{}%22", brand.replace(' ', "%20"))).await;
+    assert!(narrow["items"].as_array().unwrap().iter().all(|i| i["brand"] == brand.as_str()), "{narrow}");
+    assert!(of_brand > 0 && !ids(&narrow).is_empty(), "{brand} has {of_brand} products, some safe for her: {narrow}");
     let without = recs(&app, "shop-ana", &format!("k=10&exclude={}", ids(&page1).join(","))).await;
     assert!(ids(&without).iter().all(|id| !one.contains(id)));
 

@@ -740,6 +740,12 @@ impl Engine {
 
     /// Recommendations for a subject.
     pub fn recommend(&self, subject: &Subject, req: &Request<'_>) -> Recommendations {
+        self.recommend_from(subject, req, false)
+    }
+
+    /// The pipeline; `everything`: every product of the catalog is a candidate (when the
+    /// sources' candidates left a page short: a narrow filter, many exclusions).
+    fn recommend_from(&self, subject: &Subject, req: &Request<'_>, everything: bool) -> Recommendations {
         let table = self.catalog.table();
         let served = self.served();
         let b = &self.config.blend;
@@ -859,7 +865,11 @@ impl Engine {
         }
         // Too few: the rest of the catalog, in its order, so a page is never short for lack of
         // candidates.
-        let want = req.k * 3 + req.shown.len() + req.exclude.len() + bought.len() + negative.len();
+        let want = if everything {
+            usize::MAX - PER_SOURCE
+        } else {
+            req.k * 3 + req.shown.len() + req.exclude.len() + bought.len() + negative.len()
+        };
         if cands.len() < want {
             for (t, e) in table.entries().iter().enumerate() {
                 if cands.len() >= want + PER_SOURCE {
@@ -875,6 +885,7 @@ impl Engine {
         let prepared = self.safety.prepare(&customer_safety);
         let mut ordered: Vec<(u32, Cand)> = cands.into_iter().collect();
         ordered.sort_unstable_by_key(|c| c.0);
+        let judged = ordered.len();
         let candidates = ordered.into_iter().map(|(t, c)| ((t, c), &table.get(t).safety));
         let mut safe: SafeCandidates<(u32, Cand)> =
             if req.explain { prepared.filter(candidates) } else { prepared.filter_quiet(candidates) };
@@ -891,6 +902,9 @@ impl Engine {
                 && !req.shown.contains(&e.id)
                 && req.filter.is_none_or(|f| f(e))
         });
+        if safe.len() < req.k && !everything && cands_were_partial(&table, judged) {
+            return self.recommend_from(subject, req, true);
+        }
 
         // Scoring.
         let (cf, ct, po, se) = (
@@ -1137,6 +1151,12 @@ fn because_of(s: &Served, table: &ProductTable, t: u32, weight: &HashMap<u32, f3
         }
     }
     best
+}
+
+/// Whether the candidates judged were fewer than the catalog's products (so a second pass over
+/// all of them may find more).
+fn cands_were_partial(table: &ProductTable, judged: usize) -> bool {
+    judged < table.entries().iter().filter(|e| e.active).count()
 }
 
 /// How many table indices a model's segment counts cover (the table at training time).
