@@ -263,9 +263,17 @@ async fn related_products_routines_visitors_and_bad_input(app: TestApp) {
         .map(|i| products[i].0.clone())
         .collect();
     assert!(!ids(&together).is_empty() && ids(&together).iter().all(|id| bought_with.contains(id)), "{together}");
-    let price = json_of(app.get(&format!("/v1/products/{p}"), Role::Customer).await, 200).await;
+    // Dupes are cheaper than the product (its lowest SKU price), and each says why.
+    let skus = json_of(app.get(&format!("/v1/products/{p}/skus"), Role::Customer).await, 200).await;
+    let price =
+        skus["items"].as_array().unwrap().iter().filter_map(|s| s["price"]["amount_minor"].as_i64()).min().unwrap()
+            as f64
+            / 100.0;
     let dupes = json_of(app.get(&format!("/v1/products/{p}/dupes?k=5"), Role::Customer).await, 200).await;
-    assert!(dupes["items"].is_array(), "{dupes} {price}");
+    for d in dupes["items"].as_array().unwrap() {
+        assert!(d["price"].as_f64().unwrap() < price, "{d} is not cheaper than {price}");
+        assert_eq!(d["reasons"][0]["kind"], "dupe", "{d}");
+    }
 
     let cleo = customer(
         &app,

@@ -443,14 +443,14 @@ mod measure {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement: run with --ignored --nocapture"]
+    #[ignore = "a measurement (reservations/s and p99 through the service), not a check: run with --ignored --nocapture"]
     async fn sqlite_hot_sku() {
         let t = dermis_store::testing::TestDb::sqlite(ALL).await;
         measure_hot_sku(t.db().clone()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement: run with --ignored --nocapture"]
+    #[ignore = "a measurement (reservations/s and p99 through the service), not a check: run with --ignored --nocapture"]
     async fn postgres_hot_sku() {
         let Some(t) = dermis_store::testing::TestDb::postgres(ALL).await else { return };
         measure_hot_sku(t.db().clone()).await;

@@ -23,7 +23,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use dermis_catalog::store::ProductFilter;
-use dermis_catalog::{Catalog, Product, ProductStatus, import};
+use dermis_catalog::{Catalog, Product, import};
 use dermis_core::page::{Cursor, Limit};
 use dermis_customers::input::resolve_ingredient;
 use dermis_customers::model::{Condition, IngredientMatch, SkinType};
@@ -267,9 +267,9 @@ async fn catalog_items(path: &std::path::Path) -> Vec<Item> {
     let index: HashMap<&str, usize> = kb.all().iter().enumerate().map(|(i, g)| (g.id.as_str(), i)).collect();
     let phrases = Phrases::new(kb);
     let raw = raw_declarations(path);
-    let rows = import::read_file(path).unwrap();
     let started = std::time::Instant::now();
     let products: Vec<Product> = if std::env::var("DERMIS_SAFETY_VIA_SQLITE").is_ok() {
+        let rows = import::read_file(path).unwrap();
         let t = TestDb::sqlite(&[dermis_store::MIGRATIONS, dermis_catalog::MIGRATIONS]).await;
         let report = import::import(t.db(), rows, 500).await.unwrap();
         assert!(report.imported > 8400, "{report:?}");
@@ -291,30 +291,8 @@ async fn catalog_items(path: &std::path::Path) -> Vec<Item> {
         }
         products
     } else {
-        let rows: Vec<_> = rows.into_iter().filter_map(Result::ok).collect();
-        rows.into_par_iter()
-            .map(|r| {
-                let n = r.product;
-                let ext = n.external_id.clone().unwrap();
-                let mut p = Product {
-                    id: format!("prd_{ext}"),
-                    external_id: Some(ext),
-                    name: n.name,
-                    brand: n.brand,
-                    category: n.category,
-                    description: n.description,
-                    ingredients: n.ingredients,
-                    highlights: n.highlights,
-                    attributes: None,
-                    status: ProductStatus::Active,
-                    version: 1,
-                    created_at: String::new(),
-                    updated_at: String::new(),
-                };
-                p.attributes = Some(dermis_catalog::facts::compute(kb, &p));
-                p
-            })
-            .collect()
+        // As the catalog's import builds them, facts derived (what `dermis eval --catalog` reads).
+        dermis_recommend::content::read_catalog(path, false).unwrap().0
     };
     assert!(products.len() > 8400, "{} products", products.len());
     let derived = started.elapsed().as_secs_f64();

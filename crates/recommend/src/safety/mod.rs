@@ -495,6 +495,24 @@ impl<'s> Prepared<'s> {
         &self,
         candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
     ) -> SafeCandidates<C> {
+        self.filter_with(candidates, true)
+    }
+
+    /// [`Self::filter`] without recording the exclusions (`excluded()` is empty): for a request
+    /// that does not ask why. What is allowed, and its flags, are the same; an excluded product
+    /// costs a quick verdict, not its reasons.
+    pub fn filter_quiet<'a, C>(
+        &self,
+        candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
+    ) -> SafeCandidates<C> {
+        self.filter_with(candidates, false)
+    }
+
+    fn filter_with<'a, C>(
+        &self,
+        candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
+        record: bool,
+    ) -> SafeCandidates<C> {
         let mut out = SafeCandidates {
             items: Vec::new(),
             excluded: Vec::new(),
@@ -502,7 +520,7 @@ impl<'s> Prepared<'s> {
         };
         let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (value, p) in candidates {
-            if !seen.insert(p.product_id.as_str()) {
+            if !seen.insert(p.product_id.as_str()) || (!record && self.excludes(p)) {
                 continue;
             }
             let v = self.check(p);
@@ -514,43 +532,14 @@ impl<'s> Prepared<'s> {
                     value,
                 });
             } else {
-                out.excluded.push(Excluded {
-                    product_id: p.product_id.clone(),
-                    external_id: p.external_id.clone(),
-                    exclusions: v.exclusions,
-                });
-            }
-        }
-        out
-    }
-}
-
-impl Prepared<'_> {
-    /// [`Self::filter`] without recording the exclusions (`excluded()` is empty): for a request
-    /// that does not ask why. What is allowed, and its flags, are the same.
-    pub fn filter_quiet<'a, C>(
-        &self,
-        candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
-    ) -> SafeCandidates<C> {
-        let mut out = SafeCandidates {
-            items: Vec::new(),
-            excluded: Vec::new(),
-            rules_version: self.safety.rules.version.clone(),
-        };
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for (value, p) in candidates {
-            if !seen.insert(p.product_id.as_str()) || self.excludes(p) {
-                continue;
-            }
-            let v = self.check(p);
-            debug_assert!(v.allowed, "the quick verdict and the full one agree");
-            if v.allowed {
-                out.items.push(Safe {
-                    product_id: p.product_id.clone(),
-                    external_id: p.external_id.clone(),
-                    flags: v.flags,
-                    value,
-                });
+                debug_assert!(record, "the quick verdict and the full one agree");
+                if record {
+                    out.excluded.push(Excluded {
+                        product_id: p.product_id.clone(),
+                        external_id: p.external_id.clone(),
+                        exclusions: v.exclusions,
+                    });
+                }
             }
         }
         out

@@ -3,7 +3,6 @@
 //! profile), and the background training that swaps a new model in whole.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -408,7 +407,6 @@ pub struct Engine {
     config: EngineConfig,
     served: RwLock<Option<Arc<Served>>>,
     rules: RwLock<Option<Arc<BusinessRules>>>,
-    ids: AtomicU64,
     impressions: std::sync::Mutex<Impressions>,
     /// EASE's λ as last tuned, and the interactions it was tuned on.
     ease_lambda: std::sync::Mutex<Option<(f32, usize)>>,
@@ -484,7 +482,6 @@ impl Engine {
             config,
             served: RwLock::new(None),
             rules: RwLock::new(None),
-            ids: AtomicU64::new(0),
             impressions: std::sync::Mutex::new(Impressions::default()),
             content_cache: std::sync::Mutex::new((u64::MAX, HashMap::new())),
             ease_lambda: std::sync::Mutex::new(None),
@@ -523,7 +520,6 @@ impl Engine {
 
     /// A new `rec_...` id.
     pub fn new_recommendation_id(&self) -> String {
-        let _ = self.ids.fetch_add(1, Ordering::Relaxed);
         dermis_core::ids::new_id("rec")
     }
 
@@ -845,7 +841,7 @@ impl Engine {
         // else among all.
         let segment = subject.content.skin_type.as_deref().filter(|_| personal);
         let by_segment = served.as_ref().zip(segment).filter(|(s, seg)| {
-            s.segments.has_own(seg) && s.segments.total(None) > 0.0 && table.len() == segment_len(s)
+            s.segments.has_own(seg) && s.segments.total(None) > 0.0 && table.len() == s.segments.len()
         });
         if let Some(s) = served.as_ref() {
             for &(t, score) in s.popular(&table, by_segment.map(|x| x.1)).iter() {
@@ -1157,11 +1153,6 @@ fn because_of(s: &Served, table: &ProductTable, t: u32, weight: &HashMap<u32, f3
 /// all of them may find more).
 fn cands_were_partial(table: &ProductTable, judged: usize) -> bool {
     judged < table.entries().iter().filter(|e| e.active).count()
-}
-
-/// How many table indices a model's segment counts cover (the table at training time).
-fn segment_len(s: &Served) -> usize {
-    s.segments.len()
 }
 
 /// A concern in words (`acne` → `acne-prone skin`).
