@@ -444,7 +444,7 @@ mod tests {
     fn a_field_round_trips_and_is_bound_to_customer_and_field() {
         let k = DataKey::generate();
         let c = k.encrypt("cus_1", "contact", b"ada@example.com");
-        assert!(!c.contains("ada"));
+        assert!(!c.contains("ada@example"), "{c}");
         assert_eq!(k.decrypt("cus_1", "contact", &c).unwrap().as_slice(), b"ada@example.com");
         assert_eq!(k.decrypt("cus_2", "contact", &c), Err(CryptoError::Decrypt), "another customer");
         assert_eq!(k.decrypt("cus_1", "health", &c), Err(CryptoError::Decrypt), "another field");
