@@ -8,7 +8,7 @@ use dermis_auth::Role;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, token_for};
+use crate::helpers::{TestApp, assert_problem, json_of, spawn_app, token_for};
 
 crate::both_backends!(
     a_customer_is_created_read_by_id_and_user_id_and_found_by_email,
@@ -19,14 +19,6 @@ crate::both_backends!(
 /// A request as the customer whose token's subject is `sub`.
 fn as_customer(app: &TestApp, method: Method, path: &str, sub: &str) -> RequestBuilder {
     app.client.request(method, app.url(path)).bearer_auth(token_for(Role::Customer, sub, None))
-}
-
-async fn json_of(res: Response, status: u16) -> Value {
-    let url = res.url().to_string();
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "{url}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
 }
 
 async fn put_json(app: &TestApp, path: &str, role: Role, body: &Value) -> Response {

@@ -28,6 +28,9 @@ pub(crate) enum Kind {
     Json,
     /// The dead-letter replay: an optional JSON body (empty = replay the stored message).
     Replay,
+    /// An optional JSON body whose absence means "all" (a reservation's confirmation): empty is
+    /// no error on the body's part (200, or 409 once the state forbids it).
+    OptionalJson,
     /// No body; the path names what goes: answers `done` once (204 for a revocation, 202 for a
     /// customer's erasure, which other domains finish in the background), then 404.
     Delete { done: u16 },
@@ -494,6 +497,7 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
             kind: Kind::Delete { done: 200 },
         },
     ];
+    routes.extend(inventory_routes(app).await);
     for &path in &INGESTION_PATHS {
         let name = path.strip_prefix("/v1/").unwrap();
         let long = ["track", "identify", "page", "screen", "group", "alias", "batch", "import"]
@@ -520,6 +524,134 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
         sku_id: sid,
         customers: [cid, consenting],
     }
+}
+
+fn json_route(method: Method, template: &'static str, path: String, valid: Value, required: &'static str) -> Route {
+    Route {
+        method,
+        template,
+        paths: vec![path],
+        next: AtomicUsize::new(0),
+        valid,
+        required: Some(required),
+        kind: Kind::Json,
+    }
+}
+
+/// The inventory's write routes, over a warehouse holding 1,000 units of the fixture's SKU and a
+/// live hold to confirm.
+async fn inventory_routes(app: &TestApp) -> Vec<Route> {
+    let location = json!({"code": "WH-FZ", "name": "Fuzz warehouse", "kind": "warehouse", "latitude": 50.0,
+        "longitude": 8.0, "channels": ["web", "pos"]});
+    created(app.post_json("/v1/locations", Role::Admin, &location).await, "location").await;
+    let receipt = json!({"location_id": "WH-FZ", "lines": [{"sku_id": "FZ-1", "quantity": 1000,
+        "lot": {"code": "L-FZ", "expires_on": "2031-01-01"}}]});
+    created(app.post_json("/v1/inventory/receipts", Role::Admin, &receipt).await, "receipt").await;
+    let hold = json!({"channel": "web", "lines": [{"sku_id": "FZ-1", "quantity": 1}], "ttl_seconds": 3600});
+    let hold = created(app.post_json("/v1/reservations", Role::Admin, &hold).await, "reservation").await;
+    let res = hold["id"].as_str().unwrap();
+    vec![
+        json_route(Method::POST, "/v1/locations", "/v1/locations".into(), location, "code"),
+        json_route(
+            Method::PUT,
+            "/v1/channels/{channel}",
+            "/v1/channels/web".into(),
+            json!({"safety_stock": 0, "min_shelf_life_days": 0}),
+            "safety_stock",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/inventory/kits",
+            "/v1/inventory/kits".into(),
+            json!({"sku_id": "FZ-KIT", "components": [{"sku_id": "FZ-1", "quantity": 2}]}),
+            "components",
+        ),
+        json_route(Method::POST, "/v1/inventory/receipts", "/v1/inventory/receipts".into(), receipt, "lines"),
+        json_route(
+            Method::POST,
+            "/v1/inventory/purchase-orders",
+            "/v1/inventory/purchase-orders".into(),
+            json!({"id": "PO-FZ", "location_id": "WH-FZ", "eta": "2030-01-01T00:00:00Z", "lines": [{"sku_id": "FZ-1", "quantity": 5}]}),
+            "lines",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/inventory/adjustments",
+            "/v1/inventory/adjustments".into(),
+            json!({"location_id": "WH-FZ", "sku_id": "FZ-1", "lot": "L-FZ", "quantity": 1, "reason": "damaged", "reference": "count-1"}),
+            "reason",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/inventory/transfers",
+            "/v1/inventory/transfers".into(),
+            json!({"id": "TR-FZ", "sku_id": "FZ-1", "quantity": 1, "from_location_id": "WH-FZ", "to_location_id": "WH-FZ"}),
+            "to_location_id",
+        ),
+        Route {
+            // No body; an unknown transfer answers 404, every time.
+            method: Method::POST,
+            template: "/v1/inventory/transfers/{id}/arrived",
+            paths: vec!["/v1/inventory/transfers/TR-NONE/arrived".into()],
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 201 },
+        },
+        json_route(
+            Method::POST,
+            "/v1/inventory/returns",
+            "/v1/inventory/returns".into(),
+            json!({"location_id": "WH-FZ", "reference": {"kind": "order", "id": "o-fz"}, "lines": [{"sku_id": "FZ-1", "quantity": 1}]}),
+            "lines",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/inventory/quarantine",
+            "/v1/inventory/quarantine".into(),
+            json!({"location_id": "WH-FZ", "sku_id": "FZ-1", "lot": "L-FZ", "quantity": 1, "decision": "restock"}),
+            "decision",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/reservations",
+            "/v1/reservations".into(),
+            json!({"channel": "web", "lines": [{"sku_id": "FZ-1", "quantity": 1}], "ttl_seconds": 60}),
+            "lines",
+        ),
+        Route {
+            method: Method::POST,
+            template: "/v1/reservations/{id}/confirm",
+            paths: vec![format!("/v1/reservations/{res}/confirm")],
+            next: AtomicUsize::new(0),
+            valid: json!({"lines": [{"sku_id": "FZ-1", "quantity": 1}]}),
+            required: None,
+            kind: Kind::OptionalJson,
+        },
+        json_route(
+            Method::POST,
+            "/v1/reservations/{id}/extend",
+            format!("/v1/reservations/{res}/extend"),
+            json!({"ttl_seconds": 600}),
+            "ttl_seconds",
+        ),
+        Route {
+            method: Method::DELETE,
+            template: "/v1/reservations/{id}",
+            paths: vec!["/v1/reservations/res_none".into()],
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 200 },
+        },
+        json_route(
+            Method::POST,
+            "/v1/pos/sync",
+            "/v1/pos/sync".into(),
+            json!({"location_id": "WH-FZ", "receipts": [{"receipt": "R-FZ", "lines": [{"sku_id": "FZ-1", "quantity": 1}]}]}),
+            "receipts",
+        ),
+    ]
 }
 
 /// The customers and their consents as an admin reads them.
@@ -768,6 +900,7 @@ pub(crate) fn hostile_bodies(route: &Route) -> Vec<Hostile> {
         Kind::Replay => {
             bodies.push(hostile("empty (replays the stored, invalid message)", Vec::new(), Expect::Status(422)))
         }
+        Kind::OptionalJson => bodies.push(hostile("empty (all)", Vec::new(), Expect::NoServerError)),
         _ => bodies.push(hostile("empty", Vec::new(), Expect::Status(400))),
     }
     // Missing and unknown members.
@@ -1010,7 +1143,9 @@ async fn hostile_bodies_on_every_write_route_are_4xx_problems(app: TestApp) {
             let a = send(&app, &fx, route, &path, body.as_bytes().to_vec(), ct, None).await;
             check(&format!("content type {ct:?}"), route, body.as_bytes(), &a, &mut fx.ledger);
             match route.kind {
-                Kind::Json | Kind::Replay => assert_eq!(a.status, 415, "{ct:?} to {}", route.name()),
+                Kind::Json | Kind::Replay | Kind::OptionalJson => {
+                    assert_eq!(a.status, 415, "{ct:?} to {}", route.name())
+                }
                 Kind::Delete { done } => {
                     assert!(a.status == done || a.status == 404, "{ct:?} to {path}: {}: {}", a.status, a.text)
                 }

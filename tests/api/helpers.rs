@@ -217,6 +217,15 @@ impl TestApp {
     }
 }
 
+/// Asserts an answer's status and returns its JSON body (the URL and body in any failure).
+pub async fn json_of(res: Response, status: u16) -> Value {
+    let url = res.url().to_string();
+    let got = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "{url}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+}
+
 /// Asserts a problem+json answer with this status and returns its body.
 pub async fn assert_problem(res: Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status, "status of {}", res.url());

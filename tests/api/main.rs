@@ -13,6 +13,7 @@ mod demo_test;
 mod errors_test;
 mod event_pii_test;
 mod events_test;
+mod inventory_test;
 mod kill_test;
 mod openapi_test;
 mod ops_test;

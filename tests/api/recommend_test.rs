@@ -6,24 +6,16 @@
 use std::collections::HashSet;
 
 use dermis_auth::Role;
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::events_test::write_key;
-use crate::helpers::{TestApp, assert_problem, token_for};
+use crate::helpers::{TestApp, assert_problem, json_of, token_for};
 
 crate::both_backends!(
     recommendations_are_safe_explained_and_change_with_the_next_event,
     related_products_routines_visitors_and_bad_input
 );
-
-async fn json_of(res: Response, status: u16) -> Value {
-    let url = res.url().to_string();
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "{url}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
-}
 
 async fn batch(app: &TestApp, key: &str, messages: Vec<Value>) {
     let body = json!({"writeKey": key, "batch": messages});

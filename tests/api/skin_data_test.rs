@@ -6,11 +6,11 @@
 
 use dermis_auth::Role;
 use dermis_core::clock::rfc3339;
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::events_test::write_key;
-use crate::helpers::{TestApp, assert_problem, token_for};
+use crate::helpers::{TestApp, assert_problem, json_of, token_for};
 
 crate::both_backends!(
     measurements_sent_as_events_reach_the_profile_only_under_consent,
@@ -22,14 +22,6 @@ const DAY: i64 = 24 * 60 * 60 * 1000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-async fn json_of(res: Response, status: u16) -> Value {
-    let url = res.url().to_string();
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "{url}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
 }
 
 async fn batch(app: &TestApp, key: &str, messages: Vec<Value>) -> Value {

@@ -674,6 +674,11 @@ impl Catalog {
             .ok_or_else(|| CatalogError::SkuNotFound { product_id: product_id.to_owned(), sku_id: id.to_owned() })
     }
 
+    /// A SKU of any product by its id (`sku_...`) or its code; `None` when neither is known.
+    pub async fn sku_by_reference(&self, reference: &str) -> Result<Option<Sku>, CatalogError> {
+        Ok(store::find_sku(self.db.reader(), reference).await?)
+    }
+
     /// Lists a product's SKUs (404 if the product does not exist).
     pub async fn skus(
         &self,

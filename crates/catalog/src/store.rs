@@ -279,6 +279,17 @@ pub async fn get_sku<'c, E: Executor<'c, Database = Any>>(
     row.as_ref().map(sku).transpose()
 }
 
+/// A SKU by its id or by its code (the merchant's, unique across the catalog).
+pub async fn find_sku<'c, E: Executor<'c, Database = Any>>(ex: E, reference: &str) -> Result<Option<Sku>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {SKU_COLUMNS} FROM skus WHERE id = $1 OR code = $1 ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1"
+    ))
+    .bind(reference)
+    .fetch_optional(ex)
+    .await?;
+    row.as_ref().map(sku).transpose()
+}
+
 /// Lists a product's SKUs in id order after `after`.
 pub async fn list_skus<'c, E: Executor<'c, Database = Any>>(
     ex: E,

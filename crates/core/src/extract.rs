@@ -171,6 +171,24 @@ pub fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// An optional JSON body: none (or only whitespace) is `T::default()`; otherwise it must say
+/// `Content-Type: application/json` (415) and parse (400/422, as [`ApiJson`]).
+pub fn optional_json<T: DeserializeOwned + Default>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    if !is_json_content_type(headers.get(CONTENT_TYPE)) {
+        return Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "expected a body with Content-Type: application/json",
+        ));
+    }
+    parse_json(body)
+}
+
 /// A client-chosen `Idempotency-Key` (1 to 255 visible ASCII characters). As an extractor,
 /// `Option<IdempotencyKey>` is `None` without the header and a 400 with a bad one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -323,18 +323,7 @@ async fn replay_dead_letter(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ReplayResult>, Problem> {
-    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest::default()
-    } else {
-        let is_json = dermis_core::extract::is_json_content_type(headers.get(header::CONTENT_TYPE));
-        if !is_json {
-            return Err(Problem::new(
-                ProblemKind::UnsupportedMediaType,
-                "expected a body with Content-Type: application/json",
-            ));
-        }
-        dermis_core::extract::parse_json(&body)?
-    };
+    let req: ReplayRequest = dermis_core::extract::optional_json(&headers, &body)?;
     let stored = s.ingestor.replay(&id, req.message.as_ref()).await?;
     Ok(Json(ReplayResult { stored }))
 }

@@ -148,7 +148,14 @@ mod tests {
     }
 
     fn location(id: &str, latitude: f64, longitude: f64) -> Location {
-        Location { id: id.into(), kind: LocationKind::Store, latitude, longitude, channels: vec![Channel::Web] }
+        Location {
+            id: id.into(),
+            kind: LocationKind::Store,
+            latitude,
+            longitude,
+            channels: vec![Channel::Web],
+            details: Default::default(),
+        }
     }
 
     fn policy(safety_stock: Quantity, min_shelf_life_days: i64) -> ChannelPolicy {

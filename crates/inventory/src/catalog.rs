@@ -31,7 +31,8 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Adds SKUs, kits, locations and channel policies; nothing already there may be redefined.
+    /// Adds SKUs, kits, locations and channel policies; nothing already there may be redefined
+    /// but a channel's policy, which a new one replaces.
     /// On error the catalog is unchanged.
     pub(crate) fn extend(&mut self, more: Setup) -> Result<(), SetupError> {
         let mut next = self.clone();
@@ -68,10 +69,16 @@ impl Catalog {
                     policy.channel
                 )));
             }
-            if next.policies.insert(policy.channel.clone(), policy.clone()).is_some() {
-                return Err(SetupError(format!("channel {} has two policies", policy.channel)));
+            // A policy is a setting, not an identity: a new one for a known channel replaces it.
+            match next.policies.insert(policy.channel.clone(), policy.clone()) {
+                Some(_) => {
+                    let slot = next.setup.channels.iter_mut().find(|p| p.channel == policy.channel);
+                    if let Some(slot) = slot {
+                        *slot = policy;
+                    }
+                }
+                None => next.setup.channels.push(policy),
             }
-            next.setup.channels.push(policy);
         }
         *self = next;
         Ok(())

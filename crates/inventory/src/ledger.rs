@@ -16,7 +16,7 @@ use crate::command::{Changes, Command, Outcome, Rejection, Request};
 use crate::draft::{Draft, Staged};
 use crate::kits;
 use crate::model::{
-    Account, BalanceKey, Channel, EpochDay, External, IdempotencyKey, Location, LocationId, Lot, LotCode,
+    Account, BalanceKey, Channel, ChannelPolicy, EpochDay, External, IdempotencyKey, Location, LocationId, Lot, LotCode,
 };
 use crate::model::{Movement, PurchaseOrderId, Quantity, Reference, ReservationId, Setup, SkuId, StockState};
 use crate::model::{TimestampMs, TransferId};
@@ -194,9 +194,25 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Adds SKUs, kits, locations or channel policies. Nothing already defined may change.
+    /// Adds SKUs, kits, locations or channel policies. Nothing already defined may change, except
+    /// a channel's policy (its safety stock and shelf life), which a new one replaces.
     pub fn extend_setup(&mut self, more: Setup) -> Result<(), SetupError> {
         self.catalog.extend(more)
+    }
+
+    /// The first outcome of an applied key (what a retry of it answers), and its command.
+    pub fn applied(&self, key: &IdempotencyKey) -> Option<&AppliedRequest> {
+        self.applied.get(key)
+    }
+
+    /// Whether `sku` is in the setup (a plain SKU or a kit).
+    pub fn knows_sku(&self, sku: &SkuId) -> bool {
+        self.catalog.components(sku).is_some()
+    }
+
+    /// The earliest deadline of a live hold, if any: when the sweeper has work.
+    pub fn next_deadline(&self) -> Option<TimestampMs> {
+        self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// The setup in force.
@@ -349,6 +365,25 @@ impl Ledger {
         }
         let available = kits::kit_units(totals.into_iter().zip(components.iter().map(|(_, per_unit)| *per_unit)));
         Ok(Availability { sku: sku.clone(), channel: channel.clone(), available, locations })
+    }
+
+    /// Units of `sku` on the shelf at `location` that nobody holds (holds past their deadline do
+    /// not count), in unexpired lots, with no channel's safety stock taken off: what a customer
+    /// walking in could buy. A kit: what its scarcest component allows.
+    pub fn shelf_available(&self, sku: &SkuId, location: &LocationId, now_ms: TimestampMs) -> Quantity {
+        let Some(components) = self.catalog.components(sku) else { return 0 };
+        let policy = ChannelPolicy { channel: Channel::Pos, safety_stock: 0, min_shelf_life_days: 0 };
+        let view = ReadView::new(self, now_ms, components.iter().map(|(component, _)| component).collect());
+        let per_component = components.iter().map(|(component, per_unit)| {
+            let lots = allocation::sellable_lots(&view, component, location, &policy, now_ms);
+            (allocation::allowance(&lots, &policy), *per_unit)
+        });
+        kits::kit_units(per_component.collect::<Vec<_>>())
+    }
+
+    /// The per-SKU sequence number of the SKU's last movement (0 before any).
+    pub fn sku_sequence(&self, sku: &SkuId) -> u64 {
+        self.sku_seq.get(sku).copied().unwrap_or(0)
     }
 
     fn location_figures(

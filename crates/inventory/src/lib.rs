@@ -10,7 +10,7 @@
 //! `movements` appended to the journal, its balance changes added under guards, its `changes`
 //! upserted, in one transaction per batch — and reads it back for [`Ledger::restore`]; and
 //! [`service::Inventory`] is the one writer that batches requests, commits each batch before
-//! answering, and serves availability from memory. HTTP and events live elsewhere.
+//! answering, and serves availability from memory; [`routes`] puts HTTP in front of it.
 //!
 //! # Layout
 //! - [`model`]: identifiers, time, locations and channels, lots, accounts and the [`Movement`] record.
@@ -24,18 +24,22 @@
 //! - `catalog`: the validated [`Setup`].
 //! - [`store`]: the tables ([`MIGRATIONS`]), [`store::persist`] of a batch, [`store::load`].
 //! - [`service`]: [`Inventory`], the batching writer and in-memory reads.
+//! - [`directory`]: the catalog's SKUs by id or code ([`directory::SkuDirectory`]).
+//! - [`routes`]: the HTTP API (locations, channels, receipts, reservations, stock, reports, POS).
 //! - [`error`]: [`InventoryError`], what can fail around the ledger.
 
 mod allocation;
 pub mod balances;
 mod catalog;
 pub mod command;
+pub mod directory;
 mod draft;
 pub mod error;
 pub mod kits;
 pub mod ledger;
 pub mod model;
 pub mod records;
+pub mod routes;
 pub mod service;
 pub mod store;
 
@@ -47,7 +51,9 @@ pub use error::InventoryError;
 pub use ledger::{AppliedRequest, Availability, ExpiringStock, InvariantViolation, Ledger, LocationAvailability};
 pub use ledger::{Recall, Records, RestoreError};
 pub use model::{Account, Actor, BalanceKey, Channel, ChannelPolicy, EpochDay, External, IdempotencyKey, Kit};
-pub use model::{KitComponent, Location, LocationId, LocationKind, Lot, LotCode, MS_PER_DAY, Movement};
+pub use model::{
+    KitComponent, Location, LocationDetails, LocationId, LocationKind, Lot, LotCode, MS_PER_DAY, Movement,
+};
 pub use model::{PurchaseOrderId, Quantity, Reason, Reference, ReservationId, Setup, SkuId, StockState};
 pub use model::{TimestampMs, TransferId, day_of};
 pub use records::{Allocation, ComponentAllocation, PurchaseOrder, PurchaseOrderLine, Reservation};

@@ -187,6 +187,27 @@ pub struct Location {
     pub longitude: f64,
     /// The channels that may sell from this location's stock.
     pub channels: Vec<Channel>,
+    /// What people see of it (code, name, opening hours); the ledger does not read it.
+    #[serde(default)]
+    pub details: LocationDetails,
+}
+
+/// What a location is called and when it is open: shown to customers and staff, never used by
+/// the ledger's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationDetails {
+    /// The brand's own code for it (unique).
+    #[serde(default)]
+    pub code: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Whether customers may collect online orders there.
+    #[serde(default)]
+    pub click_and_collect: bool,
+    /// Opening hours by day (`mon` .. `sun`), `"HH:MM-HH:MM"`.
+    #[serde(default)]
+    pub opening_hours: std::collections::BTreeMap<String, String>,
 }
 
 impl Location {

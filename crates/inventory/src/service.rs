@@ -71,6 +71,9 @@ impl std::fmt::Debug for Inventory {
     }
 }
 
+/// How often a batch refused because another process moved the store first is applied again.
+const MAX_ATTEMPTS: u32 = 8;
+
 /// Where the writer answers a submission.
 type Reply = oneshot::Sender<Result<Answers, InventoryError>>;
 
@@ -78,6 +81,7 @@ type Reply = oneshot::Sender<Result<Answers, InventoryError>>;
 enum Job {
     Apply { requests: Vec<Request>, reply: Reply },
     ExtendSetup { more: Setup, reply: oneshot::Sender<Result<(), InventoryError>> },
+    Refresh { reply: oneshot::Sender<Result<(), InventoryError>> },
 }
 
 impl Inventory {
@@ -123,10 +127,44 @@ impl Inventory {
     }
 
     /// Adds SKUs, kits, locations or channel policies, durably (nothing already defined may
-    /// change).
+    /// change but a channel's policy, which a new one replaces).
     pub async fn extend_setup(&self, more: Setup) -> Result<(), InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job::ExtendSetup { more, reply }).await.map_err(|_| InventoryError::WriterStopped)?;
+        answer.await.map_err(|_| InventoryError::WriterStopped)?
+    }
+
+    /// The sweeper: every `every`, when a live hold's deadline has passed, returns what expired
+    /// holds kept to stock (an `ExpireDue` command). Reads ignore expired holds before that; the
+    /// sweep makes the journal and the balances say so too. Runs until the writer stops.
+    pub async fn run_sweeper(self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now_ms = self.clock.now_ms();
+            if self.read(|l| l.next_deadline()).is_none_or(|at| at > now_ms) {
+                continue;
+            }
+            let key = format!("sweep:{now_ms}:{}", ulid::Ulid::new());
+            match self.submit(Request::new(key, "sweeper", crate::Command::ExpireDue)).await {
+                Ok(Ok(outcome)) => {
+                    if let crate::Effect::Expired { reservations } = &outcome.effect {
+                        tracing::debug!(expired = reservations.len(), "inventory holds expired");
+                    }
+                }
+                Ok(Err(rejection)) => tracing::warn!(%rejection, "inventory sweep refused"),
+                Err(InventoryError::WriterStopped) => return,
+                Err(e) => tracing::warn!(error = %e, "inventory sweep not persisted; trying again later"),
+            }
+        }
+    }
+
+    /// Reloads the ledger from the store: what another process sharing the database wrote
+    /// becomes visible to this one's reads (its writes see it anyway: they are fenced).
+    pub async fn refresh(&self) -> Result<(), InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Refresh { reply }).await.map_err(|_| InventoryError::WriterStopped)?;
         answer.await.map_err(|_| InventoryError::WriterStopped)?
     }
 
@@ -170,6 +208,10 @@ impl Writer {
                         self.apply(std::mem::take(&mut batch)).await;
                         let _ = reply.send(self.extend_setup(more).await);
                     }
+                    Job::Refresh { reply } => {
+                        self.apply(std::mem::take(&mut batch)).await;
+                        let _ = reply.send(self.refresh().await);
+                    }
                 }
             }
             self.apply(batch).await;
@@ -181,13 +223,6 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = self.ensure_fresh().await {
-            let reason = format!("the ledger could not be reloaded from the store: {e}");
-            for (_, reply) in batch {
-                let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
-            }
-            return;
-        }
         let mut sizes = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut requests = Vec::new();
@@ -196,42 +231,70 @@ impl Writer {
             replies.push(reply);
             requests.extend(submitted);
         }
-        let now_ms = self.clock.now_ms();
-        let head = self.working.journal().len() as u64;
-        let results = self.working.apply(requests.clone(), now_ms);
-        let applied: Vec<_> = requests
-            .iter()
-            .zip(&results)
-            .filter_map(|(request, result)| match result {
-                Ok(outcome) if !outcome.replayed => Some((&request.command, outcome)),
-                _ => None,
-            })
-            .collect();
-        let persisted = if applied.is_empty() { Ok(()) } else { self.persist(&applied, head, now_ms).await };
-        drop(applied);
-        match persisted {
-            Ok(()) => {
-                let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
-                let replica = committed.apply(requests, now_ms);
-                drop(committed);
-                debug_assert_eq!(replica, results, "the readers' ledger diverged from the writer's");
-                let mut results = results.into_iter();
-                for (size, reply) in sizes.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(results.by_ref().take(size).collect()));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, requests = requests.len(), "inventory batch not persisted; reloading the ledger");
-                self.stale = true;
-                if let Err(reload) = self.ensure_fresh().await {
-                    tracing::warn!(error = %reload, "inventory ledger not reloaded; writes wait for the store");
-                }
-                let reason = e.to_string();
+        // Another process writing the same tables makes this writer's ledger stale: its batch is
+        // refused by the journal's head row (or a balance guard), the ledger is reloaded, and
+        // the batch is applied again to what the store now holds, a few times at most.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if let Err(e) = self.ensure_fresh().await {
+                let reason = format!("the ledger could not be reloaded from the store: {e}");
                 for reply in replies {
                     let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
                 }
+                return;
+            }
+            let now_ms = self.clock.now_ms();
+            let head = self.working.journal().len() as u64;
+            let results = self.working.apply(requests.clone(), now_ms);
+            let applied: Vec<_> = requests
+                .iter()
+                .zip(&results)
+                .filter_map(|(request, result)| match result {
+                    Ok(outcome) if !outcome.replayed => Some((&request.command, outcome)),
+                    _ => None,
+                })
+                .collect();
+            let persisted = if applied.is_empty() { Ok(()) } else { self.persist(&applied, head, now_ms).await };
+            drop(applied);
+            match persisted {
+                Ok(()) => {
+                    let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
+                    let replica = committed.apply(requests, now_ms);
+                    drop(committed);
+                    debug_assert_eq!(replica, results, "the readers' ledger diverged from the writer's");
+                    let mut results = results.into_iter();
+                    for (size, reply) in sizes.into_iter().zip(replies) {
+                        let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+                    }
+                    return;
+                }
+                Err(e @ (InventoryError::StaleLedger { .. } | InventoryError::Overdrawn { .. }))
+                    if attempts < MAX_ATTEMPTS =>
+                {
+                    tracing::debug!(error = %e, attempts, "inventory batch refused by the store; reloading and retrying");
+                    self.stale = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, requests = requests.len(), "inventory batch not persisted; reloading the ledger");
+                    self.stale = true;
+                    if let Err(reload) = self.ensure_fresh().await {
+                        tracing::warn!(error = %reload, "inventory ledger not reloaded; writes wait for the store");
+                    }
+                    let reason = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
+                    }
+                    return;
+                }
             }
         }
+    }
+
+    /// Reloads both ledgers from the store now (another process wrote to it).
+    async fn refresh(&mut self) -> Result<(), InventoryError> {
+        self.stale = true;
+        self.ensure_fresh().await
     }
 
     async fn persist(
@@ -247,26 +310,33 @@ impl Writer {
     }
 
     async fn extend_setup(&mut self, more: Setup) -> Result<(), InventoryError> {
-        self.ensure_fresh().await?;
-        self.working.extend_setup(more.clone())?;
-        let saved = async {
-            let mut tx = self.db.begin().await?;
-            store::save_setup(&mut tx, self.working.setup(), self.clock.now_ms()).await?;
-            tx.commit().await.map_err(dermis_store::StoreError::from)
-        }
-        .await;
-        match saved {
-            Ok(()) => {
-                let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
-                committed.extend_setup(more)?;
-                Ok(())
+        for _ in 0..MAX_ATTEMPTS {
+            self.ensure_fresh().await?;
+            let previous = self.working.setup().clone();
+            self.working.extend_setup(more.clone())?;
+            let saved = async {
+                let mut tx = self.db.begin().await?;
+                let saved = store::save_setup(&mut tx, &previous, self.working.setup(), self.clock.now_ms()).await?;
+                tx.commit().await.map_err(dermis_store::StoreError::from)?;
+                Ok::<_, dermis_store::StoreError>(saved)
             }
-            Err(e) => {
-                self.stale = true;
-                let _ = self.ensure_fresh().await;
-                Err(InventoryError::NotPersisted { reason: e.to_string() })
+            .await;
+            match saved {
+                Ok(true) => {
+                    let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
+                    committed.extend_setup(more)?;
+                    return Ok(());
+                }
+                // Another process changed the setup first: reload it and extend that.
+                Ok(false) => self.stale = true,
+                Err(e) => {
+                    self.stale = true;
+                    let _ = self.ensure_fresh().await;
+                    return Err(InventoryError::NotPersisted { reason: e.to_string() });
+                }
             }
         }
+        Err(InventoryError::NotPersisted { reason: "the setup kept changing under this writer".into() })
     }
 
     /// After a failed transaction, rebuilds both ledgers from the store.

@@ -100,17 +100,39 @@ pub async fn balances(db: &Db) -> Result<Vec<(BalanceKey, Quantity)>, StoreError
     Ok(balances)
 }
 
-/// Stores the whole setup in force (replacing the previous one), inside the caller's transaction.
-pub async fn save_setup(conn: &mut AnyConnection, setup: &Setup, now_ms: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO inventory_setup (id, body, updated_at) VALUES (1, $1, $2) \
-         ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-    )
-    .bind(encode(setup, "setup")?)
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Stores the whole setup in force in place of `previous` (what this writer loaded or last
+/// saved), inside the caller's transaction: a compare-and-set on the stored document, so a
+/// writer whose setup is stale (another process extended it since) changes nothing and gets
+/// `Ok(false)`; it reloads and tries again.
+pub async fn save_setup(
+    conn: &mut AnyConnection,
+    previous: &Setup,
+    setup: &Setup,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let body = encode(setup, "setup")?;
+    let stored = sqlx::query("SELECT body FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await?;
+    let done = match stored {
+        None if *previous == Setup::default() => {
+            sqlx::query(
+                "INSERT INTO inventory_setup (id, body, updated_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&body)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?
+        }
+        None => return Ok(false),
+        Some(_) => {
+            sqlx::query("UPDATE inventory_setup SET body = $1, updated_at = $2 WHERE id = 1 AND body = $3")
+                .bind(&body)
+                .bind(now_ms)
+                .bind(encode(previous, "setup")?)
+                .execute(&mut *conn)
+                .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
 }
 
 /// Persists the commands of one batch that the ledger applied, inside the caller's transaction.

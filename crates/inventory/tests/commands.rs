@@ -14,6 +14,7 @@ fn location(id: &str, kind: LocationKind, latitude: f64, longitude: f64, channel
         latitude,
         longitude,
         channels: channels.iter().map(|c| c.parse().unwrap()).collect(),
+        details: Default::default(),
     }
 }
 

@@ -82,6 +82,7 @@ fn setup() -> Setup {
         latitude,
         longitude,
         channels: channels.iter().map(|c| c.parse().unwrap()).collect(),
+        details: Default::default(),
     };
     let kit = |sku: &str, components: &[(&str, Quantity)]| Kit {
         sku: sku.into(),

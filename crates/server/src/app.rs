@@ -41,6 +41,9 @@ use dermis_features::memory::MemoryFeatures;
 use dermis_features::redis_store::RedisFeatures;
 use dermis_features::routes::FeaturesState;
 use dermis_features::{FeatureProjection, FeatureStore, Features};
+use dermis_inventory::Inventory;
+use dermis_inventory::directory::SkuDirectory;
+use dermis_inventory::routes::{HoldSettings, InventoryState};
 use dermis_recommend::routes::RecommendState;
 use dermis_recommend::safety::Safety;
 use dermis_recommend::serving::live::{LiveHook, LiveInteractions};
@@ -78,6 +81,7 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_features::MIGRATIONS,
     dermis_customers::MIGRATIONS,
     dermis_audit::MIGRATIONS,
+    dermis_inventory::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
@@ -91,6 +95,7 @@ pub struct Application {
     features: Features,
     customers: Customers,
     engine: Arc<Engine>,
+    inventory: Inventory,
     outboxes: Vec<Arc<dyn OutboxSource>>,
     projections: Vec<Arc<dyn Projection>>,
     monitor: Arc<OnceLock<Monitor>>,
@@ -112,6 +117,8 @@ pub struct Domains {
     pub audit: Arc<dyn Auditor>,
     /// The recommendation engine and what it reads per request.
     pub recommend: RecommendState,
+    /// The inventory ledger and what its routes need.
+    pub inventory: InventoryState,
 }
 
 /// The recommendation engine's settings from the configuration.
@@ -354,6 +361,16 @@ impl Application {
             rec_catalog,
             live,
         ];
+        // The inventory ledger: loaded into memory, one batching writer.
+        let inventory = Inventory::open(db.clone(), clock.clone()).await.context("opening the inventory ledger")?;
+        let holds = HoldSettings {
+            ttl_secs: [
+                ("default".to_owned(), config.inventory.hold_ttl_secs),
+                ("pos".to_owned(), config.inventory.pos_hold_ttl_secs),
+            ]
+            .into(),
+            max_ttl_secs: config.inventory.max_hold_ttl_secs.max(1),
+        };
         let domains = Domains {
             catalog: catalog.clone(),
             ingestor: ingestor.clone(),
@@ -366,6 +383,13 @@ impl Application {
                 auth: auth.clone(),
                 weather: weather_provider(&config)?,
                 clock: clock.clone(),
+            },
+            inventory: InventoryState {
+                inventory: inventory.clone(),
+                skus: SkuDirectory::new(catalog.clone()),
+                auth: auth.clone(),
+                clock: clock.clone(),
+                holds,
             },
         };
         let monitor = Arc::new(OnceLock::new());
@@ -381,6 +405,7 @@ impl Application {
             features,
             customers,
             engine,
+            inventory,
             outboxes,
             projections,
             monitor,
@@ -413,6 +438,11 @@ impl Application {
         &self.engine
     }
 
+    /// The inventory ledger.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
     /// The online feature store.
     pub fn features(&self) -> &Features {
         &self.features
@@ -431,6 +461,7 @@ impl Application {
             features,
             customers,
             engine,
+            inventory,
             outboxes,
             projections,
             monitor,
@@ -459,6 +490,7 @@ impl Application {
         });
         let _ = monitor.set(background.monitor());
         let trainer = tokio::spawn(engine.run_trainer(dermis_core::clock::system()));
+        let sweeper = tokio::spawn(inventory.run_sweeper(Duration::from_secs(config.inventory.sweep_secs.max(1))));
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let limits = crate::listen::ConnectionLimits {
@@ -482,6 +514,7 @@ impl Application {
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning remaining connections"),
         }
         trainer.abort();
+        sweeper.abort();
         background.stop().await;
         db.close().await;
         tracing::info!("stopped");
@@ -546,7 +579,7 @@ pub fn build_router(
 ) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
-    let Domains { catalog, ingestor, features, customers, audit, recommend } = domains;
+    let Domains { catalog, ingestor, features, customers, audit, recommend, inventory } = domains;
     let catalog = CatalogState { catalog, auth: auth.clone() };
     // Admin actions of the auth and events domains are recorded before their handlers run.
     let admin_audit =
@@ -570,6 +603,7 @@ pub fn build_router(
         .merge(dermis_features::routes::router().with_state(features))
         .merge(dermis_customers::routes::router().with_state(customers))
         .merge(dermis_recommend::routes::router().with_state(recommend))
+        .merge(dermis_inventory::routes::router().with_state(inventory))
         .split_for_parts();
     let mut doc = doc;
     dermis_events::routes::document_ingestion(&mut doc);

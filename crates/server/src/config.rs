@@ -50,6 +50,30 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The recommendation engine.
     pub recommend: RecommendConfig,
+    /// The inventory ledger.
+    pub inventory: InventoryConfig,
+}
+
+/// The inventory ledger (`DERMIS_INVENTORY__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct InventoryConfig {
+    /// A cart hold's time to live in seconds when the request names none
+    /// (`DERMIS_INVENTORY__HOLD_TTL_SECS`).
+    pub hold_ttl_secs: u64,
+    /// The same for holds of the `pos` channel.
+    pub pos_hold_ttl_secs: u64,
+    /// The longest hold a request may ask for.
+    pub max_hold_ttl_secs: u64,
+    /// Seconds between runs of the sweeper that returns expired holds to stock (expired holds
+    /// stop counting at once either way).
+    pub sweep_secs: u64,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self { hold_ttl_secs: 900, pos_hold_ttl_secs: 300, max_hold_ttl_secs: 86_400, sweep_secs: 5 }
+    }
 }
 
 /// The recommendation engine (`DERMIS_RECOMMEND__*`).
@@ -285,6 +309,7 @@ impl Default for Config {
             customers: CustomersConfig::default(),
             retention: RetentionConfig::default(),
             recommend: RecommendConfig::default(),
+            inventory: InventoryConfig::default(),
         }
     }
 }
