@@ -13,6 +13,8 @@
 //! - [`recommend`]: the `eval` and `recommend-batch` commands (the recommendation engine offline,
 //!   on interaction files).
 //! - [`customers`]: the `customers rotate-master-key` command.
+//! - [`simulate`]: the `simulate` command (the experiments simulator: bandit regret, an A/B test
+//!   with a planted uplift, power, off-policy estimates; SVG plots and a summary).
 //!
 //! `--config` and `--data-dir` are global: they go before or after the subcommand
 //! (`dermis --data-dir DIR token ...` and `dermis token ... --data-dir DIR` are the same).
@@ -20,10 +22,12 @@
 mod audit;
 mod customers;
 mod import;
+mod inventory;
 mod keys;
 mod migrate;
 mod recommend;
 mod serve;
+mod simulate;
 mod token;
 
 use std::net::SocketAddr;
@@ -174,10 +178,42 @@ enum Command {
         #[arg(long)]
         review_weights: Option<String>,
     },
+    /// Simulate synthetic customers with hidden preferences: Thompson sampling, LinUCB and random
+    /// bandits, an A/B test with a planted uplift, its power and off-policy estimates; writes
+    /// regret.svg, uplift.svg, arms.svg and summary.json into --out and prints the summary. No
+    /// database.
+    Simulate {
+        /// Visitors shown to each bandit.
+        #[arg(long, default_value_t = 20_000)]
+        steps: usize,
+        /// The seed of every random draw (the same seed gives the same files).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The directory the plots and summary.json are written into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Customer data administration.
     Customers {
         #[command(subcommand)]
         action: CustomersAction,
+    },
+    /// Inventory administration.
+    Inventory {
+        #[command(subcommand)]
+        action: InventoryAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryAction {
+    /// Recompute every balance from the journal of movements and compare with the stored balance
+    /// rows; the rows are replaced by the journal's figures. Exits 0 when they matched, 1 when
+    /// they did not (and were repaired). `--check` compares without writing.
+    Rebuild {
+        /// Compare only; change nothing.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -326,7 +362,9 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 review_weights.as_deref(),
             )
         }
+        Command::Simulate { steps, seed, out } => simulate::simulate(steps, seed, &out),
         Command::Customers { action: CustomersAction::RotateMasterKey } => customers::rotate_master_key(&config).await,
+        Command::Inventory { action: InventoryAction::Rebuild { check } } => inventory::rebuild(&config, !check).await,
     }
 }
 

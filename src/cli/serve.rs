@@ -17,6 +17,8 @@ pub(super) async fn serve(config: Config, with_demo: bool, config_file: Option<&
         let events = demo::load_customers(app.ingestor()).await.context("loading the demo customers")?;
         // The customers exist once their `identify` is applied (at ingestion, on this node).
         let profiles = demo::load_profiles(app.customers()).await.context("loading the demo customers' profiles")?;
+        let units = demo::load_stock(app.db(), app.inventory()).await.context("loading the demo stock")?;
+        eprintln!("demo stock: a warehouse and two stores, {units} units received now");
         eprintln!(
             "demo customers {}: {events} events stored now, {profiles} profiles given consents and skin facts",
             demo::CUSTOMERS.join(", ")

@@ -498,6 +498,9 @@ pub(crate) async fn fixture(app: &TestApp) -> Fixture {
         },
     ];
     routes.extend(inventory_routes(app).await);
+    routes.extend(orders_routes(app).await);
+    routes.extend(experiments_and_webhooks_routes(app).await);
+    routes.extend(quizzes_routes(app).await);
     for &path in &INGESTION_PATHS {
         let name = path.strip_prefix("/v1/").unwrap();
         let long = ["track", "identify", "page", "screen", "group", "alias", "batch", "import"]
@@ -650,6 +653,160 @@ async fn inventory_routes(app: &TestApp) -> Vec<Route> {
             "/v1/pos/sync".into(),
             json!({"location_id": "WH-FZ", "receipts": [{"receipt": "R-FZ", "lines": [{"sku_id": "FZ-1", "quantity": 1}]}]}),
             "receipts",
+        ),
+    ]
+}
+
+/// The orders' write routes, over a location holding 1,000 units of the fixture's SKU: a cart to
+/// fill, one to check out, a checkout to pay, POS orders to ship, to take back (shipped) and to
+/// cancel.
+async fn orders_routes(app: &TestApp) -> Vec<Route> {
+    let location = json!({"code": "WH-OZ", "name": "Orders warehouse", "kind": "warehouse", "latitude": 50.0,
+        "longitude": 8.0, "channels": ["web", "pos"]});
+    created(app.post_json("/v1/locations", Role::Admin, &location).await, "location").await;
+    let receipt = json!({"location_id": "WH-OZ", "lines": [{"sku_id": "FZ-1", "quantity": 1000,
+        "lot": {"code": "L-OZ", "expires_on": "2031-01-01"}}]});
+    created(app.post_json("/v1/inventory/receipts", Role::Admin, &receipt).await, "receipt").await;
+    let line = json!([{"sku_id": "FZ-1", "quantity": 1}]);
+    let cart_body = json!({"channel": "web", "location_id": "WH-OZ", "lines": line});
+    let mut carts = Vec::new();
+    for _ in 0..3 {
+        let cart = created(app.post_json("/v1/carts", Role::Admin, &cart_body).await, "cart").await;
+        carts.push(cart["id"].as_str().unwrap().to_owned());
+    }
+    let checkout = format!("/v1/carts/{}/checkout", carts[2]);
+    let to_pay = created(app.post_json(&checkout, Role::Admin, &json!({"ttl_seconds": 3600})).await, "checkout").await;
+    let mut orders = Vec::new();
+    for external in ["OZ-SHIP", "OZ-RETURN", "OZ-CANCEL"] {
+        let body = json!({"channel": "pos", "external_id": external, "location_id": "WH-OZ", "lines": line});
+        let order = created(app.post_json("/v1/orders", Role::Admin, &body).await, "order").await;
+        orders.push(order["id"].as_str().unwrap().to_owned());
+    }
+    let ship = format!("/v1/orders/{}/fulfillments", orders[1]);
+    created(app.post_json(&ship, Role::Admin, &json!({})).await, "fulfillment").await;
+    vec![
+        json_route(Method::POST, "/v1/carts", "/v1/carts".into(), cart_body, "channel"),
+        json_route(
+            Method::PUT,
+            "/v1/carts/{id}/lines",
+            format!("/v1/carts/{}/lines", carts[0]),
+            json!({"lines": line}),
+            "lines",
+        ),
+        Route {
+            method: Method::POST,
+            template: "/v1/carts/{id}/checkout",
+            paths: vec![format!("/v1/carts/{}/checkout", carts[1])],
+            next: AtomicUsize::new(0),
+            valid: json!({"ttl_seconds": 600}),
+            required: None,
+            kind: Kind::OptionalJson,
+        },
+        json_route(
+            Method::POST,
+            "/v1/orders",
+            "/v1/orders".into(),
+            json!({"channel": "pos", "external_id": "OZ-NEW", "location_id": "WH-OZ", "lines": line}),
+            "external_id",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/orders/{id}/payments",
+            format!("/v1/orders/{}/payments", to_pay["id"].as_str().unwrap()),
+            json!({"event": "authorized", "provider_reference": "psp-oz", "amount_minor": 100, "currency": "EUR"}),
+            "event",
+        ),
+        Route {
+            method: Method::POST,
+            template: "/v1/orders/{id}/fulfillments",
+            paths: vec![format!("/v1/orders/{}/fulfillments", orders[0])],
+            next: AtomicUsize::new(0),
+            valid: json!({"location_id": "WH-OZ"}),
+            required: None,
+            kind: Kind::OptionalJson,
+        },
+        json_route(
+            Method::POST,
+            "/v1/orders/{id}/returns",
+            format!("/v1/orders/{}/returns", orders[1]),
+            json!({"location_id": "WH-OZ", "lines": line}),
+            "lines",
+        ),
+        Route {
+            // No body; cancelling again answers the same (200), an unknown order 404.
+            method: Method::POST,
+            template: "/v1/orders/{id}/cancel",
+            paths: vec![format!("/v1/orders/{}/cancel", orders[2])],
+            next: AtomicUsize::new(0),
+            valid: json!({}),
+            required: None,
+            kind: Kind::Delete { done: 200 },
+        },
+    ]
+}
+
+/// The experiments' write routes over a running experiment, and the webhooks'.
+async fn experiments_and_webhooks_routes(app: &TestApp) -> Vec<Route> {
+    let experiment =
+        json!({"key": "fz-exp", "variants": [{"key": "control", "weight": 0.5}, {"key": "b", "weight": 0.5}]});
+    created(app.post_json("/v1/experiments", Role::Admin, &experiment).await, "experiment").await;
+    let started = app.post_json("/v1/experiments/fz-exp/start", Role::Admin, &json!({})).await;
+    assert_eq!(started.status(), 200);
+    let no_body = |method: Method, template: &'static str, path: &str, done: u16| Route {
+        method,
+        template,
+        paths: vec![path.to_owned()],
+        next: AtomicUsize::new(0),
+        valid: json!({}),
+        required: None,
+        kind: Kind::Delete { done },
+    };
+    vec![
+        json_route(Method::POST, "/v1/experiments", "/v1/experiments".into(), experiment, "variants"),
+        // Starting and stopping read no body; an unknown experiment answers 404, every time.
+        no_body(Method::POST, "/v1/experiments/{key}/start", "/v1/experiments/fz-none/start", 200),
+        no_body(Method::POST, "/v1/experiments/{key}/stop", "/v1/experiments/fz-none/stop", 200),
+        json_route(
+            Method::POST,
+            "/v1/experiments/{key}/assignments",
+            "/v1/experiments/fz-exp/assignments".into(),
+            json!({"anonymous_id": "a-fz", "attributes": {"skin_type": "dry"}, "log_exposure": false}),
+            "anonymous_id",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/webhooks",
+            "/v1/webhooks".into(),
+            json!({"url": "http://127.0.0.1:9/hook", "channels": ["web"], "secret": "fuzz-secret-0123456789"}),
+            "url",
+        ),
+        no_body(Method::DELETE, "/v1/webhooks/{id}", "/v1/webhooks/whk_none", 204),
+    ]
+}
+
+/// The quizzes' write routes over a defined skin quiz (responses and views are sent with an
+/// admin bearer, which the routes accept besides a write key).
+async fn quizzes_routes(app: &TestApp) -> Vec<Route> {
+    let quiz = crate::quizzes_test::skin_quiz("fz-quiz");
+    created(app.post_json("/v1/quizzes", Role::Admin, &quiz).await, "quiz").await;
+    let mut definition = quiz.clone();
+    definition["key"] = json!("fz-quiz-2");
+    vec![
+        json_route(Method::POST, "/v1/quizzes", "/v1/quizzes".into(), definition, "questions"),
+        json_route(
+            Method::POST,
+            "/v1/quizzes/{key}/responses",
+            "/v1/quizzes/fz-quiz/responses".into(),
+            json!({"anonymous_id": "a-fz", "answers": [{"question": "type", "option": "dry"},
+                {"question": "tightness", "rating": 3}]}),
+            "answers",
+        ),
+        json_route(
+            Method::POST,
+            "/v1/quizzes/{key}/impressions",
+            "/v1/quizzes/fz-quiz/impressions".into(),
+            json!({"anonymous_id": "a-fz"}),
+            "anonymous_id",
         ),
     ]
 }

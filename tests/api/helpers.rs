@@ -196,6 +196,15 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// A product with one SKU of this code at 29.00 EUR; returns the SKU's id.
+    pub async fn product_with_sku(&self, code: &str) -> String {
+        let product =
+            self.create_product(serde_json::json!({"name": format!("Serum {code}"), "brand": "Dermis Lab"})).await;
+        let body = serde_json::json!({"code": code, "price": {"amount_minor": 2900, "currency": "EUR"}});
+        let sku = self.create_sku(product["id"].as_str().unwrap(), body).await;
+        sku["id"].as_str().unwrap().to_owned()
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(&mut self) {
         stop_server(&mut self.stop, &mut self.server).await;

@@ -13,18 +13,6 @@ use crate::helpers::{TestApp, assert_problem, json_of, token_for};
 
 crate::both_backends!(stock_moves_through_http_and_bad_input_changes_nothing, a_thousand_holds_on_a_hundred_units);
 
-/// A product with one SKU of this code; its SKU id.
-async fn sku(app: &TestApp, code: &str) -> String {
-    let product = app.create_product(json!({"name": format!("Serum {code}"), "brand": "Dermis Lab"})).await;
-    let sku = app
-        .create_sku(
-            product["id"].as_str().unwrap(),
-            json!({"code": code, "price": {"amount_minor": 2900, "currency": "EUR"}}),
-        )
-        .await;
-    sku["id"].as_str().unwrap().to_owned()
-}
-
 fn warehouse(code: &str) -> Value {
     json!({"code": code, "name": "Central warehouse", "kind": "warehouse", "latitude": 52.52, "longitude": 13.40,
         "channels": ["web", "app", "marketplace:zalando"]})
@@ -65,7 +53,7 @@ async fn reserve(app: &TestApp, body: &Value) -> Response {
 }
 
 async fn stock_moves_through_http_and_bad_input_changes_nothing(app: TestApp) {
-    let sku_id = sku(&app, "SER-30").await;
+    let sku_id = app.product_with_sku("SER-30").await;
     let wh = location(&app, &warehouse("WH-BER")).await;
     assert!(wh.starts_with("loc_"), "{wh}");
     // The same location again is the same location; another body with its code is a conflict.
@@ -275,7 +263,7 @@ async fn stock_moves_through_http_and_bad_input_changes_nothing(app: TestApp) {
 }
 
 async fn a_thousand_holds_on_a_hundred_units(app: TestApp) {
-    sku(&app, "HOT-1").await;
+    app.product_with_sku("HOT-1").await;
     location(&app, &warehouse("WH-1")).await;
     location(&app, &store("ST-1", 52.0, 13.0)).await;
     json_of(receive(&app, "WH-1", "HOT-1", 70, "L1", "2031-01-01").await, 201).await;
@@ -326,7 +314,7 @@ mod multi_node {
         #[tokio::test]
         async fn three_nodes_share_the_hundred_units() {
             let Some(app) = crate::helpers::spawn_app_on(crate::helpers::Backend::Postgres).await else { return };
-            sku(&app, "HOT-3").await;
+            app.product_with_sku("HOT-3").await;
             location(&app, &warehouse("WH-3")).await;
             location(&app, &store("ST-3", 52.0, 13.0)).await;
             json_of(receive(&app, "WH-3", "HOT-3", 80, "L1", "2031-01-01").await, 201).await;
@@ -338,6 +326,126 @@ mod multi_node {
             assert_eq!((won, short), (100, 900), "exactly the 100 units were held across three nodes");
             b.stop().await;
             c.stop().await;
+        }
+    }
+}
+
+mod webhooks {
+    //! Availability pushed to a webhook: signed, retried after a failure, dead-lettered after the
+    //! last try.
+
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+
+    use super::*;
+    use crate::helpers::{Backend, spawn_with};
+
+    type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+    /// A receiver at `/ok` (fails its first call, then accepts) and `/down` (always fails).
+    async fn receiver() -> (String, Received) {
+        let got: Received = Arc::default();
+        let ok = got.clone();
+        let app = axum::Router::new()
+            .route(
+                "/ok",
+                axum::routing::post(move |headers: HeaderMap, body: String| {
+                    let got = ok.clone();
+                    async move {
+                        let mut got = got.lock().unwrap();
+                        got.push((headers, body));
+                        if got.len() == 1 { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::NO_CONTENT }
+                    }
+                }),
+            )
+            .route("/down", axum::routing::post(|| async { StatusCode::SERVICE_UNAVAILABLE }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (base, got)
+    }
+
+    async fn run(backend: Backend) {
+        let Some(app) = spawn_with(backend, |c| {
+            c.inventory.webhook_attempts = 3;
+            c.inventory.webhook_first_backoff_ms = 100;
+        })
+        .await
+        else {
+            return;
+        };
+        let (hooks, got) = receiver().await;
+        let sku_id = app.product_with_sku("HOOK-1").await;
+        location(&app, &warehouse("WH-H")).await;
+        let secret = "a-receiver-secret-0123456789";
+        let body = json!({"url": format!("{hooks}/ok"), "channels": ["web", "app"], "secret": secret});
+        let hook = json_of(app.post_json("/v1/webhooks", Role::Admin, &body).await, 201).await;
+        assert_eq!(hook["secret"], secret, "shown once, when created");
+        let down = json!({"url": format!("{hooks}/down"), "channels": ["web"]});
+        let down = json_of(app.post_json("/v1/webhooks", Role::Admin, &down).await, 201).await;
+        let listed = json_of(app.get("/v1/webhooks", Role::Admin).await, 200).await;
+        assert!(listed.as_array().unwrap().iter().all(|h| h.get("secret").is_none()), "{listed}");
+        for bad in [json!({"url": "ftp://x", "channels": ["web"]}), json!({"url": "http://x", "channels": ["fax"]})] {
+            assert_problem(app.post_json("/v1/webhooks", Role::Admin, &bad).await, 422).await;
+        }
+        assert_problem(app.post_json("/v1/webhooks", Role::Merchandiser, &body).await, 403).await;
+
+        json_of(receive(&app, "WH-H", "HOOK-1", 10, "L1", "2031-01-01").await, 201).await;
+        // The first call failed; the retry carries the same delivery and a valid signature.
+        let started = std::time::Instant::now();
+        let calls = loop {
+            let calls = got.lock().unwrap().clone();
+            if calls.len() >= 2 {
+                break calls;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no retried delivery: {calls:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (headers, text) = &calls[1];
+        let sent: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(sent["type"], "inventory.availability");
+        assert_eq!(sent["sku_id"], sku_id.as_str());
+        assert_eq!(sent["channels"], json!({"web": 10, "app": 10}), "{sent}");
+        assert!(sent["sequence"].as_u64().unwrap() >= 1);
+        let first: Value = serde_json::from_str(&calls[0].1).unwrap();
+        assert_eq!(first["delivery_id"], sent["delivery_id"], "a retry is the same delivery");
+        let signature = headers["dermis-signature"].to_str().unwrap();
+        let (t, v1) = signature.split_once(',').unwrap();
+        let t = t.strip_prefix("t=").unwrap();
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{t}.{text}").as_bytes());
+        assert_eq!(v1.strip_prefix("v1=").unwrap(), hex::encode(mac.finalize().into_bytes()), "signed");
+
+        // The receiver that is down gets three tries, then the delivery is dead.
+        let path = format!("/v1/webhooks/{}/dead-letters", down["id"].as_str().unwrap());
+        let dead = loop {
+            let dead = json_of(app.get(&path, Role::Admin).await, 200).await;
+            if !dead.as_array().unwrap().is_empty() {
+                break dead;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never dead-lettered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(dead[0]["attempts"], 3, "{dead}");
+        assert!(dead[0]["last_error"].as_str().unwrap().contains("503"), "{dead}");
+        let gone = format!("/v1/webhooks/{}", down["id"].as_str().unwrap());
+        assert_eq!(app.request(Method::DELETE, &gone, Some(Role::Admin)).send().await.unwrap().status(), 204);
+        assert_problem(app.request(Method::DELETE, &gone, Some(Role::Admin)).send().await.unwrap(), 404).await;
+    }
+
+    mod sqlite {
+        #[tokio::test]
+        async fn availability_is_pushed_signed_retried_and_dead_lettered() {
+            super::run(super::Backend::Sqlite).await;
+        }
+    }
+
+    mod postgres {
+        #[tokio::test]
+        async fn availability_is_pushed_signed_retried_and_dead_lettered() {
+            super::run(super::Backend::Postgres).await;
         }
     }
 }

@@ -24,11 +24,19 @@
 //!   a context vector for ordering candidates, and off-policy evaluation (IPS and doubly robust)
 //!   from logged propensities.
 //!
+//! - [`simulate`]: the seeded simulator of `dermis simulate` (synthetic customers with hidden true
+//!   preferences; bandit regret, an A/B test with a planted uplift, observed against theoretical
+//!   power, off-policy estimates against the truth), pure like the rest.
+//! - [`plot`]: the simulator's SVG plots (plotters, SVG backend only) and `summary.json`; the one
+//!   module that writes files.
+//!
 //! Each module uses only those listed above it.
 
 #![warn(missing_docs)]
 
 pub mod bandit;
 pub mod growthbook;
+pub mod plot;
+pub mod simulate;
 pub mod special;
 pub mod stats;

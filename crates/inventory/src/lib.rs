@@ -24,6 +24,10 @@
 //! - `catalog`: the validated [`Setup`].
 //! - [`store`]: the tables ([`MIGRATIONS`]), [`store::persist`] of a batch, [`store::load`].
 //! - [`service`]: [`Inventory`], the batching writer and in-memory reads.
+//! - [`events`]: movements on the bus (`inventory.movement`) from the journal, and the
+//!   [`events::Follower`] that keeps other nodes' ledgers up.
+//! - [`webhooks`]: channel availability pushed to subscribers, signed, retried, dead-lettered.
+//! - [`rebuild`]: balances recomputed from the journal (`dermis inventory rebuild`).
 //! - [`directory`]: the catalog's SKUs by id or code ([`directory::SkuDirectory`]).
 //! - [`routes`]: the HTTP API (locations, channels, receipts, reservations, stock, reports, POS).
 //! - [`error`]: [`InventoryError`], what can fail around the ledger.
@@ -35,13 +39,16 @@ pub mod command;
 pub mod directory;
 mod draft;
 pub mod error;
+pub mod events;
 pub mod kits;
 pub mod ledger;
 pub mod model;
+pub mod rebuild;
 pub mod records;
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod webhooks;
 
 pub use balances::Balances;
 pub use catalog::SetupError;
@@ -60,11 +67,21 @@ pub use records::{Allocation, ComponentAllocation, PurchaseOrder, PurchaseOrderL
 pub use records::{ReservationLine, ReservationStatus, SkuLot, Transfer, TransferStatus};
 pub use service::{Inventory, WriterOptions};
 
-/// Migrations of the inventory tables (journal, balances, records, applied commands, setup).
-pub const MIGRATIONS: &[dermis_store::Migration] = &[dermis_store::Migration {
-    domain: "inventory",
-    version: 1,
-    name: "ledger journal, balances, records, idempotency, setup",
-    sqlite: include_str!("../migrations/0001_inventory.sql"),
-    postgres: include_str!("../migrations/0001_inventory.sql"),
-}];
+/// Migrations of the inventory tables (journal, balances, records, applied commands, setup; the
+/// relay's mark and webhooks).
+pub const MIGRATIONS: &[dermis_store::Migration] = &[
+    dermis_store::Migration {
+        domain: "inventory",
+        version: 1,
+        name: "ledger journal, balances, records, idempotency, setup",
+        sqlite: include_str!("../migrations/0001_inventory.sql"),
+        postgres: include_str!("../migrations/0001_inventory.sql"),
+    },
+    dermis_store::Migration {
+        domain: "inventory",
+        version: 2,
+        name: "the relay's mark, webhook subscriptions and deliveries",
+        sqlite: include_str!("../migrations/0002_inventory_relay.sql"),
+        postgres: include_str!("../migrations/0002_inventory_relay.sql"),
+    },
+];

@@ -9,10 +9,16 @@
 //! told that something happened which is not durable.
 //!
 //! Reads ([`Inventory::available`], [`Inventory::read`]) come from a second in-memory copy that
-//! only ever holds committed batches: after a commit the writer applies the same batch to it
-//! (the ledger is deterministic, so it reaches the same state) before answering. A caller that
-//! got an answer therefore reads its own write at once, and nobody reads a change that may still
-//! be rolled back. The price is applying each batch twice and holding the ledger twice in memory.
+//! only ever holds committed batches: after a commit the writer swaps its ledger with the readers'
+//! (an O(1) swap under the lock, so a read never waits for a batch to be applied), answers, and
+//! then brings the readers' old copy, now its own, up to date by applying the same batch to it
+//! (the ledger is deterministic, so it reaches the same state) before it takes the next batch. A
+//! caller that got an answer therefore reads its own write at once, and nobody reads a change
+//! that may still be rolled back. The price is applying each batch twice and holding the ledger
+//! twice in memory.
+//!
+//! Batches are as large as the queue allows: before taking the next batch the writer yields once,
+//! so the callers it just answered, who usually submit again at once, make it into that batch.
 //!
 //! # One writer per database
 //! There is one writer task for all SKUs of a process, and the service assumes it is the only
@@ -198,7 +204,15 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(self.max_batch);
-        while queue.recv_many(&mut jobs, self.max_batch).await > 0 {
+        loop {
+            // The callers the last batch answered usually submit again at once: one yield lets
+            // them queue before the next batch is taken, so batches stay large when busy.
+            if queue.len() < self.max_batch {
+                tokio::task::yield_now().await;
+            }
+            if queue.recv_many(&mut jobs, self.max_batch).await == 0 {
+                break;
+            }
             let mut batch = Vec::new();
             for job in jobs.drain(..) {
                 match job {
@@ -259,13 +273,23 @@ impl Writer {
             drop(applied);
             match persisted {
                 Ok(()) => {
-                    let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
-                    let replica = committed.apply(requests, now_ms);
-                    drop(committed);
-                    debug_assert_eq!(replica, results, "the readers' ledger diverged from the writer's");
+                    // The working ledger now holds exactly what is committed: the readers get it
+                    // by a swap under the lock (readers never wait for a batch to be applied),
+                    // then the callers are answered. The readers' old copy, one batch behind,
+                    // becomes the working ledger and catches up by applying the same batch (the
+                    // ledger is deterministic) before the next batch is taken.
+                    std::mem::swap(
+                        &mut *self.committed.write().unwrap_or_else(PoisonError::into_inner),
+                        &mut self.working,
+                    );
+                    let expected = cfg!(debug_assertions).then(|| results.clone());
                     let mut results = results.into_iter();
                     for (size, reply) in sizes.into_iter().zip(replies) {
                         let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+                    }
+                    let replica = self.working.apply(requests, now_ms);
+                    if let Some(expected) = expected {
+                        assert_eq!(replica, expected, "the readers' ledger diverged from the writer's");
                     }
                     return;
                 }

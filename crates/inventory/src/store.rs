@@ -145,8 +145,9 @@ pub async fn save_setup(
 /// skipped: they were stored when first applied.
 ///
 /// A balance that may not go negative is only ever decreased by a guarded
-/// `UPDATE ... WHERE quantity + change >= 0`; if that touches no row the whole batch fails with
-/// [`InventoryError::Overdrawn`] (and the `CHECK` constraint backs it up). So even a second writer
+/// `UPDATE ... WHERE quantity + change >= 0` (one statement for all of a batch's decreases, one
+/// multi-row upsert for its increases); if that leaves any of its rows untouched the whole batch
+/// fails with [`InventoryError::Overdrawn`] naming it (and the `CHECK` constraint backs it up). So even a second writer
 /// on the same database could not drive a balance below zero; it would see its batch refused.
 pub async fn persist(
     conn: &mut AnyConnection,
@@ -221,9 +222,38 @@ pub async fn persist(
         "",
     )
     .await?;
+    let mut decreases = Vec::new();
+    let mut increases = Vec::new();
     for (key, delta) in deltas.into_iter().filter(|(_, delta)| *delta != 0) {
-        add_to_balance(conn, &key, delta).await?;
+        let stored_key = encode(&key, "balance key")?;
+        if delta < 0 && !key.account.may_go_negative() {
+            decreases.push((stored_key, delta));
+            continue;
+        }
+        let (location, state) = match &key.account {
+            Account::Stock { location, state } => (Some(location.to_string()), name(state)),
+            Account::External { external } => (None, name(external)),
+        };
+        increases.push(vec![
+            Value::Text(stored_key),
+            Value::Text(key.sku.to_string()),
+            Value::MaybeText(location),
+            Value::Text(state),
+            Value::MaybeText(key.lot.as_ref().map(LotCode::to_string)),
+            Value::Int(delta),
+        ]);
     }
+    for chunk in decreases.chunks(ROWS_PER_STATEMENT) {
+        decrease_balances(conn, chunk).await?;
+    }
+    insert_rows(
+        conn,
+        "inventory_balances",
+        &["balance_key", "sku", "location", "state", "lot", "quantity"],
+        increases,
+        " ON CONFLICT (balance_key) DO UPDATE SET quantity = inventory_balances.quantity + excluded.quantity",
+    )
+    .await?;
     let mut rows = Vec::with_capacity(lots.len());
     for lot in lots.values() {
         rows.push(vec![
@@ -299,50 +329,95 @@ pub async fn persist(
     Ok(())
 }
 
-/// Adds `delta` to one balance row: a guarded decrease where the balance may not go negative,
-/// an upsert otherwise.
-async fn add_to_balance(conn: &mut AnyConnection, key: &BalanceKey, delta: Quantity) -> Result<(), InventoryError> {
-    let stored_key = encode(key, "balance key")?;
-    if delta < 0 && !key.account.may_go_negative() {
-        let done = sqlx::query(
-            "UPDATE inventory_balances SET quantity = quantity + $1 WHERE balance_key = $2 AND quantity + $1 >= 0",
-        )
-        .bind(delta)
-        .bind(stored_key.clone())
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::from)?;
-        if done.rows_affected() != 1 {
-            return Err(InventoryError::Overdrawn { balance: stored_key, delta });
+/// Adds each (stored key, negative delta) to its balance row in one statement, each row guarded
+/// (`quantity + delta >= 0`): if any row is missing or would go below zero, the batch fails with
+/// [`InventoryError::Overdrawn`] naming the first such balance. The keys are distinct.
+async fn decrease_balances(conn: &mut AnyConnection, changes: &[(String, Quantity)]) -> Result<(), InventoryError> {
+    // `key IN (...)` so both backends go through the primary key; the CASE picks each row's delta.
+    let mut sql = Sql::new(conn);
+    let delta = |sql: &mut Sql| {
+        sql.push("(CASE balance_key");
+        for (key, delta) in changes {
+            sql.push(" WHEN ");
+            sql.param(Value::Text(key.clone()));
+            sql.push(" THEN ");
+            sql.param(Value::Int(*delta));
         }
+        sql.push(" END)");
+    };
+    sql.push("UPDATE inventory_balances SET quantity = quantity + ");
+    delta(&mut sql);
+    sql.push(" WHERE balance_key IN (");
+    for (i, (key, _)) in changes.iter().enumerate() {
+        sql.push(if i == 0 { "" } else { ", " });
+        sql.param(Value::Text(key.clone()));
+    }
+    sql.push(") AND quantity + ");
+    delta(&mut sql);
+    sql.push(" >= 0 RETURNING balance_key");
+    let (text, values) = (sql.text, sql.values);
+    let rows = bind(sqlx::query(&text), values).fetch_all(&mut *conn).await.map_err(StoreError::from)?;
+    if rows.len() == changes.len() {
         return Ok(());
     }
-    let (location, state) = match &key.account {
-        Account::Stock { location, state } => (Some(location.to_string()), name(state)),
-        Account::External { external } => (None, name(external)),
-    };
-    sqlx::query(
-        "INSERT INTO inventory_balances (balance_key, sku, location, state, lot, quantity) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (balance_key) DO UPDATE SET quantity = inventory_balances.quantity + excluded.quantity",
-    )
-    .bind(stored_key)
-    .bind(key.sku.to_string())
-    .bind(location)
-    .bind(state)
-    .bind(key.lot.as_ref().map(LotCode::to_string))
-    .bind(delta)
-    .execute(conn)
-    .await
-    .map_err(StoreError::from)?;
-    Ok(())
+    let mut done = std::collections::BTreeSet::new();
+    for row in &rows {
+        done.insert(row.try_get::<String, _>(0).map_err(StoreError::from)?);
+    }
+    let (balance, delta) = changes.iter().find(|(key, _)| !done.contains(key)).cloned().unwrap_or_default();
+    Err(InventoryError::Overdrawn { balance, delta })
 }
 
-/// A value of a multi-row insert.
+/// A value of a multi-row statement.
 enum Value {
     Int(i64),
     Text(String),
     MaybeText(Option<String>),
+}
+
+/// A statement with many parameters, written for the connection's backend: `$1, $2...` on
+/// PostgreSQL, anonymous `?` on SQLite. (sqlx looks up the name of every numbered SQLite
+/// parameter, and SQLite finds a name by scanning a list: numbered parameters cost time
+/// quadratic in their count, anonymous ones do not.)
+struct Sql {
+    text: String,
+    values: Vec<Value>,
+    numbered: bool,
+}
+
+impl Sql {
+    fn new(conn: &AnyConnection) -> Self {
+        let numbered = !conn.backend_name().eq_ignore_ascii_case("sqlite");
+        Self { text: String::with_capacity(256), values: Vec::new(), numbered }
+    }
+
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    fn param(&mut self, value: Value) {
+        self.values.push(value);
+        if self.numbered {
+            let _ = write!(self.text, "${}", self.values.len());
+        } else {
+            self.text.push('?');
+        }
+    }
+}
+
+/// Binds `values` in order.
+fn bind<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: Vec<Value>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = match value {
+            Value::Int(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::MaybeText(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 /// `INSERT INTO table (columns) VALUES (...), (...) tail`, [`ROWS_PER_STATEMENT`] rows at a time.
@@ -353,29 +428,21 @@ async fn insert_rows(
     rows: Vec<Vec<Value>>,
     tail: &str,
 ) -> Result<(), StoreError> {
-    let width = columns.len();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<Vec<Value>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        for row in 0..chunk.len() {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..width {
-                let separator = if column == 0 { "" } else { ", " };
-                let _ = write!(sql, "{separator}${}", row * width + column + 1);
+        let mut sql = Sql::new(conn);
+        let _ = write!(sql.text, "INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        for (i, row) in rows.by_ref().take(ROWS_PER_STATEMENT).enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            for (column, value) in row.into_iter().enumerate() {
+                sql.push(if column == 0 { "" } else { ", " });
+                sql.param(value);
             }
-            sql.push(')');
+            sql.push(")");
         }
-        sql.push_str(tail);
-        let mut query = sqlx::query(&sql);
-        for value in chunk.into_iter().flatten() {
-            query = match value {
-                Value::Int(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::MaybeText(v) => query.bind(v),
-            };
-        }
-        query.execute(&mut *conn).await?;
+        sql.push(tail);
+        let (text, values) = (sql.text, sql.values);
+        bind(sqlx::query(&text), values).execute(&mut *conn).await?;
     }
     Ok(())
 }

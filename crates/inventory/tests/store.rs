@@ -1,7 +1,7 @@
 //! The inventory service over its store, on SQLite and (with `DERMIS_TEST_DATABASE_URL`)
 //! PostgreSQL: what it answers is durable, a restart restores the same ledger, it never oversells
 //! under concurrency, a failed transaction answers nothing and changes nothing, and a repeated key
-//! is a replay. `measure::*` (ignored) prints reservations/s and latencies on one hot SKU.
+//! is a replay. Throughput is measured by `examples/reserve_bench.rs` (`scripts/bench-inventory.sh`).
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ dermis_store::backend_tests!(ALL;
     one_hundred_units_never_sell_twice_under_a_thousand_concurrent_carts,
     a_failed_transaction_answers_nothing_and_changes_nothing,
     a_second_writer_cannot_drive_a_balance_negative,
+    one_overdrawn_balance_among_several_fails_the_whole_batch,
     a_stale_writer_is_refused_and_reloads,
     a_repeated_key_replays_its_first_outcome_and_stores_it_once,
 );
@@ -333,6 +334,34 @@ async fn a_second_writer_cannot_drive_a_balance_negative(db: Db) {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 0);
 }
 
+/// The balances a batch decreases are guarded together in one statement: one balance taken
+/// behind the writer's back fails the whole batch, names that balance, and stores nothing.
+async fn one_overdrawn_balance_among_several_fails_the_whole_batch(db: Db) {
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv-s", receive("wh", "serum", "S1", 10)).await;
+    ok(&inventory, "rcv-c", receive("wh", "cream", "C1", 10)).await;
+    db.writer()
+        .execute("UPDATE inventory_balances SET quantity = 0 WHERE state = 'on_hand' AND sku = 'cream'")
+        .await
+        .unwrap();
+    let journal = count(&db, "SELECT COUNT(*) FROM inventory_movements").await;
+    let batch = vec![
+        request("k1", reserve("r1", "web", &[("serum", 3)], START + MINUTE)),
+        request("k2", reserve("r2", "web", &[("cream", 2)], START + MINUTE)),
+    ];
+    match inventory.submit_all(batch).await {
+        Err(InventoryError::NotPersisted { reason }) => {
+            assert!(reason.contains("cream") && reason.contains("cannot take -2"), "{reason}")
+        }
+        other => panic!("an overdrawing batch answered {other:?}"),
+    }
+    let serum = "SELECT quantity FROM inventory_balances WHERE state = 'on_hand' AND sku = 'serum'";
+    assert_eq!(count(&db, serum).await, 10, "the serum's decrease was rolled back");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements").await, journal);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_applied WHERE idempotency_key IN ('k1', 'k2')").await, 0);
+}
+
 async fn a_stale_writer_is_refused_and_reloads(db: Db) {
     let (first, clock) = open_new(&db).await;
     ok(&first, "rcv", receive("wh", "serum", "S1", 10)).await;
@@ -392,70 +421,4 @@ async fn a_repeated_key_replays_its_first_outcome_and_stores_it_once(db: Db) {
     let reopened = Inventory::open(db.clone(), clock.clone()).await.unwrap();
     assert_eq!(ok(&reopened, "k-res", command).await, Outcome { replayed: true, ..first });
     assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements WHERE idempotency_key LIKE 'k-res#%'").await, 1);
-}
-
-/// Throughput and latency on one hot SKU: `DERMIS_MEASURE_TASKS` tasks (default 16) reserving 1
-/// unit each, back to back, for `DERMIS_MEASURE_SECONDS` (default 5). Run with
-/// `--ignored --nocapture`.
-async fn measure_hot_sku(db: Db) {
-    let setting = |name: &str, default: u64| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    let (seconds, concurrency) = (setting("DERMIS_MEASURE_SECONDS", 5), setting("DERMIS_MEASURE_TASKS", 16));
-    let backend = db.backend().name();
-    let (inventory, _clock) = open_new(&db).await;
-    ok(&inventory, "rcv", receive("wh", "serum", "S1", 100_000_000)).await;
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let started = std::time::Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..concurrency {
-        let inventory = inventory.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut i = 0;
-            while std::time::Instant::now() < until {
-                i += 1;
-                let id = format!("t{task}-{i}");
-                let command = reserve(&id, "web", &[("serum", 1)], START + 15 * MINUTE);
-                let sent = std::time::Instant::now();
-                let answer = inventory.submit(request(&id, command)).await;
-                latencies.push(sent.elapsed());
-                assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "{backend}, {concurrency} tasks: {} reservations in {elapsed:.1} s = {:.0}/s; p50 {:?}, p99 {:?}, max {:?} (debug: {})",
-        latencies.len(),
-        latencies.len() as f64 / elapsed,
-        at(0.50),
-        at(0.99),
-        latencies[latencies.len() - 1],
-        cfg!(debug_assertions),
-    );
-    assert_store_matches(&db, &inventory).await;
-}
-
-mod measure {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement (reservations/s and p99 through the service), not a check: run with --ignored --nocapture"]
-    async fn sqlite_hot_sku() {
-        let t = dermis_store::testing::TestDb::sqlite(ALL).await;
-        measure_hot_sku(t.db().clone()).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement (reservations/s and p99 through the service), not a check: run with --ignored --nocapture"]
-    async fn postgres_hot_sku() {
-        let Some(t) = dermis_store::testing::TestDb::postgres(ALL).await else { return };
-        measure_hot_sku(t.db().clone()).await;
-    }
 }

@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             let pseudonyms =
                 if history { vec![live.pseudonym(&users[rng.gen_range(0..users.len())])] } else { Vec::new() };
             let subject = Subject {
+                user_id: None,
                 customer_id: Some("cus_x".into()),
                 safety: CustomerSafety::from_answers(Some(st), &cs, &allergies, &[], pregnant, kb),
                 content: ContentProfile {
@@ -118,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 exclude: Vec::new(),
                 shown: Default::default(),
                 context: Context { now_ms: 1_800_000_000_000, ..Context::default() },
+                blend: None,
             };
             let t = Instant::now();
             let r = engine.recommend(&subject, &req);

@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::serving::cursor::Shown;
-use crate::serving::engine::{Context, Recommendations, Request, Subject, TimeOfDay, TrainReport};
+use crate::serving::engine::{Context, ExperimentTag, Recommendations, Request, Subject, TimeOfDay, TrainReport};
 use crate::serving::routine::Routine;
 use crate::serving::similar::{Related, Relation};
 use crate::serving::{Engine, filter};
@@ -65,6 +65,33 @@ pub struct RecommendState {
     pub weather: Option<Arc<dyn WeatherProvider>>,
     /// The clock.
     pub clock: SharedClock,
+    /// Experiments on placements, when wired.
+    pub experiments: Option<Arc<dyn PlacementExperiments>>,
+}
+
+/// The variant of an experiment running on a placement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementVariant {
+    /// The experiment's key.
+    pub experiment: String,
+    /// The variant's key.
+    pub variant: String,
+    /// The variant's configuration: `{"blend": {"collaborative": 0.5, ...}}` changes the
+    /// source weights.
+    pub config: serde_json::Value,
+}
+
+/// Experiments running on placements, as the recommendation routes ask them: from memory (an
+/// assignment and its exposure are recorded in the background).
+pub trait PlacementExperiments: Send + Sync + 'static {
+    /// The variant `unit` sees on `placement`, if an experiment runs there and takes them.
+    fn variant(
+        &self,
+        placement: &str,
+        unit: &str,
+        channel: Option<&str>,
+        skin_type: Option<&str>,
+    ) -> Option<PlacementVariant>;
 }
 
 impl std::fmt::Debug for RecommendState {
@@ -342,8 +369,27 @@ async fn customer_recommendations(
             time_of_day: time_of_day(q.time_of_day.as_deref())?,
             weather: weather(&s, q.lat, q.lon, now).await?,
         },
+        blend: None,
     };
+    let mut req = req;
+    // An experiment on the placement picks the variant's source weights; safety stays first.
+    let variant =
+        match (&s.experiments, req.placement.as_deref(), subject.user_id.as_ref().or(subject.customer_id.as_ref())) {
+            (Some(experiments), Some(placement), Some(unit)) => experiments.variant(
+                placement,
+                unit,
+                req.context.channel.as_deref(),
+                subject.content.skin_type.as_deref(),
+            ),
+            _ => None,
+        };
+    if let Some(v) = &variant
+        && let Some(blend) = v.config.get("blend")
+    {
+        req.blend = Some(s.engine.config().blend.with_overrides(blend));
+    }
     let mut out = s.engine.recommend(&subject, &req);
+    out.experiment = variant.map(|v| ExperimentTag { key: v.experiment, variant: v.variant });
     if !health {
         out.unknown_allergies.clear();
     }
@@ -416,6 +462,7 @@ async fn visitor_recommendations(
             time_of_day: time_of_day(body.time_of_day.as_deref())?,
             weather: None,
         },
+        blend: None,
     };
     Ok(Json(s.engine.recommend(&subject, &req)))
 }

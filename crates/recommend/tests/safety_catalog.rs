@@ -623,6 +623,7 @@ async fn no_allowed_product_breaks_a_rule_for_random_profiles_on_the_whole_catal
             flagged_total.set(flagged_total.get() + caught);
             // What the engine serves: recommendations and both routines.
             let subject = Subject {
+                user_id: None,
                 customer_id: Some("cus_test".into()),
                 content: ContentProfile {
                     skin_type: p.skin_type.map(|s| s.as_str().to_owned()),
@@ -642,6 +643,7 @@ async fn no_allowed_product_breaks_a_rule_for_random_profiles_on_the_whole_catal
                 exclude: Vec::new(),
                 shown: Default::default(),
                 context: Context::default(),
+                blend: None,
             };
             let recs = engine.recommend(&subject, &req);
             let routine = engine.routine(&subject, &[], None, Context::default(), false);

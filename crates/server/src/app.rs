@@ -41,9 +41,15 @@ use dermis_features::memory::MemoryFeatures;
 use dermis_features::redis_store::RedisFeatures;
 use dermis_features::routes::FeaturesState;
 use dermis_features::{FeatureProjection, FeatureStore, Features};
+use dermis_feedback::Experiments;
+use dermis_feedback::routes::FeedbackState;
 use dermis_inventory::Inventory;
 use dermis_inventory::directory::SkuDirectory;
+use dermis_inventory::events::{Follower, InventoryOutbox};
 use dermis_inventory::routes::{HoldSettings, InventoryState};
+use dermis_inventory::webhooks::{Deliverer, RetryPolicy, WebhookFeed, Webhooks};
+use dermis_orders::Orders;
+use dermis_orders::routes::OrdersState;
 use dermis_recommend::routes::RecommendState;
 use dermis_recommend::safety::Safety;
 use dermis_recommend::serving::live::{LiveHook, LiveInteractions};
@@ -82,6 +88,8 @@ pub const MIGRATIONS: &[&[Migration]] = &[
     dermis_customers::MIGRATIONS,
     dermis_audit::MIGRATIONS,
     dermis_inventory::MIGRATIONS,
+    dermis_orders::MIGRATIONS,
+    dermis_feedback::MIGRATIONS,
 ];
 
 /// A built, bound, not yet serving application.
@@ -96,6 +104,7 @@ pub struct Application {
     customers: Customers,
     engine: Arc<Engine>,
     inventory: Inventory,
+    webhooks: Webhooks,
     outboxes: Vec<Arc<dyn OutboxSource>>,
     projections: Vec<Arc<dyn Projection>>,
     monitor: Arc<OnceLock<Monitor>>,
@@ -119,6 +128,10 @@ pub struct Domains {
     pub recommend: RecommendState,
     /// The inventory ledger and what its routes need.
     pub inventory: InventoryState,
+    /// Carts and orders.
+    pub orders: Orders,
+    /// Experiments and their results.
+    pub experiments: Experiments,
 }
 
 /// The recommendation engine's settings from the configuration.
@@ -206,12 +219,14 @@ async fn open_customers(
     clock: &SharedClock,
     ingestor: &Ingestor,
     features: &Features,
+    orders: &Arc<OnceLock<Orders>>,
 ) -> anyhow::Result<Customers> {
     let keys = customers_keyring(config)?;
     let customers = Customers::open(db.clone(), keys, clock.clone()).await.context("opening customers")?;
     Ok(customers
         .with_personal_data(Arc::new(EventsData::new(ingestor.clone())))
-        .with_personal_data(Arc::new(crate::personal_data::FeaturesData(features.clone()))))
+        .with_personal_data(Arc::new(crate::personal_data::FeaturesData(features.clone())))
+        .with_personal_data(Arc::new(crate::personal_data::OrdersData(orders.clone()))))
 }
 
 /// The customers' master keys from the configuration: `customers.master_key` (or
@@ -320,7 +335,10 @@ impl Application {
                 Arc::new(embedded)
             }
         };
-        let customers = open_customers(&config, &db, &clock, &ingestor, &features).await?;
+        // The orders service needs the inventory, opened below; the customers' export and
+        // erasure reach it once it is built.
+        let orders_slot = Arc::new(OnceLock::new());
+        let customers = open_customers(&config, &db, &clock, &ingestor, &features, &orders_slot).await?;
         let profiles = Arc::new(open_profiles(&config, &customers).await?);
         let customers = customers.with_projection(profiles.clone());
         let profiles_for_routes = profiles.clone();
@@ -344,12 +362,24 @@ impl Application {
                 .with_context(|| format!("recommend.rules_file {}", path.display()))?;
             engine.set_rules(Some(rules));
         }
-        let ingestor = ingestor.with_hook(customers_feed.clone()).with_hook(Arc::new(LiveHook(live.clone())));
+        // Experiments: exposures and outcomes counted at ingestion; exposures the service
+        // assigns are logged through the same ingestor.
+        let experiments = Experiments::new(db.clone(), clock.clone(), pseudonyms.clone());
+        let ingestor = ingestor
+            .with_hook(customers_feed.clone())
+            .with_hook(Arc::new(LiveHook(live.clone())))
+            .with_hook(dermis_feedback::hook::hook(experiments.clone()));
+        experiments.log_exposures_through(ingestor.clone());
+        // The inventory ledger: loaded into memory, one batching writer; its journal is its
+        // outbox; other nodes' movements reload it; webhooks follow availability.
+        let inventory = Inventory::open(db.clone(), clock.clone()).await.context("opening the inventory ledger")?;
+        let webhooks = Webhooks::new(db.clone(), clock.clone());
         // Every domain's outbox, relayed by the one relay; every projection of the stream.
         let outboxes: Vec<Arc<dyn OutboxSource>> = vec![
             Arc::new(CatalogOutbox::new(db.clone(), clock.clone(), Some(catalog.outbox_ready()))),
             Arc::new(IngestedOutbox::new(ingestor.clone())),
             Arc::new(CustomersOutbox::of(&customers)),
+            Arc::new(InventoryOutbox::new(db.clone(), None)),
         ];
         let snapshot_every =
             (config.features.snapshot_secs > 0).then(|| Duration::from_secs(config.features.snapshot_secs));
@@ -360,9 +390,9 @@ impl Application {
             search,
             rec_catalog,
             live,
+            Arc::new(Follower::new(inventory.clone())),
+            Arc::new(WebhookFeed::new(webhooks.clone())),
         ];
-        // The inventory ledger: loaded into memory, one batching writer.
-        let inventory = Inventory::open(db.clone(), clock.clone()).await.context("opening the inventory ledger")?;
         let holds = HoldSettings {
             ttl_secs: [
                 ("default".to_owned(), config.inventory.hold_ttl_secs),
@@ -371,7 +401,21 @@ impl Application {
             .into(),
             max_ttl_secs: config.inventory.max_hold_ttl_secs.max(1),
         };
+        // Orders: carts and orders over the inventory ledger; placed orders of known customers
+        // reach their features as `Order Completed` events.
+        let orders = Orders::new(
+            db.clone(),
+            inventory.clone(),
+            SkuDirectory::new(catalog.clone()),
+            holds.clone(),
+            catalog.clone(),
+            clock.clone(),
+        )
+        .with_purchases(ingestor.clone());
+        let _ = orders_slot.set(orders.clone());
         let domains = Domains {
+            orders,
+            experiments: experiments.clone(),
             catalog: catalog.clone(),
             ingestor: ingestor.clone(),
             features: features.clone(),
@@ -383,6 +427,7 @@ impl Application {
                 auth: auth.clone(),
                 weather: weather_provider(&config)?,
                 clock: clock.clone(),
+                experiments: Some(Arc::new(crate::placements::Placements(experiments.clone()))),
             },
             inventory: InventoryState {
                 inventory: inventory.clone(),
@@ -390,6 +435,7 @@ impl Application {
                 auth: auth.clone(),
                 clock: clock.clone(),
                 holds,
+                webhooks: webhooks.clone(),
             },
         };
         let monitor = Arc::new(OnceLock::new());
@@ -406,6 +452,7 @@ impl Application {
             customers,
             engine,
             inventory,
+            webhooks,
             outboxes,
             projections,
             monitor,
@@ -462,6 +509,7 @@ impl Application {
             customers,
             engine,
             inventory,
+            webhooks,
             outboxes,
             projections,
             monitor,
@@ -490,6 +538,13 @@ impl Application {
         });
         let _ = monitor.set(background.monitor());
         let trainer = tokio::spawn(engine.run_trainer(dermis_core::clock::system()));
+        let policy = RetryPolicy {
+            attempts: config.inventory.webhook_attempts.max(1),
+            first_backoff: Duration::from_millis(config.inventory.webhook_first_backoff_ms.max(1)),
+            timeout: Duration::from_secs(10),
+        };
+        let deliverer = Deliverer::new(webhooks, inventory.clone(), policy);
+        let deliveries = tokio::spawn(deliverer.run(Duration::from_millis(500)));
         let sweeper = tokio::spawn(inventory.run_sweeper(Duration::from_secs(config.inventory.sweep_secs.max(1))));
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -515,6 +570,7 @@ impl Application {
         }
         trainer.abort();
         sweeper.abort();
+        deliveries.abort();
         background.stop().await;
         db.close().await;
         tracing::info!("stopped");
@@ -552,7 +608,9 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
     // Segment ingestion is called by browser SDKs on the brand's sites: any origin may post
     // events (they authenticate with a write key, not cookies). Other routes follow the config.
     let allow = AllowOrigin::predicate(move |origin: &HeaderValue, parts: &axum::http::request::Parts| {
-        any || list.contains(origin) || INGESTION_PATHS.contains(&parts.uri.path())
+        any || list.contains(origin)
+            || INGESTION_PATHS.contains(&parts.uri.path())
+            || dermis_feedback::quizzes::public_path(parts.uri.path())
     });
     Ok(CorsLayer::new()
         .allow_origin(allow)
@@ -579,14 +637,25 @@ pub fn build_router(
 ) -> anyhow::Result<Router> {
     // Install the recorder before the first request records anything.
     let _ = metrics::handle();
-    let Domains { catalog, ingestor, features, customers, audit, recommend, inventory } = domains;
+    let Domains { catalog, ingestor, features, customers, audit, recommend, inventory, orders, experiments } = domains;
     let catalog = CatalogState { catalog, auth: auth.clone() };
     // Admin actions of the auth and events domains are recorded before their handlers run.
     let admin_audit =
         crate::admin_audit::AdminAudit { auth: auth.clone(), audit: audit.clone(), customers: customers.clone() };
     let customers = CustomersState::new(customers, auth.clone(), audit).with_export_ttl(config.customers.export_ttl());
     let features = FeaturesState { features, auth: auth.clone() };
+    let quizzes = dermis_feedback::quizzes::QuizzesState {
+        quizzes: dermis_feedback::quizzes::Quizzes::new(
+            db.clone(),
+            dermis_core::clock::system(),
+            ingestor.clone(),
+            customers.customers.clone(),
+        ),
+        auth: auth.clone(),
+    };
     let events = EventsState { ingestor: Arc::new(ingestor), auth: auth.clone() };
+    let orders = OrdersState { orders, auth: auth.clone() };
+    let experiments = FeedbackState { experiments, auth: auth.clone() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router().with_state(OpsState { db: db.clone(), projections }))
         .merge(
@@ -604,6 +673,9 @@ pub fn build_router(
         .merge(dermis_customers::routes::router().with_state(customers))
         .merge(dermis_recommend::routes::router().with_state(recommend))
         .merge(dermis_inventory::routes::router().with_state(inventory))
+        .merge(dermis_orders::routes::router().with_state(orders))
+        .merge(dermis_feedback::routes::router().with_state(experiments))
+        .merge(dermis_feedback::quizzes::router().with_state(quizzes))
         .split_for_parts();
     let mut doc = doc;
     dermis_events::routes::document_ingestion(&mut doc);
@@ -636,6 +708,7 @@ pub fn build_router(
     Ok(api
         .merge(dermis_events::routes::ingestion_router().with_state(events))
         .merge(ops::undocumented(db, doc_json))
+        .merge(dermis_feedback::quizzes::widget_router())
         .fallback(http::not_found)
         .layer(middleware))
 }

@@ -68,11 +68,22 @@ pub struct InventoryConfig {
     /// Seconds between runs of the sweeper that returns expired holds to stock (expired holds
     /// stop counting at once either way).
     pub sweep_secs: u64,
+    /// Tries of a webhook delivery before it is dead.
+    pub webhook_attempts: u32,
+    /// The pause after a webhook delivery's first failure, in ms; it doubles after each.
+    pub webhook_first_backoff_ms: u64,
 }
 
 impl Default for InventoryConfig {
     fn default() -> Self {
-        Self { hold_ttl_secs: 900, pos_hold_ttl_secs: 300, max_hold_ttl_secs: 86_400, sweep_secs: 5 }
+        Self {
+            hold_ttl_secs: 900,
+            pos_hold_ttl_secs: 300,
+            max_hold_ttl_secs: 86_400,
+            sweep_secs: 5,
+            webhook_attempts: 8,
+            webhook_first_backoff_ms: 2_000,
+        }
     }
 }
 

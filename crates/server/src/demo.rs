@@ -6,15 +6,125 @@
 //! would send, so their online features are there from the start (their `identify` creates them
 //! as customers). [`load_profiles`] then gives them consents and skin profiles through the
 //! customers domain, as a counter's advisor would: Ana is allergic to linalool, Ben has acne,
-//! Chloé is pregnant, Dev reacts to fragrance. Locations and stock arrive with the inventory
-//! domain.
+//! Chloé is pregnant, Dev reacts to fragrance. [`load_stock`] gives the brand a warehouse and
+//! two stores with stock of every demo SKU, by lot, through the inventory ledger.
 
 use anyhow::Context;
 use dermis_catalog::import::{self, ImportReport};
 use dermis_events::ingest::Ingestor;
+use dermis_inventory::{Channel, ChannelPolicy, Command, Inventory, Location, LocationDetails, LocationKind, Lot};
+use dermis_inventory::{ReceiptLine, Request, Setup, SkuId};
 use dermis_store::Db;
 
 const CATALOG_JSON: &str = include_str!("../demo/catalog.json");
+
+/// A demo location: id, code, name, kind, latitude, longitude, channels, units per SKU at most.
+type DemoLocation = (&'static str, &'static str, &'static str, LocationKind, f64, f64, &'static [&'static str], u64);
+
+/// The demo's locations.
+const LOCATIONS: [DemoLocation; 3] = [
+    ("loc_demo_wh_berlin", "WH-BERLIN", "Berlin warehouse", LocationKind::Warehouse, 52.43, 13.53, &["web", "app"], 60),
+    (
+        "loc_demo_st_mitte",
+        "ST-BERLIN-MITTE",
+        "Berlin Mitte store",
+        LocationKind::Store,
+        52.524,
+        13.402,
+        &["pos", "web"],
+        8,
+    ),
+    ("loc_demo_st_munich", "ST-MUNICH", "Munich store", LocationKind::Store, 48.137, 11.575, &["pos", "web"], 8),
+];
+
+/// Gives the demo a warehouse and two stores (click and collect) and stock of every demo SKU:
+/// a deterministic number of units per SKU and location (some none, to show what out of stock
+/// looks like), in one lot expiring on 2030-06-30. Loading twice changes nothing (the receipts'
+/// keys are fixed). Returns the units received now.
+pub async fn load_stock(db: &Db, inventory: &Inventory) -> anyhow::Result<i64> {
+    let known: Vec<String> = inventory.read(|l| l.setup().locations.iter().map(|x| x.id.to_string()).collect());
+    let mut more = Setup::default();
+    for (id, code, name, kind, latitude, longitude, channels, _) in LOCATIONS {
+        if known.iter().any(|k| k == id) {
+            continue;
+        }
+        let hours = if kind == LocationKind::Store {
+            ["mon", "tue", "wed", "thu", "fri", "sat"]
+                .iter()
+                .map(|d| ((*d).to_owned(), "10:00-20:00".to_owned()))
+                .collect()
+        } else {
+            Default::default()
+        };
+        more.locations.push(Location {
+            id: id.into(),
+            kind,
+            latitude,
+            longitude,
+            channels: channels.iter().map(|c| c.parse()).collect::<Result<_, _>>()?,
+            details: LocationDetails {
+                code: code.into(),
+                name: name.into(),
+                click_and_collect: kind == LocationKind::Store,
+                opening_hours: hours,
+            },
+        });
+    }
+    let policies: Vec<Channel> = inventory.read(|l| l.setup().channels.iter().map(|p| p.channel.clone()).collect());
+    for channel in [Channel::Web, Channel::App, Channel::Pos] {
+        if !policies.contains(&channel) {
+            more.channels.push(ChannelPolicy { channel, safety_stock: 0, min_shelf_life_days: 0 });
+        }
+    }
+    if more != Setup::default() {
+        inventory.extend_setup(more).await.context("the demo locations")?;
+    }
+    let rows = import::read_json(CATALOG_JSON).map_err(anyhow::Error::msg)?;
+    let codes: Vec<String> = rows.iter().flatten().flat_map(|r| r.skus.iter().map(|s| s.code.clone())).collect();
+    let catalog = dermis_catalog::Catalog::new(db.clone());
+    let mut skus = Vec::with_capacity(codes.len());
+    for code in &codes {
+        if let Some(sku) = catalog.sku_by_reference(code).await? {
+            skus.push((code.clone(), SkuId::new(sku.id)));
+        }
+    }
+    let new: Vec<SkuId> =
+        inventory.read(|l| skus.iter().filter(|(_, id)| !l.knows_sku(id)).map(|(_, id)| id.clone()).collect());
+    if !new.is_empty() {
+        inventory.extend_setup(Setup { skus: new, ..Setup::default() }).await.context("the demo SKUs")?;
+    }
+    let expires_on = 22_095; // 2030-06-30
+    let mut requests = Vec::new();
+    for (id, code, _, _, _, _, _, most) in LOCATIONS {
+        let lines: Vec<ReceiptLine> = skus
+            .iter()
+            .filter_map(|(sku_code, sku)| {
+                // A stable pseudo-random count per SKU and location (FNV-1a), a quarter of them zero.
+                let hash = format!("{sku_code}@{code}")
+                    .bytes()
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+                let units = (hash % (most + 1)) as i64;
+                (hash % 4 != 0 && units > 0).then(|| ReceiptLine {
+                    sku: sku.clone(),
+                    quantity: units,
+                    lot: Lot::new(format!("DEMO-{}", &code[..2]), expires_on),
+                })
+            })
+            .collect();
+        if !lines.is_empty() {
+            let command = Command::Receive { location: id.into(), purchase_order: None, lines };
+            requests.push(Request::new(format!("demo:receipt:{code}"), "demo", command));
+        }
+    }
+    let mut received = 0;
+    for answer in inventory.submit_all(requests).await? {
+        let outcome = answer.map_err(|r| anyhow::anyhow!("demo stock refused: {r}"))?;
+        if !outcome.replayed {
+            received += outcome.movements.iter().map(|m| m.quantity).sum::<i64>();
+        }
+    }
+    Ok(received)
+}
 
 /// Loads the demo catalog into `db`.
 pub async fn load(db: &Db) -> anyhow::Result<ImportReport> {
@@ -48,6 +158,12 @@ pub fn print_welcome(base: &str, report: &ImportReport, token: &str, dermis: &st
          curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/customers/demo-ana/recommendations?k=5'\n\
          # a morning and an evening routine for Ben's acne, no clashing actives, within a budget:\n\
          curl -s -H \"Authorization: Bearer $({dermis} token --role admin{data_dir})\" '{base}/v1/customers/demo-ben/routine?budget=150'\n\
+         # a SKU's stock per location and channel, and the nearest store that has it:\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/inventory/SEPH-P122900'\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/locations/near?lat=52.52&lon=13.40&sku_id=SEPH-P122900'\n\
+         # hold it in a web cart for 15 minutes (a 409 naming the line when stock is short):\n\
+         curl -s -H \"Authorization: Bearer $({dermis} token --role service{data_dir})\" -H 'Content-Type: application/json' \
+         -d '{{\"channel\":\"web\",\"lines\":[{{\"sku_id\":\"SEPH-P122900\",\"quantity\":1}}]}}' '{base}/v1/reservations'\n\
          # send an event as a web shop would, with a write key of its own:\n\
          export WRITE_KEY=$({dermis} write-key create web-shop{data_dir})\n\
          curl -s -u \"$WRITE_KEY:\" -H 'Content-Type: application/json' \

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod personal_data;
+pub mod placements;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;

@@ -27,6 +27,7 @@ use utoipa::{Modify, PartialSchema, ToSchema};
         (name = "features", description = "Online features of customers and products, updated from ingested events"),
         (name = "events", description = "Event log, dead letters and write keys"),
         (name = "ingestion", description = "Segment/RudderStack-compatible ingestion with a write key (HTTP Basic user name, or `writeKey` in the body)"),
+        (name = "experiments", description = "A/B tests and bandits on placements: definitions, sticky GrowthBook-compatible assignment, exposures, results"),
         (name = "inventory", description = "Locations and channels, the stock ledger, cart reservations, lots, reports and POS sync"),
     )
 )]

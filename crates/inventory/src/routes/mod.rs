@@ -43,6 +43,7 @@ mod locations;
 mod movements;
 mod reservations;
 mod stock;
+mod webhooks;
 
 pub use locations::{
     ChannelSettings, CreatedLocation, LocationView, NearQuery, NearStore, NewKit, NewKitComponent, NewLocation,
@@ -58,6 +59,7 @@ pub use stock::{
     ChannelLocationStock, ChannelStock, Expiring, ExpiringQuery, LocationStock, LowStock, LowStockQuery, StockView,
     stock_view,
 };
+pub use webhooks::{DeadLetterView, NewWebhook, WebhookView};
 
 dermis_auth::role_policy!(
     /// Who may read stock.
@@ -112,6 +114,8 @@ pub struct InventoryState {
     pub clock: SharedClock,
     /// Hold lifetimes.
     pub holds: HoldSettings,
+    /// Webhook subscriptions.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl std::fmt::Debug for InventoryState {
@@ -133,6 +137,7 @@ pub fn router() -> OpenApiRouter<InventoryState> {
         .merge(movements::router())
         .merge(stock::router())
         .merge(reservations::router())
+        .merge(webhooks::router())
 }
 
 // ---- errors -------------------------------------------------------------------------------

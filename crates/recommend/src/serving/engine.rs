@@ -46,6 +46,28 @@ pub struct Blend {
     pub diversity: f32,
 }
 
+impl Blend {
+    /// These weights with the ones an experiment's variant names replaced
+    /// (`{"collaborative": 0.5, "content": 1.0, ...}`; each clamped to [0, 10], others kept).
+    pub fn with_overrides(&self, overrides: &serde_json::Value) -> Blend {
+        let mut b = self.clone();
+        for (name, slot) in [
+            ("collaborative", &mut b.collaborative),
+            ("content", &mut b.content),
+            ("popularity", &mut b.popularity),
+            ("session", &mut b.session),
+            ("replenishment", &mut b.replenishment),
+            ("context", &mut b.context),
+            ("diversity", &mut b.diversity),
+        ] {
+            if let Some(v) = overrides.get(name).and_then(serde_json::Value::as_f64).filter(|v| v.is_finite()) {
+                *slot = v.clamp(0.0, 10.0) as f32;
+            }
+        }
+        b
+    }
+}
+
 impl Default for Blend {
     fn default() -> Self {
         Blend {
@@ -175,6 +197,8 @@ impl Served {
 pub struct Subject {
     /// The customer's id (none for an anonymous visitor).
     pub customer_id: Option<String>,
+    /// The user id the shop knows them by, when linked.
+    pub user_id: Option<String>,
     /// What the safety rules read.
     pub safety: CustomerSafety,
     /// What content scoring reads.
@@ -198,6 +222,7 @@ impl Subject {
         let skin = profile.skin_type.map(|s| s.as_str().to_owned());
         Subject {
             customer_id: Some(profile.customer_id.clone()),
+            user_id: profile.user_id.clone(),
             content: ContentProfile {
                 sensitive: skin.as_deref() == Some("sensitive")
                     || profile.concerns.iter().any(|c| c == "sensitivity")
@@ -224,6 +249,7 @@ impl Subject {
         let cs = CustomerSafety::from_answers(skin_type, concerns, allergies, sensitivities, pregnant, safety.kb());
         Subject {
             customer_id: None,
+            user_id: None,
             content: ContentProfile {
                 skin_type: skin_type.map(str::to_owned),
                 concerns: concerns.to_vec(),
@@ -281,6 +307,8 @@ pub struct Request<'a> {
     pub shown: Shown,
     /// Moment and place.
     pub context: Context,
+    /// Source weights for this request instead of the engine's (an experiment's variant).
+    pub blend: Option<Blend>,
 }
 
 /// Why an item is recommended, in plain words.
@@ -353,6 +381,18 @@ pub struct Recommendations {
     /// Pass back as `cursor` for the next page (no product repeats).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// The experiment and variant this list was made under, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentTag>,
+}
+
+/// An experiment's variant a list was made under.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentTag {
+    /// The experiment's key.
+    pub key: String,
+    /// The variant's key.
+    pub variant: String,
 }
 
 /// What one candidate carries through scoring.
@@ -744,7 +784,7 @@ impl Engine {
     fn recommend_from(&self, subject: &Subject, req: &Request<'_>, everything: bool) -> Recommendations {
         let table = self.catalog.table();
         let served = self.served();
-        let b = &self.config.blend;
+        let b = req.blend.as_ref().unwrap_or(&self.config.blend);
         let mut notices = Vec::new();
         let activity =
             if subject.pseudonyms.is_empty() { Activity::default() } else { self.live.activity(&subject.pseudonyms) };
@@ -1011,6 +1051,7 @@ impl Engine {
             model: model_name,
             rules_version: self.safety.rules().version.clone(),
             cursor,
+            experiment: None,
         }
     }
 

@@ -175,6 +175,7 @@ impl Engine {
             exclude: Vec::new(),
             shown: Default::default(),
             context: Context { time_of_day: None, ..ctx },
+            blend: None,
         };
         let ranked = self.recommend(subject, &req);
         let mut notes = Vec::new();

@@ -1,0 +1,186 @@
+//! The ingestion hook: `Experiment Viewed` events make units (the first exposure counts), and
+//! later events of an exposed visitor are outcomes of their unit, each message counted once:
+//! `Product Clicked` (click-through), `Product Added` (add-to-cart), `Order Completed`
+//! (conversion and revenue), `Order Refunded` / `Product Returned` (returns), `Reaction
+//! Reported` (the adverse-reaction guardrail).
+//!
+//! It runs on the node that stores the events (each stored message passes one hook once), and
+//! does nothing while no experiment runs.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dermis_events::ingest::{IngestHook, Prepared};
+use dermis_events::message::Message;
+use serde_json::Value;
+
+use crate::model::Status;
+use crate::service::Experiments;
+use crate::store::{self, Outcome};
+
+/// The hook.
+#[derive(Debug, Clone)]
+pub struct FeedbackHook {
+    experiments: Experiments,
+}
+
+impl FeedbackHook {
+    /// For `experiments`.
+    pub fn new(experiments: Experiments) -> Self {
+        Self { experiments }
+    }
+}
+
+/// What one event means for experiments.
+#[derive(Debug, Clone, PartialEq)]
+enum Meaning {
+    /// An exposure to a variant (by key).
+    Exposure { experiment: String, variant: String },
+    /// An outcome.
+    Outcome(Outcome),
+}
+
+fn revenue(properties: &Value) -> f64 {
+    for key in ["revenue", "total", "value"] {
+        if let Some(v) = properties.get(key).and_then(Value::as_f64)
+            && v.is_finite()
+            && v >= 0.0
+        {
+            return v;
+        }
+    }
+    properties
+        .get("products")
+        .and_then(Value::as_array)
+        .map(|products| {
+            products
+                .iter()
+                .map(|p| {
+                    let price = p.get("price").and_then(Value::as_f64).unwrap_or(0.0);
+                    let quantity = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+                    if price.is_finite() && quantity.is_finite() && price >= 0.0 && quantity >= 0.0 {
+                        price * quantity
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+fn meaning(m: &Message) -> Option<Meaning> {
+    let event = m.event.as_deref()?;
+    let properties = m.payload.get("properties").cloned().unwrap_or(Value::Null);
+    let normalized = event.to_ascii_lowercase().replace('_', " ");
+    let outcome = match normalized.as_str() {
+        "experiment viewed" => {
+            let experiment = properties.get("experiment_id")?.as_str()?.to_owned();
+            let variant = properties.get("variation_id")?.as_str()?.to_owned();
+            return Some(Meaning::Exposure { experiment, variant });
+        }
+        "product clicked" => Outcome { clicks: 1, ..Outcome::default() },
+        "product added" => Outcome { add_to_carts: 1, ..Outcome::default() },
+        "order completed" => Outcome { conversions: 1, revenue: revenue(&properties), ..Outcome::default() },
+        "order refunded" | "product returned" => Outcome { returns: 1, ..Outcome::default() },
+        "reaction reported" => Outcome { reactions: 1, ..Outcome::default() },
+        _ => return None,
+    };
+    Some(Meaning::Outcome(outcome))
+}
+
+struct Pending {
+    experiments: Experiments,
+    write_key_id: String,
+    messages: Vec<(Message, Meaning)>,
+}
+
+#[async_trait]
+impl IngestHook for FeedbackHook {
+    async fn prepare(&self, write_key_id: &str, messages: &[&Message]) -> Box<dyn Prepared> {
+        let messages = messages.iter().filter_map(|m| Some(((*m).clone(), meaning(m)?))).collect();
+        Box::new(Pending { experiments: self.experiments.clone(), write_key_id: write_key_id.to_owned(), messages })
+    }
+
+    async fn erased(&self, pseudonyms: &[String], _erased_at: i64) {
+        if let Err(e) = store::forget(self.experiments.db(), pseudonyms).await {
+            tracing::error!(error = %e, "erased visitors not forgotten by experiments");
+        }
+    }
+}
+
+#[async_trait]
+impl Prepared for Pending {
+    async fn stored(self: Box<Self>) {
+        if self.messages.is_empty() {
+            return;
+        }
+        if let Err(e) = apply(&self.experiments, &self.write_key_id, self.messages).await {
+            tracing::error!(error = %e, "experiment outcomes not counted");
+        }
+    }
+}
+
+async fn apply(experiments: &Experiments, write_key_id: &str, messages: Vec<(Message, Meaning)>) -> anyhow::Result<()> {
+    let running = experiments.list().await?.into_iter().filter(|e| e.status == Status::Running).collect::<Vec<_>>();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let db = experiments.db();
+    let now = dermis_core::clock::now_ms();
+    for (m, meaning) in messages {
+        if !store::first_sight(db, &format!("{write_key_id}:{}", m.message_id), now).await? {
+            continue;
+        }
+        let id_keys: Vec<String> = [m.user_id.as_deref(), m.anonymous_id.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .map(|id| experiments.id_key(id))
+            .collect();
+        if id_keys.is_empty() {
+            continue;
+        }
+        match meaning {
+            Meaning::Exposure { experiment, variant } => {
+                let Some(def) = running.iter().find(|e| e.definition.key == experiment) else { continue };
+                let Some(index) = def.definition.variants.iter().position(|v| v.key == variant) else { continue };
+                // The unit is the visitor's assigned unit, or (an exposure the SDK logged
+                // without asking Dermis) the ids of this event.
+                let unit = match store::assignment(db, &experiment, &id_keys[0]).await? {
+                    Some((_, unit)) => unit,
+                    None => {
+                        let unit = id_keys.last().cloned().unwrap_or_default();
+                        store::assign(db, &experiment, &id_keys, &unit, index, now).await?;
+                        unit
+                    }
+                };
+                store::expose(db, &experiment, &unit, index, m.timestamp_ms).await?;
+            }
+            Meaning::Outcome(outcome) => {
+                for (experiment, unit) in store::units_of(db, &id_keys).await? {
+                    store::add_outcome(db, &experiment, &unit, m.timestamp_ms, outcome).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The hook as the ingestor takes it.
+pub fn hook(experiments: Experiments) -> Arc<dyn IngestHook> {
+    Arc::new(FeedbackHook::new(experiments))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revenue_comes_from_the_total_or_the_products() {
+        assert_eq!(revenue(&serde_json::json!({"revenue": 42.5})), 42.5);
+        let products = serde_json::json!({"products": [{"price": 10.0, "quantity": 2}, {"price": 5.0}]});
+        assert_eq!(revenue(&products), 25.0);
+        assert_eq!(revenue(&serde_json::json!({"revenue": -3})), 0.0, "a negative total is not revenue");
+    }
+}
