@@ -12,7 +12,8 @@ use crate::helpers::{TestApp, assert_problem, json_of, token_for};
 crate::both_backends!(
     an_experiment_assigns_logs_exposures_and_reports_uplift,
     a_skewed_split_is_flagged_and_a_guardrail_alerts,
-    a_placement_experiment_changes_the_blend_and_logs_the_exposure
+    a_placement_experiment_changes_the_blend_and_logs_the_exposure,
+    a_bandit_sends_new_visitors_to_the_variant_that_converts
 );
 
 fn experiment(key: &str, weights: [f64; 2]) -> Value {
@@ -204,4 +205,39 @@ async fn a_placement_experiment_changes_the_blend_and_logs_the_exposure(app: Tes
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(results["units"]["control"], 0);
+}
+
+async fn a_bandit_sends_new_visitors_to_the_variant_that_converts(app: TestApp) {
+    let mut definition = experiment("bandit", [0.5, 0.5]);
+    definition["allocation"] = json!({"kind": "bandit", "min_units": 10});
+    json_of(post(&app, "/v1/experiments", Role::Admin, &definition).await, 201).await;
+    json_of(post(&app, "/v1/experiments/bandit/start", Role::Admin, &json!({})).await, 200).await;
+    // Warm-up: equal split until each variant has 10 visitors.
+    let mut first = Vec::new();
+    for i in 0..60 {
+        first.push((i, assign(&app, "bandit", json!({"anonymous_id": format!("w-{i}")})).await["variant"].clone()));
+    }
+    let warm_b = first.iter().filter(|(_, v)| v == "ease").count();
+    assert!((15..=45).contains(&warm_b), "warm-up split: {warm_b} of 60");
+    // Every variant visitor orders; no control visitor does.
+    let key = write_key(&app).await;
+    let orders: Vec<Value> = first
+        .iter()
+        .filter(|(_, v)| v == "ease")
+        .map(|(i, _)| {
+            json!({"type": "track", "event": "Order Completed", "anonymousId": format!("w-{i}"), "messageId": format!("bo-{i}"),
+                "properties": {"order_id": format!("bo-{i}"), "products": [{"product_id": "P1", "price": 10.0, "quantity": 1}]}})
+        })
+        .collect();
+    batch(&app, &key, orders).await;
+    // The split is recomputed at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let mut later_b = 0;
+    for i in 0..100 {
+        let a = assign(&app, "bandit", json!({"anonymous_id": format!("n-{i}")})).await;
+        later_b += usize::from(a["variant"] == "ease");
+    }
+    assert!(later_b >= 85, "the bandit moved traffic to the converting variant: {later_b} of 100");
+    let results = json_of(app.get("/v1/experiments/bandit/results", Role::Admin).await, 200).await;
+    assert!(results["srm"].is_null(), "a bandit's split moves on purpose: no SRM check: {results}");
 }

@@ -82,7 +82,7 @@ pub enum Allocation {
     Fixed,
     /// Thompson sampling on conversion: every variant gets at least `min_units` visitors, then
     /// new visitors go to each with the probability that it is the best (refreshed at most once
-    /// a minute). Visitors already assigned keep their variant.
+    /// a second). Visitors already assigned keep their variant.
     Bandit {
         /// Visitors each variant gets before the split follows the results.
         #[serde(default = "default_min_units")]

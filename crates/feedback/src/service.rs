@@ -166,7 +166,7 @@ const RUNNING_REFRESH_MS: i64 = 5_000;
 /// The write key exposures are logged under.
 pub const SOURCE: &str = "dermis-experiments";
 /// Bandit weights are recomputed at most this often.
-const BANDIT_REFRESH_MS: i64 = 60_000;
+const BANDIT_REFRESH_MS: i64 = 1_000;
 
 impl Experiments {
     /// Over `db`; exposures are logged once [`Experiments::log_exposures_through`] names the
@@ -335,11 +335,17 @@ impl Experiments {
             tokio::spawn(async move {
                 match store::list(&this.db).await {
                     Ok(all) => {
-                        let running = all
+                        let running: Vec<Definition> = all
                             .into_iter()
                             .filter(|e| e.status == Status::Running && e.definition.placement.is_some())
                             .map(|e| e.definition)
                             .collect();
+                        // A bandit's split follows its results here too (at most once a second).
+                        for d in running.iter().filter(|d| matches!(d.allocation, Allocation::Bandit { .. })) {
+                            if let Err(e) = this.split(&d.key, d).await {
+                                tracing::warn!(error = %e, experiment = d.key, "bandit split not recomputed");
+                            }
+                        }
                         *this.running.write().unwrap_or_else(PoisonError::into_inner) = (this.clock.now_ms(), running);
                     }
                     Err(e) => tracing::warn!(error = %e, "running experiments not read"),
@@ -398,9 +404,11 @@ impl Experiments {
                 bandit.record(*variant, t.units, t.converted).map_err(|e| StoreError::InvalidInput(e.to_string()))?;
             }
         }
-        let weights = if bandit.in_warmup() {
-            vec![1.0 / arms as f64; arms]
-        } else {
+        if bandit.in_warmup() {
+            // Not kept: the next visitor may end the warm-up.
+            return Ok(vec![1.0 / arms as f64; arms]);
+        }
+        let weights: Vec<f64> = {
             let mut rng = rand::rngs::StdRng::seed_from_u64(now as u64);
             let mut w = bandit.probability_best(2_000, &mut rng);
             // Every arm keeps a little traffic, so a loser can still recover.
