@@ -95,6 +95,17 @@ async fn an_experiment_assigns_logs_exposures_and_reports_uplift(app: TestApp) {
         .await
         .unwrap();
     assert_problem(res, 403).await;
+    // Nor by naming another's user id as an anonymous id.
+    let customer = token_for(Role::Customer, "cus_me", None);
+    let res = app
+        .client
+        .post(app.url("/v1/experiments/recs/assignments"))
+        .bearer_auth(customer)
+        .json(&json!({"anonymous_id": "shop-7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403).await;
 
     // Outcomes: every variant visitor with an even number orders; control visitors one in four.
     let key = write_key(&app).await;

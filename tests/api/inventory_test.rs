@@ -257,8 +257,23 @@ async fn stock_moves_through_http_and_bad_input_changes_nothing(app: TestApp) {
         json_of(app.get("/v1/inventory/reports/low-stock?channel=pos&threshold=100", Role::Analyst).await, 200).await;
     assert_eq!(low[0]["sku_id"], sku_id.as_str());
     let recall = json_of(app.get("/v1/inventory/SER-30/lots/L-B/recall", Role::Admin).await, 200).await;
-    assert!(recall["customers"].as_array().unwrap().contains(&json!("cus_1")), "{recall}");
+    // The recall names the hold's customer by keyed pseudonym: the journal never holds an id.
+    let customers = recall["customer_pseudonyms"].as_array().unwrap();
+    assert!(customers.len() == 1 && customers[0].as_str().unwrap().starts_with("cx_"), "{recall}");
+    assert!(!recall.to_string().contains("cus_1"), "{recall}");
     assert_problem(app.get("/v1/inventory/NOPE", Role::Analyst).await, 404).await;
+    // A customer holds for themselves, no longer than the channel's default, and cannot confirm
+    // (that would take the units off sale for good).
+    let me = token_for(Role::Customer, "cus_9", None);
+    let mine = |body: Value| app.client.post(app.url("/v1/reservations")).bearer_auth(&me).json(&body);
+    let long = json!({"channel": "web", "lines": [{"sku_id": "SER-30", "quantity": 1}], "ttl_seconds": 86_400});
+    assert_problem(mine(long).send().await.unwrap(), 422).await;
+    let held = json!({"channel": "web", "lines": [{"sku_id": "SER-30", "quantity": 1}]});
+    let held = json_of(mine(held).send().await.unwrap(), 201).await;
+    assert!(held["customer_pseudonym"].as_str().unwrap().starts_with("cx_"), "{held}");
+    let confirm = format!("/v1/reservations/{}/confirm", held["id"].as_str().unwrap());
+    let res = app.client.post(app.url(&confirm)).bearer_auth(&me).json(&json!({})).send().await.unwrap();
+    assert_problem(res, 403).await;
     assert_problem(app.get("/v1/inventory/SER-30", Role::Dermatologist).await, 403).await;
 }
 

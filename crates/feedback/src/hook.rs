@@ -129,38 +129,59 @@ async fn apply(experiments: &Experiments, write_key_id: &str, messages: Vec<(Mes
     let db = experiments.db();
     let now = dermis_core::clock::now_ms();
     for (m, meaning) in messages {
-        if !store::first_sight(db, &format!("{write_key_id}:{}", m.message_id), now).await? {
+        let message_key = format!("{write_key_id}:{}", m.message_id);
+        if !store::first_sight(db, &message_key, now).await? {
             continue;
         }
-        let id_keys: Vec<String> = [m.user_id.as_deref(), m.anonymous_id.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .map(|id| experiments.id_key(id))
-            .collect();
-        if id_keys.is_empty() {
-            continue;
+        if let Err(e) = count(experiments, &running, &m, meaning, now).await {
+            // Not counted: forget the sighting, so the client's retry counts it.
+            let _ = store::unsee(db, &message_key).await;
+            return Err(e);
         }
-        match meaning {
-            Meaning::Exposure { experiment, variant } => {
-                let Some(def) = running.iter().find(|e| e.definition.key == experiment) else { continue };
-                let Some(index) = def.definition.variants.iter().position(|v| v.key == variant) else { continue };
-                // The unit is the visitor's assigned unit, or (an exposure the SDK logged
-                // without asking Dermis) the ids of this event.
-                let unit = match store::assignment(db, &experiment, &id_keys[0]).await? {
-                    Some((_, unit)) => unit,
-                    None => {
-                        let unit = id_keys.last().cloned().unwrap_or_default();
-                        store::assign(db, &experiment, &id_keys, &unit, index, now).await?;
-                        unit
-                    }
-                };
-                store::expose(db, &experiment, &unit, index, m.timestamp_ms).await?;
-            }
-            Meaning::Outcome(outcome) => {
-                for (experiment, unit) in store::units_of(db, &id_keys).await? {
-                    store::add_outcome(db, &experiment, &unit, m.timestamp_ms, outcome).await?;
+    }
+    Ok(())
+}
+
+/// Counts one message not seen before.
+async fn count(
+    experiments: &Experiments,
+    running: &[store::Stored],
+    m: &Message,
+    meaning: Meaning,
+    now: i64,
+) -> anyhow::Result<()> {
+    let db = experiments.db();
+    let id_keys = experiments.id_keys(m.user_id.as_deref(), m.anonymous_id.as_deref());
+    if id_keys.is_empty() {
+        return Ok(());
+    }
+    match meaning {
+        Meaning::Exposure { experiment, variant } => {
+            let Some(def) = running.iter().find(|e| e.definition.key == experiment) else { return Ok(()) };
+            let Some(index) = def.definition.variants.iter().position(|v| v.key == variant) else { return Ok(()) };
+            // The unit and variant are the visitor's stored assignment when there is one (what
+            // they were shown); else (an exposure an SDK logged without asking Dermis) this
+            // event's.
+            let mut found = None;
+            for key in &id_keys {
+                if let Some(stored) = store::assignment(db, &experiment, key).await? {
+                    found = Some(stored);
+                    break;
                 }
+            }
+            let (index, unit) = match found {
+                Some(stored) => stored,
+                None => {
+                    let unit = id_keys.last().cloned().unwrap_or_default();
+                    store::assign(db, &experiment, &id_keys, &unit, index, now).await?;
+                    (index, unit)
+                }
+            };
+            store::expose(db, &experiment, &unit, index, m.timestamp_ms).await?;
+        }
+        Meaning::Outcome(outcome) => {
+            for (experiment, unit) in store::units_of(db, &id_keys).await? {
+                store::add_outcome(db, &experiment, &unit, m.timestamp_ms, outcome).await?;
             }
         }
     }

@@ -208,10 +208,14 @@ async fn assign(
     if body.user_id.is_none() && body.anonymous_id.is_none() {
         return Err(Problem::validation(vec![FieldError::new("user_id", "a user_id or an anonymous_id is needed")]));
     }
+    // A customer asks for themselves, by their own user id (an anonymous id could name anyone).
     if let Some(me) = who.customer_id()
-        && body.user_id.as_deref().is_some_and(|u| u != me)
+        && body.user_id.as_deref() != Some(me)
     {
-        return Err(Problem::new(ProblemKind::Forbidden, "a customer asks only for themselves"));
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            "a customer asks only for themselves, with their own user_id",
+        ));
     }
     let request = AssignRequest {
         user_id: body.user_id,

@@ -185,9 +185,22 @@ impl Experiments {
         &self.db
     }
 
-    /// The keyed pseudonym visitors are kept under.
+    /// The keyed pseudonym a user id is kept under (the events domain's, so an erasure names it).
     pub fn id_key(&self, id: &str) -> String {
         self.pseudonyms.customer(id)
+    }
+
+    /// The keys of a visitor's ids: the user id's pseudonym, then the anonymous id's (marked as
+    /// such, so an anonymous id can never pass for somebody's user id).
+    pub fn id_keys(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(u) = user_id.filter(|u| !u.is_empty()) {
+            keys.push(self.id_key(u));
+        }
+        if let Some(a) = anonymous_id.filter(|a| !a.is_empty()) {
+            keys.push(format!("anon:{}", self.id_key(a)));
+        }
+        keys
     }
 
     /// Defines an experiment (in `draft`).
@@ -277,7 +290,7 @@ impl Experiments {
             .filter(|s| !s.is_empty())
             .collect();
         let Some(&hash_id) = ids.first() else { return Ok(out("no user_id or anonymous_id")) };
-        let id_keys: Vec<String> = ids.iter().map(|id| self.id_key(id)).collect();
+        let id_keys = self.id_keys(request.user_id.as_deref(), request.anonymous_id.as_deref());
         let mut kept = None;
         for id_key in &id_keys {
             if let Some(found) = store::assignment(&self.db, key, id_key).await? {

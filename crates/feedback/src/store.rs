@@ -152,6 +152,12 @@ pub async fn first_sight(db: &Db, message_key: &str, now: i64) -> Result<bool, S
     Ok(done.rows_affected() == 1)
 }
 
+/// Forgets a sighting (the message could not be counted; its retry will be).
+pub async fn unsee(db: &Db, message_key: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM feedback_seen WHERE message_key = $1").bind(message_key).execute(db.writer()).await?;
+    Ok(())
+}
+
 /// A unit's exposure (the first one counts).
 pub async fn expose(db: &Db, experiment: &str, unit_key: &str, variant: usize, at: i64) -> Result<(), StoreError> {
     sqlx::query(
@@ -283,6 +289,10 @@ pub async fn forget(db: &Db, id_keys: &[String]) -> Result<(), StoreError> {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("DELETE FROM feedback_quiz_responses WHERE visitor_key = $1")
+            .bind(id_key)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     }
     Ok(())

@@ -123,11 +123,18 @@ pub async fn save_setup(
             .await?
         }
         None => return Ok(false),
-        Some(_) => {
+        Some(row) => {
+            // Compared as setups, not as text: a document written by an older version (without
+            // a field added since) is the same setup when it reads back the same. The update is
+            // conditional on the exact text just read, so a writer in between makes it miss.
+            let text: String = row.try_get(0)?;
+            if decode::<Setup>(&text, "setup")? != *previous {
+                return Ok(false);
+            }
             sqlx::query("UPDATE inventory_setup SET body = $1, updated_at = $2 WHERE id = 1 AND body = $3")
                 .bind(&body)
                 .bind(now_ms)
-                .bind(encode(previous, "setup")?)
+                .bind(text)
                 .execute(&mut *conn)
                 .await?
         }

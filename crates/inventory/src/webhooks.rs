@@ -349,7 +349,7 @@ impl Deliverer {
         let db = &self.webhooks.db;
         let now = self.webhooks.clock.now_ms();
         let due = sqlx::query(
-            "SELECT d.id, d.webhook_id, d.sku, d.attempts FROM inventory_webhook_deliveries d \
+            "SELECT d.id, d.webhook_id, d.sku, d.attempts, d.sequence FROM inventory_webhook_deliveries d \
              WHERE d.status = 'pending' AND d.next_at <= $1 AND d.claimed_until < $1 ORDER BY d.next_at, d.id LIMIT 100",
         )
         .bind(now)
@@ -369,6 +369,13 @@ impl Deliverer {
                 row.try_get(2).map_err(err)?,
                 row.try_get(3).map_err(err)?,
             );
+            let sequence: i64 = row.try_get(4).map_err(err)?;
+            // This node may not have seen the change yet (another node made it): catch up first,
+            // so what is sent is at least that state.
+            let known = self.inventory.read(|l| l.sku_sequence(&SkuId::new(sku.as_str())));
+            if (known as i64) < sequence && self.inventory.refresh().await.is_err() {
+                continue;
+            }
             // Claim it: exactly one node wins each row.
             let lease = now + self.policy.timeout.as_millis() as i64 + 5_000;
             let claimed = sqlx::query(

@@ -332,7 +332,12 @@ impl Orders {
         let lines = self.price_lines(&new.lines, true).await?;
         let channel = new.channel.to_string();
         let same = |found: &Order| -> Result<(), OrdersError> {
-            if found.lines == lines && found.location_id == new.location_id.as_ref().map(|l| l.to_string()) {
+            // The same SKUs and quantities (a price that changed since is not another order).
+            let units =
+                |l: &[crate::model::OrderLine]| l.iter().map(|x| (x.sku_id.clone(), x.quantity)).collect::<Vec<_>>();
+            if units(&found.lines) == units(&lines)
+                && found.location_id == new.location_id.as_ref().map(|l| l.to_string())
+            {
                 Ok(())
             } else {
                 Err(OrdersError::ExternalIdTaken { channel: channel.clone(), external_id: new.external_id.clone() })

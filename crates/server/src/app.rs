@@ -436,6 +436,7 @@ impl Application {
                 clock: clock.clone(),
                 holds,
                 webhooks: webhooks.clone(),
+                pseudonyms: pseudonyms.clone(),
             },
         };
         let monitor = Arc::new(OnceLock::new());

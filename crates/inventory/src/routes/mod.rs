@@ -116,6 +116,9 @@ pub struct InventoryState {
     pub holds: HoldSettings,
     /// Webhook subscriptions.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Customers' keyed pseudonyms (the events domain's): the ledger's journal is append-only and
+    /// is never erased, so it holds no customer id.
+    pub pseudonyms: dermis_events::Pseudonyms,
 }
 
 impl std::fmt::Debug for InventoryState {
@@ -225,11 +228,25 @@ fn field(name: &str, message: impl Into<String>) -> Problem {
 
 /// A request key from the caller's `Idempotency-Key` (scoped to the route and the caller), or a
 /// fresh one.
-fn key_for(scope: &str, who: &Principal, key: Option<&HttpKey>) -> (String, bool) {
+fn key_for(scope: &str, s: &InventoryState, who: &Principal, key: Option<&HttpKey>) -> (String, bool) {
     match key {
-        Some(k) => (format!("{scope}:{}:{}", who.subject, k.as_str()), true),
+        Some(k) => (format!("{scope}:{}:{}", caller(s, who), k.as_str()), true),
         None => (format!("{scope}:{}", ulid::Ulid::new()), false),
     }
+}
+
+/// Who the caller is, as the journal may keep it: a customer by keyed pseudonym, staff and
+/// systems by their subject.
+fn caller(s: &InventoryState, who: &Principal) -> String {
+    match who.customer_id() {
+        Some(me) => s.pseudonyms.customer(me),
+        None => who.subject.clone(),
+    }
+}
+
+/// The actor a movement records: `customer` for a customer (never their id), else the subject.
+fn actor(who: &Principal) -> &str {
+    if who.customer_id().is_some() { "customer" } else { who.subject.as_str() }
 }
 
 /// Whether a stored command is the same request as a new one, deadlines aside (a retry of a
@@ -256,7 +273,7 @@ async fn apply(s: &InventoryState, who: &Principal, key: String, command: Comman
             "this Idempotency-Key was used for another request",
         ));
     }
-    let request = Request::new(key.as_str(), who.subject.as_str(), command.clone());
+    let request = Request::new(key.as_str(), actor(who), command.clone());
     match s.inventory.submit(request).await.map_err(|e| failed(&e))? {
         Ok(outcome) => Ok(outcome),
         // Two retries raced: the first one's outcome is the answer.

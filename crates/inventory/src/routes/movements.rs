@@ -111,7 +111,7 @@ async fn receive(
         lines.push(ReceiptLine { sku, quantity: positive(&format!("lines[{i}].quantity"), line.quantity)?, lot });
     }
     let purchase_order = body.purchase_order_id.map(crate::model::PurchaseOrderId::new);
-    let (key, _) = key_for("receipt", &who, key.as_ref());
+    let (key, _) = key_for("receipt", &s, &who, key.as_ref());
     let outcome = apply(&s, &who, key, Command::Receive { location, purchase_order, lines }).await?;
     Ok((status(&outcome), Json(booked(&outcome))))
 }
@@ -206,7 +206,7 @@ async fn adjust(
         kind,
         reference: Reference::Count(body.reference),
     };
-    let (key, _) = key_for("adjust", &who, key.as_ref());
+    let (key, _) = key_for("adjust", &s, &who, key.as_ref());
     let outcome = apply(&s, &who, key, command).await?;
     Ok((status(&outcome), Json(booked(&outcome))))
 }
@@ -306,7 +306,7 @@ async fn return_units(
         return Err(field("reference", "a return names the order or receipt it was sold under"));
     }
     let lines = lot_lines(&s, &body.lines).await?;
-    let (key, _) = key_for("return", &who, key.as_ref());
+    let (key, _) = key_for("return", &s, &who, key.as_ref());
     let outcome = apply(&s, &who, key, Command::Return { location, reference: body.reference, lines }).await?;
     Ok((status(&outcome), Json(booked(&outcome))))
 }
@@ -347,7 +347,7 @@ async fn inspect_returned(
         "write_off" => Command::WriteOff { location, sku, lot, quantity },
         _ => return Err(field("decision", "must be restock or write_off")),
     };
-    let (key, _) = key_for("inspect", &who, key.as_ref());
+    let (key, _) = key_for("inspect", &s, &who, key.as_ref());
     let outcome = apply(&s, &who, key, command).await?;
     Ok((status(&outcome), Json(booked(&outcome))))
 }

@@ -70,9 +70,9 @@ pub struct ReservationView {
     pub status: String,
     /// The channel.
     pub channel: String,
-    /// The customer, when known.
+    /// The customer's keyed pseudonym, when known (the ledger never holds a customer id).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<String>,
+    pub customer_pseudonym: Option<String>,
     /// The lines.
     pub lines: Vec<ReservedLine>,
     /// When the hold ends (RFC 3339).
@@ -95,7 +95,7 @@ pub fn reservation_view(r: &Reservation, now_ms: i64) -> ReservationView {
         id: r.id.to_string(),
         status: status.to_owned(),
         channel: r.channel.to_string(),
-        customer_id: r.customer_id.clone(),
+        customer_pseudonym: r.customer_id.clone(),
         lines: r
             .lines
             .iter()
@@ -171,12 +171,15 @@ pub async fn hold(
         return Err(field("customer_id", "must be 1 to 128 characters"));
     }
     let ttl = body.ttl_seconds.unwrap_or_else(|| s.holds.default_ttl(&channel));
-    if ttl == 0 || ttl > s.holds.max_ttl_secs {
-        return Err(field("ttl_seconds", format!("must be 1 to {}", s.holds.max_ttl_secs)));
+    let longest = longest_hold(s, who, &channel);
+    if ttl == 0 || ttl > longest {
+        return Err(field("ttl_seconds", format!("must be 1 to {longest}")));
     }
+    // The ledger keeps the customer by keyed pseudonym only.
+    let customer_id = customer_id.map(|c| s.pseudonyms.customer(&c));
     let preferred_location = body.location_id.as_deref().map(|id| known_location(s, "location_id", id)).transpose()?;
     let lines = lines(s, &body.lines).await?;
-    let (key, keyed) = key_for("reserve", who, key);
+    let (key, keyed) = key_for("reserve", s, who, key);
     let reservation = if keyed {
         // The same key names the same hold, so a retry after a lost answer finds it.
         ReservationId::new(format!("res_{}", &ulid_of(&key)))
@@ -212,11 +215,21 @@ fn ulid_of(key: &str) -> String {
     format!("{hash:016x}{second:016x}")
 }
 
+/// The longest hold a caller may ask for: a customer gets the channel's default (so no customer
+/// can keep stock off sale for long), others the configured maximum.
+fn longest_hold(s: &InventoryState, who: &Principal, channel: &crate::model::Channel) -> u64 {
+    if who.customer_id().is_some() {
+        s.holds.default_ttl(channel).min(s.holds.max_ttl_secs)
+    } else {
+        s.holds.max_ttl_secs
+    }
+}
+
 fn reservation_for(s: &InventoryState, who: &Principal, id: &str) -> Result<Reservation, Problem> {
     let found = s.inventory.read(|l| l.reservation(&ReservationId::new(id)).cloned());
     let found = found.ok_or_else(|| Problem::not_found(format!("no reservation {id}")))?;
     if let Some(me) = who.customer_id()
-        && found.customer_id.as_deref() != Some(me)
+        && found.customer_id.as_deref() != Some(s.pseudonyms.customer(me).as_str())
     {
         return Err(Problem::not_found(format!("no reservation {id}")));
     }
@@ -258,6 +271,14 @@ async fn confirm(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<ReservationView>, Problem> {
+    // Confirming commits units for good (no deadline): the shop's backend does it once the order
+    // is paid, not a customer.
+    if who.customer_id().is_some() {
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            "a customer cannot confirm a hold; the shop confirms it when the order is paid",
+        ));
+    }
     let r = reservation_for(&s, &who, &id)?;
     // The body is optional: none (or `{}`) confirms everything held.
     let body: ConfirmBody = dermis_core::extract::optional_json(&headers, &body)?;
@@ -308,8 +329,9 @@ async fn extend(
     ApiJson(body): ApiJson<ExtendBody>,
 ) -> Result<Json<ReservationView>, Problem> {
     let r = reservation_for(&s, &who, &id)?;
-    if body.ttl_seconds == 0 || body.ttl_seconds > s.holds.max_ttl_secs {
-        return Err(field("ttl_seconds", format!("must be 1 to {}", s.holds.max_ttl_secs)));
+    let longest = longest_hold(&s, &who, &r.channel);
+    if body.ttl_seconds == 0 || body.ttl_seconds > longest {
+        return Err(field("ttl_seconds", format!("must be 1 to {longest}")));
     }
     let expires_at_ms = s.clock.now_ms() + body.ttl_seconds as i64 * 1000;
     let key = format!("extend:{}:{}", r.id, ulid::Ulid::new());

@@ -176,7 +176,7 @@ async fn recall(
         "movements": recall.movements,
         "references": recall.references,
         "reservations": recall.reservations,
-        "customers": customers,
+        "customer_pseudonyms": customers,
         "with_customers": recall.with_customers,
     })))
 }
