@@ -149,6 +149,9 @@ pub struct Experiments {
     bandits: Arc<Mutex<BanditSplits>>,
     /// Running experiments with a placement, and when they were read (for serving from memory).
     running: Arc<RwLock<(i64, Vec<Definition>)>>,
+    /// (experiment, visitor) pairs whose placement exposure this node logged in the last hour:
+    /// only a visitor's first exposure counts, so a repeat is not logged again.
+    exposed: moka::sync::Cache<String, ()>,
 }
 
 impl std::fmt::Debug for Experiments {
@@ -172,7 +175,19 @@ impl Experiments {
     /// Over `db`; exposures are logged once [`Experiments::log_exposures_through`] names the
     /// ingestor.
     pub fn new(db: Db, clock: SharedClock, pseudonyms: Pseudonyms) -> Self {
-        Self { db, clock, pseudonyms, ingestor: Arc::default(), bandits: Arc::default(), running: Arc::default() }
+        let exposed = moka::sync::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(std::time::Duration::from_secs(3600))
+            .build();
+        Self {
+            db,
+            clock,
+            pseudonyms,
+            ingestor: Arc::default(),
+            bandits: Arc::default(),
+            running: Arc::default(),
+            exposed,
+        }
     }
 
     /// Logs exposures as events through `ingestor` (the one whose hooks include this domain's).
@@ -331,8 +346,8 @@ impl Experiments {
     /// on the placement (read again in the background every few seconds, so an experiment
     /// started on another node takes effect within them), GrowthBook's hash of the unit over the
     /// split (a bandit's latest split), after targeting. The assignment and its exposure (an
-    /// `Experiment Viewed` event) are recorded in the background; nothing here waits on the
-    /// database.
+    /// `Experiment Viewed` event) are recorded in the background, once per visitor and hour on
+    /// this node (only the first exposure counts); nothing here waits on the database.
     pub fn placement_variant(
         &self,
         placement: &str,
@@ -375,6 +390,11 @@ impl Experiments {
         };
         let index = growthbook::assign(&d.growthbook(weights), unit)?;
         let variant = d.variants.get(index)?;
+        let seen = format!("{}\u{0}{unit}", d.key);
+        if self.exposed.contains_key(&seen) {
+            return Some((d.key.clone(), variant.key.clone(), variant.config.clone()));
+        }
+        self.exposed.insert(seen, ());
         let this = self.clone();
         let (definition, key, user) = (d.clone(), variant.key.clone(), unit.to_owned());
         tokio::spawn(async move {
