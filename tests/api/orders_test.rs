@@ -66,8 +66,8 @@ async fn post(app: &TestApp, path: &str, role: Role, body: &Value) -> Response {
     app.post_json(path, role, body).await
 }
 
-fn pay(event: &str, reference: &str) -> Value {
-    json!({"event": event, "provider_reference": reference, "amount_minor": 5800, "currency": "EUR"})
+fn pay(event: &str, reference: &str, amount_minor: i64) -> Value {
+    json!({"event": event, "provider_reference": reference, "amount_minor": amount_minor, "currency": "EUR"})
 }
 
 /// A cart (as the service) for `customer_id`, checked out; the order.
@@ -134,20 +134,41 @@ async fn an_order_is_held_paid_shipped_in_parts_and_returned(app: TestApp) {
 
     // Paid: placed, its units committed; the same callback again changes nothing.
     let payments = format!("/v1/orders/{id}/payments");
-    let placed = json_of(post(&app, &payments, Role::Service, &pay("authorized", "psp-1")).await, 200).await;
+    let placed = json_of(post(&app, &payments, Role::Service, &pay("authorized", "psp-1", 7 * 2900)).await, 200).await;
     assert_eq!(placed["status"], "placed", "{placed}");
     assert_eq!(placed["payment_status"], "authorized");
     let s = stock(&app, &sku_id).await;
     assert_eq!((at(&s, &wh, "committed"), at(&s, &st, "committed")), (5, 2), "{s}");
     assert_eq!((at(&s, &wh, "reserved"), at(&s, &st, "reserved")), (0, 0), "{s}");
-    let repeated = json_of(post(&app, &payments, Role::Service, &pay("authorized", "psp-1")).await, 200).await;
+    let repeated =
+        json_of(post(&app, &payments, Role::Service, &pay("authorized", "psp-1", 7 * 2900)).await, 200).await;
     assert_eq!(repeated["status"], "placed");
     assert_eq!(repeated["payments"].as_array().unwrap().len(), 1, "{repeated}");
     assert_eq!(stock(&app, &sku_id).await, s, "a repeated callback moved stock");
-    let captured = json_of(post(&app, &payments, Role::Service, &pay("captured", "psp-1")).await, 200).await;
+    let captured = json_of(post(&app, &payments, Role::Service, &pay("captured", "psp-1", 7 * 2900)).await, 200).await;
     assert_eq!(captured["payment_status"], "captured");
     // Only the payment provider's roles may report payments.
-    assert_problem(as_token(&app, Method::POST, &payments, &alice, Some(&pay("captured", "x"))).await, 403).await;
+    assert_problem(as_token(&app, Method::POST, &payments, &alice, Some(&pay("captured", "x", 7 * 2900))).await, 403)
+        .await;
+    // A callback for another amount or currency is refused naming the field, and stores nothing.
+    let s = stock(&app, &sku_id).await;
+    let short = post(&app, &payments, Role::Service, &pay("captured", "psp-2", 7 * 2900 - 1)).await;
+    let p = assert_problem(short, 422).await;
+    assert_eq!(p["errors"][0]["field"], "amount_minor", "{p}");
+    let mut sek = pay("authorized", "psp-2", 7 * 2900);
+    sek["currency"] = json!("SEK");
+    let p = assert_problem(post(&app, &payments, Role::Service, &sek).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "currency", "{p}");
+    // Refunds add up to at most what was captured.
+    let refunded = json_of(post(&app, &payments, Role::Service, &pay("refunded", "re-1", 2900)).await, 200).await;
+    assert_eq!((refunded["status"].as_str(), refunded["payment_status"].as_str()), (Some("placed"), Some("refunded")));
+    let over = post(&app, &payments, Role::Service, &pay("refunded", "re-2", 6 * 2900 + 1)).await;
+    let p = assert_problem(over, 422).await;
+    assert_eq!(p["errors"][0]["field"], "amount_minor", "{p}");
+    json_of(post(&app, &payments, Role::Service, &pay("refunded", "re-2", 6 * 2900)).await, 200).await;
+    let order = json_of(app.get(&format!("/v1/orders/{id}"), Role::Admin).await, 200).await;
+    assert_eq!(order["payments"].as_array().unwrap().len(), 4, "{order}");
+    assert_eq!(stock(&app, &sku_id).await, s, "payments after placing moved stock");
 
     // Shipped in two parts: the store's units, then the warehouse's; each repeat is the same.
     let part = json_of(post(&app, &ship, Role::Service, &json!({"location_id": "ST-O1"})).await, 201).await;
@@ -215,14 +236,14 @@ async fn payments_place_or_cancel_and_unpaid_checkouts_expire(app: TestApp) {
     let id = order["id"].as_str().unwrap();
     assert_eq!(available(&stock(&app, &sku_id).await, "web"), 7);
     let payments = format!("/v1/orders/{id}/payments");
-    let failed = json_of(post(&app, &payments, Role::Service, &pay("failed", "psp-f")).await, 200).await;
+    let failed = json_of(post(&app, &payments, Role::Service, &pay("failed", "psp-f", 3 * 2900)).await, 200).await;
     assert_eq!(failed["status"], "cancelled", "{failed}");
     assert_eq!(failed["payment_status"], "failed");
     assert_eq!(available(&stock(&app, &sku_id).await, "web"), 10);
-    let again = json_of(post(&app, &payments, Role::Service, &pay("failed", "psp-f")).await, 200).await;
+    let again = json_of(post(&app, &payments, Role::Service, &pay("failed", "psp-f", 3 * 2900)).await, 200).await;
     assert_eq!(again["status"], "cancelled");
     // An authorization after the cancellation is recorded, but does not revive it.
-    assert_problem(post(&app, &payments, Role::Service, &pay("authorized", "psp-late")).await, 409).await;
+    assert_problem(post(&app, &payments, Role::Service, &pay("authorized", "psp-late", 3 * 2900)).await, 409).await;
     assert_eq!(available(&stock(&app, &sku_id).await, "web"), 10);
 
     // Card data is refused before anything is read: no payment recorded, nothing moved.
@@ -230,7 +251,7 @@ async fn payments_place_or_cancel_and_unpaid_checkouts_expire(app: TestApp) {
     let id = order["id"].as_str().unwrap().to_owned();
     let payments = format!("/v1/orders/{id}/payments");
     let s = stock(&app, &sku_id).await;
-    let mut card = pay("captured", "psp-c");
+    let mut card = pay("captured", "psp-c", 2 * 2900);
     card["card_number"] = json!("4111111111111111");
     let p = assert_problem(post(&app, &payments, Role::Service, &card).await, 422).await;
     assert_eq!(p["errors"][0]["field"], "card_number", "{p}");
@@ -246,7 +267,11 @@ async fn payments_place_or_cancel_and_unpaid_checkouts_expire(app: TestApp) {
     assert_eq!(unchanged["status"], "checkout");
     assert_eq!(unchanged["payments"], json!([]), "{unchanged}");
     assert_eq!(stock(&app, &sku_id).await, s);
-    assert_problem(post(&app, "/v1/orders/ord_nope/payments", Role::Service, &pay("captured", "x")).await, 404).await;
+    assert_problem(
+        post(&app, "/v1/orders/ord_nope/payments", Role::Service, &pay("captured", "x", 7 * 2900)).await,
+        404,
+    )
+    .await;
     // The customer cancels her own checkout; cancelling again answers the same.
     let cancel = format!("/v1/orders/{id}/cancel");
     let p_token = customer("cus_p");
@@ -264,7 +289,9 @@ async fn payments_place_or_cancel_and_unpaid_checkouts_expire(app: TestApp) {
     let expired = json_of(app.get(&format!("/v1/orders/{brief_id}"), Role::Admin).await, 200).await;
     assert_eq!(expired["status"], "expired", "{expired}");
     assert_eq!(available(&stock(&app, &sku_id).await, "web"), 10);
-    let late = post(&app, &format!("/v1/orders/{brief_id}/payments"), Role::Service, &pay("captured", "psp-x")).await;
+    let late =
+        post(&app, &format!("/v1/orders/{brief_id}/payments"), Role::Service, &pay("captured", "psp-x", 4 * 2900))
+            .await;
     assert_problem(late, 409).await;
     assert_problem(post(&app, &format!("/v1/orders/{brief_id}/cancel"), Role::Service, &json!({})).await, 409).await;
     let listed = json_of(app.get("/v1/orders?customer_id=cus_p", Role::Admin).await, 200).await;
@@ -275,7 +302,7 @@ async fn payments_place_or_cancel_and_unpaid_checkouts_expire(app: TestApp) {
     // Captured on a live checkout places it.
     let order = checked_out(&app, "ORD-2", 1, "cus_p", 600).await;
     let path = format!("/v1/orders/{}/payments", order["id"].as_str().unwrap());
-    let placed = json_of(post(&app, &path, Role::Service, &pay("captured", "psp-ok")).await, 200).await;
+    let placed = json_of(post(&app, &path, Role::Service, &pay("captured", "psp-ok", 2900)).await, 200).await;
     assert_eq!(placed["status"], "placed");
     assert_eq!(at(&stock(&app, &sku_id).await, &wh, "committed"), 1);
 }
@@ -404,8 +431,11 @@ async fn an_erased_customer_leaves_the_sale_without_the_person(app: TestApp) {
     let path = format!("/v1/carts/{}/checkout", cart["id"].as_str().unwrap());
     let order = json_of(as_token(&app, Method::POST, &path, &erin, None).await, 201).await;
     let id = order["id"].as_str().unwrap().to_owned();
-    json_of(post(&app, &format!("/v1/orders/{id}/payments"), Role::Service, &pay("captured", "psp-e")).await, 200)
-        .await;
+    json_of(
+        post(&app, &format!("/v1/orders/{id}/payments"), Role::Service, &pay("captured", "psp-e", 2 * 2900)).await,
+        200,
+    )
+    .await;
 
     // The purchase reached her online features.
     let features = json_of(app.get("/v1/features/customers/shop-erin-7c1f", Role::Admin).await, 200).await;
@@ -514,7 +544,7 @@ async fn concurrent_repeats_move_stock_once(app: TestApp) {
     let id = got[0].1["id"].as_str().unwrap().to_owned();
     assert_eq!(at(&stock(&app, &sku_id).await, &wh, "reserved"), 3);
 
-    let got = answers(burst(format!("/v1/orders/{id}/payments"), pay("captured", "psp-burst"))).await;
+    let got = answers(burst(format!("/v1/orders/{id}/payments"), pay("captured", "psp-burst", 3 * 2900))).await;
     assert!(got.iter().all(|(s, o)| *s == 200 && o["status"] == "placed"), "{got:?}");
     let order = json_of(app.get(&format!("/v1/orders/{id}"), Role::Admin).await, 200).await;
     assert_eq!(order["payments"].as_array().unwrap().len(), 1, "{order}");

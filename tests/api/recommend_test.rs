@@ -14,6 +14,7 @@ use crate::helpers::{TestApp, assert_problem, json_of, token_for};
 
 crate::both_backends!(
     recommendations_are_safe_explained_and_change_with_the_next_event,
+    new_customers_with_the_same_answers_share_a_page_and_nothing_else,
     related_products_routines_visitors_and_bad_input
 );
 
@@ -60,7 +61,7 @@ async fn shoppers(app: &TestApp, key: &str, products: &[(String, String)]) {
     assert!(state["model"].is_string() && state["interactions"].as_u64().unwrap() >= 60, "{state}");
 }
 
-async fn customer(app: &TestApp, user: &str, personalization: bool, profile: Value) -> String {
+pub(crate) async fn customer(app: &TestApp, user: &str, personalization: bool, profile: Value) -> String {
     let mut consents = vec![json!({"purpose": "health_data", "granted": true, "text_version": "v1", "channel": "app"})];
     if personalization {
         consents.push(json!({"purpose": "personalization", "granted": true, "text_version": "v1", "channel": "app"}));
@@ -82,11 +83,11 @@ async fn customer(app: &TestApp, user: &str, personalization: bool, profile: Val
     id
 }
 
-async fn recs(app: &TestApp, who: &str, query: &str) -> Value {
+pub(crate) async fn recs(app: &TestApp, who: &str, query: &str) -> Value {
     json_of(app.get(&format!("/v1/customers/{who}/recommendations?{query}"), Role::Service).await, 200).await
 }
 
-fn ids(v: &Value) -> Vec<String> {
+pub(crate) fn ids(v: &Value) -> Vec<String> {
     v["items"].as_array().unwrap().iter().map(|i| i["product_id"].as_str().unwrap().to_owned()).collect()
 }
 
@@ -100,8 +101,21 @@ fn excluded_by(v: &Value, rule: &str) -> HashSet<String> {
         .collect()
 }
 
+/// An ingredient of the product (not water or glycerin), as the knowledge base names it.
+async fn an_ingredient_of(app: &TestApp, id: &str) -> String {
+    let detail = json_of(app.get(&format!("/v1/products/{id}"), Role::Customer).await, 200).await;
+    detail["attributes"]["ingredients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["ingredient_id"].as_str())
+        .find(|i| !["water", "aqua", "glycerin"].contains(i))
+        .unwrap()
+        .to_owned()
+}
+
 /// The product's label as declared, lower case.
-async fn label(app: &TestApp, id: &str) -> String {
+pub(crate) async fn label(app: &TestApp, id: &str) -> String {
     let p = json_of(app.get(&format!("/v1/products/{id}"), Role::Customer).await, 200).await;
     p["ingredients"].as_str().unwrap_or("").to_lowercase()
 }
@@ -148,15 +162,7 @@ async fn recommendations_are_safe_explained_and_change_with_the_next_event(app: 
 
     // A new allergy changes the next response: an ingredient of the current top product.
     let top = ids(&after_purchase)[0].clone();
-    let detail = json_of(app.get(&format!("/v1/products/{top}"), Role::Customer).await, 200).await;
-    let allergen = detail["attributes"]["ingredients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["ingredient_id"].as_str())
-        .find(|i| !["water", "aqua", "glycerin"].contains(i))
-        .unwrap()
-        .to_owned();
+    let allergen = an_ingredient_of(&app, &top).await;
     let res = app
         .request(Method::PUT, &format!("/v1/customers/{ana}/skin-profile"), Some(Role::Admin))
         .json(
@@ -322,4 +328,47 @@ async fn related_products_routines_visitors_and_bad_input(app: TestApp) {
         403,
     )
     .await;
+}
+
+/// A page computed for a customer with no activity of their own is served to another with the
+/// same answers (a new id each time), never to one whose answers differ, and never once either
+/// has an event of their own or changes their profile.
+async fn new_customers_with_the_same_answers_share_a_page_and_nothing_else(app: TestApp) {
+    app.load_demo().await;
+    let key = write_key(&app).await;
+    let products = skincare(&app).await;
+    shoppers(&app, &key, &products).await;
+    let answers = json!({"source": "quiz", "skin_type": "dry", "concerns": ["dryness"]});
+    let one = customer(&app, "shop-one", true, answers.clone()).await;
+    let two = customer(&app, "shop-two", true, answers.clone()).await;
+    let first = recs(&app, &one, "k=10").await;
+    let second = recs(&app, &two, "k=10").await;
+    assert_eq!(ids(&first), ids(&second), "the same answers, the same page");
+    assert_ne!(first["recommendation_id"], second["recommendation_id"], "each response has its own id");
+    let top = ids(&first)[0].clone();
+
+    // Another answer: an allergy to an ingredient of that top product.
+    let allergen = an_ingredient_of(&app, &top).await;
+    let mut allergic = answers.clone();
+    allergic["allergies"] = json!([allergen]);
+    let three = customer(&app, "shop-three", true, allergic.clone()).await;
+    let third = recs(&app, &three, "k=10&explain=true").await;
+    assert!(!ids(&third).contains(&top), "{top} holds {allergen}: {third}");
+    assert!(excluded_by(&third, "allergen").contains(&top), "{third}");
+
+    // An event of one's own: their next page is theirs.
+    let ext = products.iter().find(|p| p.0 == top).map_or(top.clone(), |p| p.1.clone());
+    batch(&app, &key, vec![order("one-1", "shop-one", &[&ext])]).await;
+    assert!(!ids(&recs(&app, &one, "k=10").await).contains(&top), "bought just now, gone from the next page");
+    assert!(ids(&recs(&app, &two, "k=10").await).contains(&top), "the other customer's page is unchanged");
+
+    // A profile change: the next page follows the new answers.
+    let res = app
+        .request(Method::PUT, &format!("/v1/customers/{two}/skin-profile"), Some(Role::Admin))
+        .json(&allergic)
+        .send()
+        .await
+        .unwrap();
+    json_of(res, 200).await;
+    assert!(!ids(&recs(&app, &two, "k=10").await).contains(&top), "the new allergy applies to the next page");
 }

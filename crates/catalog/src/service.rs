@@ -525,6 +525,13 @@ impl Catalog {
         Ok(store::list_full_products(self.db.reader(), after, None, limit).await?)
     }
 
+    /// The ids of the active SKUs of the products whose ids are `from` through `through` (both
+    /// included; a page of [`Self::full_products`] is its first and last id): (product id, SKU
+    /// id), by product then SKU. For projections that need each product's SKUs (stock).
+    pub async fn active_sku_ids(&self, from: &str, through: &str) -> Result<Vec<(String, String)>, CatalogError> {
+        Ok(store::active_sku_ids(self.db.reader(), from, through).await?)
+    }
+
     /// One product in full with its lowest active SKU price (`None`: no such product).
     pub async fn full_product(&self, id: &str) -> Result<Option<(Product, Option<i64>)>, CatalogError> {
         Ok(store::list_full_products(self.db.reader(), None, Some(id), 1).await?.into_iter().next())

@@ -163,6 +163,24 @@ pub async fn sku_id_by_code<'c, E: Executor<'c, Database = Any>>(
     row.map(|r| r.try_get(0).map_err(StoreError::from)).transpose()
 }
 
+/// (product id, SKU id) of the active SKUs of the products whose ids are `from` through
+/// `through` (both included), by product then SKU.
+pub async fn active_sku_ids<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    from: &str,
+    through: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT product_id, id FROM skus WHERE product_id >= $1 AND product_id <= $2 AND status = 'active' \
+         ORDER BY product_id, id",
+    )
+    .bind(from)
+    .bind(through)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
 /// Filters of a product listing.
 #[derive(Debug, Default, Clone)]
 pub struct ProductFilter {

@@ -40,7 +40,7 @@ enum Meaning {
     Outcome(Outcome),
 }
 
-fn revenue(properties: &Value) -> f64 {
+pub(crate) fn revenue(properties: &Value) -> f64 {
     for key in ["revenue", "total", "value"] {
         if let Some(v) = properties.get(key).and_then(Value::as_f64)
             && v.is_finite()
@@ -177,7 +177,10 @@ async fn count(
                     (index, unit)
                 }
             };
-            store::expose(db, &experiment, &unit, index, m.timestamp_ms).await?;
+            if store::expose(db, &experiment, &unit, index, m.timestamp_ms).await? {
+                // A new unit: its propensity and pre-period (CUPED).
+                experiments.describe_unit(&def.definition, &id_keys, &unit, index, m).await;
+            }
         }
         Meaning::Outcome(outcome) => {
             for (experiment, unit) in store::units_of(db, &id_keys).await? {

@@ -1,8 +1,9 @@
 //! HTTP: `/v1/experiments` (define, list), `/v1/experiments/{key}` (read), `.../start`,
-//! `.../stop`, `.../assignments` (a visitor's variant, logging the exposure), `.../results` and
-//! `.../results.csv`.
+//! `.../stop`, `.../assignments` (a visitor's variant, logging the exposure), `.../results`,
+//! `.../results.csv` and `.../ope` (off-policy estimates of a target policy on the logged units).
 //!
-//! Who may call: definitions, start and stop `admin` or `merchandiser`; results `admin`,
+//! Who may call: definitions, start and stop `admin` or `merchandiser`; results and off-policy
+//! estimates `admin`,
 //! `merchandiser` or `analyst`; assignments `admin`, `service` or a `customer` (for their own
 //! user id).
 
@@ -14,13 +15,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use dermis_auth::{Auth, Authenticator};
 use dermis_core::problem::ProblemBody;
-use dermis_core::{ApiJson, ApiPath, FieldError, Problem, ProblemKind};
+use dermis_core::{ApiJson, ApiPath, ApiQuery, FieldError, Problem, ProblemKind};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::model::{Attributes, Definition, Status};
+use crate::off_policy::{OffPolicyReport, TargetPolicy};
 use crate::service::{AssignRequest, Assignment, Experiments, FeedbackError, Results};
 use crate::store::Stored;
 
@@ -68,6 +70,7 @@ pub fn router() -> OpenApiRouter<FeedbackState> {
         .routes(routes!(assign))
         .routes(routes!(results))
         .routes(routes!(results_csv))
+        .routes(routes!(off_policy))
 }
 
 fn problem(e: FeedbackError) -> Problem {
@@ -240,7 +243,8 @@ async fn results(
     Ok(Json(s.experiments.results(&key).await.map_err(problem)?))
 }
 
-/// The results as CSV: one row per metric and variant.
+/// The results as CSV: one row per metric and variant (the CUPED columns empty where there is
+/// no adjusted result).
 #[utoipa::path(get, path = "/v1/experiments/{key}/results.csv", tag = "experiments", params(("key" = String, Path)),
     responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ProblemBody), (status = 403, body = ProblemBody)),
     security(("bearer" = [])))]
@@ -251,13 +255,15 @@ async fn results_csv(
 ) -> Result<impl IntoResponse, Problem> {
     let r = s.experiments.results(&key).await.map_err(problem)?;
     let mut csv = String::from(
-        "metric,variant,units,mean,relative_uplift,ci_low,ci_high,p_value,sequential_low,sequential_high,chance_to_win,expected_loss\n",
+        "metric,variant,units,mean,relative_uplift,ci_low,ci_high,p_value,sequential_low,sequential_high,chance_to_win,expected_loss,\
+         cuped_relative_uplift,cuped_ci_low,cuped_ci_high,cuped_p_value,cuped_variance_reduction\n",
     );
     let num = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_default();
     for m in &r.metrics {
         for v in &m.variants {
+            let cuped = v.cuped.as_ref();
             csv.push_str(&format!(
-                "{},{},{},{:.6},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 m.metric,
                 v.variant.replace([',', '"', '\n'], " "),
                 v.units,
@@ -270,8 +276,78 @@ async fn results_csv(
                 num(v.sequential.map(|q| q.high)),
                 num(v.bayesian.map(|b| b.chance_to_win)),
                 num(v.bayesian.map(|b| b.expected_loss)),
+                num(cuped.map(|c| c.uplift.relative)),
+                num(cuped.map(|c| c.uplift.ci_low)),
+                num(cuped.map(|c| c.uplift.ci_high)),
+                num(cuped.map(|c| c.uplift.p_value)),
+                num(cuped.map(|c| c.variance_reduction)),
             ));
         }
     }
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
+}
+
+/// The target policy of an off-policy estimate: `policy` (a variant's key: always that variant)
+/// or `weights` (a probability per variant in the experiment's order, comma-separated, summing
+/// to 1), not both.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OffPolicyQuery {
+    /// Always this variant, e.g. `control`.
+    pub policy: Option<String>,
+    /// A probability per variant, e.g. `0.2,0.8`.
+    pub weights: Option<String>,
+}
+
+/// Off-policy evaluation: the conversion rate and revenue per visitor a target policy would have
+/// had, estimated from the units the experiment logged (each with the propensity its variant
+/// had when it was chosen: a fixed split's weight, a bandit's allocation then) by inverse
+/// propensity scoring and doubly robust estimation (variant means as the reward model,
+/// cross-fitted), each with a 95% interval and the importance weights' effective sample size.
+/// An unknown variant or weights that are not one probability per variant summing to 1: 422.
+#[utoipa::path(get, path = "/v1/experiments/{key}/ope", tag = "experiments",
+    params(("key" = String, Path), OffPolicyQuery),
+    responses((status = 200, body = OffPolicyReport),
+        (status = 400, description = "an unreadable or unknown query parameter", body = ProblemBody),
+        (status = 404, body = ProblemBody),
+        (status = 422, description = "no policy, an unknown variant, or weights that are not one probability per variant summing to 1", body = ProblemBody),
+        (status = 403, body = ProblemBody)),
+    security(("bearer" = [])))]
+async fn off_policy(
+    Auth(_who, ..): Auth<ExperimentReaders>,
+    State(s): State<FeedbackState>,
+    ApiPath(key): ApiPath<String>,
+    ApiQuery(q): ApiQuery<OffPolicyQuery>,
+) -> Result<Json<OffPolicyReport>, Problem> {
+    // The experiment first: an unknown one is a 404 whatever the policy.
+    s.experiments.get(&key).await.map_err(problem)?;
+    let target = match (q.policy, q.weights) {
+        (Some(p), None) if !p.is_empty() && p.len() <= 64 => TargetPolicy::Variant(p),
+        (None, Some(w)) if !w.is_empty() && w.len() <= 1_000 => {
+            let parsed: Result<Vec<f64>, _> = w.split(',').map(|x| x.trim().parse::<f64>()).collect();
+            match parsed {
+                Ok(shares) => TargetPolicy::Shares(shares),
+                Err(_) => {
+                    return Err(Problem::validation(vec![FieldError::new(
+                        "weights",
+                        "comma-separated probabilities, one per variant",
+                    )]));
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(Problem::validation(vec![FieldError::new("policy", "either policy or weights, not both")]));
+        }
+        (Some(_), None) => {
+            return Err(Problem::validation(vec![FieldError::new("policy", "a variant key of 1 to 64 characters")]));
+        }
+        (None, Some(_)) => return Err(Problem::validation(vec![FieldError::new("weights", "1 to 1000 characters")])),
+        (None, None) => {
+            return Err(Problem::validation(vec![FieldError::new(
+                "policy",
+                "a target policy is needed: policy=<variant key> or weights=<p1,p2,...>",
+            )]));
+        }
+    };
+    Ok(Json(s.experiments.off_policy(&key, &target).await.map_err(problem)?))
 }

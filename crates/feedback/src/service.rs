@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use dermis_core::clock::SharedClock;
 use dermis_events::Pseudonyms;
 use dermis_events::ingest::Ingestor;
+use dermis_events::message::Message;
 use dermis_experiments::bandit::thompson::ThompsonSampling;
 use dermis_experiments::growthbook::{self};
 use dermis_experiments::stats::{
-    self, BayesianResult, SampleStats, SequentialConfig, SequentialInterval, SrmCheck, Uplift,
+    self, BayesianResult, CupedStats, SampleStats, SequentialConfig, SequentialInterval, SrmCheck, Uplift,
 };
 use dermis_store::{Db, StoreError};
 use rand::SeedableRng;
@@ -20,7 +21,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::model::{Allocation, Attributes, Definition, Status};
-use crate::store::{self, VariantTotals};
+use crate::pre_period::{self, PRE_PERIOD_DAYS};
+use crate::store::{self, CovariateSums, CupedTotals, VariantTotals};
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,38 @@ pub struct MetricResult {
     /// Chance to beat the control and expected loss.
     #[schema(value_type = Object)]
     pub bayesian: Option<BayesianResult>,
+    /// The CUPED-adjusted uplift against the control, from each unit's pre-period (null for the
+    /// control, for metrics without a covariate, and without pre-period data: see the metric's
+    /// `cuped.unavailable`).
+    pub cuped: Option<CupedResult>,
+}
+
+/// A variant's uplift adjusted by CUPED: the metric minus θ times the unit's pre-period
+/// covariate (centred), which keeps the estimate unbiased and narrows the interval by about the
+/// squared correlation of covariate and metric.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CupedResult {
+    /// The adjusted relative uplift with its 95% interval (`control_mean` and `variant_mean` are
+    /// the adjusted means; the relative uplift divides by the control's plain mean).
+    #[schema(value_type = Object)]
+    pub uplift: Uplift,
+    /// θ: the regression coefficient of the metric on the covariate, pooled within the arms.
+    pub theta: f64,
+    /// `1 - Var(adjusted) / Var(plain)`: 0.3 means the interval's variance is 30% smaller.
+    pub variance_reduction: f64,
+}
+
+/// How a metric's CUPED adjustment was made.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CupedInfo {
+    /// The covariate, e.g. "orders in the 28 days before the unit's first exposure".
+    pub covariate: String,
+    /// Units whose pre-period was read from the event log (the others count as 0).
+    pub units_looked_up: u64,
+    /// Units with a non-zero covariate.
+    pub units_with_history: u64,
+    /// Why there is no adjusted result (no pre-period data), when there is none.
+    pub unavailable: Option<String>,
 }
 
 /// A metric over every variant.
@@ -116,6 +150,9 @@ pub struct Metric {
     pub variants: Vec<MetricResult>,
     /// A guardrail that got worse in some variant (its 95% interval lies above 0).
     pub alert: bool,
+    /// The CUPED covariate and whether there was pre-period data for it (null for metrics
+    /// without one: the guardrails).
+    pub cuped: Option<CupedInfo>,
 }
 
 /// An experiment's results.
@@ -152,6 +189,8 @@ pub struct Experiments {
     /// (experiment, visitor) pairs whose placement exposure this node logged in the last hour:
     /// only a visitor's first exposure counts, so a repeat is not logged again.
     exposed: moka::sync::Cache<String, ()>,
+    /// Checks of variant configurations other domains own (set once by the server).
+    config_check: Arc<OnceLock<Arc<dyn crate::variants::VariantConfigCheck>>>,
 }
 
 impl std::fmt::Debug for Experiments {
@@ -187,12 +226,19 @@ impl Experiments {
             bandits: Arc::default(),
             running: Arc::default(),
             exposed,
+            config_check: Arc::default(),
         }
     }
 
     /// Logs exposures as events through `ingestor` (the one whose hooks include this domain's).
     pub fn log_exposures_through(&self, ingestor: Ingestor) {
         let _ = self.ingestor.set(ingestor);
+    }
+
+    /// Checks variant configurations with `check` when an experiment is created (see
+    /// [`crate::variants`]).
+    pub fn check_configs_with(&self, check: Arc<dyn crate::variants::VariantConfigCheck>) {
+        let _ = self.config_check.set(check);
     }
 
     /// The store.
@@ -220,7 +266,10 @@ impl Experiments {
 
     /// Defines an experiment (in `draft`).
     pub async fn create(&self, definition: Definition) -> Result<store::Stored, FeedbackError> {
-        let problems = definition.problems();
+        let mut problems = definition.problems();
+        if let Some(check) = self.config_check.get() {
+            problems.extend(crate::variants::problems(&**check, &definition));
+        }
         if !problems.is_empty() {
             return Err(FeedbackError::Invalid(problems));
         }
@@ -308,28 +357,31 @@ impl Experiments {
         let id_keys = self.id_keys(request.user_id.as_deref(), request.anonymous_id.as_deref());
         let mut kept = None;
         for id_key in &id_keys {
-            if let Some(found) = store::assignment(&self.db, key, id_key).await? {
+            if let Some(found) = store::assignment_with_propensity(&self.db, key, id_key).await? {
                 kept = Some(found);
                 break;
             }
         }
-        let (variant, unit_key, hash_used) = match kept {
-            Some((variant, unit)) => (variant, unit, false),
+        // The propensity: the chance the variant had of being chosen for this visitor when it was
+        // (a kept assignment keeps its own).
+        let (variant, unit_key, hash_used, propensity) = match kept {
+            Some((variant, unit, propensity)) => (variant, unit, false, propensity),
             None => {
                 if !d.targeting.admits(&request.attributes) {
                     return Ok(out("not targeted"));
                 }
                 let weights = self.split(key, d).await?;
-                match growthbook::assign(&d.growthbook(Some(weights)), hash_id) {
-                    Some(v) => (v, id_keys.last().cloned().unwrap_or_default(), true),
+                match growthbook::assign(&d.growthbook(Some(weights.clone())), hash_id) {
+                    Some(v) => (v, id_keys.last().cloned().unwrap_or_default(), true, propensity(&weights, v)),
                     None => return Ok(out("outside the namespace or coverage")),
                 }
             }
         };
-        store::assign(&self.db, key, &id_keys, &unit_key, variant, self.clock.now_ms()).await?;
+        store::assign_with_propensity(&self.db, key, &id_keys, &unit_key, variant, propensity, self.clock.now_ms())
+            .await?;
         let chosen = &d.variants[variant.min(d.variants.len() - 1)];
         if request.log_exposure {
-            self.log_exposure(d, &chosen.key, request).await;
+            self.log_exposure(d, &chosen.key, propensity, request).await;
         }
         Ok(Assignment {
             experiment: key.to_owned(),
@@ -388,8 +440,10 @@ impl Experiments {
                 self.bandits.lock().unwrap_or_else(PoisonError::into_inner).get(&d.key).map(|(_, w)| w.clone())
             }
         };
-        let index = growthbook::assign(&d.growthbook(weights), unit)?;
+        let weights = weights.unwrap_or_else(|| d.variants.iter().map(|v| v.weight).collect());
+        let index = growthbook::assign(&d.growthbook(Some(weights.clone())), unit)?;
         let variant = d.variants.get(index)?;
+        let chance = propensity(&weights, index);
         let seen = format!("{}\u{0}{unit}", d.key);
         if self.exposed.contains_key(&seen) {
             return Some((d.key.clone(), variant.key.clone(), variant.config.clone()));
@@ -399,12 +453,13 @@ impl Experiments {
         let (definition, key, user) = (d.clone(), variant.key.clone(), unit.to_owned());
         tokio::spawn(async move {
             let id_key = this.id_key(&user);
-            if let Err(e) = store::assign(
+            if let Err(e) = store::assign_with_propensity(
                 &this.db,
                 &definition.key,
                 std::slice::from_ref(&id_key),
                 &id_key,
                 index,
+                chance,
                 this.clock.now_ms(),
             )
             .await
@@ -412,7 +467,7 @@ impl Experiments {
                 tracing::warn!(error = %e, "experiment assignment not recorded");
             }
             let request = AssignRequest { user_id: Some(user), ..AssignRequest::default() };
-            this.log_exposure(&definition, &key, &request).await;
+            this.log_exposure(&definition, &key, chance, &request).await;
         });
         Some((d.key.clone(), variant.key.clone(), variant.config.clone()))
     }
@@ -455,7 +510,7 @@ impl Experiments {
         Ok(weights)
     }
 
-    async fn log_exposure(&self, d: &Definition, variant: &str, request: &AssignRequest) {
+    async fn log_exposure(&self, d: &Definition, variant: &str, propensity: Option<f64>, request: &AssignRequest) {
         let Some(ingestor) = self.ingestor.get() else { return };
         let source = match exposure_source(ingestor).await {
             Ok(id) => id,
@@ -474,6 +529,9 @@ impl Experiments {
         if !d.name.is_empty() {
             event["properties"]["experiment_name"] = json!(d.name);
         }
+        if let Some(p) = propensity {
+            event["properties"]["propensity"] = json!(p);
+        }
         if let Some(u) = &request.user_id {
             event["userId"] = json!(u);
         }
@@ -485,9 +543,63 @@ impl Experiments {
         }
     }
 
+    /// Records what is known of a unit the exposure `m` just made (variant `index`): the
+    /// propensity of its variant (its ids' stored assignment's; else the one the exposure event
+    /// carries as `properties.propensity`; else, for a fixed split, the variant's weight) and its
+    /// pre-period from the event log (see [`crate::pre_period`]). A failure leaves them unknown
+    /// (the unit still counts; without a pre-period its covariates count as 0).
+    pub(crate) async fn describe_unit(
+        &self,
+        d: &Definition,
+        id_keys: &[String],
+        unit: &str,
+        index: usize,
+        m: &Message,
+    ) {
+        let mut chance = None;
+        for id_key in id_keys {
+            match store::assignment_with_propensity(&self.db, &d.key, id_key).await {
+                Ok(Some((_, _, p))) => {
+                    chance = p;
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, experiment = d.key, "propensity not read"),
+            }
+        }
+        let logged = m
+            .payload
+            .get("properties")
+            .and_then(|p| p.get("propensity"))
+            .and_then(Value::as_f64)
+            .filter(|p| *p > 0.0 && *p <= 1.0);
+        let fixed = match d.allocation {
+            Allocation::Fixed => propensity(&d.variants.iter().map(|v| v.weight).collect::<Vec<_>>(), index),
+            Allocation::Bandit { .. } => None,
+        };
+        let chance = chance.or(logged).or(fixed);
+        let pre = match pre_period::of_visitor(
+            &self.db,
+            m.user_id.as_deref(),
+            m.anonymous_id.as_deref(),
+            m.timestamp_ms,
+        )
+        .await
+        {
+            Ok(pre) => Some(pre),
+            Err(e) => {
+                tracing::warn!(error = %e, experiment = d.key, "pre-period not read; the unit's covariates count as 0");
+                None
+            }
+        };
+        if let Err(e) = store::describe_unit(&self.db, &d.key, unit, chance, pre, self.clock.now_ms()).await {
+            tracing::warn!(error = %e, experiment = d.key, "unit's propensity and pre-period not recorded");
+        }
+    }
+
     /// The results: units per variant, SRM, and per metric the uplift of each variant over the
-    /// control (fixed-horizon and always-valid intervals, Bayesian chance to win), guardrail
-    /// alerts.
+    /// control (fixed-horizon and always-valid intervals, Bayesian chance to win, and the
+    /// CUPED-adjusted uplift where the metric has a pre-period covariate), guardrail alerts.
     pub async fn results(&self, key: &str) -> Result<Results, FeedbackError> {
         let stored = self.get(key).await?;
         let d = &stored.definition;
@@ -516,18 +628,43 @@ impl Experiments {
         let proportion = |f: fn(&VariantTotals) -> u64| -> Vec<SampleStats> {
             totals.iter().map(|t| SampleStats::proportion(t.units, f(t))).collect()
         };
+        let mut pre = vec![CupedTotals::default(); d.variants.len()];
+        for (variant, t) in store::cuped_totals(&self.db, key).await? {
+            if variant < pre.len() {
+                pre[variant] = t;
+            }
+        }
+        let looked_up: u64 = pre.iter().map(|t| t.looked_up).sum();
+        let covariate = |description: &'static str, f: fn(&CupedTotals) -> CovariateSums| Covariate {
+            description,
+            per_variant: pre.iter().map(f).collect(),
+            looked_up,
+        };
         let mut metrics = vec![
-            metric(d, "click_through", false, &proportion(|t| t.clicked)),
-            metric(d, "add_to_cart", false, &proportion(|t| t.added)),
-            metric(d, "conversion", false, &proportion(|t| t.converted)),
+            metric(
+                d,
+                "click_through",
+                false,
+                &proportion(|t| t.clicked),
+                Some(covariate("product clicks", |t| t.clicks)),
+            ),
+            metric(
+                d,
+                "add_to_cart",
+                false,
+                &proportion(|t| t.added),
+                Some(covariate("add-to-carts", |t| t.add_to_carts)),
+            ),
+            metric(d, "conversion", false, &proportion(|t| t.converted), Some(covariate("orders", |t| t.conversions))),
             metric(
                 d,
                 "revenue_per_visitor",
                 false,
                 &totals.iter().map(|t| SampleStats::new(t.units, t.revenue, t.revenue_squares)).collect::<Vec<_>>(),
+                Some(covariate("revenue", |t| t.revenue)),
             ),
-            metric(d, "return_rate", true, &proportion(|t| t.returned)),
-            metric(d, "adverse_reaction_rate", true, &proportion(|t| t.reacted)),
+            metric(d, "return_rate", true, &proportion(|t| t.returned), None),
+            metric(d, "adverse_reaction_rate", true, &proportion(|t| t.reacted), None),
         ];
         for m in &mut metrics {
             if m.alert {
@@ -538,10 +675,64 @@ impl Experiments {
     }
 }
 
+/// The probability of variant `index` under a split of these weights (`None` when it had none).
+pub fn propensity(weights: &[f64], index: usize) -> Option<f64> {
+    let total: f64 = weights.iter().filter(|w| w.is_finite() && **w > 0.0).sum();
+    let w = *weights.get(index)?;
+    (w.is_finite() && w > 0.0 && total > 0.0).then(|| (w / total).min(1.0))
+}
+
+/// A metric's pre-period covariate per variant, for CUPED.
+struct Covariate {
+    /// What it counts (in the 28 days before each unit's first exposure).
+    description: &'static str,
+    /// Its sums per variant, control first.
+    per_variant: Vec<CovariateSums>,
+    /// Units whose pre-period was read, over all variants.
+    looked_up: u64,
+}
+
 /// One metric: each variant against the control.
-fn metric(d: &Definition, name: &str, guardrail: bool, per_variant: &[SampleStats]) -> Metric {
+fn metric(
+    d: &Definition,
+    name: &str,
+    guardrail: bool,
+    per_variant: &[SampleStats],
+    covariate: Option<Covariate>,
+) -> Metric {
     let control = per_variant[0];
     let mut alert = false;
+    let units: u64 = per_variant.iter().map(|s| s.n).sum();
+    let cuped_info = covariate.as_ref().map(|c| {
+        let with_history: u64 = c.per_variant.iter().map(|x| x.with_history).sum();
+        let unavailable = if c.looked_up == 0 {
+            Some(format!(
+                "no pre-period data: the pre-period of none of the {units} units was read (units exposed before \
+                 pre-periods were recorded, or reads that failed)"
+            ))
+        } else if with_history == 0 {
+            Some(format!(
+                "no pre-period data: none of the {units} units has {} in the {PRE_PERIOD_DAYS} days before its \
+                 first exposure",
+                c.description
+            ))
+        } else {
+            None
+        };
+        CupedInfo {
+            covariate: format!("{} in the {PRE_PERIOD_DAYS} days before the unit's first exposure", c.description),
+            units_looked_up: c.looked_up,
+            units_with_history: with_history,
+            unavailable,
+        }
+    });
+    let adjustable = cuped_info.as_ref().is_some_and(|i| i.unavailable.is_none());
+    let arm = |i: usize| -> Option<CupedStats> {
+        let c = covariate.as_ref()?;
+        let x = c.per_variant.get(i)?;
+        let post = per_variant[i];
+        Some(CupedStats { post, pre: SampleStats::new(post.n, x.sum, x.sum_squares), sum_products: x.sum_products })
+    };
     let variants = d
         .variants
         .iter()
@@ -555,6 +746,14 @@ fn metric(d: &Definition, name: &str, guardrail: bool, per_variant: &[SampleStat
             if guardrail && uplift.as_ref().is_some_and(|u| u.ci_low > 0.0) {
                 alert = true;
             }
+            let cuped = match (i, adjustable, arm(0), arm(i)) {
+                (1.., true, Some(c), Some(v)) => stats::cuped_uplift(&c, &v, 0.95).ok().map(|r| CupedResult {
+                    uplift: r.uplift,
+                    theta: r.theta,
+                    variance_reduction: r.variance_reduction,
+                }),
+                _ => None,
+            };
             MetricResult {
                 variant: v.key.clone(),
                 units: s.n,
@@ -562,10 +761,11 @@ fn metric(d: &Definition, name: &str, guardrail: bool, per_variant: &[SampleStat
                 bayesian: uplift.as_ref().map(|u| stats::bayesian(u, None)),
                 uplift,
                 sequential,
+                cuped,
             }
         })
         .collect();
-    Metric { metric: name.to_owned(), guardrail, variants, alert }
+    Metric { metric: name.to_owned(), guardrail, variants, alert, cuped: cuped_info }
 }
 
 /// The write key exposures are stored under: the oldest named [`SOURCE`], else a new one.

@@ -490,7 +490,8 @@ pub enum Rejection {
         /// Its status.
         status: ReservationStatus,
     },
-    /// Nothing is held to confirm (a till sold every held unit and none could be re-allocated).
+    /// Nothing is held to confirm. (A hold a till took every unit of, none re-allocated, is
+    /// flagged short: confirming all of it succeeds, committing nothing.)
     #[error("reservation {reservation} holds nothing to confirm")]
     NothingHeld {
         /// The id.

@@ -384,7 +384,10 @@ impl<'a> Draft<'a> {
                 }
             }
         }
-        if wanted.values().all(|&q| q == 0) {
+        // A till took every held unit and none could be re-allocated: confirming everything still
+        // closes the hold (committing nothing; its units stay flagged short for customer service),
+        // as it would have had the till left one unit.
+        if wanted.values().all(|&q| q == 0) && (lines.is_some() || !reservation.is_flagged()) {
             return Err(Rejection::NothingHeld { reservation: id.clone() });
         }
         for ((l, c), mut left) in wanted {

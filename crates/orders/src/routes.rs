@@ -290,14 +290,16 @@ async fn get_order(
 
 /// The payment provider's callback. `authorized` or `captured` places a checkout (its units
 /// become committed), `failed` cancels it (its units go back); `refunded` is recorded. Recorded
-/// once per `(order, provider_reference, event)`: a repeated callback changes nothing. The body
-/// has exactly these four fields: any other (a card number, a CVC) is refused with a 422, so
-/// no card data is ever read or stored.
+/// once per `(order, provider_reference, event)`: a repeated callback changes nothing. An
+/// authorization or capture for another amount or currency than the order's total, a second
+/// capture, or refunds past what was captured are refused with a 422 naming the field, and
+/// nothing is recorded. The body has exactly these four fields: any other (a card number, a CVC)
+/// is refused with a 422, so no card data is ever read or stored.
 #[utoipa::path(post, path = "/v1/orders/{id}/payments", tag = "orders", params(("id" = String, Path)),
     request_body = PaymentBody,
     responses((status = 200, body = OrderView), (status = 404, body = ProblemBody),
-        (status = 409, description = "the order's state does not allow it (an authorization after the hold expired, after a cancellation)", body = ProblemBody),
-        (status = 422, description = "an invalid field, or a field that is not one of the four (card data)", body = ProblemBody),
+        (status = 409, description = "the order's state does not allow it (an authorization after the hold expired, after a cancellation: recorded, the order not revived)", body = ProblemBody),
+        (status = 422, description = "an invalid field; an amount or currency other than the order's total (`amount_minor`, `currency`), a second capture, a refund past what was captured, a repeat with another amount; or a field that is not one of the four (card data)", body = ProblemBody),
         (status = 403, description = "admin or service only", body = ProblemBody)),
     security(("bearer" = [])))]
 async fn payment(

@@ -447,6 +447,11 @@ impl Orders {
             other => other?,
         };
         let placed = self.settle(&order).await?;
+        if placed.stored_status == OrderStatus::Cancelled {
+            // Placed once and cancelled since: the confirmation's key replays, but a payment
+            // arriving now does not make it an order again.
+            return Err(OrdersError::WrongState(format!("order {} is cancelled", order.id)));
+        }
         if !outcome.replayed {
             self.announce_purchase(&placed).await;
         }
@@ -492,6 +497,8 @@ impl Orders {
         if !self.applied(&key) {
             match self.status(&order) {
                 OrderStatus::Placed | OrderStatus::PartiallyFulfilled => {}
+                // Shipped in part, some of it back already: the rest still ships.
+                OrderStatus::PartiallyReturned if self.reservation(&order).is_some_and(|r| r.committed() > 0) => {}
                 status => {
                     return Err(OrdersError::WrongState(format!(
                         "order {} is {}: only a placed order ships",
@@ -575,20 +582,63 @@ impl Orders {
     /// Records a payment provider's callback (once per order, reference and event) and moves the
     /// order: authorized or captured places a checkout, failed cancels it. Repeating a callback
     /// changes nothing.
+    ///
+    /// The amounts are checked before anything is recorded ([`check_amount`]): an authorization
+    /// or a capture must be for the order's total in its currency (a capture once), a refund
+    /// may not take the refunds past what was captured, and a repeated callback must carry the
+    /// amount and currency of the first. Otherwise the callback is refused (a 422 naming
+    /// `amount_minor` or `currency`), nothing is stored and the order does not move.
     pub async fn record_payment(&self, order: Order, payment: NewPayment, actor: &str) -> Result<Order, OrdersError> {
         let now = self.clock.now_ms();
-        let new = store::insert_payment(
-            self.db.writer(),
-            &order.id,
-            payment.event,
-            &payment.provider_reference,
-            payment.amount_minor,
-            &payment.currency,
-            now,
-        )
-        .await?;
-        if new && payment_rank(payment.event.as_str()) > payment_rank(&order.payment_status) {
-            store::set_payment_status(self.db.writer(), &order.id, payment.event.as_str(), now).await?;
+        let mut tx = self.db.begin().await?;
+        store::lock_order(&mut tx, &order.id).await?;
+        let current =
+            store::get_order(&mut *tx, &order.id).await?.ok_or_else(|| OrdersError::OrderNotFound(order.id.clone()))?;
+        let prior = store::payments(&mut *tx, &order.id).await?;
+        let first =
+            prior.iter().find(|p| p.event == payment.event && p.provider_reference == payment.provider_reference);
+        match first {
+            Some(first) => {
+                // A repeat: the same callback again, or another one reusing its reference (a
+                // failure carries no money to compare).
+                let event = payment.event.as_str();
+                if payment.event != PaymentEvent::Failed && first.currency != payment.currency {
+                    return Err(OrdersError::invalid(
+                        "currency",
+                        format!(
+                            "{} differs from the first {event} callback of this payment ({})",
+                            payment.currency, first.currency
+                        ),
+                    ));
+                }
+                if payment.event != PaymentEvent::Failed && first.amount_minor != payment.amount_minor {
+                    return Err(OrdersError::invalid(
+                        "amount_minor",
+                        format!(
+                            "{} differs from the first {event} callback of this payment ({})",
+                            payment.amount_minor, first.amount_minor
+                        ),
+                    ));
+                }
+                tx.rollback().await?;
+            }
+            None => {
+                check_amount(&current, &prior, &payment)?;
+                store::insert_payment(
+                    &mut *tx,
+                    &order.id,
+                    payment.event,
+                    &payment.provider_reference,
+                    payment.amount_minor,
+                    &payment.currency,
+                    now,
+                )
+                .await?;
+                if payment_rank(payment.event.as_str()) > payment_rank(&current.payment_status) {
+                    store::set_payment_status(&mut *tx, &order.id, payment.event.as_str(), now).await?;
+                }
+                tx.commit().await?;
+            }
         }
         let order = self.order(&order.id).await?.ok_or_else(|| OrdersError::OrderNotFound(order.id.clone()))?;
         match payment.event {
@@ -782,6 +832,66 @@ fn expired(order: &Order) -> OrdersError {
     OrdersError::WrongState(format!("order {} expired: its hold ended before it was paid", order.id))
 }
 
+/// Whether a new payment callback's amount fits the order and the callbacks before it (`prior`):
+/// an authorization or a capture is for the order's total in its currency, and only one capture
+/// is taken; refunds never add up to more than was captured. A failure carries no money to check.
+///
+/// Refusing, rather than recording and flagging, is deliberate: the callback comes from the
+/// shop's payment adapter, and an amount that is not the order's means the payment was made for
+/// another basket (lines changed after the payment session was created), converted wrongly
+/// (minor units, currency) or tampered with. Placing the order would ship goods for money that was
+/// not taken; recording it would show the order as paid. The 422 names the field, so the adapter
+/// can void or refund at the provider, and the hold still expires by itself if nothing else comes.
+pub fn check_amount(order: &Order, prior: &[crate::model::Payment], payment: &NewPayment) -> Result<(), OrdersError> {
+    if payment.event == PaymentEvent::Failed {
+        return Ok(());
+    }
+    if payment.currency != order.currency {
+        return Err(OrdersError::invalid(
+            "currency",
+            format!(
+                "the order is in {}, the {} payment in {}",
+                order.currency,
+                payment.event.as_str(),
+                payment.currency
+            ),
+        ));
+    }
+    let sum = |event: PaymentEvent| -> i64 {
+        prior.iter().filter(|p| p.event == event).map(|p| p.amount_minor).fold(0, i64::saturating_add)
+    };
+    let captured = sum(PaymentEvent::Captured);
+    match payment.event {
+        PaymentEvent::Authorized | PaymentEvent::Captured if payment.amount_minor != order.total_minor => {
+            Err(OrdersError::invalid(
+                "amount_minor",
+                format!(
+                    "the order's total is {} {}, the {} payment is for {}",
+                    order.total_minor,
+                    order.currency,
+                    payment.event.as_str(),
+                    payment.amount_minor
+                ),
+            ))
+        }
+        PaymentEvent::Captured if captured > 0 => Err(OrdersError::invalid(
+            "amount_minor",
+            format!("the order's total was captured already ({captured} {}): this would take it twice", order.currency),
+        )),
+        PaymentEvent::Refunded if sum(PaymentEvent::Refunded).saturating_add(payment.amount_minor) > captured => {
+            let refunded = sum(PaymentEvent::Refunded);
+            Err(OrdersError::invalid(
+                "amount_minor",
+                format!(
+                    "a refund of {} would take the refunds past what was captured ({captured} {}, {refunded} refunded)",
+                    payment.amount_minor, order.currency
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A payment status's precedence: a later callback of lower rank does not undo a higher one.
 fn payment_rank(status: &str) -> u8 {
     match status {
@@ -900,6 +1010,67 @@ mod tests {
         assert!(payment_rank("authorized") > payment_rank("failed"));
         assert!(payment_rank("refunded") > payment_rank("captured"));
         assert_eq!(payment_rank("none"), 0);
+    }
+
+    #[test]
+    fn a_payment_must_be_for_the_orders_total_and_refunds_stay_within_the_capture() {
+        let order = Order {
+            id: "ord_1".into(),
+            stored_status: OrderStatus::Checkout,
+            channel: "web".into(),
+            external_id: None,
+            cart_id: None,
+            customer_id: None,
+            location_id: None,
+            reservation_id: "res_1".into(),
+            lines: Vec::new(),
+            total_minor: 5000,
+            currency: "EUR".into(),
+            payment_status: "none".into(),
+            expires_at_ms: 0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            version: 1,
+        };
+        let new = |event, amount_minor, currency: &str| NewPayment {
+            event,
+            provider_reference: "psp".into(),
+            amount_minor,
+            currency: currency.into(),
+        };
+        let recorded = |event, amount_minor| crate::model::Payment {
+            event,
+            provider_reference: "psp".into(),
+            amount_minor,
+            currency: "EUR".into(),
+            received_at: String::new(),
+        };
+        let field = |r: Result<(), OrdersError>| match r {
+            Err(OrdersError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        use PaymentEvent::*;
+        for event in [Authorized, Captured] {
+            assert!(check_amount(&order, &[], &new(event, 5000, "EUR")).is_ok());
+            assert_eq!(field(check_amount(&order, &[], &new(event, 4999, "EUR"))), "amount_minor");
+            assert_eq!(field(check_amount(&order, &[], &new(event, 5001, "EUR"))), "amount_minor");
+            assert_eq!(field(check_amount(&order, &[], &new(event, 5000, "SEK"))), "currency");
+        }
+        // A failure carries no money to check.
+        assert!(check_amount(&order, &[], &new(Failed, 1, "SEK")).is_ok());
+        // Nothing captured: nothing to refund (an authorization is voided at the provider).
+        assert_eq!(
+            field(check_amount(&order, &[recorded(Authorized, 5000)], &new(Refunded, 1, "EUR"))),
+            "amount_minor"
+        );
+        let captured = [recorded(Authorized, 5000), recorded(Captured, 5000)];
+        assert_eq!(field(check_amount(&order, &captured, &new(Captured, 5000, "EUR"))), "amount_minor");
+        assert!(check_amount(&order, &captured, &new(Refunded, 5000, "EUR")).is_ok());
+        assert_eq!(field(check_amount(&order, &captured, &new(Refunded, 5001, "EUR"))), "amount_minor");
+        assert_eq!(field(check_amount(&order, &captured, &new(Refunded, 10, "USD"))), "currency");
+        let part = [recorded(Captured, 5000), recorded(Refunded, 3000)];
+        assert!(check_amount(&order, &part, &new(Refunded, 2000, "EUR")).is_ok());
+        assert_eq!(field(check_amount(&order, &part, &new(Refunded, 2001, "EUR"))), "amount_minor");
     }
 
     #[test]

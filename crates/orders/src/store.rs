@@ -259,6 +259,13 @@ pub async fn forget_customer(conn: &mut AnyConnection, customer_id: &str, now: i
     Ok(orders.rows_affected() + carts.rows_affected())
 }
 
+/// Takes an order's row for the rest of the caller's transaction (its callbacks are checked and
+/// recorded one at a time: two refunds cannot both pass the check of what was captured).
+pub async fn lock_order(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET version = version WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(())
+}
+
 /// Records a payment callback unless this (order, reference, event) was recorded; whether it was
 /// new.
 pub async fn insert_payment<'c, E: Executor<'c, Database = Any>>(

@@ -120,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
                 shown: Default::default(),
                 context: Context { now_ms: 1_800_000_000_000, ..Context::default() },
                 blend: None,
+                rerank: None,
             };
             let t = Instant::now();
             let r = engine.recommend(&subject, &req);

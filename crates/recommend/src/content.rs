@@ -272,13 +272,23 @@ pub struct SegmentPopularity {
     global: Vec<f32>,
     segments: BTreeMap<String, Vec<f32>>,
     min_weight: f32,
+    /// Sums kept as counts are added (read per request: summing thousands of counts each time
+    /// showed in profiles).
+    global_total: f32,
+    segment_totals: BTreeMap<String, f32>,
 }
 
 impl SegmentPopularity {
     /// Counts over `n_items` items; segments lighter than `min_weight` fall back to the global
     /// counts.
     pub fn new(n_items: usize, min_weight: f32) -> Self {
-        SegmentPopularity { global: vec![0.0; n_items], segments: BTreeMap::new(), min_weight }
+        SegmentPopularity {
+            global: vec![0.0; n_items],
+            segments: BTreeMap::new(),
+            min_weight,
+            global_total: 0.0,
+            segment_totals: BTreeMap::new(),
+        }
     }
 
     /// Adds `weight` to `item`, globally and in `segment` (when given). Out-of-range items and
@@ -289,9 +299,11 @@ impl SegmentPopularity {
             return;
         }
         self.global[i] += weight;
+        self.global_total += weight;
         if let Some(s) = segment {
             let n = self.global.len();
             self.segments.entry(s.to_owned()).or_insert_with(|| vec![0.0; n])[i] += weight;
+            *self.segment_totals.entry(s.to_owned()).or_default() += weight;
         }
     }
 
@@ -308,8 +320,8 @@ impl SegmentPopularity {
     /// The total weight counted in a segment (everyone's with `None`).
     pub fn total(&self, segment: Option<&str>) -> f32 {
         match segment {
-            None => self.global.iter().sum(),
-            Some(s) => self.segments.get(s).map_or(0.0, |c| c.iter().sum()),
+            None => self.global_total,
+            Some(s) => self.segment_totals.get(s).copied().unwrap_or(0.0),
         }
     }
 

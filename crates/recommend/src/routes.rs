@@ -12,7 +12,14 @@
 //! model routes: `admin`.
 //!
 //! Nothing here reads the database: the profile comes from the customers' online profiles
-//! (memory, or Redis when configured), the rest from the engine's memory. `{id}` is a customer id
+//! (memory, or Redis when configured), the rest from the engine's memory.
+//!
+//! Stock: when the server wires a [`StockView`] (the inventory, in memory), a request naming a
+//! `channel` or a `store` has the safety layer's `out-of-stock` rule exclude what is out of stock
+//! there (the store wins when both are given: what that store holds). A request naming neither is
+//! not filtered by stock. A product the inventory has no stock records for is kept, unchecked
+//! (a notice counts them); a store or channel the inventory does not know filters nothing (a
+//! notice says so). `{id}` is a customer id
 //! or a `user_id` the identity graph knows; an unknown one is a 404.
 
 use std::sync::Arc;
@@ -30,10 +37,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::expr::BusinessRules;
+use crate::safety::{Availability, StockPlace, StockView};
 use crate::serving::cursor::Shown;
-use crate::serving::engine::{Context, ExperimentTag, Recommendations, Request, Subject, TimeOfDay, TrainReport};
+use crate::serving::engine::{Context, ExperimentTag, Item, Recommendations, Request, Subject, TimeOfDay, TrainReport};
+use crate::serving::rerank::Rerank;
 use crate::serving::routine::Routine;
 use crate::serving::similar::{Related, Relation};
+use crate::serving::variant::{self, ServedContext, TopOrdering};
 use crate::serving::{Engine, filter};
 use crate::weather::{Weather, WeatherProvider};
 
@@ -67,10 +78,13 @@ pub struct RecommendState {
     pub clock: SharedClock,
     /// Experiments on placements, when wired.
     pub experiments: Option<Arc<dyn PlacementExperiments>>,
+    /// The inventory's stock, when wired: a request's `channel` or `store` then excludes what is
+    /// out of stock there.
+    pub stock: Option<Arc<dyn StockView>>,
 }
 
 /// The variant of an experiment running on a placement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PlacementVariant {
     /// The experiment's key.
     pub experiment: String,
@@ -79,6 +93,12 @@ pub struct PlacementVariant {
     /// The variant's configuration: `{"blend": {"collaborative": 0.5, ...}}` changes the
     /// source weights.
     pub config: serde_json::Value,
+    /// The variant's own business rules (`config.rules`, compiled), applied after the
+    /// engine's, on the safe list only.
+    pub rules: Option<Arc<BusinessRules>>,
+    /// What chooses the top of the list for this variant (`config.contextual`: a contextual
+    /// bandit), among the first safe items.
+    pub top: Option<Arc<dyn TopOrdering>>,
 }
 
 /// Experiments running on placements, as the recommendation routes ask them: from memory (an
@@ -127,9 +147,11 @@ pub struct RecommendQuery {
     pub k: Option<usize>,
     /// The placement (`home`, `pdp`, `cart` ...): business rules may be scoped to one.
     pub placement: Option<String>,
-    /// Channel (`web`, `app`, `pos`, `marketplace:NAME`).
+    /// Channel (`web`, `app`, `pos`, `marketplace:NAME`): products out of stock for it are
+    /// excluded (rule `out-of-stock`); without `channel` or `store`, stock is not checked.
     pub channel: Option<String>,
-    /// Store id.
+    /// Store (the inventory's location id or code): only what that store holds (wins over
+    /// `channel` for stock).
     pub store: Option<String>,
     /// Also return every product the safety layer excluded and why.
     pub explain: Option<bool>,
@@ -179,8 +201,10 @@ pub struct VisitorRequest {
     pub k: Option<usize>,
     /// The placement.
     pub placement: Option<String>,
-    /// Channel.
+    /// Channel: products out of stock for it are excluded.
     pub channel: Option<String>,
+    /// Store (location id or code): only what it holds.
+    pub store: Option<String>,
     /// Return the exclusions.
     #[serde(default)]
     pub explain: bool,
@@ -203,7 +227,11 @@ pub struct RelatedQuery {
     pub k: Option<usize>,
     /// A customer (id or user id) the list must be safe for.
     pub customer: Option<String>,
-    /// With `customer`: also return the exclusions.
+    /// Channel: products out of stock for it are left out.
+    pub channel: Option<String>,
+    /// Store (location id or code): only what it holds.
+    pub store: Option<String>,
+    /// With `customer`, `channel` or `store`: also return the exclusions.
     pub explain: Option<bool>,
 }
 
@@ -221,6 +249,65 @@ pub struct RoutineQuery {
     pub lat: Option<f64>,
     /// Longitude.
     pub lon: Option<f64>,
+    /// Channel: products out of stock for it are left out.
+    pub channel: Option<String>,
+    /// Store (location id or code): only what it holds.
+    pub store: Option<String>,
+}
+
+/// What a request's `channel` and `store` ask of the stock.
+enum StockCheck {
+    /// Nothing: neither was given, or no inventory is wired.
+    None,
+    /// The inventory does not know the place (in words): nothing is filtered.
+    Unknown(String),
+    /// Out of stock at the place is excluded.
+    At(Arc<dyn StockView>, StockPlace),
+}
+
+impl StockCheck {
+    fn of(s: &RecommendState, channel: Option<&str>, store: Option<&str>) -> Self {
+        let (Some(view), Some(place)) = (&s.stock, StockPlace::of(channel, store)) else { return Self::None };
+        match view.unknown_place(&place) {
+            Some(why) => Self::Unknown(why),
+            None => Self::At(view.clone(), place),
+        }
+    }
+
+    /// What the safety layer's `out-of-stock` rule reads.
+    fn availability(&self) -> Option<Availability> {
+        match self {
+            Self::At(view, place) => Some(Availability::from_stock(view.clone(), place.clone())),
+            _ => None,
+        }
+    }
+
+    /// Notices for a list: the place the inventory does not know, or how many of the products
+    /// listed (each once) it has no stock records for (kept, unchecked).
+    fn notices(&self, s: &RecommendState, items: &[Item]) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::Unknown(why) => vec![format!("not filtered by stock: {why}")],
+            Self::At(view, place) => {
+                let mut ids: Vec<&str> = items.iter().map(|i| i.product_id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let table = s.engine.catalog().table();
+                let untracked = ids
+                    .iter()
+                    .filter(|id| table.find(id).is_none_or(|t| view.in_stock(table.get(t).skus(), place).is_none()))
+                    .count();
+                match untracked {
+                    0 => Vec::new(),
+                    n => vec![format!(
+                        "{n} of these products {} no stock records for {}: listed without a stock check",
+                        if n == 1 { "has" } else { "have" },
+                        place.scope()
+                    )],
+                }
+            }
+        }
+    }
 }
 
 /// The model being served.
@@ -352,44 +439,65 @@ async fn customer_recommendations(
 ) -> Result<Json<Recommendations>, Problem> {
     let k = k_of(q.k)?;
     let health = health_visible(&who, q.explain.unwrap_or(false))?;
-    let subject = customer_subject(&s, &who, &id).await?;
+    let mut subject = customer_subject(&s, &who, &id).await?;
+    let stock = StockCheck::of(&s, q.channel.as_deref(), q.store.as_deref());
+    subject.safety.availability = stock.availability();
     let filter = q.filter.as_deref().map(filter::compile).transpose()?;
     let now = s.clock.now_ms();
+    let context = Context {
+        now_ms: now,
+        channel: q.channel,
+        store: q.store,
+        time_of_day: time_of_day(q.time_of_day.as_deref())?,
+        weather: weather(&s, q.lat, q.lon, now).await?,
+    };
+    // An experiment on the placement picks the variant: its source weights, its rules and the
+    // order of the top of the list; safety stays first (they only reorder the safe list).
+    let variant =
+        match (&s.experiments, q.placement.as_deref(), subject.user_id.as_ref().or(subject.customer_id.as_ref())) {
+            (Some(experiments), Some(placement), Some(unit)) => {
+                experiments.variant(placement, unit, context.channel.as_deref(), subject.content.skin_type.as_deref())
+            }
+            _ => None,
+        };
+    let served = variant.as_ref().and_then(|v| v.top.as_ref()).map(|top| {
+        let context = ServedContext {
+            skin_type: subject.content.skin_type.clone(),
+            channel: context.channel.clone(),
+            time_of_day: context.time_of_day,
+            uv_index: context.weather.as_ref().map(|w| w.uv_index),
+        };
+        (top.clone(), context)
+    });
+    let rerank = variant.as_ref().filter(|v| v.rules.is_some() || served.is_some()).map(|v| {
+        variant::rerank(
+            v.rules.as_deref(),
+            q.placement.as_deref(),
+            served.as_ref().map(|(top, c)| (&**top as &dyn TopOrdering, c)),
+        )
+    });
     let req = Request {
         k,
-        placement: q.placement,
+        placement: q.placement.clone(),
         explain: q.explain.unwrap_or(false),
         filter: filter.as_deref(),
         exclude: excluded_ids(q.exclude.as_deref()),
         shown: shown(q.cursor.as_deref())?,
-        context: Context {
-            now_ms: now,
-            channel: q.channel,
-            store: q.store,
-            time_of_day: time_of_day(q.time_of_day.as_deref())?,
-            weather: weather(&s, q.lat, q.lon, now).await?,
-        },
-        blend: None,
+        context,
+        blend: variant
+            .as_ref()
+            .and_then(|v| v.config.get("blend"))
+            .map(|blend| s.engine.config().blend.with_overrides(blend)),
+        rerank: rerank.as_ref().map(|r| r as &Rerank),
     };
-    let mut req = req;
-    // An experiment on the placement picks the variant's source weights; safety stays first.
-    let variant =
-        match (&s.experiments, req.placement.as_deref(), subject.user_id.as_ref().or(subject.customer_id.as_ref())) {
-            (Some(experiments), Some(placement), Some(unit)) => experiments.variant(
-                placement,
-                unit,
-                req.context.channel.as_deref(),
-                subject.content.skin_type.as_deref(),
-            ),
-            _ => None,
-        };
-    if let Some(v) = &variant
-        && let Some(blend) = v.config.get("blend")
-    {
-        req.blend = Some(s.engine.config().blend.with_overrides(blend));
-    }
     let mut out = s.engine.recommend(&subject, &req);
-    out.experiment = variant.map(|v| ExperimentTag { key: v.experiment, variant: v.variant });
+    out.notices.extend(stock.notices(&s, &out.items));
+    if let Some((top, context)) = &served {
+        let shown: Vec<(&str, Option<&str>)> =
+            out.items.iter().map(|i| (i.product_id.as_str(), i.external_id.as_deref())).collect();
+        top.served(&out.recommendation_id, context, &shown);
+    }
+    out.experiment = variant.as_ref().map(|v| ExperimentTag { key: v.experiment.clone(), variant: v.variant.clone() });
     if !health {
         out.unknown_allergies.clear();
     }
@@ -439,7 +547,7 @@ async fn visitor_recommendations(
     let k = k_of(body.k)?;
     check_profile(&body.profile)?;
     let p = &body.profile;
-    let subject = Subject::visitor(
+    let mut subject = Subject::visitor(
         p.skin_type.as_deref(),
         &p.concerns,
         &p.allergies,
@@ -447,6 +555,8 @@ async fn visitor_recommendations(
         p.pregnant,
         s.engine.safety(),
     );
+    let stock = StockCheck::of(&s, body.channel.as_deref(), body.store.as_deref());
+    subject.safety.availability = stock.availability();
     let filter = body.filter.as_deref().map(filter::compile).transpose()?;
     let req = Request {
         k,
@@ -458,13 +568,16 @@ async fn visitor_recommendations(
         context: Context {
             now_ms: s.clock.now_ms(),
             channel: body.channel,
-            store: None,
+            store: body.store,
             time_of_day: time_of_day(body.time_of_day.as_deref())?,
             weather: None,
         },
         blend: None,
+        rerank: None,
     };
-    Ok(Json(s.engine.recommend(&subject, &req)))
+    let mut out = s.engine.recommend(&subject, &req);
+    out.notices.extend(stock.notices(&s, &out.items));
+    Ok(Json(out))
 }
 
 async fn related(
@@ -476,7 +589,7 @@ async fn related(
 ) -> Result<Json<Related>, Problem> {
     let k = k_of(q.k)?;
     health_visible(who, q.explain.unwrap_or(false) && q.customer.is_some())?;
-    let subject = match q.customer.as_deref() {
+    let mut subject = match q.customer.as_deref() {
         Some(c) => {
             if !matches!(who.role, Role::Admin | Role::Service | Role::StoreAssociate | Role::Customer) {
                 return Err(Problem::new(
@@ -488,10 +601,17 @@ async fn related(
         }
         None => None,
     };
-    s.engine
+    let stock = StockCheck::of(s, q.channel.as_deref(), q.store.as_deref());
+    if let Some(availability) = stock.availability() {
+        // Without a customer, the list is judged for stock alone (an anonymous subject).
+        subject.get_or_insert_with(Subject::default).safety.availability = Some(availability);
+    }
+    let mut out = s
+        .engine
         .related(id, relation, k, subject.as_ref(), q.explain.unwrap_or(false))
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("no product {id}")))
+        .ok_or_else(|| Problem::not_found(format!("no product {id}")))?;
+    out.notices.extend(stock.notices(s, &out.items));
+    Ok(Json(out))
 }
 
 /// Products similar to a product: by ingredients (content embedding) and by what customers did.
@@ -553,7 +673,9 @@ async fn customer_routine(
     ApiQuery(q): ApiQuery<RoutineQuery>,
 ) -> Result<Json<Routine>, Problem> {
     health_visible(&who, q.explain.unwrap_or(false))?;
-    let subject = customer_subject(&s, &who, &id).await?;
+    let mut subject = customer_subject(&s, &who, &id).await?;
+    let stock = StockCheck::of(&s, q.channel.as_deref(), q.store.as_deref());
+    subject.safety.availability = stock.availability();
     let goals = excluded_ids(q.goals.as_deref());
     if let Some(g) = goals.iter().find(|g| !CONCERNS.contains(&g.as_str())) {
         return Err(Problem::validation(vec![FieldError::new(
@@ -569,8 +691,17 @@ async fn customer_routine(
         None => None,
     };
     let now = s.clock.now_ms();
-    let ctx = Context { now_ms: now, weather: weather(&s, q.lat, q.lon, now).await?, ..Context::default() };
-    Ok(Json(s.engine.routine(&subject, &goals, budget, ctx, q.explain.unwrap_or(false))))
+    let ctx = Context {
+        now_ms: now,
+        weather: weather(&s, q.lat, q.lon, now).await?,
+        channel: q.channel.clone(),
+        store: q.store.clone(),
+        ..Context::default()
+    };
+    let mut routine = s.engine.routine(&subject, &goals, budget, ctx, q.explain.unwrap_or(false));
+    let listed: Vec<Item> = routine.am.iter().chain(&routine.pm).map(|step| step.product.clone()).collect();
+    routine.notes.extend(stock.notices(&s, &listed));
+    Ok(Json(routine))
 }
 
 fn state(s: &RecommendState) -> ModelState {

@@ -644,6 +644,7 @@ async fn no_allowed_product_breaks_a_rule_for_random_profiles_on_the_whole_catal
                 shown: Default::default(),
                 context: Context::default(),
                 blend: None,
+                rerank: None,
             };
             let recs = engine.recommend(&subject, &req);
             let routine = engine.routine(&subject, &[], None, Context::default(), false);

@@ -365,10 +365,14 @@ impl Application {
         // Experiments: exposures and outcomes counted at ingestion; exposures the service
         // assigns are logged through the same ingestor.
         let experiments = Experiments::new(db.clone(), clock.clone(), pseudonyms.clone());
+        experiments.check_configs_with(Arc::new(crate::placements::VariantChecks));
+        // Variants' contextual bandits: in memory on this node, rewarded by what it ingests.
+        let contextual = dermis_feedback::contextual::Contextual::new();
         let ingestor = ingestor
             .with_hook(customers_feed.clone())
             .with_hook(Arc::new(LiveHook(live.clone())))
-            .with_hook(dermis_feedback::hook::hook(experiments.clone()));
+            .with_hook(dermis_feedback::hook::hook(experiments.clone()))
+            .with_hook(contextual.hook());
         experiments.log_exposures_through(ingestor.clone());
         // The inventory ledger: loaded into memory, one batching writer; its journal is its
         // outbox; other nodes' movements reload it; webhooks follow availability.
@@ -427,7 +431,12 @@ impl Application {
                 auth: auth.clone(),
                 weather: weather_provider(&config)?,
                 clock: clock.clone(),
-                experiments: Some(Arc::new(crate::placements::Placements(experiments.clone()))),
+                experiments: Some(Arc::new(crate::placements::Placements::new(
+                    experiments.clone(),
+                    contextual.clone(),
+                ))),
+                // `channel` and `store` exclude what the inventory has out of stock there.
+                stock: Some(Arc::new(crate::stock::InventoryStock::new(inventory.clone(), clock.clone()))),
             },
             inventory: InventoryState {
                 inventory: inventory.clone(),

@@ -13,6 +13,8 @@
 //!   customers and features meet).
 //! - [`admin_audit`]: the layer that records admin actions (API keys, write keys, a customer's
 //!   events, dead letters) in the audit log before their handlers run.
+//! - [`stock`]: the inventory's stock as the recommendation routes read it (wired here, where
+//!   recommendations and inventory meet): `channel` and `store` exclude what is out of stock.
 //! - [`background`]: everything that runs beside the HTTP server, named in one place: the one
 //!   outbox relay over every domain's registered outbox, the registered projections of the
 //!   event stream, housekeeping.
@@ -32,6 +34,7 @@ pub mod openapi;
 pub mod ops;
 pub mod personal_data;
 pub mod placements;
+pub mod stock;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;

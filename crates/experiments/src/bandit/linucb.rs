@@ -150,6 +150,24 @@ impl<K: Eq + Hash + Clone> LinUcb<K> {
         Ok(self.rank(context, candidates)?.into_iter().next().map(|(k, _)| k))
     }
 
+    /// Adds `reward` to an observation of `arm` in `context` already recorded with
+    /// [`Self::update`] at reward 0 (a reward that arrives later, e.g. a click on an item
+    /// counted when it was shown): `b += r x` and `θ` recomputed, `A` unchanged, so the pair is
+    /// exactly one observation with reward `r`. An arm never updated is first given its prior.
+    pub fn reward(&mut self, arm: K, context: &[f64], reward: f64) -> Result<(), BanditError> {
+        self.check(context)?;
+        if !reward.is_finite() {
+            return Err(BanditError::NotFinite);
+        }
+        let (d, lambda) = (self.dimension, self.lambda);
+        let a = self.arms.entry(arm).or_insert_with(|| LinArm::prior(d, lambda));
+        for (bi, xi) in a.b.iter_mut().zip(context) {
+            *bi += reward * xi;
+        }
+        a.theta = (0..d).map(|i| (0..d).map(|j| a.a_inv[i * d + j] * a.b[j]).sum()).collect();
+        Ok(())
+    }
+
     /// Records that `arm`, shown in `context`, earned `reward`.
     pub fn update(&mut self, arm: K, context: &[f64], reward: f64) -> Result<(), BanditError> {
         self.check(context)?;
@@ -182,6 +200,21 @@ mod tests {
         let s = bonus.score(&"a", &[1.0, 0.0]).unwrap();
         assert!((s - (0.125 + 2.0 * (0.375f64).sqrt())).abs() < 1e-12);
         assert_eq!(m.pulls(&"a"), 3);
+    }
+
+    #[test]
+    fn a_late_reward_equals_one_observation_with_that_reward() {
+        let mut late = LinUcb::new(2, 1.0, 1.0).unwrap();
+        let mut direct = late.clone();
+        late.update("a", &[1.0, 0.5], 0.0).unwrap();
+        late.reward("a", &[1.0, 0.5], 1.0).unwrap();
+        direct.update("a", &[1.0, 0.5], 1.0).unwrap();
+        for x in [[1.0, 0.0], [0.0, 1.0], [1.0, 0.5]] {
+            let (l, d) = (late.score(&"a", &x).unwrap(), direct.score(&"a", &x).unwrap());
+            assert!((l - d).abs() < 1e-12, "{l} vs {d}");
+        }
+        assert_eq!(late.pulls(&"a"), 1);
+        assert!(late.reward("a", &[1.0], 1.0).is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! contraindications, whether the routine has a sunscreen, and availability for the requested
 //! channel or store.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use dermis_customers::projection::OnlineProfile;
 use dermis_ingredients::KnowledgeBase;
@@ -98,14 +99,126 @@ impl Reaction {
     }
 }
 
-/// The products available for the requested channel or store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Availability {
-    /// The channel or store, in words (`the web shop`, `store Paris Opéra`).
-    pub scope: String,
-    /// Product ids (or external ids) in stock there.
-    pub in_stock: HashSet<String>,
+/// Where a request asks about stock: a sales channel, a store, or both (the store wins: what
+/// that store holds, whatever the channel).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StockPlace {
+    /// A sales channel (`web`, `app`, `pos`, `marketplace:NAME`).
+    pub channel: Option<String>,
+    /// A store: the inventory's location id or code.
+    pub store: Option<String>,
 }
+
+impl StockPlace {
+    /// The place a request names; `None` when it names neither a channel nor a store (then
+    /// nothing is filtered by stock).
+    pub fn of(channel: Option<&str>, store: Option<&str>) -> Option<Self> {
+        let clean = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let place = Self { channel: clean(channel), store: clean(store) };
+        (place.channel.is_some() || place.store.is_some()).then_some(place)
+    }
+
+    /// In words, as the out-of-stock rule's `{scope}` (`store ST-MITTE`, `channel web`).
+    pub fn scope(&self) -> String {
+        match (&self.store, &self.channel) {
+            (Some(store), _) => format!("store {store}"),
+            (None, Some(channel)) => format!("channel {channel}"),
+            (None, None) => "no channel or store".to_owned(),
+        }
+    }
+}
+
+/// The inventory as the safety layer reads it: from memory, never the database (a request does
+/// not wait on stock). This crate does not depend on the inventory: the server implements it
+/// over the inventory's public API.
+pub trait StockView: Send + Sync + 'static {
+    /// Why stock cannot be judged at `place`, in plain words (a store or channel the inventory
+    /// does not know); `None` when it can. Where it cannot, nothing is excluded for stock.
+    fn unknown_place(&self, place: &StockPlace) -> Option<String>;
+
+    /// Whether a product with these SKU ids is in stock at `place`: `Some(true)` when one of
+    /// them is available there, `Some(false)` when the inventory tracks them and none is,
+    /// `None` when it has no stock records for them (or only for some, none available): such a
+    /// product is never excluded for stock. That is how recommendations degrade when the
+    /// inventory is absent or covers only part of the catalog.
+    fn in_stock(&self, skus: &[String], place: &StockPlace) -> Option<bool>;
+}
+
+/// What "in stock" means for one request: a fixed list, or the inventory read at a place.
+#[derive(Clone)]
+enum Source {
+    /// Only these products (ids or external ids) are in stock.
+    Listed(Arc<HashSet<String>>),
+    /// Read from the inventory, once per product per request.
+    Stock { view: Arc<dyn StockView>, place: StockPlace, memo: Arc<Mutex<HashMap<String, bool>>> },
+}
+
+/// The products available for the requested channel or store.
+#[derive(Clone)]
+pub struct Availability {
+    /// The channel or store, in words (`channel web`, `store Paris Opéra`).
+    pub scope: String,
+    source: Source,
+}
+
+impl Availability {
+    /// Only the products listed (ids or external ids) are in stock for `scope`.
+    pub fn listed(scope: impl Into<String>, in_stock: HashSet<String>) -> Self {
+        Self { scope: scope.into(), source: Source::Listed(Arc::new(in_stock)) }
+    }
+
+    /// What `view` says at `place`; a product it does not track is in stock.
+    pub fn from_stock(view: Arc<dyn StockView>, place: StockPlace) -> Self {
+        Self { scope: place.scope(), source: Source::Stock { view, place, memo: Arc::default() } }
+    }
+
+    /// Whether the product is out of stock here (one the inventory does not track never is).
+    pub fn out_of_stock(&self, p: &ProductSafetyFacts) -> bool {
+        match &self.source {
+            Source::Listed(in_stock) => {
+                !in_stock.contains(&p.product_id) && !p.external_id.as_ref().is_some_and(|e| in_stock.contains(e))
+            }
+            Source::Stock { view, place, memo } => {
+                if p.skus.is_empty() {
+                    return false;
+                }
+                if let Some(&out) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&p.product_id) {
+                    return out;
+                }
+                let out = view.in_stock(&p.skus, place) == Some(false);
+                memo.lock().unwrap_or_else(|e| e.into_inner()).insert(p.product_id.clone(), out);
+                out
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Availability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Availability");
+        d.field("scope", &self.scope);
+        match &self.source {
+            Source::Listed(l) => d.field("in_stock", l),
+            Source::Stock { place, .. } => d.field("place", place),
+        };
+        d.finish()
+    }
+}
+
+impl PartialEq for Availability {
+    fn eq(&self, other: &Self) -> bool {
+        self.scope == other.scope
+            && match (&self.source, &other.source) {
+                (Source::Listed(a), Source::Listed(b)) => a == b,
+                (Source::Stock { view: a, place: pa, .. }, Source::Stock { view: b, place: pb, .. }) => {
+                    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)) && pa == pb
+                }
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Availability {}
 
 /// Everything the safety rules read about a customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -41,6 +41,37 @@ pub(crate) struct LabelRead {
     pub words: Vec<String>,
     /// The words with `camelCase` joins split, when that differs.
     pub camel_words: Option<Vec<String>>,
+    /// A signature of every word above (both readings): a phrase whose words are not all in it
+    /// cannot match, so most phrases are ruled out without comparing a string.
+    pub sig: WordSig,
+}
+
+/// A Bloom-style set of words: 1,024 bits, two per word. [`WordSig::may_contain`] is never wrong
+/// when it says no (a filter in front of the exact word comparison, never a substitute for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct WordSig([u64; 16]);
+
+impl WordSig {
+    /// The signature of these words.
+    pub fn of<'a>(words: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut sig = Self::default();
+        for w in words {
+            // FNV-1a 64, then two bit positions from its halves.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in w.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            for bit in [h & 1023, (h >> 32) & 1023] {
+                sig.0[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+        sig
+    }
+
+    /// Whether every word of `phrase` (its signature) may be among these words.
+    pub fn may_contain(&self, phrase: &WordSig) -> bool {
+        self.0.iter().zip(&phrase.0).all(|(have, want)| have & want == *want)
+    }
 }
 
 impl LabelIndex {
@@ -101,7 +132,8 @@ impl LabelIndex {
         });
         ids.sort_unstable();
         ids.dedup();
-        LabelRead { ids, words: plain, camel_words }
+        let sig = WordSig::of(plain.iter().chain(camel_words.iter().flatten()));
+        LabelRead { ids, words: plain, camel_words, sig }
     }
 
     /// The index of an ingredient id in the knowledge base's list.
@@ -149,6 +181,14 @@ impl LabelIndex {
 }
 
 /// Whether `phrase` (as words) appears in `w` as consecutive whole words.
+/// Whether the label's words (either reading) hold `phrase` as consecutive whole words; `sig` is
+/// the phrase's [`WordSig`].
+pub(crate) fn label_has(label: &LabelRead, phrase: &[String], sig: &WordSig) -> bool {
+    label.sig.may_contain(sig)
+        && (contains_words(&label.words, phrase)
+            || label.camel_words.as_ref().is_some_and(|c| contains_words(c, phrase)))
+}
+
 pub(crate) fn contains_words(w: &[String], phrase: &[String]) -> bool {
     !phrase.is_empty() && w.windows(phrase.len()).any(|x| x == phrase)
 }
@@ -176,5 +216,25 @@ mod tests {
         assert!(!found.contains(&"linalool"), "{found:?}");
         // Not a word of another word.
         assert!(!names("Linaloolish").contains(&"linalool"));
+    }
+
+    #[test]
+    fn the_signature_never_rules_out_a_phrase_the_label_holds() {
+        let index = LabelIndex::of(KnowledgeBase::bundled());
+        let label = index.read("Aqua, Cetyl Alcohol, Citrus Aurantium Dulcis (Orange) Peel Oil, TocopherolLimonene");
+        // Every run of consecutive words of either reading is found, through the signature.
+        for words in std::iter::once(&label.words).chain(label.camel_words.iter()) {
+            for start in 0..words.len() {
+                for end in start + 1..=words.len().min(start + 4) {
+                    let phrase = &words[start..end];
+                    assert!(label_has(&label, phrase, &WordSig::of(phrase)), "{phrase:?}");
+                }
+            }
+        }
+        // And what is not there is not found (the exact comparison decides).
+        for absent in [&["linalool"][..], &["orange", "aqua"], &["alcohol", "cetyl"]] {
+            let phrase: Vec<String> = absent.iter().map(|w| (*w).to_owned()).collect();
+            assert!(!label_has(&label, &phrase, &WordSig::of(&phrase)), "{phrase:?}");
+        }
     }
 }

@@ -38,8 +38,8 @@ use dermis_ingredients::kb::in_family;
 use dermis_ingredients::resolve::words;
 use serde::Serialize;
 
-pub use customer::{Availability, CustomerSafety, IngredientSet, Reaction};
-use label::{LabelIndex, contains_words};
+pub use customer::{Availability, CustomerSafety, IngredientSet, Reaction, StockPlace, StockView};
+use label::{LabelIndex, WordSig, label_has};
 pub use product::ProductSafetyFacts;
 pub use rules::{Action, BUNDLED_RULES, Rule, RuleSet, RulesError, Test, When};
 
@@ -101,8 +101,8 @@ struct Targets {
     label: Bits,
     /// Families matched against those the product names generically.
     families: Vec<String>,
-    /// Phrases matched against the label's words: (what to report, its words).
-    phrases: Vec<(String, Vec<String>)>,
+    /// Phrases matched against the label's words: (what to report, its words, their signature).
+    phrases: Vec<(String, Vec<String>, WordSig)>,
 }
 
 /// The evaluator: a rule set over a knowledge base.
@@ -199,7 +199,7 @@ impl Safety {
                 t.families.push(f.clone());
             }
             for w in self.family_words.get(f).into_iter().flatten() {
-                t.phrases.push((f.clone(), w.clone()));
+                t.phrases.push((f.clone(), w.clone(), WordSig::of(w)));
             }
         }
     }
@@ -217,7 +217,8 @@ impl Safety {
         for name in &set.unknown {
             let w = words(name, false);
             if !w.is_empty() {
-                t.phrases.push((name.clone(), w));
+                let sig = WordSig::of(&w);
+                t.phrases.push((name.clone(), w, sig));
             }
         }
         t
@@ -371,8 +372,8 @@ impl<'s> Prepared<'s> {
                 push(f);
             }
         }
-        for (what, w) in &t.phrases {
-            if contains_words(&p.label.words, w) || p.label.camel_words.as_ref().is_some_and(|c| contains_words(c, w)) {
+        for (what, w, sig) in &t.phrases {
+            if label_has(&p.label, w, sig) {
                 push(what);
             }
         }
@@ -384,9 +385,7 @@ impl<'s> Prepared<'s> {
         p.present.iter().any(|&i| t.kb.has(i))
             || p.label.ids.iter().any(|&i| t.label.has(i))
             || p.families.iter().any(|f| t.families.contains(f))
-            || t.phrases.iter().any(|(_, w)| {
-                contains_words(&p.label.words, w) || p.label.camel_words.as_ref().is_some_and(|c| contains_words(c, w))
-            })
+            || t.phrases.iter().any(|(_, w, sig)| label_has(&p.label, w, sig))
     }
 
     /// Whether a rule that excludes (not one that only flags) excludes the product: the verdict
@@ -401,9 +400,7 @@ impl<'s> Prepared<'s> {
             Check::Pregnancy(t, _) => p.pregnancy_caution == Some(true) || self.hits(t, p),
             Check::Reactions(products, t) => products.iter().any(|r| p.is(r)) || self.hits(t, p),
             Check::Unknown => !p.has_list,
-            Check::OutOfStock(a) => {
-                !a.in_stock.contains(&p.product_id) && !p.external_id.as_ref().is_some_and(|e| a.in_stock.contains(e))
-            }
+            Check::OutOfStock(a) => a.out_of_stock(p),
         })
     }
 
@@ -467,8 +464,7 @@ impl<'s> Prepared<'s> {
                 Check::Unknown => !p.has_list,
                 Check::OutOfStock(a) => {
                     scope = a.scope.as_str();
-                    !a.in_stock.contains(&p.product_id)
-                        && !p.external_id.as_ref().is_some_and(|e| a.in_stock.contains(e))
+                    a.out_of_stock(p)
                 }
             };
             if !hit {

@@ -31,6 +31,8 @@ pub struct ProductSafetyFacts {
     pub(crate) label: LabelRead,
     pub(crate) pregnancy_caution: Option<bool>,
     pub(crate) routine_step: Option<RoutineStep>,
+    /// The ids of its active SKUs (what the out-of-stock rule asks the inventory about).
+    pub(crate) skus: Vec<String>,
 }
 
 /// Whether facts were derived under `kb` and still carry the resolved entries (a listing's
@@ -98,7 +100,20 @@ impl ProductSafetyFacts {
             label,
             pregnancy_caution: facts.pregnancy_caution,
             routine_step: facts.routine_step,
+            skus: Vec::new(),
         }
+    }
+
+    /// The same facts with the ids of the product's active SKUs (the catalog's; the
+    /// out-of-stock rule reads them).
+    pub fn with_skus(mut self, skus: Vec<String>) -> Self {
+        self.skus = skus;
+        self
+    }
+
+    /// The ids of its active SKUs (empty when not known).
+    pub fn skus(&self) -> &[String] {
+        &self.skus
     }
 
     /// The product's id.

@@ -1,6 +1,7 @@
 //! One test per default rule, on hand-made products, and the rule file's checks.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use dermis_customers::model::{Condition, SkinType};
 use dermis_customers::projection::OnlineProfile;
@@ -288,12 +289,90 @@ fn out_of_stock_is_excluded_only_when_availability_is_given() {
     let p = product("1", PLAIN);
     let q = product("2", PLAIN);
     let c = CustomerSafety::default()
-        .with_availability(Availability { scope: "store Lyon".into(), in_stock: HashSet::from(["P2".to_owned()]) });
+        .with_availability(Availability::listed("store Lyon", HashSet::from(["P2".to_owned()])));
     let v = s.check(&p, &c);
     assert_eq!(rule_ids(&v), ["out-of-stock"]);
     assert_eq!(v.exclusions[0].reason, "out of stock for store Lyon");
     assert!(s.check(&q, &c).allowed);
     assert!(s.check(&p, &CustomerSafety::default()).allowed);
+}
+
+/// An inventory in a test: SKU → units by place (`web`, `store:LYON`); SKUs not listed are not
+/// tracked. Counts its reads.
+struct FakeStock {
+    units: std::collections::HashMap<(&'static str, &'static str), i64>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl StockView for FakeStock {
+    fn unknown_place(&self, place: &StockPlace) -> Option<String> {
+        (place.store.as_deref() == Some("NOWHERE")).then(|| "no store NOWHERE".to_owned())
+    }
+
+    fn in_stock(&self, skus: &[String], place: &StockPlace) -> Option<bool> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let at = match (&place.store, &place.channel) {
+            (Some(s), _) => format!("store:{s}"),
+            (None, Some(c)) => c.clone(),
+            (None, None) => return None,
+        };
+        let tracked = |sku: &String| self.units.keys().any(|(k, _)| k == sku);
+        let units = |sku: &String| self.units.iter().find(|((k, p), _)| k == sku && *p == at).map_or(0, |(_, &n)| n);
+        if skus.iter().any(|sku| tracked(sku) && units(sku) > 0) {
+            Some(true)
+        } else if skus.iter().all(tracked) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+#[test]
+fn stock_read_from_the_inventory_excludes_only_what_it_tracks_as_out() {
+    let s = safety();
+    let stock = Arc::new(FakeStock {
+        units: [(("sku-a", "web"), 0), (("sku-b", "web"), 4), (("sku-a", "store:LYON"), 2)].into(),
+        reads: Default::default(),
+    });
+    let out = product("1", PLAIN).with_skus(vec!["sku-a".into()]);
+    let two = product("2", PLAIN).with_skus(vec!["sku-a".into(), "sku-b".into()]);
+    let untracked = product("3", PLAIN).with_skus(vec!["sku-z".into()]);
+    let no_skus = product("4", PLAIN);
+    let web = StockPlace::of(Some("web"), None).unwrap();
+    let c = CustomerSafety::default().with_availability(Availability::from_stock(stock.clone(), web));
+    let v = s.check(&out, &c);
+    assert_eq!(rule_ids(&v), ["out-of-stock"]);
+    assert_eq!(v.exclusions[0].reason, "out of stock for channel web");
+    assert!(v.exclusions[0].ingredients.is_empty());
+    // One SKU available is enough; a product the inventory does not track, or whose SKUs are
+    // not known, is kept.
+    for p in [&two, &untracked, &no_skus] {
+        assert!(s.check(p, &c).allowed, "{}", p.product_id());
+    }
+    // The store wins over the channel: sku-a is on its shelf.
+    let lyon = StockPlace::of(Some("web"), Some(" LYON ")).unwrap();
+    assert_eq!(lyon.scope(), "store LYON");
+    let at_lyon = CustomerSafety::default().with_availability(Availability::from_stock(stock.clone(), lyon));
+    assert!(s.check(&out, &at_lyon).allowed);
+    let only_web = product("5", PLAIN).with_skus(vec!["sku-b".into()]);
+    assert_eq!(rule_ids(&s.check(&only_web, &at_lyon)), ["out-of-stock"], "sku-b is tracked, not at Lyon");
+    // Filtering judges each product once, recorded or quiet, and both agree.
+    let before = stock.reads.load(std::sync::atomic::Ordering::Relaxed);
+    let fresh = CustomerSafety::default()
+        .with_availability(Availability::from_stock(stock.clone(), StockPlace::of(Some("web"), None).unwrap()));
+    let all = [&out, &two, &untracked, &no_skus];
+    let prepared = s.prepare(&fresh);
+    let quiet = prepared.filter_quiet(all.iter().map(|p| (p.product_id().to_owned(), *p)));
+    let kept: Vec<&str> = quiet.iter().map(|x| x.product_id()).collect();
+    assert_eq!(kept, ["2", "3", "4"]);
+    let loud = prepared.filter(all.iter().map(|p| (p.product_id().to_owned(), *p)));
+    assert_eq!(loud.iter().map(|x| x.product_id()).collect::<Vec<_>>(), kept);
+    assert_eq!(loud.excluded().len(), 1);
+    assert_eq!(loud.excluded()[0].exclusions[0].rule_id, "out-of-stock");
+    assert_eq!(stock.reads.load(std::sync::atomic::Ordering::Relaxed) - before, 3, "one read per product with SKUs");
+    // Neither a channel nor a store: nothing to filter.
+    assert_eq!(StockPlace::of(Some(" "), None), None);
 }
 
 #[test]

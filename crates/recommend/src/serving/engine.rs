@@ -2,7 +2,7 @@
 //! only (the catalog view, the live interactions, the current model, the customer's online
 //! profile), and the background training that swaps a new model in whole.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -309,6 +309,9 @@ pub struct Request<'a> {
     pub context: Context,
     /// Source weights for this request instead of the engine's (an experiment's variant).
     pub blend: Option<Blend>,
+    /// This request's own reordering of the safe list, after the business rules (an
+    /// experiment's variant: its rules, a contextual bandit); it cannot add a product.
+    pub rerank: Option<&'a super::rerank::Rerank<'a>>,
 }
 
 /// Why an item is recommended, in plain words.
@@ -452,7 +455,22 @@ pub struct Engine {
     ease_lambda: std::sync::Mutex<Option<(f32, usize)>>,
     /// The best products for a content profile, by catalog version ([`Self::content_top`]).
     content_cache: std::sync::Mutex<(u64, HashMap<String, TopList>)>,
+    /// Pages for subjects with no activity of their own, by everything a page depends on
+    /// ([`Self::page_key`]).
+    pages: moka::sync::Cache<String, Arc<CachedPage>>,
+    /// Moves whenever the model served or the business rules change (part of a page's key).
+    epoch: std::sync::atomic::AtomicU64,
 }
+
+/// A page as computed, without its recommendation id; `listed`: its products, by table index.
+struct CachedPage {
+    page: Recommendations,
+    listed: Vec<u32>,
+}
+
+/// How long a cached page may be served: other customers' reviews (the "rated 4.6 by ..."
+/// explanations) are at most this old in it. Everything of the customer's own is in its key.
+const PAGE_TTL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -523,14 +541,17 @@ impl Engine {
             served: RwLock::new(None),
             rules: RwLock::new(None),
             impressions: std::sync::Mutex::new(Impressions::default()),
-            content_cache: std::sync::Mutex::new((u64::MAX, HashMap::new())),
+            content_cache: std::sync::Mutex::new((u64::MAX, HashMap::default())),
             ease_lambda: std::sync::Mutex::new(None),
+            pages: moka::sync::Cache::builder().max_capacity(20_000).time_to_live(PAGE_TTL).build(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Business rules applied after scoring (boost, bury, pin).
     pub fn set_rules(&self, rules: Option<BusinessRules>) {
         *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.map(Arc::new);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The catalog view.
@@ -662,6 +683,7 @@ impl Engine {
             seconds: served.fit_seconds,
         };
         *self.served.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(served));
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(
             model = report.model,
             interactions = report.interactions,
@@ -698,7 +720,7 @@ impl Engine {
         );
         let mut cache = self.content_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.0 != table.version() || cache.1.len() > 10_000 {
-            *cache = (table.version(), HashMap::new());
+            *cache = (table.version(), HashMap::default());
         }
         cache.1.insert(key, list.clone());
         list
@@ -775,8 +797,68 @@ impl Engine {
     }
 
     /// Recommendations for a subject.
+    ///
+    /// A subject with no activity of their own (a new customer, a quiz visitor) gets the page
+    /// computed for the same facts: the key holds every input of the pipeline (the whole safety
+    /// profile, content profile, consent, the request, the catalog version and the model and
+    /// rules epoch), compared in full, so two subjects share a page only when the pipeline could
+    /// not tell them apart. Any event of their own takes them off this path at once. Not cached:
+    /// requests with a filter expression, a re-ranking hook or a stock check (stock moves).
     pub fn recommend(&self, subject: &Subject, req: &Request<'_>) -> Recommendations {
-        self.recommend_from(subject, req, false)
+        let Some(key) = self.page_key(subject, req) else {
+            return self.recommend_from(subject, req, false);
+        };
+        let page = match self.pages.get(&key) {
+            Some(hit) => hit,
+            None => {
+                let page = self.recommend_from(subject, req, false);
+                let table = self.catalog.table();
+                let listed = page.items.iter().filter_map(|i| table.find(&i.product_id)).collect();
+                let page = Arc::new(CachedPage { page, listed });
+                self.pages.insert(key, page.clone());
+                // This computation logged its own impressions.
+                return page.page.clone();
+            }
+        };
+        let mut out = page.page.clone();
+        out.recommendation_id = self.new_recommendation_id();
+        if req.placement.as_deref() != Some(ROUTINE_PLACEMENT) {
+            self.impressions.lock().unwrap_or_else(|e| e.into_inner()).log(&out.recommendation_id, page.listed.clone());
+        }
+        out
+    }
+
+    /// The key of a page that may be shared ([`Self::recommend`]), or `None` when it may not.
+    fn page_key(&self, subject: &Subject, req: &Request<'_>) -> Option<String> {
+        if req.filter.is_some() || req.rerank.is_some() || subject.safety.availability.is_some() {
+            return None;
+        }
+        if !subject.pseudonyms.is_empty() {
+            let a = self.live.activity(&subject.pseudonyms);
+            if !a.interactions.is_empty() || !a.reactions.is_empty() {
+                return None;
+            }
+        }
+        let c = &req.context;
+        Some(format!(
+            "{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.catalog.table().version(),
+            self.epoch.load(std::sync::atomic::Ordering::SeqCst),
+            subject.safety,
+            subject.content,
+            subject.personalized,
+            subject.unknown_allergies,
+            req.k,
+            req.placement,
+            req.explain,
+            req.exclude,
+            req.shown,
+            c.channel,
+            c.store,
+            c.time_of_day,
+            c.weather,
+            req.blend,
+        ))
     }
 
     /// The pipeline; `everything`: every product of the catalog is a candidate (when the
@@ -798,11 +880,11 @@ impl Engine {
         let now = req.context.now_ms;
 
         // What the customer did, by table index.
-        let mut weight: HashMap<u32, f32> = HashMap::new();
-        let mut rating: HashMap<u32, f32> = HashMap::new();
-        let mut views_week: HashMap<u32, usize> = HashMap::new();
-        let mut bought: HashMap<u32, i64> = HashMap::new();
-        let mut negative: HashSet<u32> = HashSet::new();
+        let mut weight: HashMap<u32, f32> = HashMap::default();
+        let mut rating: HashMap<u32, f32> = HashMap::default();
+        let mut views_week: HashMap<u32, usize> = HashMap::default();
+        let mut bought: HashMap<u32, i64> = HashMap::default();
+        let mut negative: HashSet<u32> = HashSet::default();
         let mut session: Vec<u32> = Vec::new();
         if personal {
             for i in &activity.interactions {
@@ -831,7 +913,7 @@ impl Engine {
             }
         }
 
-        let mut cands: HashMap<u32, Cand> = HashMap::new();
+        let mut cands: HashMap<u32, Cand> = HashMap::default();
         // Collaborative: the model scores the live history (events since the last training
         // count at once).
         let mut model_name = None;
@@ -1007,6 +1089,10 @@ impl Engine {
                 |s, v| s.value.1.score = v,
                 |s| &*s.value.2 as &dyn crate::expr::Attributes,
             );
+        }
+        if let Some(rerank) = req.rerank {
+            let order = rerank(&items.iter().map(|s| (&*s.value.2, s.value.1.score)).collect::<Vec<_>>());
+            super::rerank::reorder(&mut items, order, |s, v| s.value.1.score = v);
         }
         items.truncate(req.k);
 
@@ -1218,7 +1304,7 @@ pub fn concern_words(concern: &str) -> String {
 fn mmr(safe: &SafeCandidates<(u32, Cand)>, table: &ProductTable, depth: usize, diversity: f32) -> Vec<(u32, f32)> {
     // Only the best few hundred can be picked into `depth` places.
     let limit = (depth * 4).max(200);
-    let mut brand_of: HashMap<&str, u16> = HashMap::new();
+    let mut brand_of: HashMap<&str, u16> = HashMap::default();
     // (table index, score, brand index, routine step index or none)
     let mut rest: Vec<(u32, f32, u16, Option<u8>)> = safe
         .iter()

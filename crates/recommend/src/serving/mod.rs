@@ -28,7 +28,9 @@ pub mod engine;
 pub mod filter;
 pub mod live;
 pub mod products;
+pub mod rerank;
 pub mod routine;
 pub mod similar;
+pub mod variant;
 
 pub use engine::{Context, Engine, EngineConfig, Recommendations, Request, Subject, TimeOfDay};

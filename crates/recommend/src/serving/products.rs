@@ -1,8 +1,8 @@
 //! The catalog as the engine serves it: every product in memory with what each stage reads
-//! (safety facts, content facts, price, a content embedding), as a projection of the catalog's
-//! events ([`CatalogView`], `recommend-catalog`, topic `catalog.`). Built at start from the store,
-//! then each catalog event re-reads the product it names and a new [`ProductTable`] is swapped in
-//! whole: a request holds one consistent table.
+//! (safety facts, content facts, price, a content embedding, its active SKUs' ids for stock), as
+//! a projection of the catalog's events ([`CatalogView`], `recommend-catalog`, topic `catalog.`).
+//! Built at start from the store, then each catalog event re-reads the product it names and a new
+//! [`ProductTable`] is swapped in whole: a request holds one consistent table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,6 +85,18 @@ impl ProductEntry {
             concerns,
             ingredients,
         }
+    }
+
+    /// The same product with the ids of its active SKUs (what the out-of-stock rule asks the
+    /// inventory about).
+    pub fn with_skus(mut self, skus: Vec<String>) -> Self {
+        self.safety = self.safety.with_skus(skus);
+        self
+    }
+
+    /// The ids of its active SKUs (empty when none are known).
+    pub fn skus(&self) -> &[String] {
+        self.safety.skus()
     }
 
     /// Actives (canonical ids).
@@ -300,11 +312,17 @@ impl CatalogView {
         let mut after: Option<String> = None;
         loop {
             let page = self.catalog.full_products(after.as_deref(), PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
+            let (Some((first, _)), Some((last, _))) = (page.first(), page.last()) else { break };
+            let mut skus = skus_by_product(self.catalog.active_sku_ids(&first.id, &last.id).await?);
             after = Some(last.id.clone());
             let safety = self.safety.clone();
             let built = tokio::task::spawn_blocking(move || {
-                page.iter().map(|(p, price)| Arc::new(ProductEntry::new(p, *price, &safety))).collect::<Vec<_>>()
+                page.iter()
+                    .map(|(p, price)| {
+                        let skus = skus.remove(&p.id).unwrap_or_default();
+                        Arc::new(ProductEntry::new(p, *price, &safety).with_skus(skus))
+                    })
+                    .collect::<Vec<_>>()
             })
             .await?;
             entries.extend(built);
@@ -332,7 +350,8 @@ impl CatalogView {
         let mut read = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some((p, price)) = self.catalog.full_product(id).await? {
-                read.push(Arc::new(ProductEntry::new(&p, price, &self.safety)));
+                let skus = self.catalog.active_sku_ids(id, id).await?.into_iter().map(|(_, sku)| sku).collect();
+                read.push(Arc::new(ProductEntry::new(&p, price, &self.safety).with_skus(skus)));
             }
         }
         let current = self.table();
@@ -346,6 +365,15 @@ impl CatalogView {
         self.swap(entries);
         Ok(())
     }
+}
+
+/// (product id, SKU id) pairs grouped by product.
+fn skus_by_product(pairs: Vec<(String, String)>) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (product, sku) in pairs {
+        out.entry(product).or_default().push(sku);
+    }
+    out
 }
 
 #[async_trait]

@@ -176,6 +176,7 @@ impl Engine {
             shown: Default::default(),
             context: Context { time_of_day: None, ..ctx },
             blend: None,
+            rerank: None,
         };
         let ranked = self.recommend(subject, &req);
         let mut notes = Vec::new();
