@@ -31,6 +31,10 @@ use dermis_store::db::PoolSize;
 use dermis_store::sqlx::{self, Executor};
 use rand::{Rng, SeedableRng};
 
+/// The allocator of the `dermis` binary (src/main.rs), so the figures are those of the product.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
     Sqlite,
