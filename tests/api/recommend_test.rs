@@ -188,6 +188,20 @@ async fn recommendations_are_safe_explained_and_change_with_the_next_event(app: 
     let after_reaction = recs(&app, "shop-ana", "k=10&explain=true").await;
     assert!(!ids(&after_reaction).contains(&reacted));
     assert!(excluded_by(&after_reaction, "reaction").contains(&reacted), "{after_reaction}");
+    // ... and every related list made for her: a neighbour's similar products list it for anyone
+    // else, not for her.
+    let related = |anchor: String, who: Option<&str>| {
+        let query = who.map_or(String::new(), |w| format!("&customer={w}&explain=true"));
+        let app = &app;
+        async move {
+            json_of(app.get(&format!("/v1/products/{anchor}/similar?k=50{query}"), Role::Service).await, 200).await
+        }
+    };
+    let neighbour = ids(&related(reacted.clone(), None).await)[0].clone();
+    assert!(ids(&related(neighbour.clone(), None).await).contains(&reacted), "the neighbour's list holds it");
+    let hers = related(neighbour, Some("shop-ana")).await;
+    assert!(!ids(&hers).contains(&reacted), "{hers}");
+    assert!(excluded_by(&hers, "reaction").contains(&reacted), "{hers}");
 
     // An endless feed: the second page repeats nothing of the first.
     let page1 = recs(&app, "shop-ana", "k=5").await;

@@ -180,7 +180,6 @@ impl LabelIndex {
     }
 }
 
-/// Whether `phrase` (as words) appears in `w` as consecutive whole words.
 /// Whether the label's words (either reading) hold `phrase` as consecutive whole words; `sig` is
 /// the phrase's [`WordSig`].
 pub(crate) fn label_has(label: &LabelRead, phrase: &[String], sig: &WordSig) -> bool {
@@ -189,6 +188,7 @@ pub(crate) fn label_has(label: &LabelRead, phrase: &[String], sig: &WordSig) -> 
             || label.camel_words.as_ref().is_some_and(|c| contains_words(c, phrase)))
 }
 
+/// Whether `phrase` (as words) appears in `w` as consecutive whole words.
 pub(crate) fn contains_words(w: &[String], phrase: &[String]) -> bool {
     !phrase.is_empty() && w.windows(phrase.len()).any(|x| x == phrase)
 }

@@ -472,6 +472,12 @@ struct CachedPage {
 /// explanations) are at most this old in it. Everything of the customer's own is in its key.
 const PAGE_TTL: Duration = Duration::from_secs(10);
 
+/// The most memory shared pages take (keys and pages, estimated).
+const PAGE_CACHE_BYTES: u64 = 32 << 20;
+
+/// Longer keys are not cached (they hold caller-given text).
+const MAX_PAGE_KEY: usize = 4096;
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("catalog", &self.catalog).field("live", &self.live).finish()
@@ -543,7 +549,14 @@ impl Engine {
             impressions: std::sync::Mutex::new(Impressions::default()),
             content_cache: std::sync::Mutex::new((u64::MAX, HashMap::default())),
             ease_lambda: std::sync::Mutex::new(None),
-            pages: moka::sync::Cache::builder().max_capacity(20_000).time_to_live(PAGE_TTL).build(),
+            pages: moka::sync::Cache::builder()
+                .max_capacity(PAGE_CACHE_BYTES)
+                .weigher(|key: &String, page: &Arc<CachedPage>| {
+                    // A few hundred bytes of names and reasons per item, generously.
+                    u32::try_from(key.len() + 256 + page.page.items.len() * 1024).unwrap_or(u32::MAX)
+                })
+                .time_to_live(PAGE_TTL)
+                .build(),
             epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -776,7 +789,7 @@ impl Engine {
 
     /// The customer's safety facts with their reported reactions and whether their routine has
     /// a sunscreen (from what they bought).
-    fn safety_of(&self, subject: &Subject, activity: &Activity, table: &ProductTable) -> CustomerSafety {
+    pub(super) fn safety_of(&self, subject: &Subject, activity: &Activity, table: &ProductTable) -> CustomerSafety {
         let mut cs = subject.safety.clone();
         for r in &activity.reactions {
             match table.find(&r.product) {
@@ -805,13 +818,16 @@ impl Engine {
     /// not tell them apart. Any event of their own takes them off this path at once. Not cached:
     /// requests with a filter expression, a re-ranking hook or a stock check (stock moves).
     pub fn recommend(&self, subject: &Subject, req: &Request<'_>) -> Recommendations {
-        let Some(key) = self.page_key(subject, req) else {
-            return self.recommend_from(subject, req, false);
+        // Read once: the page is computed from exactly the activity its key was judged on (an
+        // event arriving meanwhile must not put a personal page under a shared key).
+        let activity = self.activity_of(subject);
+        let Some(key) = self.page_key(subject, req, &activity) else {
+            return self.recommend_from(subject, req, &activity, false);
         };
         let page = match self.pages.get(&key) {
             Some(hit) => hit,
             None => {
-                let page = self.recommend_from(subject, req, false);
+                let page = self.recommend_from(subject, req, &activity, false);
                 let table = self.catalog.table();
                 let listed = page.items.iter().filter_map(|i| table.find(&i.product_id)).collect();
                 let page = Arc::new(CachedPage { page, listed });
@@ -828,20 +844,29 @@ impl Engine {
         out
     }
 
-    /// The key of a page that may be shared ([`Self::recommend`]), or `None` when it may not.
-    fn page_key(&self, subject: &Subject, req: &Request<'_>) -> Option<String> {
-        if req.filter.is_some() || req.rerank.is_some() || subject.safety.availability.is_some() {
+    /// What the subject did (nothing for a visitor).
+    pub(super) fn activity_of(&self, subject: &Subject) -> Activity {
+        if subject.pseudonyms.is_empty() { Activity::default() } else { self.live.activity(&subject.pseudonyms) }
+    }
+
+    /// The key of a page that may be shared ([`Self::recommend`]), or `None` when it may not:
+    /// the subject did something, the request has a filter, a re-ranking hook, a stock check, an
+    /// `explain` (its exclusions are long) or ids to leave out, or the key is long (it holds
+    /// caller-given text: the cache's memory stays bounded by [`PAGE_CACHE_BYTES`]).
+    fn page_key(&self, subject: &Subject, req: &Request<'_>, activity: &Activity) -> Option<String> {
+        if req.filter.is_some()
+            || req.rerank.is_some()
+            || subject.safety.availability.is_some()
+            || req.explain
+            || !req.exclude.is_empty()
+            || !activity.interactions.is_empty()
+            || !activity.reactions.is_empty()
+        {
             return None;
         }
-        if !subject.pseudonyms.is_empty() {
-            let a = self.live.activity(&subject.pseudonyms);
-            if !a.interactions.is_empty() || !a.reactions.is_empty() {
-                return None;
-            }
-        }
         let c = &req.context;
-        Some(format!(
-            "{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        let key = format!(
+            "{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.catalog.table().version(),
             self.epoch.load(std::sync::atomic::Ordering::SeqCst),
             subject.safety,
@@ -850,27 +875,30 @@ impl Engine {
             subject.unknown_allergies,
             req.k,
             req.placement,
-            req.explain,
-            req.exclude,
             req.shown,
             c.channel,
             c.store,
             c.time_of_day,
             c.weather,
             req.blend,
-        ))
+        );
+        (key.len() <= MAX_PAGE_KEY).then_some(key)
     }
 
     /// The pipeline; `everything`: every product of the catalog is a candidate (when the
     /// sources' candidates left a page short: a narrow filter, many exclusions).
-    fn recommend_from(&self, subject: &Subject, req: &Request<'_>, everything: bool) -> Recommendations {
+    fn recommend_from(
+        &self,
+        subject: &Subject,
+        req: &Request<'_>,
+        activity: &Activity,
+        everything: bool,
+    ) -> Recommendations {
         let table = self.catalog.table();
         let served = self.served();
         let b = req.blend.as_ref().unwrap_or(&self.config.blend);
         let mut notices = Vec::new();
-        let activity =
-            if subject.pseudonyms.is_empty() { Activity::default() } else { self.live.activity(&subject.pseudonyms) };
-        let customer_safety = self.safety_of(subject, &activity, &table);
+        let customer_safety = self.safety_of(subject, activity, &table);
         let personal = subject.personalized;
         if !personal {
             notices.push(
@@ -1021,7 +1049,7 @@ impl Engine {
                 && req.filter.is_none_or(|f| f(e))
         });
         if safe.len() < req.k && !everything && cands_were_partial(&table, judged) {
-            return self.recommend_from(subject, req, true);
+            return self.recommend_from(subject, req, activity, true);
         }
 
         // Scoring.

@@ -205,7 +205,8 @@ impl Engine {
         list.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.0.cmp(&b.0)));
         // Judge enough of them that k pass for most customers.
         list.truncate((k * 10).max(100));
-        let customer = subject.map(|s| s.safety.clone()).unwrap_or_default();
+        // The customer's reported reactions (in their activity) count here as in their list.
+        let customer = subject.map(|s| self.safety_of(s, &self.activity_of(s), table)).unwrap_or_default();
         let prepared = self.safety().prepare(&customer);
         let candidates = list.into_iter().map(|(t, (s, r))| ((t, s, r), &table.get(t).safety));
         let mut safe: SafeCandidates<(u32, f32, Vec<Reason>)> =
