@@ -40,35 +40,6 @@ enum Meaning {
     Outcome(Outcome),
 }
 
-pub(crate) fn revenue(properties: &Value) -> f64 {
-    for key in ["revenue", "total", "value"] {
-        if let Some(v) = properties.get(key).and_then(Value::as_f64)
-            && v.is_finite()
-            && v >= 0.0
-        {
-            return v;
-        }
-    }
-    properties
-        .get("products")
-        .and_then(Value::as_array)
-        .map(|products| {
-            products
-                .iter()
-                .map(|p| {
-                    let price = p.get("price").and_then(Value::as_f64).unwrap_or(0.0);
-                    let quantity = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
-                    if price.is_finite() && quantity.is_finite() && price >= 0.0 && quantity >= 0.0 {
-                        price * quantity
-                    } else {
-                        0.0
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0.0)
-}
-
 fn meaning(m: &Message) -> Option<Meaning> {
     let event = m.event.as_deref()?;
     let properties = m.payload.get("properties").cloned().unwrap_or(Value::Null);
@@ -81,7 +52,9 @@ fn meaning(m: &Message) -> Option<Meaning> {
         }
         "product clicked" => Outcome { clicks: 1, ..Outcome::default() },
         "product added" => Outcome { add_to_carts: 1, ..Outcome::default() },
-        "order completed" => Outcome { conversions: 1, revenue: revenue(&properties), ..Outcome::default() },
+        "order completed" => {
+            Outcome { conversions: 1, revenue: crate::model::revenue(&properties), ..Outcome::default() }
+        }
         "order refunded" | "product returned" => Outcome { returns: 1, ..Outcome::default() },
         "reaction reported" => Outcome { reactions: 1, ..Outcome::default() },
         _ => return None,
@@ -194,17 +167,4 @@ async fn count(
 /// The hook as the ingestor takes it.
 pub fn hook(experiments: Experiments) -> Arc<dyn IngestHook> {
     Arc::new(FeedbackHook::new(experiments))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revenue_comes_from_the_total_or_the_products() {
-        assert_eq!(revenue(&serde_json::json!({"revenue": 42.5})), 42.5);
-        let products = serde_json::json!({"products": [{"price": 10.0, "quantity": 2}, {"price": 5.0}]});
-        assert_eq!(revenue(&products), 25.0);
-        assert_eq!(revenue(&serde_json::json!({"revenue": -3})), 0.0, "a negative total is not revenue");
-    }
 }

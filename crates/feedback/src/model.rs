@@ -316,3 +316,47 @@ mod tests {
         assert!(Targeting::default().admits(&Attributes::default()));
     }
 }
+
+/// The revenue an `Order Completed` event (or another outcome) states: its `revenue`, `total` or
+/// `value`, else the sum of its products' price × quantity; never negative.
+pub(crate) fn revenue(properties: &Value) -> f64 {
+    for key in ["revenue", "total", "value"] {
+        if let Some(v) = properties.get(key).and_then(Value::as_f64)
+            && v.is_finite()
+            && v >= 0.0
+        {
+            return v;
+        }
+    }
+    properties
+        .get("products")
+        .and_then(Value::as_array)
+        .map(|products| {
+            products
+                .iter()
+                .map(|p| {
+                    let price = p.get("price").and_then(Value::as_f64).unwrap_or(0.0);
+                    let quantity = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+                    if price.is_finite() && quantity.is_finite() && price >= 0.0 && quantity >= 0.0 {
+                        price * quantity
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod revenue_tests {
+    use super::*;
+
+    #[test]
+    fn revenue_comes_from_the_total_or_the_products() {
+        assert_eq!(revenue(&serde_json::json!({"revenue": 42.5})), 42.5);
+        let products = serde_json::json!({"products": [{"price": 10.0, "quantity": 2}, {"price": 5.0}]});
+        assert_eq!(revenue(&products), 25.0);
+        assert_eq!(revenue(&serde_json::json!({"revenue": -3})), 0.0, "a negative total is not revenue");
+    }
+}

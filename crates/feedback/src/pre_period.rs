@@ -81,7 +81,7 @@ fn add(pre: &mut PrePeriod, message: &Value, from: i64, to: i64) {
         "product added" => pre.add_to_carts += 1.0,
         "order completed" => {
             pre.conversions += 1.0;
-            pre.revenue += crate::hook::revenue(&properties);
+            pre.revenue += crate::model::revenue(&properties);
         }
         _ => {}
     }
