@@ -7,16 +7,19 @@
 #   - wrk closed loop (CONN connections, DUR s): /healthz, then recommendations for a random
 #     customer (scripts/bench-recommend.lua), next to each other;
 #   - open loop at RATE/s (examples/recommend_load.rs): /healthz, all customers, customers with a
-#     history, all customers again.
+#     history, all customers again;
+#   - a full retrain on the idle node (`POST /v1/recommendations/model/retrain`, wall time);
+#   - REFLECT purchases, each followed by requests until the response no longer lists the product.
+# Each node runs on its own fresh copy of the prepared directory, so both see the same data.
 #
 #   scripts/bench-recommend-compare.sh OLD_BIN NEW_BIN [DATA_DIR]
-#   (LOAD=path/to/recommend_load, DUR=10, CONN=16, RATE=2000)
+#   (LOAD=path/to/recommend_load, DUR=10, CONN=16, RATE=2000, REFLECT=300)
 #
 # The bench token lives an hour: it is made again for every node.
 set -u
 cd "$(dirname "$0")/.."
 OLD=$1; NEW=$2; WORK=${3:-/tmp/dermis-rec-bench}
-DUR=${DUR:-10}; CONN=${CONN:-16}; RATE=${RATE:-2000}
+DUR=${DUR:-10}; CONN=${CONN:-16}; RATE=${RATE:-2000}; REFLECT=${REFLECT:-300}
 LOAD=${LOAD:-target/release/examples/recommend_load}
 [ -x "$LOAD" ] || cargo build --release --quiet --example recommend_load
 DATA=../shared/data/sephora-products-and-skincare-reviews
@@ -28,11 +31,12 @@ URL=http://127.0.0.1:18095
 PID=
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null; wait 2>/dev/null' EXIT
 
-node() { # BIN: start a node on WORK and wait until it serves a model
-  "$1" serve --listen 127.0.0.1:18095 --data-dir "$WORK/sqlite" 2>"$WORK/node.log" &
+node() { # BIN [DIR]: start a node on DIR (default WORK/sqlite) and wait until it serves a model
+  DIR=${2:-$WORK/sqlite}
+  "$1" serve --listen 127.0.0.1:18095 --data-dir "$DIR" 2>"$WORK/node.log" &
   PID=$!
   for _ in $(seq 1 600); do curl -fs "$URL/readyz" 2>/dev/null | grep -vq '"rebuilt":false' && break; sleep 0.5; done
-  ADMIN=$("$1" token --role admin --sub bench --data-dir "$WORK/sqlite")
+  ADMIN=$("$1" token --role admin --sub bench --data-dir "$DIR")
   for _ in $(seq 1 300); do curl -fs -H "Authorization: Bearer $ADMIN" "$URL/v1/recommendations/model" | grep -q '"model":"' && break; sleep 1; done
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null; PID=; }
@@ -50,7 +54,9 @@ fi
 
 for BIN in "$OLD" "$NEW"; do
   echo "== $BIN"
-  node "$BIN"
+  rm -rf "$WORK/run" && cp -a "$WORK/sqlite" "$WORK/run"
+  KEY=$("$BIN" write-key create bench --data-dir "$WORK/run")
+  node "$BIN" "$WORK/run"
   sleep 2
   wrk -t2 -c"$CONN" -d"${DUR}s" --latency "$URL/healthz" | grep -E "Requests/sec|  50%|  99%" | sed 's/^/healthz /'
   IDS="$WORK/ids" TOKEN=$ADMIN wrk -t2 -c"$CONN" -d3s --timeout 10s -s scripts/bench-recommend.lua "$URL" >/dev/null
@@ -60,5 +66,10 @@ for BIN in "$OLD" "$NEW"; do
   "$LOAD" rate "$URL" "$ADMIN" "$WORK/ids" "$RATE" "$DUR"
   "$LOAD" rate "$URL" "$ADMIN" "$WORK/ids-with-history" "$RATE" "$DUR"
   "$LOAD" rate "$URL" "$ADMIN" "$WORK/ids" "$RATE" "$DUR"
+  sleep 2
+  start=$(date +%s.%N)
+  curl -fs -X POST -H "Authorization: Bearer $ADMIN" "$URL/v1/recommendations/model/retrain" | head -c 300; echo
+  echo "retrain wall $(echo "$(date +%s.%N) - $start" | bc) s"
+  "$LOAD" reflect "$URL" "$ADMIN" "$KEY" "$WORK/ids-with-history" "$REFLECT"
   stop
 done

@@ -15,7 +15,8 @@ use crate::helpers::{TestApp, assert_problem, json_of, token_for};
 crate::both_backends!(
     recommendations_are_safe_explained_and_change_with_the_next_event,
     new_customers_with_the_same_answers_share_a_page_and_nothing_else,
-    related_products_routines_visitors_and_bad_input
+    related_products_routines_visitors_and_bad_input,
+    warnings_are_shown_whether_or_not_the_exclusions_are_asked_for
 );
 
 async fn batch(app: &TestApp, key: &str, messages: Vec<Value>) {
@@ -347,6 +348,38 @@ async fn related_products_routines_visitors_and_bad_input(app: TestApp) {
 /// A page computed for a customer with no activity of their own is served to another with the
 /// same answers (a new id each time), never to one whose answers differ, and never once either
 /// has an event of their own or changes their profile.
+/// A photosensitizing product is allowed for a customer whose routine is unknown, with a warning
+/// (rule `photosensitizer`): shown on every item it applies to, the same with `explain=true` (every
+/// product judged in full) as without (only the products shown are judged for warnings).
+async fn warnings_are_shown_whether_or_not_the_exclusions_are_asked_for(app: TestApp) {
+    app.load_demo().await;
+    let who = customer(&app, "sun-seeker", true, json!({"source": "quiz", "skin_type": "normal"})).await;
+    let warned = |v: &Value| -> Vec<(String, Vec<String>)> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let rules = i["warnings"].as_array().unwrap().iter().map(|w| w["rule_id"].as_str().unwrap().to_owned());
+                (i["product_id"].as_str().unwrap().to_owned(), rules.collect())
+            })
+            .collect()
+    };
+    let quiet = recs(&app, &who, "k=20&filter=photosensitizing").await;
+    let loud = recs(&app, &who, "k=20&filter=photosensitizing&explain=true").await;
+    let shown = warned(&quiet);
+    assert!(!shown.is_empty(), "the demo catalog has photosensitizing products: {quiet}");
+    for (id, rules) in &shown {
+        assert!(rules.iter().any(|r| r == "photosensitizer"), "{id} is shown without its sun warning: {quiet}");
+    }
+    assert_eq!(shown, warned(&loud), "the same items and warnings with and without explain");
+    for item in quiet["items"].as_array().unwrap() {
+        let warnings = item["warnings"].as_array().unwrap();
+        let sun = warnings.iter().find(|w| w["rule_id"] == "photosensitizer").unwrap();
+        assert!(sun["reason"].as_str().unwrap().contains("sunscreen"), "{sun}");
+    }
+}
+
 async fn new_customers_with_the_same_answers_share_a_page_and_nothing_else(app: TestApp) {
     app.load_demo().await;
     let key = write_key(&app).await;

@@ -289,6 +289,73 @@ pub enum Effect {
     WrittenOff,
 }
 
+/// The effects that carry a reservation: kept beside the changed records by naming which of
+/// them it is, not as a second copy ([`KeptEffect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ReservationEffect {
+    Reserved,
+    Confirmed,
+    Released,
+    Extended,
+    Shipped,
+}
+
+impl ReservationEffect {
+    /// The kind and the reservation of an effect that carries one.
+    pub(crate) fn of(effect: &Effect) -> Option<(Self, &Reservation)> {
+        Some(match effect {
+            Effect::Reserved(r) => (Self::Reserved, r),
+            Effect::Confirmed(r) => (Self::Confirmed, r),
+            Effect::Released(r) => (Self::Released, r),
+            Effect::Extended(r) => (Self::Extended, r),
+            Effect::Shipped(r) => (Self::Shipped, r),
+            _ => return None,
+        })
+    }
+
+    /// The effect of this kind carrying `reservation`.
+    pub(crate) fn with(self, reservation: Reservation) -> Effect {
+        match self {
+            Self::Reserved => Effect::Reserved(reservation),
+            Self::Confirmed => Effect::Confirmed(reservation),
+            Self::Released => Effect::Released(reservation),
+            Self::Extended => Effect::Extended(reservation),
+            Self::Shipped => Effect::Shipped(reservation),
+        }
+    }
+}
+
+/// An effect kept beside the [`Changes`] of the same outcome: the effect itself, or, when it
+/// carries one of the changed reservations, which one.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum KeptEffect {
+    /// Any effect.
+    Whole(Effect),
+    /// `kind` of `changes.reservations[position]`.
+    Of(ReservationEffect, usize),
+}
+
+impl KeptEffect {
+    /// `effect` as kept beside `changes` (copied only when it is not one of them).
+    pub(crate) fn new(effect: &Effect, changes: &Changes) -> Self {
+        match ReservationEffect::of(effect)
+            .and_then(|(kind, r)| Some((kind, changes.reservations.iter().position(|c| c == r)?)))
+        {
+            Some((kind, position)) => Self::Of(kind, position),
+            None => Self::Whole(effect.clone()),
+        }
+    }
+
+    /// The effect, given the changes it was kept beside (`None` if they do not have it).
+    pub(crate) fn effect(&self, changes: &Changes) -> Option<Effect> {
+        match self {
+            Self::Whole(effect) => Some(effect.clone()),
+            Self::Of(kind, position) => Some(kind.with(changes.reservations.get(*position)?.clone())),
+        }
+    }
+}
+
 /// The records a command changed, in their new state: a store upserts them with the movements.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {

@@ -97,18 +97,15 @@ impl OutboxSource for InventoryOutbox {
 
     async fn pending(&self, limit: usize) -> anyhow::Result<Vec<Outgoing>> {
         let limit = limit.clamp(1, 1000) as i64;
-        let rows = sqlx::query(
-            "SELECT m.body FROM inventory_movements m, inventory_relay r \
-             WHERE r.id = 1 AND m.id > r.relayed_through ORDER BY m.id LIMIT $1",
+        let mut conn = self.db.reader().acquire().await.map_err(store_error)?;
+        let movements = crate::store::read_movements(
+            &mut conn,
+            "WHERE id > (SELECT relayed_through FROM inventory_relay WHERE id = 1) ORDER BY id LIMIT $1",
+            Some(limit),
         )
-        .bind(limit)
-        .fetch_all(self.db.reader())
-        .await
-        .map_err(store_error)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let body: String = row.try_get(0).map_err(store_error)?;
-            let movement: Movement = serde_json::from_str(&body)?;
+        .await?;
+        let mut out = Vec::with_capacity(movements.len());
+        for movement in movements {
             out.push(Outgoing {
                 topic: TOPIC.to_owned(),
                 key: movement.sku.to_string(),

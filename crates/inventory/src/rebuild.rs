@@ -13,7 +13,7 @@ use dermis_store::{Db, StoreError};
 use serde::Serialize;
 
 use crate::balances::Balances;
-use crate::model::{Account, BalanceKey, Movement, Quantity};
+use crate::model::{Account, BalanceKey, Quantity};
 
 /// What a rebuild found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -52,14 +52,7 @@ pub async fn rebuild(db: &Db, write: bool) -> Result<RebuildReport, StoreError> 
     let mut tx = db.begin().await?;
     // Take the head row first: batches of running writers wait until this commits.
     sqlx::query("UPDATE inventory_head SET last_movement = last_movement WHERE id = 1").execute(&mut *tx).await?;
-    let rows = sqlx::query("SELECT body FROM inventory_movements ORDER BY id").fetch_all(&mut *tx).await?;
-    let mut journal = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body: String = row.try_get(0)?;
-        let movement: Movement =
-            serde_json::from_str(&body).map_err(|e| StoreError::InvalidInput(format!("journal: {e}")))?;
-        journal.push(movement);
-    }
+    let journal = crate::store::read_movements(&mut tx, "ORDER BY id", None).await?;
     let projected = Balances::rebuild(&journal);
     let mut expected: BTreeMap<String, (BalanceKey, Quantity)> = BTreeMap::new();
     for (key, quantity) in projected.iter() {

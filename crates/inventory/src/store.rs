@@ -7,24 +7,33 @@
 //! [`persist`] writes what one batch of [`crate::Ledger::apply`] returned, inside the caller's
 //! transaction; [`load`] reads everything back for [`crate::Ledger::restore`]. Records are stored
 //! as the JSON the ledger's types serialize to, with columns beside them for indexes and readers.
+//! Two rows are written compactly, so a hot SKU's holds cost less each: a movement's `body` holds
+//! only what its columns do not (accounts, reference, actor, channel), and an applied command's
+//! `outcome` names its movements by journal position and its effect's reservation by its place
+//! among the changed records instead of repeating them. Rows written whole by earlier versions
+//! read the same way (no migration: the columns did not change), but an earlier version cannot
+//! read the compact rows: it refuses to load them (`corrupt inventory movement`).
 //! This module decides nothing: the ledger decides, the service orders the writes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use dermis_store::sqlx::any::AnyRow;
 use dermis_store::sqlx::{self, AnyConnection, Row};
 use dermis_store::{Backend, Db, StoreError};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Outcome};
+use crate::command::{Changes, Command, Effect, Outcome, ReservationEffect};
 use crate::error::InventoryError;
 use crate::ledger::{AppliedRequest, Ledger, Records, RestoreError};
-use crate::model::{Account, BalanceKey, IdempotencyKey, LotCode, Movement, Quantity, Setup, SkuId};
+use crate::model::{Account, Actor, BalanceKey, Channel, IdempotencyKey, LotCode, Movement, Quantity, Reference};
+use crate::model::{ReservationId, Setup, SkuId};
 use crate::records::{PurchaseOrder, Reservation, SkuLot, Transfer};
 
-/// Rows per multi-row `INSERT` (10 columns at most: far below both backends' parameter limits).
-const ROWS_PER_STATEMENT: usize = 100;
+/// Most rows per multi-row statement, a power of two (10 columns at most: far below both
+/// backends' parameter limits).
+const ROWS_PER_STATEMENT: usize = 128;
 
 /// Everything the store keeps, as [`Ledger::restore`] takes it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,7 +65,7 @@ pub async fn load(db: &Db) -> Result<Stored, StoreError> {
         Some(row) => decode(&row.try_get::<String, _>(0)?, "setup")?,
         None => Setup::default(),
     };
-    let journal: Vec<Movement> = bodies(conn, "SELECT body FROM inventory_movements ORDER BY id", "movement").await?;
+    let journal = read_movements(conn, "ORDER BY id", None).await?;
     let mut lots = Vec::new();
     for row in sqlx::query("SELECT sku, body FROM inventory_lots").fetch_all(&mut *conn).await? {
         lots.push(SkuLot {
@@ -79,7 +88,8 @@ pub async fn load(db: &Db) -> Result<Stored, StoreError> {
     {
         let key = IdempotencyKey::new(row.try_get::<String, _>(0)?);
         let command: Command = decode(&row.try_get::<String, _>(1)?, "applied command")?;
-        let outcome: Outcome = decode(&row.try_get::<String, _>(2)?, "applied outcome")?;
+        let stored: StoredOutcome = decode(&row.try_get::<String, _>(2)?, "applied outcome")?;
+        let outcome = stored.outcome(key.clone(), &journal)?;
         applied.insert(key, AppliedRequest { command, outcome });
     }
     tx.commit().await?;
@@ -184,7 +194,7 @@ pub async fn persist(
                 Value::MaybeText(movement.reservation.as_ref().map(ToString::to_string)),
                 Value::Int(movement.quantity),
                 Value::Int(movement.at_ms),
-                Value::Text(encode(movement, "movement")?),
+                Value::Text(encode(&MovementBodyRef::of(movement), "movement")?),
             ]);
         }
         for (key, delta) in outcome.balance_deltas() {
@@ -193,8 +203,16 @@ pub async fn persist(
         for lot in &outcome.changes.lots {
             lots.insert((&lot.sku, &lot.lot.code), lot);
         }
-        for reservation in &outcome.changes.reservations {
-            reservations.insert(&reservation.id, reservation);
+        // Each changed reservation is encoded once, for its row and for the applied outcome.
+        let encoded = outcome
+            .changes
+            .reservations
+            .iter()
+            .map(|reservation| encode(reservation, "reservation"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let applied_outcome = applied_outcome(outcome, &encoded)?;
+        for (reservation, body) in outcome.changes.reservations.iter().zip(encoded) {
+            reservations.insert(&reservation.id, (reservation, body));
         }
         for transfer in &outcome.changes.transfers {
             transfers.insert(&transfer.id, transfer);
@@ -205,7 +223,7 @@ pub async fn persist(
         keys.push(vec![
             Value::Text(outcome.key.to_string()),
             Value::Text(encode(command, "command")?),
-            Value::Text(encode(outcome, "outcome")?),
+            Value::Text(applied_outcome),
             Value::Int(now_ms),
         ]);
     }
@@ -279,13 +297,13 @@ pub async fn persist(
     )
     .await?;
     let mut rows = Vec::with_capacity(reservations.len());
-    for reservation in reservations.values() {
+    for (reservation, body) in reservations.into_values() {
         rows.push(vec![
             Value::Text(reservation.id.to_string()),
             Value::Text(reservation.channel.to_string()),
             Value::Text(name(&reservation.status)),
             Value::Int(reservation.expires_at_ms),
-            Value::Text(encode(reservation, "reservation")?),
+            Value::Text(body),
         ]);
     }
     insert_rows(
@@ -341,23 +359,27 @@ pub async fn persist(
 /// [`InventoryError::Overdrawn`] naming the first such balance. The keys are distinct.
 async fn decrease_balances(conn: &mut AnyConnection, changes: &[(String, Quantity)]) -> Result<(), InventoryError> {
     // `key IN (...)` so both backends go through the primary key; the CASE picks each row's delta.
+    // Padded to a power of two with NULL keys, which match no row (one statement text per size
+    // class: see `insert_rows`).
+    let padded = changes.len().next_power_of_two();
+    let key = |i: usize| Value::MaybeText(changes.get(i).map(|(key, _)| key.clone()));
     let mut sql = Sql::new(conn);
     let delta = |sql: &mut Sql| {
         sql.push("(CASE balance_key");
-        for (key, delta) in changes {
+        for i in 0..padded {
             sql.push(" WHEN ");
-            sql.param(Value::Text(key.clone()));
+            sql.param(key(i));
             sql.push(" THEN ");
-            sql.param(Value::Int(*delta));
+            sql.param(Value::MaybeInt(changes.get(i).map(|(_, delta)| *delta)));
         }
         sql.push(" END)");
     };
     sql.push("UPDATE inventory_balances SET quantity = quantity + ");
     delta(&mut sql);
     sql.push(" WHERE balance_key IN (");
-    for (i, (key, _)) in changes.iter().enumerate() {
+    for i in 0..padded {
         sql.push(if i == 0 { "" } else { ", " });
-        sql.param(Value::Text(key.clone()));
+        sql.param(key(i));
     }
     sql.push(") AND quantity + ");
     delta(&mut sql);
@@ -375,11 +397,220 @@ async fn decrease_balances(conn: &mut AnyConnection, changes: &[(String, Quantit
     Err(InventoryError::Overdrawn { balance, delta })
 }
 
+/// The columns of `inventory_movements` a movement is read from, in the order
+/// [`movement_from_row`] takes them.
+pub(crate) const MOVEMENT_COLUMNS: &str =
+    "id, sku, sku_seq, idempotency_key, lot, reason, reservation_id, quantity, at_ms, body";
+
+/// Reads movements: `SELECT MOVEMENT_COLUMNS FROM inventory_movements {tail}` (`tail` orders and
+/// limits; `limit`, when given, is bound as its one parameter).
+pub(crate) async fn read_movements(
+    conn: &mut AnyConnection,
+    tail: &str,
+    limit: Option<i64>,
+) -> Result<Vec<Movement>, StoreError> {
+    let sql = format!("SELECT {MOVEMENT_COLUMNS} FROM inventory_movements {tail}");
+    let mut query = sqlx::query(&sql);
+    if let Some(limit) = limit {
+        query = query.bind(limit);
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter().map(movement_from_row).collect()
+}
+
+/// A movement from its row ([`MOVEMENT_COLUMNS`]): the columns, and the body for what no column
+/// holds. A body written before bodies were compact holds the whole movement; its extra fields
+/// equal the columns (both were written from the same movement) and are ignored.
+pub(crate) fn movement_from_row(row: &AnyRow) -> Result<Movement, StoreError> {
+    let body: MovementBody = decode(&row.try_get::<String, _>(9)?, "movement")?;
+    Ok(Movement {
+        id: from_i64(row.try_get(0)?)?,
+        sku: SkuId::new(row.try_get::<String, _>(1)?),
+        sku_seq: from_i64(row.try_get(2)?)?,
+        idempotency_key: row.try_get(3)?,
+        lot: row.try_get::<Option<String>, _>(4)?.map(LotCode::new),
+        reason: unit_variant(&row.try_get::<String, _>(5)?, "movement reason")?,
+        reservation: row.try_get::<Option<String>, _>(6)?.map(ReservationId::new),
+        quantity: row.try_get(7)?,
+        at_ms: row.try_get(8)?,
+        from: body.from,
+        to: body.to,
+        reference: body.reference,
+        actor: body.actor,
+        channel: body.channel,
+    })
+}
+
+/// The body of a movement row: the fields no column holds.
+#[derive(Serialize)]
+struct MovementBodyRef<'a> {
+    from: &'a Account,
+    to: &'a Account,
+    reference: &'a Reference,
+    actor: &'a Actor,
+    channel: &'a Option<Channel>,
+}
+
+impl<'a> MovementBodyRef<'a> {
+    fn of(m: &'a Movement) -> Self {
+        Self { from: &m.from, to: &m.to, reference: &m.reference, actor: &m.actor, channel: &m.channel }
+    }
+}
+
+#[derive(Deserialize)]
+struct MovementBody {
+    from: Account,
+    to: Account,
+    reference: Reference,
+    actor: Actor,
+    channel: Option<Channel>,
+}
+
+/// An applied command's first outcome as `inventory_applied.outcome` keeps it: its movements by
+/// journal position (a command's movements are consecutive), the records it changed in the state
+/// it left them (`reservations` is spliced in by [`applied_outcome`]), and its effect, which names
+/// the changed reservation it carries by position rather than repeating it. The key is the row's
+/// key; a stored outcome is never a replay.
+#[derive(Serialize)]
+struct AppliedOutcomeRef<'a> {
+    /// The id of the first movement (0 without movements).
+    first_movement: u64,
+    /// How many movements.
+    movements: usize,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    lots: &'a [SkuLot],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    transfers: &'a [Transfer],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    purchase_orders: &'a [PurchaseOrder],
+    /// The effect, unless it is `effect_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effect: Option<&'a Effect>,
+    /// The effect as (its kind, the position of its reservation among `reservations`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effect_of: Option<(ReservationEffect, usize)>,
+}
+
+impl<'a> AppliedOutcomeRef<'a> {
+    fn of(outcome: &'a Outcome) -> Self {
+        let changes = &outcome.changes;
+        let effect_of = ReservationEffect::of(&outcome.effect)
+            .and_then(|(kind, r)| Some((kind, changes.reservations.iter().position(|c| c == r)?)));
+        Self {
+            first_movement: outcome.movements.first().map_or(0, |m| m.id),
+            movements: outcome.movements.len(),
+            lots: &changes.lots,
+            transfers: &changes.transfers,
+            purchase_orders: &changes.purchase_orders,
+            effect: if effect_of.is_some() { None } else { Some(&outcome.effect) },
+            effect_of,
+        }
+    }
+}
+
+/// `inventory_applied.outcome` of `outcome`, whose changed reservations are already encoded (as
+/// their rows store them): spliced in as `reservations`, not encoded again.
+fn applied_outcome(outcome: &Outcome, reservations: &[String]) -> Result<String, StoreError> {
+    let mut text = encode(&AppliedOutcomeRef::of(outcome), "outcome")?;
+    if !reservations.is_empty() {
+        // The object always has a first field (`first_movement`): drop its `}`, add one more.
+        text.pop();
+        text.push_str(",\"reservations\":[");
+        for (i, reservation) in reservations.iter().enumerate() {
+            text.push_str(if i == 0 { "" } else { "," });
+            text.push_str(reservation);
+        }
+        text.push_str("]}");
+    }
+    Ok(text)
+}
+
+/// `inventory_applied.outcome` as read: the compact form, or a whole [`Outcome`] as versions
+/// before it stored (still read).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredOutcome {
+    Compact(AppliedOutcome),
+    Full(Outcome),
+}
+
+#[derive(Deserialize)]
+struct AppliedOutcome {
+    first_movement: u64,
+    movements: usize,
+    #[serde(default)]
+    lots: Vec<SkuLot>,
+    #[serde(default)]
+    reservations: Vec<Reservation>,
+    #[serde(default)]
+    transfers: Vec<Transfer>,
+    #[serde(default)]
+    purchase_orders: Vec<PurchaseOrder>,
+    #[serde(default)]
+    effect: Option<Effect>,
+    #[serde(default)]
+    effect_of: Option<(ReservationEffect, usize)>,
+}
+
+impl StoredOutcome {
+    /// The outcome as first answered, its movements taken from `journal`.
+    fn outcome(self, key: IdempotencyKey, journal: &[Movement]) -> Result<Outcome, StoreError> {
+        let stored = match self {
+            Self::Full(outcome) => return Ok(outcome),
+            Self::Compact(stored) => stored,
+        };
+        let corrupt = || StoreError::Other(format!("corrupt inventory applied outcome of {key}"));
+        let movements = match stored.movements {
+            0 => Vec::new(),
+            n => {
+                let first = usize::try_from(stored.first_movement).map_err(|_| corrupt())?;
+                let slice = first.checked_sub(1).and_then(|start| journal.get(start..start.checked_add(n)?));
+                slice.ok_or_else(corrupt)?.to_vec()
+            }
+        };
+        let effect = match (stored.effect, stored.effect_of) {
+            (Some(effect), None) => effect,
+            (None, Some((kind, position))) => kind.with(stored.reservations.get(position).ok_or_else(corrupt)?.clone()),
+            _ => return Err(corrupt()),
+        };
+        let changes = Changes {
+            lots: stored.lots,
+            reservations: stored.reservations,
+            transfers: stored.transfers,
+            purchase_orders: stored.purchase_orders,
+        };
+        Ok(Outcome { key, replayed: false, movements, changes, effect })
+    }
+}
+
+/// A unit enum variant from its serde name (`reserve`, `held`).
+fn unit_variant<T: DeserializeOwned>(name: &str, what: &str) -> Result<T, StoreError> {
+    use serde::de::IntoDeserializer as _;
+    T::deserialize(name.into_deserializer())
+        .map_err(|e: serde::de::value::Error| StoreError::Other(format!("corrupt inventory {what}: {e}")))
+}
+
+fn from_i64(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Other(format!("corrupt inventory row: {n} is negative")))
+}
+
 /// A value of a multi-row statement.
+#[derive(Clone)]
 enum Value {
     Int(i64),
+    MaybeInt(Option<i64>),
     Text(String),
     MaybeText(Option<String>),
+}
+
+impl Value {
+    /// A NULL of the same SQL type (PostgreSQL types the parameters of padding rows too).
+    fn null_of(&self) -> Self {
+        match self {
+            Self::Int(_) | Self::MaybeInt(_) => Self::MaybeInt(None),
+            Self::Text(_) | Self::MaybeText(_) => Self::MaybeText(None),
+        }
+    }
 }
 
 /// A statement with many parameters, written for the connection's backend: `$1, $2...` on
@@ -420,6 +651,7 @@ fn bind<'q>(
     for value in values {
         query = match value {
             Value::Int(v) => query.bind(v),
+            Value::MaybeInt(v) => query.bind(v),
             Value::Text(v) => query.bind(v),
             Value::MaybeText(v) => query.bind(v),
         };
@@ -427,7 +659,12 @@ fn bind<'q>(
     query
 }
 
-/// `INSERT INTO table (columns) VALUES (...), (...) tail`, [`ROWS_PER_STATEMENT`] rows at a time.
+/// `INSERT INTO table (columns) SELECT * FROM (VALUES (...), (...)) ... tail`, at most
+/// [`ROWS_PER_STATEMENT`] rows at a time, each statement padded to a power of two rows with rows
+/// of NULLs that its `WHERE` leaves out. So a table is written by one of a few statement texts
+/// whatever the batch's size, and the connection's prepared-statement cache (keyed by text) keeps
+/// them all: a statement is parsed (and, on PostgreSQL, described in a round trip) once per
+/// connection instead of once per batch size. The first column of a real row is never NULL.
 async fn insert_rows(
     conn: &mut AnyConnection,
     table: &str,
@@ -436,17 +673,27 @@ async fn insert_rows(
     tail: &str,
 ) -> Result<(), StoreError> {
     let mut rows = rows.into_iter().peekable();
+    let mut left = rows.len();
     while rows.peek().is_some() {
+        let take = left.min(ROWS_PER_STATEMENT);
+        left -= take;
+        let padded = take.next_power_of_two();
         let mut sql = Sql::new(conn);
-        let _ = write!(sql.text, "INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        for (i, row) in rows.by_ref().take(ROWS_PER_STATEMENT).enumerate() {
+        let _ = write!(sql.text, "INSERT INTO {table} ({}) SELECT * FROM (VALUES ", columns.join(", "));
+        let mut nulls = Vec::new();
+        for i in 0..padded {
             sql.push(if i == 0 { "(" } else { ", (" });
+            let row = if i < take { rows.next().unwrap_or_default() } else { nulls.clone() };
+            if i == 0 {
+                nulls = row.iter().map(Value::null_of).collect();
+            }
             for (column, value) in row.into_iter().enumerate() {
                 sql.push(if column == 0 { "" } else { ", " });
                 sql.param(value);
             }
             sql.push(")");
         }
+        sql.push(") AS v WHERE column1 IS NOT NULL");
         sql.push(tail);
         let (text, values) = (sql.text, sql.values);
         bind(sqlx::query(&text), values).execute(&mut *conn).await?;

@@ -21,6 +21,7 @@ dermis_store::backend_tests!(ALL;
     one_overdrawn_balance_among_several_fails_the_whole_batch,
     a_stale_writer_is_refused_and_reloads,
     a_repeated_key_replays_its_first_outcome_and_stores_it_once,
+    rows_in_the_older_whole_document_format_still_load,
 );
 
 const DAY: i64 = MS_PER_DAY;
@@ -421,4 +422,53 @@ async fn a_repeated_key_replays_its_first_outcome_and_stores_it_once(db: Db) {
     let reopened = Inventory::open(db.clone(), clock.clone()).await.unwrap();
     assert_eq!(ok(&reopened, "k-res", command).await, Outcome { replayed: true, ..first });
     assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements WHERE idempotency_key LIKE 'k-res#%'").await, 1);
+}
+
+/// Rows as versions before the compact encoding wrote them (each movement, reservation and
+/// applied outcome a whole JSON document) restore the same ledger, and a replay after a restart
+/// answers the first outcome even when the reservation changed since.
+async fn rows_in_the_older_whole_document_format_still_load(db: Db) {
+    let (inventory, clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 10)).await;
+    let command = reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE);
+    let first = ok(&inventory, "k-res", command.clone()).await;
+    ok(&inventory, "k-conf", Command::Confirm { reservation: "r1".into(), lines: None }).await;
+    let compact = inventory.read(|l| l.journal().to_vec());
+    // Stored compactly, the replay rebuilds the first outcome (a hold) though r1 is confirmed now.
+    drop(inventory);
+    let reopened = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    assert_eq!(ok(&reopened, "k-res", command.clone()).await, Outcome { replayed: true, ..first.clone() });
+    assert_store_matches(&db, &reopened).await;
+    let before = state(&reopened);
+    drop(reopened);
+
+    let records = before.records.clone();
+    for movement in &compact {
+        sqlx::query("UPDATE inventory_movements SET body = $1 WHERE id = $2")
+            .bind(serde_json::to_string(movement).unwrap())
+            .bind(movement.id as i64)
+            .execute(db.writer())
+            .await
+            .unwrap();
+    }
+    for reservation in &records.reservations {
+        sqlx::query("UPDATE inventory_reservations SET body = $1 WHERE id = $2")
+            .bind(serde_json::to_string(reservation).unwrap())
+            .bind(reservation.id.to_string())
+            .execute(db.writer())
+            .await
+            .unwrap();
+    }
+    for (key, applied) in &records.applied {
+        sqlx::query("UPDATE inventory_applied SET outcome = $1 WHERE idempotency_key = $2")
+            .bind(serde_json::to_string(&applied.outcome).unwrap())
+            .bind(key.to_string())
+            .execute(db.writer())
+            .await
+            .unwrap();
+    }
+    let old = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    assert_eq!(state(&old), before);
+    assert_eq!(ok(&old, "k-res", command).await, Outcome { replayed: true, ..first });
+    assert_store_matches(&db, &old).await;
 }

@@ -5,7 +5,7 @@
 //! models read a user's history and an item's users without searching. Repeated pairs are
 //! merged: their signal weights add up, and the highest rating is kept.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,13 @@
 //! customers' candidates, the held-out pairs rated 4 or more being the relevant ones, with a
 //! listwise softmax loss solved by Newton's method. Then the base models are refitted on all the
 //! training data; the weights stay. The data a model is evaluated on is never seen by any of this.
+//! With a single λ (`EaseConfig::tune` of one value, or `None`: what a running node passes once
+//! it has tuned λ) EASE is fitted once, without evaluating it. ALS is fitted alongside item-kNN and
+//! the two EASE models (both halves also spread their own work over the threads).
+//!
+//! Serving ([`Model::recommend`]) computes the base scores into per-thread buffers and blends only
+//! the candidates when at least `k` of them are allowed: the list is the one scoring every item
+//! would give (a test checks it against that straightforward computation).
 //!
 //! Base scores: item-kNN, EASE, ALS, EASE fitted on the liked pairs only (rated 4 or more)
 //! applied to the liked part of the history, and EASE applied to the disliked part (rated below
@@ -33,7 +40,7 @@ use crate::data::{HeldOut, History, Interactions};
 use crate::ease::{Ease, EaseConfig};
 use crate::eval::TestSet;
 use crate::knn::{ItemKnn, ItemKnnConfig};
-use crate::model::{Fit, Model, top_k};
+use crate::model::{Fit, Model, Scored, top_k, top_k_into, top_k_of};
 use crate::popularity::PopularityConfig;
 
 /// The features' names, in the order of [`Hybrid::weights`].
@@ -108,6 +115,8 @@ pub struct HybridReport {
     pub candidates: usize,
     /// The blend's listwise loss at the end.
     pub loss: f64,
+    /// Each part's own time; the base models of one stage are fitted at once, so theirs
+    /// overlap.
     pub timings: Vec<(&'static str, Duration)>,
 }
 
@@ -149,8 +158,9 @@ fn standardize_all(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// Standardizes `scores` in place over the items not in `history` (ascending).
-fn standardize_user(scores: &mut [f32], history: &[u32]) {
+/// The mean and the inverse standard deviation of `scores` over the items not in `history`
+/// (ascending); an item's standardized score is `(score − mean) · inv`.
+fn moments(scores: &[f32], history: &[u32]) -> (f64, f64) {
     let (mut s, mut s2, mut n) = (0.0f64, 0.0f64, 0.0f64);
     let mut ex = history.iter().peekable();
     for (i, &x) in scores.iter().enumerate() {
@@ -164,7 +174,7 @@ fn standardize_user(scores: &mut [f32], history: &[u32]) {
     let mean = if n > 0.0 { s / n } else { 0.0 };
     let sd = if n > 0.0 { (s2 / n - mean * mean).max(0.0).sqrt() } else { 0.0 };
     let inv = if sd > 1e-12 { 1.0 / sd } else { 0.0 };
-    scores.iter_mut().for_each(|x| *x = ((f64::from(*x) - mean) * inv) as f32);
+    (mean, inv)
 }
 
 /// The base models and item features one blend reads.
@@ -180,26 +190,88 @@ struct Bases {
     candidates: usize,
 }
 
-/// One customer's base scores: standardized, reciprocal ranks within each model's top list, and
-/// the candidates (the union of those lists).
+/// One customer's base scores (raw, with what standardizes them), reciprocal ranks within each
+/// model's top list, and the candidates (the union of those lists). Kept per thread and reused
+/// ([`Bases::with_user_scores`]): nothing of the size of the catalog is allocated per customer.
+#[derive(Default)]
 struct UserScores {
-    z: [Vec<f32>; NB],
+    raw: [Vec<f32>; NB],
+    /// Per base score: mean and inverse standard deviation over the items not in the history.
+    moments: [(f64, f64); NB],
     rr: [Vec<f32>; NB],
+    /// Each base score's top list (what `rr` is set at).
+    tops: [Vec<Scored>; NB],
     pool: Vec<u32>,
     in_pool: Vec<bool>,
     len: f32,
+    /// The liked and the disliked part of the history.
+    split: [(Vec<u32>, Vec<f32>); 2],
+}
+
+impl UserScores {
+    /// Sized for `n` items, with nothing of the previous customer left.
+    fn reset(&mut self, n: usize) {
+        for m in 0..NB {
+            if self.rr[m].len() == n {
+                for s in &self.tops[m] {
+                    self.rr[m][s.item as usize] = 0.0;
+                }
+            } else {
+                self.rr[m] = vec![0.0; n];
+            }
+            self.tops[m].clear();
+            self.raw[m].resize(n, 0.0);
+        }
+        if self.in_pool.len() == n {
+            for &i in &self.pool {
+                self.in_pool[i as usize] = false;
+            }
+        } else {
+            self.in_pool = vec![false; n];
+        }
+        self.pool.clear();
+    }
+
+    /// Base score `m` of item `i`, standardized.
+    #[inline]
+    fn z(&self, m: usize, i: usize) -> f32 {
+        let (mean, inv) = self.moments[m];
+        ((f64::from(self.raw[m][i]) - mean) * inv) as f32
+    }
+}
+
+thread_local! {
+    /// Each thread's [`UserScores`].
+    static SCRATCH: std::cell::RefCell<UserScores> = std::cell::RefCell::new(UserScores::default());
 }
 
 impl Bases {
-    fn user_scores(&self, history: History<'_>) -> UserScores {
+    /// Calls `f` with the customer's base scores, computed into this thread's buffers.
+    fn with_user_scores<R>(&self, history: History<'_>, f: impl FnOnce(&UserScores) -> R) -> R {
+        let mut f = Some(f);
+        let mut run = |s: &mut UserScores| {
+            self.user_scores(history, s);
+            (f.take().expect("called once"))(s)
+        };
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => run(&mut s),
+            Err(_) => run(&mut UserScores::default()),
+        })
+    }
+
+    fn user_scores(&self, history: History<'_>, s: &mut UserScores) {
         let n = self.ease.n_items();
-        let mut z: [Vec<f32>; NB] = std::array::from_fn(|_| vec![0.0; n]);
-        self.knn.score(history, &mut z[0]);
-        self.ease.score(history, &mut z[1]);
-        self.als.score(history, &mut z[2]);
+        s.reset(n);
+        self.knn.score(history, &mut s.raw[0]);
+        self.ease.score(history, &mut s.raw[1]);
+        self.als.score(history, &mut s.raw[2]);
         // Liked EASE from the liked part of the history; EASE from the disliked part (what
         // resembles what the customer rated low). Without ratings, the whole history is liked.
-        let (mut liked_items, mut liked_w, mut low_items, mut low_w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let [(liked_items, liked_w), (low_items, low_w)] = &mut s.split;
+        liked_items.clear();
+        liked_w.clear();
+        low_items.clear();
+        low_w.clear();
         for (k, (&i, &w)) in history.items.iter().zip(history.weights).enumerate() {
             let r = history.ratings.get(k).copied().unwrap_or(f32::NAN);
             if r.is_nan() || r >= 4.0 {
@@ -210,29 +282,28 @@ impl Bases {
                 low_w.push(w);
             }
         }
-        self.liked.score(History { items: &liked_items, weights: &liked_w, ratings: &[] }, &mut z[3]);
-        self.ease.score(History { items: &low_items, weights: &low_w, ratings: &[] }, &mut z[4]);
-        let mut rr: [Vec<f32>; NB] = std::array::from_fn(|_| vec![0.0; n]);
-        let mut in_pool = vec![false; n];
-        let mut pool = Vec::new();
-        for (m, (scores, rr)) in z.iter_mut().zip(&mut rr).enumerate() {
-            for (rank, s) in top_k(scores, self.candidates, history.items, None).into_iter().enumerate() {
-                rr[s.item as usize] = 1.0 - (1.0 + rank as f32).ln() / (1.0 + self.candidates as f32).ln();
+        self.liked.score(History { items: liked_items, weights: liked_w, ratings: &[] }, &mut s.raw[3]);
+        self.ease.score(History { items: low_items, weights: low_w, ratings: &[] }, &mut s.raw[4]);
+        let denom = (1.0 + self.candidates as f32).ln();
+        for m in 0..NB {
+            top_k_into(&s.raw[m], self.candidates, history.items, None, &mut s.tops[m]);
+            for (rank, t) in s.tops[m].iter().enumerate() {
+                s.rr[m][t.item as usize] = 1.0 - (1.0 + rank as f32).ln() / denom;
                 // What resembles the disliked products is no candidate.
-                if m != DISLIKED && !in_pool[s.item as usize] {
-                    in_pool[s.item as usize] = true;
-                    pool.push(s.item);
+                if m != DISLIKED && !s.in_pool[t.item as usize] {
+                    s.in_pool[t.item as usize] = true;
+                    s.pool.push(t.item);
                 }
             }
-            standardize_user(scores, history.items);
+            s.moments[m] = moments(&s.raw[m], history.items);
         }
-        UserScores { z, rr, pool, in_pool, len: (1.0 + history.len() as f32).ln() }
+        s.len = (1.0 + history.len() as f32).ln();
     }
 
     fn features(&self, s: &UserScores, i: usize) -> [f32; NF] {
         let mut x = [0.0; NF];
         for m in 0..NB {
-            x[m] = s.z[m][i];
+            x[m] = s.z(m, i);
             x[NB + m] = s.rr[m][i];
         }
         x[2 * NB] = self.items.popularity[i];
@@ -347,25 +418,41 @@ fn fit_listwise(groups: &[Group], l2: f64) -> ([f32; NF], f64) {
 }
 
 impl HybridConfig {
-    /// The base models refitted on all the training data.
-    fn refit_bases(
+    /// The base models fitted on `data`: ALS on one side, item-kNN and both EASE on the other,
+    /// at once (each also spreads its own work over the threads; this fills the serial parts of
+    /// one with the other). `ease`: EASE when already fitted. Each model's time is its own
+    /// (they overlap).
+    fn fit_bases(
         &self,
         data: &Interactions,
         lambda: f32,
+        ease: Option<Ease>,
+        label: [&'static str; 4],
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Bases, RecommendError> {
-        let t = Instant::now();
-        let knn = self.knn.fit(data)?;
-        timings.push(("refit item-knn", t.elapsed()));
-        let t = Instant::now();
-        let ease = Ease::fit_lambda(data, lambda)?;
-        timings.push(("refit ease", t.elapsed()));
-        let t = Instant::now();
-        let liked = Ease::fit_lambda(&data.liked(4.0), lambda)?;
-        timings.push(("refit liked ease", t.elapsed()));
-        let t = Instant::now();
-        let als = self.als.fit(data)?;
-        timings.push(("refit als", t.elapsed()));
+        let (left, als) = rayon::join(
+            || -> Result<_, RecommendError> {
+                let t = Instant::now();
+                let knn = self.knn.fit(data)?;
+                let knn_t = t.elapsed();
+                let t = Instant::now();
+                let ease = match ease {
+                    Some(e) => e,
+                    None => Ease::fit_lambda(data, lambda)?,
+                };
+                let ease_t = t.elapsed();
+                let t = Instant::now();
+                let liked = Ease::fit_lambda(&data.liked(4.0), lambda)?;
+                Ok((knn, knn_t, ease, ease_t, liked, t.elapsed()))
+            },
+            || {
+                let t = Instant::now();
+                self.als.fit(data).map(|a| (a, t.elapsed()))
+            },
+        );
+        let (knn, knn_t, ease, ease_t, liked, liked_t) = left?;
+        let (als, als_t) = als?;
+        timings.extend([(label[0], knn_t), (label[1], ease_t), (label[2], liked_t), (label[3], als_t)]);
         Ok(Bases { knn, ease, liked, als, items: ItemFeatures::new(data), candidates: self.candidates })
     }
 
@@ -376,16 +463,20 @@ impl HybridConfig {
             .par_iter()
             .filter_map(|tu| {
                 let u = tu.user.expect("held-out users are training users");
-                let s = bases.user_scores(fit.history(u));
-                let xs: Vec<[f32; NF]> = s.pool.iter().map(|&i| bases.features(&s, i as usize)).collect();
-                let relevant: Vec<usize> = s
-                    .pool
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, i)| tu.relevant.binary_search(i).is_ok())
-                    .map(|(k, _)| k)
-                    .collect();
-                (!relevant.is_empty()).then_some(Group { xs, relevant })
+                bases.with_user_scores(fit.history(u), |s| {
+                    let relevant: Vec<usize> = s
+                        .pool
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, i)| tu.relevant.binary_search(i).is_ok())
+                        .map(|(k, _)| k)
+                        .collect();
+                    // No relevant candidate: nothing to learn, no features to compute.
+                    (!relevant.is_empty()).then(|| Group {
+                        xs: s.pool.iter().map(|&i| bases.features(s, i as usize)).collect(),
+                        relevant,
+                    })
+                })
             })
             .collect()
     }
@@ -400,23 +491,27 @@ impl Fit for HybridConfig {
         let (fit, held) = data.holdout(self.holdout_fraction, 5, self.seed);
         report.timings.push(("split", t.elapsed()));
 
-        let t = Instant::now();
+        // λ: searched on the held-out part when there is a grid to search; a single value (the
+        // one a running node kept from its last search) is fitted once, not evaluated.
         let grid = self.ease.tune.clone().unwrap_or_else(|| vec![self.ease.lambda]);
-        let (ease, tried) = Ease::tune(&fit, &held, &grid)?;
-        report.ease_lambda = ease.lambda();
-        report.ease_grid = tried;
-        report.timings.push(("ease λ search on the fit part", t.elapsed()));
-
-        let t = Instant::now();
-        let knn = self.knn.fit(&fit)?;
-        report.timings.push(("item-knn on the fit part", t.elapsed()));
-        let t = Instant::now();
-        let liked = Ease::fit_lambda(&fit.liked(4.0), ease.lambda())?;
-        report.timings.push(("liked ease on the fit part", t.elapsed()));
-        let t = Instant::now();
-        let als = self.als.fit(&fit)?;
-        report.timings.push(("als on the fit part", t.elapsed()));
-        let bases = Bases { knn, ease, liked, als, items: ItemFeatures::new(&fit), candidates: self.candidates };
+        let ease = if grid.len() > 1 {
+            let t = Instant::now();
+            let (ease, tried) = Ease::tune(&fit, &held, &grid)?;
+            report.ease_grid = tried;
+            report.timings.push(("ease λ search on the fit part", t.elapsed()));
+            Some(ease)
+        } else {
+            None
+        };
+        let lambda = ease.as_ref().map_or(grid.first().copied().unwrap_or(self.ease.lambda), Ease::lambda);
+        report.ease_lambda = lambda;
+        let bases = self.fit_bases(
+            &fit,
+            lambda,
+            ease,
+            ["item-knn on the fit part", "ease on the fit part", "liked ease on the fit part", "als on the fit part"],
+            &mut report.timings,
+        )?;
 
         let t = Instant::now();
         let groups = self.training_groups(&bases, &fit, &held);
@@ -436,8 +531,31 @@ impl Fit for HybridConfig {
         report.loss = loss;
         drop(groups);
 
-        let bases = self.refit_bases(data, report.ease_lambda, &mut report.timings)?;
+        let bases = self.fit_bases(
+            data,
+            lambda,
+            None,
+            ["refit item-knn", "refit ease", "refit liked ease", "refit als"],
+            &mut report.timings,
+        )?;
         Ok(Hybrid { bases, weights, report })
+    }
+}
+
+impl Hybrid {
+    /// The blend of item `i` for these base scores.
+    fn blend(&self, s: &UserScores, i: usize) -> f32 {
+        let x = self.bases.features(s, i);
+        x.iter().zip(&self.weights).map(|(x, w)| x * w).sum()
+    }
+
+    /// Every item's score (see [`Model::score`]) from computed base scores.
+    fn score_all(&self, s: &UserScores, personal: bool, out: &mut [f32]) {
+        for (i, o) in out.iter_mut().enumerate() {
+            let blend = self.blend(s, i);
+            // Candidates first: the blend was learned to order them.
+            *o = if personal && s.in_pool[i] { blend + CANDIDATE_BONUS } else { blend };
+        }
     }
 }
 
@@ -451,15 +569,194 @@ impl Model for Hybrid {
     }
 
     fn score(&self, history: History<'_>, out: &mut [f32]) {
-        let s = self.bases.user_scores(history);
         // Without a positive signal every base model scores 0: no candidates, the blend's item
         // features (popularity, rating) order everything.
         let personal = history.weights.iter().any(|&w| w > 0.0);
-        for (i, o) in out.iter_mut().enumerate() {
-            let x = self.bases.features(&s, i);
-            let blend: f32 = x.iter().zip(&self.weights).map(|(x, w)| x * w).sum();
-            // Candidates first: the blend was learned to order them.
-            *o = if personal && s.in_pool[i] { blend + CANDIDATE_BONUS } else { blend };
+        self.bases.with_user_scores(history, |s| self.score_all(s, personal, out));
+    }
+
+    /// The same list as scoring every item and taking the top `k`, computed from the candidates
+    /// alone when at least `k` of them are allowed: candidates come before every other item, so
+    /// the rest need no blend.
+    fn recommend(&self, history: History<'_>, k: usize, allow: Option<&(dyn Fn(u32) -> bool + Sync)>) -> Vec<Scored> {
+        let personal = history.weights.iter().any(|&w| w > 0.0);
+        self.bases.with_user_scores(history, |s| {
+            if personal {
+                // The pool never holds a history item (each top list left them out).
+                let mut cands: Vec<Scored> = s
+                    .pool
+                    .iter()
+                    .filter(|&&i| allow.is_none_or(|f| f(i)))
+                    .map(|&i| Scored { item: i, score: self.blend(s, i as usize) + CANDIDATE_BONUS })
+                    .collect();
+                if cands.len() >= k {
+                    return top_k_of(&mut cands, k).to_vec();
+                }
+            }
+            let mut scores = vec![0.0; self.n_items()];
+            self.score_all(s, personal, &mut scores);
+            top_k(&scores, k, history.items, allow)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::InteractionsBuilder;
+    use crate::{Signal, SignalWeights};
+
+    /// Customers in taste groups who rate their group's products high and one other product
+    /// low, deterministic.
+    fn fixture() -> Interactions {
+        let mut b = InteractionsBuilder::new(SignalWeights::default());
+        let (items, groups) = (60usize, 4usize);
+        let per_group = items / groups;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for u in 0..240 {
+            let g = u % groups;
+            for _ in 0..8 {
+                let i = g * per_group + next(per_group);
+                let rating = if next(5) == 0 { 3.0 } else { 5.0 };
+                b.add(&format!("u{u}"), &format!("p{i}"), Signal::Review { rating });
+            }
+            b.add(&format!("u{u}"), &format!("p{}", next(items)), Signal::Review { rating: 2.0 });
         }
+        b.build()
+    }
+
+    fn small() -> HybridConfig {
+        HybridConfig {
+            knn: ItemKnnConfig { neighbours: 20, shrink: 1.0 },
+            ease: EaseConfig { tune: Some(vec![5.0, 50.0]), ..EaseConfig::default() },
+            als: AlsConfig { factors: 8, iterations: 4, ..AlsConfig::default() },
+            candidates: 10,
+            ..HybridConfig::default()
+        }
+    }
+
+    /// Higher score first (−0 and 0 alike), then the lower index.
+    fn desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+        b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0))
+    }
+
+    /// The straightforward computation: every item's features, standardized over the whole
+    /// catalog in place, the blend with the candidate bonus, one full sort.
+    fn reference(h: &Hybrid, history: History<'_>, k: usize) -> Vec<(u32, f32)> {
+        let b = &h.bases;
+        let n = b.ease.n_items();
+        let mut z: [Vec<f32>; NB] = std::array::from_fn(|_| vec![0.0; n]);
+        b.knn.score(history, &mut z[0]);
+        b.ease.score(history, &mut z[1]);
+        b.als.score(history, &mut z[2]);
+        let mut parts = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+        for (k, (&i, &w)) in history.items.iter().zip(history.weights).enumerate() {
+            let r = history.ratings.get(k).copied().unwrap_or(f32::NAN);
+            let p = &mut parts[usize::from(!(r.is_nan() || r >= 4.0))];
+            p.0.push(i);
+            p.1.push(w);
+        }
+        b.liked.score(History { items: &parts[0].0, weights: &parts[0].1, ratings: &[] }, &mut z[3]);
+        b.ease.score(History { items: &parts[1].0, weights: &parts[1].1, ratings: &[] }, &mut z[4]);
+        let mut rr: [Vec<f32>; NB] = std::array::from_fn(|_| vec![0.0; n]);
+        let mut in_pool = vec![false; n];
+        for m in 0..NB {
+            let mut all: Vec<(u32, f32)> = (0..n as u32)
+                .filter(|i| history.items.binary_search(i).is_err())
+                .map(|i| (i, z[m][i as usize]))
+                .collect();
+            all.sort_by(desc);
+            for (rank, &(i, _)) in all.iter().take(b.candidates).enumerate() {
+                rr[m][i as usize] = 1.0 - (1.0 + rank as f32).ln() / (1.0 + b.candidates as f32).ln();
+                in_pool[i as usize] |= m != DISLIKED;
+            }
+            let (mean, inv) = moments(&z[m], history.items);
+            z[m].iter_mut().for_each(|x| *x = ((f64::from(*x) - mean) * inv) as f32);
+        }
+        let len = (1.0 + history.len() as f32).ln();
+        let personal = history.weights.iter().any(|&w| w > 0.0);
+        let mut all: Vec<(u32, f32)> = (0..n)
+            .filter(|&i| history.items.binary_search(&(i as u32)).is_err())
+            .map(|i| {
+                let mut x = [0.0f32; NF];
+                for m in 0..NB {
+                    x[m] = z[m][i];
+                    x[NB + m] = rr[m][i];
+                    x[2 * NB + 2 + m] = z[m][i] * len;
+                }
+                x[2 * NB] = b.items.popularity[i];
+                x[2 * NB + 1] = b.items.rating[i];
+                x[3 * NB + 2] = x[2 * NB] * len;
+                x[3 * NB + 3] = x[2 * NB + 1] * len;
+                let blend: f32 = x.iter().zip(&h.weights).map(|(x, w)| x * w).sum();
+                (i as u32, if personal && in_pool[i] { blend + CANDIDATE_BONUS } else { blend })
+            })
+            .collect();
+        all.sort_by(desc);
+        all.truncate(k);
+        all
+    }
+
+    #[test]
+    fn the_served_top_list_is_the_straightforward_ranking() {
+        let data = fixture();
+        let h = small().fit(&data).expect("fits");
+        let mut checked = 0;
+        let mut from_pool = 0;
+        for u in 0..data.n_users() as u32 {
+            let history = data.history(u);
+            for k in [5, 10, 25, 60] {
+                let want = reference(&h, history, k);
+                let got: Vec<(u32, f32)> =
+                    h.recommend(history, k, None).into_iter().map(|s| (s.item, s.score)).collect();
+                assert_eq!(got, want, "user {u}, k = {k}");
+                // And the full scores agree with it too.
+                let mut scores = vec![0.0; h.n_items()];
+                h.score(history, &mut scores);
+                let full: Vec<(u32, f32)> =
+                    top_k(&scores, k, history.items, None).into_iter().map(|s| (s.item, s.score)).collect();
+                assert_eq!(full, want, "user {u}, k = {k}, full scores");
+                checked += 1;
+                // Which path served it: the candidates alone, or every item's score.
+                from_pool += usize::from(h.bases.with_user_scores(history, |s| s.pool.len() >= k));
+            }
+        }
+        assert!(from_pool > 0 && from_pool < checked, "{from_pool} of {checked} from the candidates alone");
+        // A customer nobody saw, with a liked and a disliked product, and one with nothing.
+        let items = [3u32, 40];
+        let weights = [1.0f32, 1.0];
+        let ratings = [5.0f32, 1.0];
+        let h2 = History { items: &items, weights: &weights, ratings: &ratings };
+        let got: Vec<(u32, f32)> = h.recommend(h2, 10, None).into_iter().map(|s| (s.item, s.score)).collect();
+        assert_eq!(got, reference(&h, h2, 10));
+        let got: Vec<(u32, f32)> =
+            h.recommend(History::EMPTY, 10, None).into_iter().map(|s| (s.item, s.score)).collect();
+        assert_eq!(got, reference(&h, History::EMPTY, 10));
+        // Only what `allow` accepts, in the same order.
+        let even = |i: u32| i.is_multiple_of(2);
+        let history = data.history(0);
+        let got: Vec<u32> = h.recommend(history, 10, Some(&even)).into_iter().map(|s| s.item).collect();
+        let want: Vec<u32> =
+            reference(&h, history, 60).into_iter().map(|(i, _)| i).filter(|&i| even(i)).take(10).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_kept_lambda_fits_ease_once_without_a_search() {
+        let data = fixture();
+        let mut config = small();
+        config.ease.tune = None;
+        config.ease.lambda = 5.0;
+        let h = config.fit(&data).expect("fits");
+        assert_eq!(h.report().ease_lambda, 5.0);
+        assert!(h.report().ease_grid.is_empty(), "{:?}", h.report().ease_grid);
+        let tuned = small().fit(&data).expect("fits");
+        assert_eq!(tuned.report().ease_grid.len(), 2);
     }
 }

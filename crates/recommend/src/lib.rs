@@ -15,8 +15,8 @@
 //! - [`model`]: the [`Model`] trait (score a history, top k without the customer's own items),
 //!   [`Fit`] (settings that train a model).
 //! - the models: [`popularity`], [`knn`] (item-kNN, cosine), [`ease`] (closed form with `faer`, λ
-//!   tuned on held-out training data), [`als`] (implicit ALS, conjugate gradient, fold-in with
-//!   `faer`'s Cholesky), [`hybrid`] (a learned linear re-ranking of the others' candidates
+//!   tuned on held-out training data), [`als`] (implicit ALS, conjugate gradient; fold-in:
+//!   `YᵀY + λI` computed at fit time, one small Cholesky solve per customer), [`hybrid`] (a learned linear re-ranking of the others' candidates
 //!   over their standardized scores and ranks, liked- and disliked-history EASE scores and item
 //!   features, fitted with a listwise softmax loss on held-out training data).
 //! - [`settings`]: [`ModelKind`] and [`Settings`]: the models by name, for the command line and

@@ -264,7 +264,7 @@ fn same_request(stored: &Command, new: &Command) -> bool {
 
 /// Applies one command: a replay answers the first outcome.
 async fn apply(s: &InventoryState, who: &Principal, key: String, command: Command) -> Result<Outcome, Problem> {
-    if let Some(first) = s.inventory.read(|l| l.applied(&key.as_str().into()).cloned()) {
+    if let Some(first) = s.inventory.read(|l| l.applied(&key.as_str().into())) {
         if same_request(&first.command, &command) {
             return Ok(Outcome { replayed: true, ..first.outcome });
         }
@@ -277,10 +277,7 @@ async fn apply(s: &InventoryState, who: &Principal, key: String, command: Comman
     match s.inventory.submit(request).await.map_err(|e| failed(&e))? {
         Ok(outcome) => Ok(outcome),
         // Two retries raced: the first one's outcome is the answer.
-        Err(Rejection::IdempotencyConflict { .. }) => match s
-            .inventory
-            .read(|l| l.applied(&key.as_str().into()).cloned())
-        {
+        Err(Rejection::IdempotencyConflict { .. }) => match s.inventory.read(|l| l.applied(&key.as_str().into())) {
             Some(first) if same_request(&first.command, &command) => Ok(Outcome { replayed: true, ..first.outcome }),
             _ => Err(Problem::new(
                 ProblemKind::IdempotencyKeyReused,

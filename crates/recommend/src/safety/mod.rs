@@ -90,6 +90,14 @@ impl Bits {
     fn has(&self, i: u32) -> bool {
         self.0.get(i as usize / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
+    fn add(&mut self, other: &Bits) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (w, o) in self.0.iter_mut().zip(&other.0) {
+            *w |= o;
+        }
+    }
 }
 
 /// What a "contains" test looks for.
@@ -103,6 +111,37 @@ struct Targets {
     families: Vec<String>,
     /// Phrases matched against the label's words: (what to report, its words, their signature).
     phrases: Vec<(String, Vec<String>, WordSig)>,
+}
+
+impl Targets {
+    /// Adds everything `other` looks for: a product hits the sum if and only if it hits one of
+    /// the two.
+    fn add(&mut self, other: &Targets) {
+        self.kb.add(&other.kb);
+        self.label.add(&other.label);
+        for f in &other.families {
+            if !self.families.contains(f) {
+                self.families.push(f.clone());
+            }
+        }
+        self.phrases.extend(other.phrases.iter().cloned());
+    }
+}
+
+/// Everything the excluding rules of one customer look for, summed: the quick verdict
+/// ([`Prepared::excludes`]) walks a product's ingredients once, not once per rule.
+#[derive(Debug, Default)]
+struct Excluding<'s> {
+    /// The ingredients, families and phrases of every excluding rule that looks for some.
+    targets: Targets,
+    /// An excluding pregnancy rule is active: the product's pregnancy-caution fact excludes it.
+    pregnancy_caution: bool,
+    /// An excluding rule refuses products whose ingredient list is unknown.
+    unknown: bool,
+    /// Products the customer reacted to (an excluding reaction rule is active).
+    reactions: Vec<&'s str>,
+    /// Where stock is checked (an excluding out-of-stock rule is active).
+    stock: Vec<&'s Availability>,
 }
 
 /// The evaluator: a rule set over a knowledge base.
@@ -263,7 +302,24 @@ impl Safety {
             };
             active.push(Active { rule: r, flag, test });
         }
-        Prepared { safety: self, active }
+        let flagging = active.iter().any(|a| a.flag);
+        let mut excluding = Excluding::default();
+        for a in active.iter().filter(|a| !a.flag) {
+            match &a.test {
+                Check::Contains(t) => excluding.targets.add(t.get()),
+                Check::Pregnancy(t, _) => {
+                    excluding.pregnancy_caution = true;
+                    excluding.targets.add(t);
+                }
+                Check::Reactions(products, t) => {
+                    excluding.reactions.extend(products.iter().copied());
+                    excluding.targets.add(t);
+                }
+                Check::Unknown => excluding.unknown = true,
+                Check::OutOfStock(a) => excluding.stock.push(a),
+            }
+        }
+        Prepared { safety: self, active, flagging, excluding }
     }
 
     /// The verdict on one product for one customer.
@@ -321,6 +377,10 @@ struct Active<'s> {
 pub struct Prepared<'s> {
     safety: &'s Safety,
     active: Vec<Active<'s>>,
+    /// Whether any active rule only flags.
+    flagging: bool,
+    /// The excluding rules, summed for the quick verdict.
+    excluding: Excluding<'s>,
 }
 
 fn holds(w: &When, c: &CustomerSafety) -> bool {
@@ -394,14 +454,15 @@ impl<'s> Prepared<'s> {
         if p.kb_version != self.safety.kb.version() {
             return true;
         }
-        self.active.iter().filter(|a| !a.flag).any(|a| match &a.test {
-            Check::Contains(t) => self.hits(t.get(), p),
-            // The pregnancy fact excludes whatever judged ingredient is named.
-            Check::Pregnancy(t, _) => p.pregnancy_caution == Some(true) || self.hits(t, p),
-            Check::Reactions(products, t) => products.iter().any(|r| p.is(r)) || self.hits(t, p),
-            Check::Unknown => !p.has_list,
-            Check::OutOfStock(a) => a.out_of_stock(p),
-        })
+        // Each excluding rule's test is "one of its targets, or its own condition": the sum of
+        // the targets, then the conditions (stock last: it may read the inventory).
+        let x = &self.excluding;
+        // The pregnancy fact excludes whatever judged ingredient is named.
+        (x.pregnancy_caution && p.pregnancy_caution == Some(true))
+            || (x.unknown && !p.has_list)
+            || x.reactions.iter().any(|r| p.is(r))
+            || self.hits(&x.targets, p)
+            || x.stock.iter().any(|a| a.out_of_stock(p))
     }
 
     /// Plain words for what matched: INCI names for ingredients, families in words, names as
@@ -433,7 +494,24 @@ impl<'s> Prepared<'s> {
             });
             return v;
         }
-        for a in &self.active {
+        self.findings(p, &mut v, |_| true);
+        v
+    }
+
+    /// The warnings of the rules that only flag, for a product [`Self::excludes`] allowed: what
+    /// [`Self::check`] puts in `flags`, without judging the excluding rules again. Nothing to do
+    /// (and nothing allocated) for a customer no flagging rule applies to.
+    fn flags_of(&self, p: &ProductSafetyFacts) -> Vec<Finding> {
+        let mut v = Verdict { allowed: true, exclusions: Vec::new(), flags: Vec::new() };
+        if self.flagging {
+            self.findings(p, &mut v, |a| a.flag);
+        }
+        v.flags
+    }
+
+    /// Adds the findings of the active rules `which` selects to `v`.
+    fn findings(&self, p: &ProductSafetyFacts, v: &mut Verdict, which: impl Fn(&Active<'_>) -> bool) {
+        for a in self.active.iter().filter(|a| which(a)) {
             let mut matched = Vec::new();
             let mut scope = "";
             let hit = match &a.test {
@@ -483,7 +561,6 @@ impl<'s> Prepared<'s> {
                 v.exclusions.push(finding);
             }
         }
-        v
     }
 
     /// [`Safety::filter`] for a prepared customer.
@@ -495,8 +572,9 @@ impl<'s> Prepared<'s> {
     }
 
     /// [`Self::filter`] without recording the exclusions (`excluded()` is empty): for a request
-    /// that does not ask why. What is allowed, and its flags, are the same; an excluded product
-    /// costs a quick verdict, not its reasons.
+    /// that does not ask why. What is allowed is the same, and so are its warnings, found by
+    /// [`Self::warnings`] for the products shown; an excluded product costs a quick verdict, not
+    /// its reasons.
     pub fn filter_quiet<'a, C>(
         &self,
         candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
@@ -504,19 +582,45 @@ impl<'s> Prepared<'s> {
         self.filter_with(candidates, false)
     }
 
+    /// The warnings to show with an allowed product: those found when it was judged, or, after
+    /// [`Self::filter_quiet`] (which leaves them for the few products shown), what its flagging
+    /// rules find now. `p` is the facts it was judged on.
+    pub fn warnings<C>(&self, s: &Safe<C>, p: &ProductSafetyFacts) -> Vec<Finding> {
+        debug_assert_eq!(s.product_id, p.product_id, "the warnings of a product are found on its own facts");
+        match &s.flags {
+            Some(flags) => flags.clone(),
+            None => self.flags_of(p),
+        }
+    }
+
     fn filter_with<'a, C>(
         &self,
         candidates: impl IntoIterator<Item = (C, &'a ProductSafetyFacts)>,
         record: bool,
     ) -> SafeCandidates<C> {
+        let candidates = candidates.into_iter();
         let mut out = SafeCandidates {
-            items: Vec::new(),
+            items: Vec::with_capacity(candidates.size_hint().0),
             excluded: Vec::new(),
             rules_version: self.safety.rules.version.clone(),
         };
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
         for (value, p) in candidates {
-            if !seen.insert(p.product_id.as_str()) || (!record && self.excludes(p)) {
+            if !seen.insert(p.product_id.as_str()) {
+                continue;
+            }
+            // Quiet: the quick verdict only. The warnings of the flagging rules are found for the
+            // few products shown ([`Self::warnings`]), not for every candidate.
+            if !record {
+                if self.excludes(p) {
+                    continue;
+                }
+                out.items.push(Safe {
+                    product_id: p.product_id.clone(),
+                    external_id: p.external_id.clone(),
+                    flags: None,
+                    value,
+                });
                 continue;
             }
             let v = self.check(p);
@@ -524,18 +628,15 @@ impl<'s> Prepared<'s> {
                 out.items.push(Safe {
                     product_id: p.product_id.clone(),
                     external_id: p.external_id.clone(),
-                    flags: v.flags,
+                    flags: Some(v.flags),
                     value,
                 });
             } else {
-                debug_assert!(record, "the quick verdict and the full one agree");
-                if record {
-                    out.excluded.push(Excluded {
-                        product_id: p.product_id.clone(),
-                        external_id: p.external_id.clone(),
-                        exclusions: v.exclusions,
-                    });
-                }
+                out.excluded.push(Excluded {
+                    product_id: p.product_id.clone(),
+                    external_id: p.external_id.clone(),
+                    exclusions: v.exclusions,
+                });
             }
         }
         out
@@ -548,7 +649,9 @@ impl<'s> Prepared<'s> {
 pub struct Safe<C> {
     product_id: String,
     external_id: Option<String>,
-    flags: Vec<Finding>,
+    /// Its warnings, when judged with them (`None` after a quiet filter: see
+    /// [`Prepared::warnings`]).
+    flags: Option<Vec<Finding>>,
     /// What the later stages carry with the product.
     pub value: C,
 }
@@ -562,11 +665,6 @@ impl<C> Safe<C> {
     /// Its external id.
     pub fn external_id(&self) -> Option<&str> {
         self.external_id.as_deref()
-    }
-
-    /// Warnings to show with it.
-    pub fn flags(&self) -> &[Finding] {
-        &self.flags
     }
 
     /// The same product with another value.

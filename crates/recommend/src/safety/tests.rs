@@ -462,6 +462,51 @@ fn filter_keeps_the_allowed_in_order_and_records_every_exclusion() {
 }
 
 #[test]
+fn quiet_filtering_allows_and_flags_exactly_what_recorded_filtering_does() {
+    let s = safety();
+    let products = [
+        product("1", PLAIN),
+        product("2", "Water, Glycolic Acid, Glycerin"),
+        product("3", "Water, Retinol, Linalool"),
+        product("4", "Water, Salicylic Acid, Parfum"),
+        product("5", "Water, Lavandula Angustifolia Oil, Coconut Oil"),
+        unlisted("6"),
+    ];
+    let mut stale = product("7", PLAIN);
+    stale.kb_version = "older".into();
+    let all: Vec<&ProductSafetyFacts> = products.iter().chain([&stale]).collect();
+    let customers = [
+        CustomerSafety::default(),
+        CustomerSafety::default().with_sunscreen(true),
+        CustomerSafety::default().with_sunscreen(false),
+        CustomerSafety { pregnant: true, ..allergic(&["linalool"]) }.with_sunscreen(true),
+        CustomerSafety { skin_type: Some("sensitive".into()), ..allergic(&["fragrance", "Unobtainium Oil"]) },
+        CustomerSafety { concerns: vec!["acne".into()], breastfeeding: true, ..CustomerSafety::default() },
+        allergic(&["coconut oil"])
+            .with_reactions([Reaction::new("P1", IngredientSet::resolve(&["Linalool"], kb()))])
+            .with_sunscreen(false),
+    ];
+    let mut flagged = 0;
+    for c in &customers {
+        let prepared = s.prepare(c);
+        let view = |f: &SafeCandidates<usize>| -> Vec<(String, Vec<Finding>)> {
+            f.iter().map(|x| (x.product_id().to_owned(), prepared.warnings(x, all[x.value]))).collect()
+        };
+        let quiet = prepared.filter_quiet(all.iter().copied().enumerate());
+        let loud = prepared.filter(all.iter().copied().enumerate());
+        assert_eq!(view(&quiet), view(&loud), "{c:?}");
+        assert_eq!(quiet.iter().map(|x| x.value).collect::<Vec<_>>(), loud.iter().map(|x| x.value).collect::<Vec<_>>());
+        assert!(quiet.excluded().is_empty());
+        assert_eq!(loud.len() + loud.excluded().len(), all.len(), "every product judged once: {c:?}");
+        for p in &all {
+            assert_eq!(prepared.excludes(p), !prepared.check(p).allowed, "{} for {c:?}", p.product_id());
+        }
+        flagged += view(&quiet).iter().filter(|(_, flags)| !flags.is_empty()).count();
+    }
+    assert!(flagged > 0, "some customer saw a warning, so the flags were compared");
+}
+
+#[test]
 fn quiz_answers_are_judged_like_a_profile_and_unknown_names_are_kept() {
     let s = safety();
     let c = CustomerSafety::from_answers(Some("sensitive"), &["redness"], &["Linalool", "Zorblax"], &[], false, kb());

@@ -1129,7 +1129,7 @@ impl Engine {
         let out: Vec<Item> = items
             .into_iter()
             .map(|s| {
-                let warnings = s.flags().to_vec();
+                let warnings = prepared.warnings(&s, &table.get(s.value.0).safety);
                 let (t, c, _) = s.value;
                 let e = table.get(t);
                 shown.push(&e.id);

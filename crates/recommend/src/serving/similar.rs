@@ -219,7 +219,7 @@ impl Engine {
             items: items
                 .into_iter()
                 .map(|s| {
-                    let warnings = s.flags().to_vec();
+                    let warnings = prepared.warnings(&s, &table.get(s.value.0).safety);
                     let (t, score, reasons) = s.value;
                     Item::of(table.get(t), score, reasons, warnings)
                 })
