@@ -84,4 +84,11 @@ pub const MIGRATIONS: &[dermis_store::Migration] = &[
         sqlite: include_str!("../migrations/0002_inventory_relay.sql"),
         postgres: include_str!("../migrations/0002_inventory_relay.sql"),
     },
+    dermis_store::Migration {
+        domain: "inventory",
+        version: 3,
+        name: "batches counted on the journal's head",
+        sqlite: include_str!("../migrations/0003_inventory_head_batches.sql"),
+        postgres: include_str!("../migrations/0003_inventory_head_batches.sql"),
+    },
 ];

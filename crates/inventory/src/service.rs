@@ -24,8 +24,8 @@
 //! There is one writer task for all SKUs of a process, and the service assumes it is the only
 //! writer of the inventory tables of its database: it keeps the ledger in memory and does not
 //! read back what others write, so a second process would make it refuse writes often. It stays
-//! safe, though: every batch moves the journal's head row from the last movement this writer
-//! knows (a compare-and-set), so a stale writer's batch is refused ([`InventoryError::StaleLedger`])
+//! safe, though: every batch moves the journal's head row from the last movement and the batch
+//! count this writer knows (a compare-and-set), so a stale writer's batch is refused ([`InventoryError::StaleLedger`])
 //! and it reloads; balances only decrease through guarded updates and `CHECK` constraints; journal
 //! ids and idempotency keys are unique. The setup is not fenced this way (each writer stores the
 //! whole setup it knows). Making several processes share one PostgreSQL well (SKU shards owned by
@@ -99,7 +99,9 @@ impl Inventory {
 
     /// [`Inventory::open`] with batching options.
     pub async fn open_with(db: Db, clock: SharedClock, options: WriterOptions) -> Result<Self, InventoryError> {
-        let ledger = store::load(&db).await?.restore()?;
+        let stored = store::load(&db).await?;
+        let batches = stored.batches;
+        let ledger = stored.restore()?;
         let committed = Arc::new(RwLock::new(ledger.clone()));
         let (jobs, queue) = mpsc::channel(options.queue.max(1));
         let writer = Writer {
@@ -108,6 +110,7 @@ impl Inventory {
             working: ledger,
             committed: committed.clone(),
             stale: false,
+            batches,
             max_batch: options.max_batch.max(1),
         };
         tokio::spawn(writer.run(queue));
@@ -198,6 +201,8 @@ struct Writer {
     committed: Arc<RwLock<Ledger>>,
     /// A transaction failed and the ledger has not been rebuilt from the store since.
     stale: bool,
+    /// Batches committed to the store, as this writer knows it (the head row's counter).
+    batches: u64,
     max_batch: usize,
 }
 
@@ -269,10 +274,14 @@ impl Writer {
                     _ => None,
                 })
                 .collect();
-            let persisted = if applied.is_empty() { Ok(()) } else { self.persist(&applied, head, now_ms).await };
+            let persisted =
+                if applied.is_empty() { Ok(false) } else { self.persist(&applied, head, now_ms).await.map(|()| true) };
             drop(applied);
             match persisted {
-                Ok(()) => {
+                Ok(wrote) => {
+                    if wrote {
+                        self.batches += 1;
+                    }
                     // The working ledger now holds exactly what is committed: the readers get it
                     // by a swap under the lock (readers never wait for a batch to be applied),
                     // then the callers are answered. The readers' old copy, one batch behind,
@@ -328,7 +337,7 @@ impl Writer {
         now_ms: i64,
     ) -> Result<(), InventoryError> {
         let mut tx = self.db.begin().await?;
-        store::persist(&mut tx, applied, head, now_ms).await?;
+        store::persist(&mut tx, applied, head, self.batches, now_ms).await?;
         tx.commit().await.map_err(dermis_store::StoreError::from)?;
         Ok(())
     }
@@ -368,7 +377,9 @@ impl Writer {
         if !self.stale {
             return Ok(());
         }
-        let ledger = store::load(&self.db).await?.restore()?;
+        let stored = store::load(&self.db).await?;
+        self.batches = stored.batches;
+        let ledger = stored.restore()?;
         *self.committed.write().unwrap_or_else(PoisonError::into_inner) = ledger.clone();
         self.working = ledger;
         self.stale = false;

@@ -44,6 +44,8 @@ pub struct Stored {
     pub records: Records,
     /// The journal, in order.
     pub journal: Vec<Movement>,
+    /// Batches committed so far (the journal head's counter, see [`persist`]).
+    pub batches: u64,
 }
 
 impl Stored {
@@ -92,8 +94,10 @@ pub async fn load(db: &Db) -> Result<Stored, StoreError> {
         let outcome = stored.outcome(key.clone(), &journal)?;
         applied.insert(key, AppliedRequest { command, outcome });
     }
+    let batches = sqlx::query("SELECT batches FROM inventory_head WHERE id = 1").fetch_one(&mut *conn).await?;
+    let batches = from_i64(batches.try_get(0)?)?;
     tx.commit().await?;
-    Ok(Stored { setup, records: Records { lots, reservations, transfers, purchase_orders, applied }, journal })
+    Ok(Stored { setup, records: Records { lots, reservations, transfers, purchase_orders, applied }, journal, batches })
 }
 
 /// Every non-zero balance row, in key order: what `dermis inventory rebuild` compares with the
@@ -153,9 +157,10 @@ pub async fn save_setup(
 }
 
 /// Persists the commands of one batch that the ledger applied, inside the caller's transaction.
-/// `head` is the id of the last movement before the batch as this writer knows it: the journal's
-/// head row is moved from it to the batch's last movement (a compare-and-set that also fences
-/// batches without movements), or the batch fails with [`InventoryError::StaleLedger`]. Then it
+/// `head` is the id of the last movement before the batch as this writer knows it, and `batches`
+/// the number of batches committed before it: the journal's head row is moved from them to the
+/// batch's last movement and one more batch (a compare-and-set; the counter fences batches
+/// without movements), or the batch fails with [`InventoryError::StaleLedger`]. Then it
 /// appends their movements to the journal (unique on id, on idempotency key and on per-SKU
 /// sequence), adds their net balance changes to the balance rows, upserts the records they
 /// changed, and stores each (key, command, outcome) for idempotency. Replayed outcomes are
@@ -170,6 +175,7 @@ pub async fn persist(
     conn: &mut AnyConnection,
     applied: &[(&Command, &Outcome)],
     head: u64,
+    batches: u64,
     now_ms: i64,
 ) -> Result<(), InventoryError> {
     let mut movements = Vec::new();
@@ -229,11 +235,15 @@ pub async fn persist(
     }
 
     // On PostgreSQL a concurrent writer's UPDATE waits for this row's lock, then sees the new
-    // head and matches nothing.
-    let moved = sqlx::query("UPDATE inventory_head SET last_movement = $1 WHERE id = 1 AND last_movement = $2")
-        .bind(as_i64(last)?)
-        .bind(as_i64(head)?)
-        .execute(&mut *conn)
+    // head and matches nothing. The batch counter fences batches that write no movement (a
+    // hold's new deadline) too: the head alone would not move for them.
+    let moved = sqlx::query(
+        "UPDATE inventory_head SET last_movement = $1, batches = batches + 1 WHERE id = 1 AND last_movement = $2 AND batches = $3",
+    )
+    .bind(as_i64(last)?)
+    .bind(as_i64(head)?)
+    .bind(as_i64(batches)?)
+    .execute(&mut *conn)
         .await
         .map_err(StoreError::from)?;
     if moved.rows_affected() != 1 {
@@ -565,7 +575,17 @@ impl StoredOutcome {
             n => {
                 let first = usize::try_from(stored.first_movement).map_err(|_| corrupt())?;
                 let slice = first.checked_sub(1).and_then(|start| journal.get(start..start.checked_add(n)?));
-                slice.ok_or_else(corrupt)?.to_vec()
+                let slice = slice.ok_or_else(corrupt)?;
+                // The positions must name this key's own movements (`{key}#{index}`, as the
+                // ledger makes them): a wrong pointer is corruption, not another command's answer.
+                let own = slice.iter().enumerate().all(|(i, m)| {
+                    m.idempotency_key.strip_prefix(key.as_str()).and_then(|rest| rest.strip_prefix('#'))
+                        == Some(i.to_string().as_str())
+                });
+                if !own {
+                    return Err(corrupt());
+                }
+                slice.to_vec()
             }
         };
         let effect = match (stored.effect, stored.effect_of) {

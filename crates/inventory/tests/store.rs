@@ -22,6 +22,8 @@ dermis_store::backend_tests!(ALL;
     a_stale_writer_is_refused_and_reloads,
     a_repeated_key_replays_its_first_outcome_and_stores_it_once,
     rows_in_the_older_whole_document_format_still_load,
+    an_applied_outcome_pointing_at_another_commands_movements_is_corrupt,
+    a_new_deadline_fences_a_writer_that_has_not_seen_it,
 );
 
 const DAY: i64 = MS_PER_DAY;
@@ -471,4 +473,46 @@ async fn rows_in_the_older_whole_document_format_still_load(db: Db) {
     assert_eq!(state(&old), before);
     assert_eq!(ok(&old, "k-res", command).await, Outcome { replayed: true, ..first });
     assert_store_matches(&db, &old).await;
+}
+
+/// A compact applied outcome names its movements by journal position; a position that names
+/// another command's movements is refused at load, never replayed as this key's answer.
+async fn an_applied_outcome_pointing_at_another_commands_movements_is_corrupt(db: Db) {
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 10)).await;
+    ok(&inventory, "k-res", reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE)).await;
+    drop(inventory);
+    let row = sqlx::query("SELECT outcome FROM inventory_applied WHERE idempotency_key = 'k-res'")
+        .fetch_one(db.writer())
+        .await
+        .unwrap();
+    let mut outcome: serde_json::Value = serde_json::from_str(&row.get::<String, _>(0)).unwrap();
+    let first = outcome["first_movement"].as_u64().expect("stored compactly");
+    assert!(first > 1, "the receipt's movements come first: {outcome}");
+    outcome["first_movement"] = 1.into();
+    sqlx::query("UPDATE inventory_applied SET outcome = $1 WHERE idempotency_key = 'k-res'")
+        .bind(outcome.to_string())
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let err = Inventory::open(db.clone(), ManualClock::at(START)).await.unwrap_err();
+    assert!(err.to_string().contains("corrupt inventory applied outcome of k-res"), "{err}");
+}
+
+/// A batch that moves no stock (a hold's new deadline) fences a second writer as one that moves
+/// stock does: the second writer, which still sees the old deadline, must not expire the hold.
+async fn a_new_deadline_fences_a_writer_that_has_not_seen_it(db: Db) {
+    let (first, clock) = open_new(&db).await;
+    ok(&first, "rcv", receive("wh", "serum", "S1", 10)).await;
+    ok(&first, "k1", reserve("r1", "web", &[("serum", 5)], START + 15 * MINUTE)).await;
+    let second = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    let extend = Command::Extend { reservation: "r1".into(), expires_at_ms: START + 60 * MINUTE };
+    ok(&first, "k2", extend).await;
+    clock.advance(20 * MINUTE);
+    // The second writer's sweep is refused by the store; it reloads and finds nothing due.
+    ok(&second, "sweep", Command::ExpireDue).await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations WHERE status = 'held'").await, 1);
+    assert_store_matches(&db, &second).await;
+    first.refresh().await.unwrap();
+    assert_store_matches(&db, &first).await;
 }

@@ -615,6 +615,7 @@ impl<'s> Prepared<'s> {
                 if self.excludes(p) {
                     continue;
                 }
+                debug_assert!(self.check(p).allowed, "the quick verdict allowed what the full one excludes");
                 out.items.push(Safe {
                     product_id: p.product_id.clone(),
                     external_id: p.external_id.clone(),

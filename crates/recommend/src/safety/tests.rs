@@ -474,7 +474,12 @@ fn quiet_filtering_allows_and_flags_exactly_what_recorded_filtering_does() {
     ];
     let mut stale = product("7", PLAIN);
     stale.kb_version = "older".into();
-    let all: Vec<&ProductSafetyFacts> = products.iter().chain([&stale]).collect();
+    let sold_out = product("8", "Water, Glycolic Acid").with_skus(vec!["sku-a".into()]);
+    let in_stock = product("9", PLAIN).with_skus(vec!["sku-b".into()]);
+    let all: Vec<&ProductSafetyFacts> = products.iter().chain([&stale, &sold_out, &in_stock]).collect();
+    let stock =
+        Arc::new(FakeStock { units: [(("sku-a", "web"), 0), (("sku-b", "web"), 4)].into(), reads: Default::default() });
+    let web = || Availability::from_stock(stock.clone(), StockPlace::of(Some("web"), None).unwrap());
     let customers = [
         CustomerSafety::default(),
         CustomerSafety::default().with_sunscreen(true),
@@ -485,6 +490,8 @@ fn quiet_filtering_allows_and_flags_exactly_what_recorded_filtering_does() {
         allergic(&["coconut oil"])
             .with_reactions([Reaction::new("P1", IngredientSet::resolve(&["Linalool"], kb()))])
             .with_sunscreen(false),
+        CustomerSafety::default().with_availability(web()),
+        allergic(&["linalool"]).with_availability(web()).with_sunscreen(true),
     ];
     let mut flagged = 0;
     for c in &customers {
