@@ -176,17 +176,17 @@ impl Availability {
     pub fn out_of_stock(&self, p: &ProductSafetyFacts) -> bool {
         match &self.source {
             Source::Listed(in_stock) => {
-                !in_stock.contains(&p.product_id) && !p.external_id.as_ref().is_some_and(|e| in_stock.contains(e))
+                !in_stock.contains(&*p.product_id) && !p.external_id.as_deref().is_some_and(|e| in_stock.contains(e))
             }
             Source::Stock { view, place, memo } => {
                 if p.skus.is_empty() {
                     return false;
                 }
-                if let Some(&out) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&p.product_id) {
+                if let Some(&out) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&*p.product_id) {
                     return out;
                 }
                 let out = view.in_stock(&p.skus, place) == Some(false);
-                memo.lock().unwrap_or_else(|e| e.into_inner()).insert(p.product_id.clone(), out);
+                memo.lock().unwrap_or_else(|e| e.into_inner()).insert(p.product_id.to_string(), out);
                 out
             }
         }

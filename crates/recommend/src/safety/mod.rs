@@ -606,7 +606,7 @@ impl<'s> Prepared<'s> {
         };
         let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
         for (value, p) in candidates {
-            if !seen.insert(p.product_id.as_str()) {
+            if !seen.insert(&*p.product_id) {
                 continue;
             }
             // Quiet: the quick verdict only. The warnings of the flagging rules are found for the
@@ -634,8 +634,8 @@ impl<'s> Prepared<'s> {
                 });
             } else {
                 out.excluded.push(Excluded {
-                    product_id: p.product_id.clone(),
-                    external_id: p.external_id.clone(),
+                    product_id: p.product_id.to_string(),
+                    external_id: p.external_id.as_deref().map(str::to_owned),
                     exclusions: v.exclusions,
                 });
             }
@@ -648,8 +648,8 @@ impl<'s> Prepared<'s> {
 /// score, features ...). Only this module makes one: the product it names cannot be changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Safe<C> {
-    product_id: String,
-    external_id: Option<String>,
+    product_id: std::sync::Arc<str>,
+    external_id: Option<std::sync::Arc<str>>,
     /// Its warnings, when judged with them (`None` after a quiet filter: see
     /// [`Prepared::warnings`]).
     flags: Option<Vec<Finding>>,

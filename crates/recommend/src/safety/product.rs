@@ -16,8 +16,10 @@ use super::label::{LabelIndex, LabelRead};
 /// What the safety rules know about one product.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductSafetyFacts {
-    pub(crate) product_id: String,
-    pub(crate) external_id: Option<String>,
+    /// Shared with the [`super::Safe`] and [`super::Excluded`] made of it (a request copies a
+    /// pointer, not the text).
+    pub(crate) product_id: std::sync::Arc<str>,
+    pub(crate) external_id: Option<std::sync::Arc<str>>,
     pub(crate) kb_version: String,
     /// An ingredient list is known and was read.
     pub(crate) has_list: bool,
@@ -90,8 +92,8 @@ impl ProductSafetyFacts {
             None => LabelRead::default(),
         };
         Self {
-            product_id: product_id.to_owned(),
-            external_id: external_id.map(str::to_owned),
+            product_id: product_id.into(),
+            external_id: external_id.map(Into::into),
             kb_version: kb.version().to_owned(),
             has_list: facts.has_ingredient_list,
             present,
@@ -143,7 +145,7 @@ impl ProductSafetyFacts {
 
     /// Whether `reference` is this product's id or external id.
     pub fn is(&self, reference: &str) -> bool {
-        self.product_id == reference || self.external_id.as_deref() == Some(reference)
+        &*self.product_id == reference || self.external_id.as_deref() == Some(reference)
     }
 
     /// The ids it declares or may contain, by the knowledge base `kb` it was built with.
