@@ -7,15 +7,15 @@
 # configuration runs RUNS times (interleaved); the table shows medians over the runs, and the
 # ratio Dermis / baseline at the same SKU spread.
 #
-#   scripts/bench-inventory.sh            # RUNS=2 SECONDS=10 CLIENTS=16
-#   RUNS=3 SECONDS=20 scripts/bench-inventory.sh
+#   scripts/bench-inventory.sh            # RUNS=2 BENCH_SECONDS=10 CLIENTS=16
+#   RUNS=3 BENCH_SECONDS=20 CLIENTS=64 scripts/bench-inventory.sh
 #
 # Needs cargo, pgbench/psql/createdb and a PostgreSQL reachable as PGHOST/PGPORT/PGUSER
 # (127.0.0.1:5432, postgres) that may create and drop scratch databases. Release builds go to
 # CARGO_TARGET_DIR (default /work/bench-target) so a debug target dir is left alone.
 set -euo pipefail
 RUNS=${RUNS:-2}
-SECONDS_=${SECONDS:-10}
+SECONDS_=${BENCH_SECONDS:-10}  # not SECONDS: bash keeps its own (seconds since the shell started)
 CLIENTS=${CLIENTS:-16}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/bench-target}
@@ -28,7 +28,7 @@ BIN=$CARGO_TARGET_DIR/release/examples/reserve_bench
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); RUNS=$RUNS SECONDS=$SECONDS_ CLIENTS=$CLIENTS" >&2
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); RUNS=$RUNS BENCH_SECONDS=$SECONDS_ CLIENTS=$CLIENTS" >&2
 for run in $(seq 1 "$RUNS"); do
   for skus in 1 10000; do
     line=$("$HERE/bench-inventory-baseline.sh" "$skus" "$CLIENTS" "$SECONDS_")
