@@ -35,6 +35,24 @@ async fn run_variant(app: &TestApp, key: &str, config: Value) {
     json_of(app.post_json(&format!("/v1/experiments/{key}/start"), Role::Admin, &json!({})).await, 200).await;
 }
 
+/// The response once the node's recommendation catalog has settled: two responses 300 ms apart
+/// list the same products and exclusions. (`load_demo` waits for the search index; the
+/// recommendation catalog is another consumer of the same events and may still be taking in
+/// products, or their ingredient facts, for a moment.)
+async fn settled(app: &TestApp, who: &str, query: &str) -> Value {
+    let started = Instant::now();
+    let mut last = recs(app, who, query).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = recs(app, who, query).await;
+        if ids(&now) == ids(&last) && excluded(&now) == excluded(&last) {
+            return now;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the recommendations never settled: {now}");
+        last = now;
+    }
+}
+
 /// The first response made under the experiment (nodes read running experiments every few
 /// seconds).
 async fn under_experiment(app: &TestApp, who: &str, query: &str) -> Value {
@@ -69,7 +87,7 @@ async fn a_variant_rule_reorders_the_safe_list_and_bad_rules_are_refused(app: Te
     assert_eq!(fields, vec!["variants[1].config.rules[0].when", "variants[1].config.contextual.top"], "{p}");
     assert_problem(app.get("/v1/experiments/bad", Role::Admin).await, 404).await;
 
-    let before = recs(&app, "shop-rules", "k=10&placement=home&explain=true").await;
+    let before = settled(&app, "shop-rules", "k=10&placement=home&explain=true").await;
     let (top, unsafe_ids) = (ids(&before)[0].clone(), excluded(&before));
     assert!(!unsafe_ids.is_empty(), "linalool products are excluded for her: {before}");
     // The variant buries today's first product and tries to pin every excluded one first.
@@ -102,7 +120,7 @@ async fn a_contextual_variant_learns_the_top_and_never_shows_an_allergen(app: Te
         json!({"source": "quiz", "skin_type": "dry", "concerns": ["dryness"], "allergies": ["Linalool"]}),
     )
     .await;
-    let before = recs(&app, "shop-dry", "k=10&placement=home&explain=true").await;
+    let before = settled(&app, "shop-dry", "k=10&placement=home&explain=true").await;
     let unsafe_ids = excluded(&before);
     assert!(!unsafe_ids.is_empty(), "linalool products are excluded for her: {before}");
     // The product she will keep clicking: fifth today, inside the bandit's pool of 6.

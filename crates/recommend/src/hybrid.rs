@@ -590,7 +590,13 @@ impl Model for Hybrid {
                     .map(|&i| Scored { item: i, score: self.blend(s, i as usize) + CANDIDATE_BONUS })
                     .collect();
                 if cands.len() >= k {
-                    return top_k_of(&mut cands, k).to_vec();
+                    let top = top_k_of(&mut cands, k).to_vec();
+                    // The candidates rank above every other item while their blends are finite
+                    // (a NaN blend ranks last of all items in the full ranking, not last of the
+                    // candidates): otherwise rank everything.
+                    if top.iter().all(|s| s.score.is_finite()) {
+                        return top;
+                    }
                 }
             }
             let mut scores = vec![0.0; self.n_items()];
