@@ -88,6 +88,45 @@ pub struct JwtVerifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     http: reqwest::Client,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Tokens verified in full, by their exact text, so a client sending the same token with
+    /// every request is not decoded and checked again each time ([`VERIFIED_TTL`]). A hit still
+    /// checks `exp` and `nbf` against the clock; a reload of the JWKS forgets them all (a key
+    /// taken out of the set stops vouching at once). Failures are never kept.
+    verified: moka::sync::Cache<String, Verified>,
+}
+
+/// How long a verified token is kept before it is verified in full again.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(300);
+
+/// Longest token kept verified (bytes); longer ones are verified every time.
+const MAX_KEPT_TOKEN: usize = 4096;
+
+/// A token verified in full: whom it names and the times it is valid between.
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    /// `exp`, seconds since the epoch.
+    expires: u64,
+    /// `nbf`, if given.
+    not_before: Option<u64>,
+}
+
+impl Verified {
+    /// With the same leeway as the full check.
+    fn valid_at(&self, now: u64) -> bool {
+        now <= self.expires.saturating_add(LEEWAY_SECS)
+            && self.not_before.is_none_or(|nbf| nbf <= now.saturating_add(LEEWAY_SECS))
+    }
+
+    /// What to keep of a token verified in full, if its times are whole seconds.
+    fn of(principal: &Principal, claims: &Map<String, Value>) -> Option<Self> {
+        let expires = claims.get("exp")?.as_u64()?;
+        let not_before = match claims.get("nbf") {
+            None => None,
+            Some(nbf) => Some(nbf.as_u64()?),
+        };
+        Some(Self { principal: principal.clone(), expires, not_before })
+    }
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -110,7 +149,14 @@ impl JwtVerifier {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
-        let v = Self { cfg, hs, keys: RwLock::new(HashMap::new()), http, last_fetch: tokio::sync::Mutex::new(None) };
+        let v = Self {
+            cfg,
+            hs,
+            keys: RwLock::new(HashMap::new()),
+            http,
+            last_fetch: tokio::sync::Mutex::new(None),
+            verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(VERIFIED_TTL).build(),
+        };
         if v.cfg.jwks.is_some() {
             v.refresh().await?;
         }
@@ -120,7 +166,10 @@ impl JwtVerifier {
     /// Reloads the JWKS. Keys without a `kid` are stored under the empty id.
     pub async fn refresh(&self) -> Result<usize, String> {
         let text = match &self.cfg.jwks {
-            None => return Ok(0),
+            None => {
+                self.verified.invalidate_all();
+                return Ok(0);
+            }
             Some(JwksSource::File(path)) => {
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))?
             }
@@ -146,6 +195,7 @@ impl JwtVerifier {
         }
         let n = keys.len();
         *self.keys.write().expect("jwks lock") = keys;
+        self.verified.invalidate_all();
         Ok(n)
     }
 
@@ -160,6 +210,13 @@ impl JwtVerifier {
 
     /// Verifies a token and returns the caller it names.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(kept) = self.verified.get(token) {
+            if kept.valid_at(unix_now()) {
+                return Ok(kept.principal);
+            }
+            // Expired since: the full check below says so in its own words.
+            self.verified.invalidate(token);
+        }
         let bad = |m: String| AuthError::InvalidToken(m);
         let header = jsonwebtoken::decode_header(token).map_err(|e| bad(e.to_string()))?;
         let key = if header.alg == Algorithm::HS256 {
@@ -191,7 +248,13 @@ impl JwtVerifier {
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| bad(e.to_string()))?;
         check_issued_at(&data.claims, unix_now())?;
-        self.principal(&data.claims)
+        let principal = self.principal(&data.claims)?;
+        if token.len() <= MAX_KEPT_TOKEN
+            && let Some(kept) = Verified::of(&principal, &data.claims)
+        {
+            self.verified.insert(token.to_owned(), kept);
+        }
+        Ok(principal)
     }
 
     /// An unknown `kid` may mean the provider rotated keys: refetch, at most every 30 seconds.
@@ -382,6 +445,51 @@ mod tests {
         assert!(v.verify(&signed(&[("iat", (now - 60).into())])).await.is_ok());
         let short = JwtConfig { hs256_secret: Some(SecretString::from("short".to_owned())), ..JwtConfig::default() };
         assert_eq!(JwtVerifier::new(short).await.unwrap_err(), "the JWT secret must be at least 32 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_kept_token_is_still_held_to_its_times_and_a_jwks_reload_forgets_it() {
+        let v = verifier().await;
+        let t = issue(&secret(), Role::Admin, "kept", None, Duration::from_secs(60)).unwrap();
+        assert_eq!(v.verify(&t).await.unwrap().subject, "kept");
+        let kept = v.verified.get(&t).expect("a verified token is kept");
+        // A hit is not checked again in full (what the cache is for)...
+        v.verified.insert("kept.but.unsigned".into(), kept.clone());
+        assert_eq!(v.verify("kept.but.unsigned").await.unwrap().subject, "kept");
+        // ...but still against the clock: tokens kept while valid whose time is now up.
+        let now = unix_now();
+        let signed = |claim: &str, at: u64| {
+            let mut claims = Map::new();
+            claims.insert("sub".into(), "kept".into());
+            claims.insert("role".into(), "admin".into());
+            claims.insert("exp".into(), (now + 7200).into());
+            claims.insert(claim.into(), at.into());
+            jsonwebtoken::encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(secret().expose_secret().as_bytes()),
+            )
+            .unwrap()
+        };
+        let expired = signed("exp", now - 1000);
+        v.verified.insert(expired.clone(), Verified { expires: now - 1000, ..kept.clone() });
+        assert!(v.verify(&expired).await.is_err(), "a kept token past exp + leeway is refused");
+        assert!(v.verified.get(&expired).is_none(), "and forgotten");
+        let early = signed("nbf", now + 3600);
+        v.verified.insert(early.clone(), Verified { not_before: Some(now + 3600), ..kept.clone() });
+        assert!(v.verify(&early).await.is_err(), "a kept token before nbf - leeway is refused");
+        // Reloading the key set forgets every kept token.
+        assert_eq!(v.refresh().await.unwrap(), 0);
+        assert!(v.verified.get(&t).is_none());
+        // Failures are never kept.
+        let other = SecretString::from("another-secret-another-secret-xx".to_owned());
+        let forged = issue(&other, Role::Admin, "kept", None, Duration::from_secs(60)).unwrap();
+        assert!(v.verify(&forged).await.is_err());
+        assert!(v.verified.get(&forged).is_none());
+        // The times as the full check reads them, with its leeway.
+        let at = Verified { principal: kept.principal, expires: 1000, not_before: Some(900) };
+        assert!(at.valid_at(1000 + LEEWAY_SECS) && !at.valid_at(1001 + LEEWAY_SECS));
+        assert!(at.valid_at(900 - LEEWAY_SECS) && !at.valid_at(899 - LEEWAY_SECS));
     }
 
     #[test]

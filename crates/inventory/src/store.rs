@@ -171,6 +171,10 @@ pub async fn save_setup(
 /// multi-row upsert for its increases); if that leaves any of its rows untouched the whole batch
 /// fails with [`InventoryError::Overdrawn`] naming it (and the `CHECK` constraint backs it up). So even a second writer
 /// on the same database could not drive a balance below zero; it would see its batch refused.
+///
+/// On PostgreSQL a batch whose tables each fit one statement is written as ONE statement
+/// ([`write_as_one_statement`]); otherwise, and on SQLite (where a statement costs no round
+/// trip), one statement per table.
 pub async fn persist(
     conn: &mut AnyConnection,
     applied: &[(&Command, &Outcome)],
@@ -234,29 +238,6 @@ pub async fn persist(
         ]);
     }
 
-    // On PostgreSQL a concurrent writer's UPDATE waits for this row's lock, then sees the new
-    // head and matches nothing. The batch counter fences batches that write no movement (a
-    // hold's new deadline) too: the head alone would not move for them.
-    let moved = sqlx::query(
-        "UPDATE inventory_head SET last_movement = $1, batches = batches + 1 WHERE id = 1 AND last_movement = $2 AND batches = $3",
-    )
-    .bind(as_i64(last)?)
-    .bind(as_i64(head)?)
-    .bind(as_i64(batches)?)
-    .execute(&mut *conn)
-        .await
-        .map_err(StoreError::from)?;
-    if moved.rows_affected() != 1 {
-        return Err(InventoryError::StaleLedger { expected: head });
-    }
-    insert_rows(
-        conn,
-        "inventory_movements",
-        &["id", "sku", "sku_seq", "idempotency_key", "lot", "reason", "reservation_id", "quantity", "at_ms", "body"],
-        movements,
-        "",
-    )
-    .await?;
     let mut decreases = Vec::new();
     let mut increases = Vec::new();
     for (key, delta) in deltas.into_iter().filter(|(_, delta)| *delta != 0) {
@@ -278,17 +259,31 @@ pub async fn persist(
             Value::Int(delta),
         ]);
     }
-    for chunk in decreases.chunks(ROWS_PER_STATEMENT) {
-        decrease_balances(conn, chunk).await?;
-    }
-    insert_rows(
-        conn,
-        "inventory_balances",
-        &["balance_key", "sku", "location", "state", "lot", "quantity"],
-        increases,
-        " ON CONFLICT (balance_key) DO UPDATE SET quantity = inventory_balances.quantity + excluded.quantity",
-    )
-    .await?;
+    let mut inserts = vec![
+        Insert {
+            table: "inventory_movements",
+            columns: &[
+                "id",
+                "sku",
+                "sku_seq",
+                "idempotency_key",
+                "lot",
+                "reason",
+                "reservation_id",
+                "quantity",
+                "at_ms",
+                "body",
+            ],
+            rows: movements,
+            tail: "",
+        },
+        Insert {
+            table: "inventory_balances",
+            columns: &["balance_key", "sku", "location", "state", "lot", "quantity"],
+            rows: increases,
+            tail: " ON CONFLICT (balance_key) DO UPDATE SET quantity = inventory_balances.quantity + excluded.quantity",
+        },
+    ];
     let mut rows = Vec::with_capacity(lots.len());
     for lot in lots.values() {
         rows.push(vec![
@@ -298,14 +293,12 @@ pub async fn persist(
             Value::Text(encode(&lot.lot, "lot")?),
         ]);
     }
-    insert_rows(
-        conn,
-        "inventory_lots",
-        &["sku", "code", "expires_on", "body"],
+    inserts.push(Insert {
+        table: "inventory_lots",
+        columns: &["sku", "code", "expires_on", "body"],
         rows,
-        " ON CONFLICT (sku, code) DO UPDATE SET expires_on = excluded.expires_on, body = excluded.body",
-    )
-    .await?;
+        tail: " ON CONFLICT (sku, code) DO UPDATE SET expires_on = excluded.expires_on, body = excluded.body",
+    });
     let mut rows = Vec::with_capacity(reservations.len());
     for (reservation, body) in reservations.into_values() {
         rows.push(vec![
@@ -316,15 +309,13 @@ pub async fn persist(
             Value::Text(body),
         ]);
     }
-    insert_rows(
-        conn,
-        "inventory_reservations",
-        &["id", "channel", "status", "expires_at_ms", "body"],
+    inserts.push(Insert {
+        table: "inventory_reservations",
+        columns: &["id", "channel", "status", "expires_at_ms", "body"],
         rows,
-        " ON CONFLICT (id) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
-          expires_at_ms = excluded.expires_at_ms, body = excluded.body",
-    )
-    .await?;
+        tail: " ON CONFLICT (id) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
+               expires_at_ms = excluded.expires_at_ms, body = excluded.body",
+    });
     let mut rows = Vec::with_capacity(transfers.len());
     for transfer in transfers.values() {
         rows.push(vec![
@@ -334,14 +325,12 @@ pub async fn persist(
             Value::Text(encode(transfer, "transfer")?),
         ]);
     }
-    insert_rows(
-        conn,
-        "inventory_transfers",
-        &["id", "sku", "status", "body"],
+    inserts.push(Insert {
+        table: "inventory_transfers",
+        columns: &["id", "sku", "status", "body"],
         rows,
-        " ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, status = excluded.status, body = excluded.body",
-    )
-    .await?;
+        tail: " ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, status = excluded.status, body = excluded.body",
+    });
     let mut rows = Vec::with_capacity(purchase_orders.len());
     for order in purchase_orders.values() {
         rows.push(vec![
@@ -351,29 +340,159 @@ pub async fn persist(
             Value::Text(encode(order, "purchase order")?),
         ]);
     }
-    insert_rows(
-        conn,
-        "inventory_purchase_orders",
-        &["id", "location", "eta_ms", "body"],
+    inserts.push(Insert {
+        table: "inventory_purchase_orders",
+        columns: &["id", "location", "eta_ms", "body"],
         rows,
-        " ON CONFLICT (id) DO UPDATE SET location = excluded.location, eta_ms = excluded.eta_ms, body = excluded.body",
-    )
-    .await?;
+        tail: " ON CONFLICT (id) DO UPDATE SET location = excluded.location, eta_ms = excluded.eta_ms, body = excluded.body",
+    });
     // A key stored twice is a second writer (or a bug): the primary key fails the batch.
-    insert_rows(conn, "inventory_applied", &["idempotency_key", "command", "outcome", "applied_at"], keys, "").await?;
+    inserts.push(Insert {
+        table: "inventory_applied",
+        columns: &["idempotency_key", "command", "outcome", "applied_at"],
+        rows: keys,
+        tail: "",
+    });
+    let cas = Head { last: as_i64(last)?, head: as_i64(head)?, batches: as_i64(batches)? };
+    let fits = decreases.len() <= ROWS_PER_STATEMENT && inserts.iter().all(|i| i.rows.len() <= ROWS_PER_STATEMENT);
+    if Sql::new(conn).numbered && fits {
+        return write_as_one_statement(conn, &cas, &decreases, inserts).await;
+    }
+    // On PostgreSQL a concurrent writer's UPDATE waits for this row's lock, then sees the new
+    // head and matches nothing. The batch counter fences batches that write no movement (a
+    // hold's new deadline) too: the head alone would not move for them.
+    let mut sql = Sql::new(conn);
+    cas.push(&mut sql, false);
+    let moved = bind(sqlx::query(&sql.text), sql.values).execute(&mut *conn).await.map_err(StoreError::from)?;
+    if moved.rows_affected() != 1 {
+        return Err(InventoryError::StaleLedger { expected: head });
+    }
+    for chunk in decreases.chunks(ROWS_PER_STATEMENT) {
+        decrease_balances(conn, chunk).await?;
+    }
+    for insert in inserts {
+        insert_rows(conn, insert.table, insert.columns, insert.rows, insert.tail).await?;
+    }
     Ok(())
+}
+
+/// The compare-and-set of the journal's head row a batch starts with.
+struct Head {
+    /// The batch's last movement.
+    last: i64,
+    /// The last movement before the batch, as the writer knows it.
+    head: i64,
+    /// Batches committed, as the writer knows it.
+    batches: i64,
+}
+
+impl Head {
+    /// The `UPDATE`; `returning`: with `RETURNING 1` (as a CTE of [`write_as_one_statement`]).
+    fn push(&self, sql: &mut Sql, returning: bool) {
+        sql.push("UPDATE inventory_head SET last_movement = ");
+        sql.param(Value::Int(self.last));
+        sql.push(", batches = batches + 1 WHERE id = 1 AND last_movement = ");
+        sql.param(Value::Int(self.head));
+        sql.push(" AND batches = ");
+        sql.param(Value::Int(self.batches));
+        if returning {
+            sql.push(" RETURNING 1");
+        }
+    }
+}
+
+/// Rows for one table.
+struct Insert {
+    table: &'static str,
+    columns: &'static [&'static str],
+    rows: Vec<Vec<Value>>,
+    /// After the rows: `ON CONFLICT ...`.
+    tail: &'static str,
+}
+
+/// PostgreSQL: the whole batch as ONE statement of data-modifying CTEs, so a batch costs three
+/// round trips (`BEGIN`, this, `COMMIT`) instead of one per table: the head's compare-and-set
+/// first, then the guarded decreases and every insert, each conditioned on the head having
+/// moved (`EXISTS (SELECT 1 FROM head)`, which also makes PostgreSQL run the head's `UPDATE`,
+/// and wait for its row lock, before them). A stale writer's batch therefore writes nothing and
+/// is refused as [`InventoryError::StaleLedger`]; a short decrease fails the batch as
+/// [`InventoryError::Overdrawn`] and the caller's transaction is rolled back, as on the
+/// statement-per-table path. The statement reports the head's count and the decreased keys.
+async fn write_as_one_statement(
+    conn: &mut AnyConnection,
+    head: &Head,
+    decreases: &[(String, Quantity)],
+    inserts: Vec<Insert>,
+) -> Result<(), InventoryError> {
+    let mut sql = Sql::new(conn);
+    sql.push("WITH head AS (");
+    head.push(&mut sql, true);
+    sql.push(")");
+    if !decreases.is_empty() {
+        sql.push(", decreased AS (");
+        push_decrease(&mut sql, decreases, " AND EXISTS (SELECT 1 FROM head)");
+        sql.push(")");
+    }
+    let mut n = 0;
+    for insert in inserts.into_iter().filter(|i| !i.rows.is_empty()) {
+        n += 1;
+        let _ = write!(sql.text, ", w{n} AS (");
+        push_insert(&mut sql, insert.table, insert.columns, insert.rows, " AND EXISTS (SELECT 1 FROM head)");
+        sql.push(insert.tail);
+        sql.push(")");
+    }
+    sql.push(" SELECT CAST(NULL AS TEXT), (SELECT count(*) FROM head)");
+    if !decreases.is_empty() {
+        sql.push(" UNION ALL SELECT balance_key, CAST(0 AS BIGINT) FROM decreased");
+    }
+    let rows = bind(sqlx::query(&sql.text), sql.values).fetch_all(&mut *conn).await.map_err(StoreError::from)?;
+    let mut moved = 0;
+    let mut done = std::collections::BTreeSet::new();
+    for row in &rows {
+        match row.try_get::<Option<String>, _>(0).map_err(StoreError::from)? {
+            None => moved = row.try_get::<i64, _>(1).map_err(StoreError::from)?,
+            Some(key) => {
+                done.insert(key);
+            }
+        }
+    }
+    if moved != 1 {
+        return Err(InventoryError::StaleLedger { expected: u64::try_from(head.head).unwrap_or_default() });
+    }
+    overdrawn(decreases, &done)
 }
 
 /// Adds each (stored key, negative delta) to its balance row in one statement, each row guarded
 /// (`quantity + delta >= 0`): if any row is missing or would go below zero, the batch fails with
 /// [`InventoryError::Overdrawn`] naming the first such balance. The keys are distinct.
 async fn decrease_balances(conn: &mut AnyConnection, changes: &[(String, Quantity)]) -> Result<(), InventoryError> {
+    let mut sql = Sql::new(conn);
+    push_decrease(&mut sql, changes, "");
+    let rows = bind(sqlx::query(&sql.text), sql.values).fetch_all(&mut *conn).await.map_err(StoreError::from)?;
+    let mut done = std::collections::BTreeSet::new();
+    for row in &rows {
+        done.insert(row.try_get::<String, _>(0).map_err(StoreError::from)?);
+    }
+    overdrawn(changes, &done)
+}
+
+/// [`InventoryError::Overdrawn`] naming the first change not in `done` (the keys the guarded
+/// `UPDATE` returned), if any.
+fn overdrawn(changes: &[(String, Quantity)], done: &std::collections::BTreeSet<String>) -> Result<(), InventoryError> {
+    match changes.iter().find(|(key, _)| !done.contains(key)) {
+        None => Ok(()),
+        Some((balance, delta)) => Err(InventoryError::Overdrawn { balance: balance.clone(), delta: *delta }),
+    }
+}
+
+/// The guarded `UPDATE ... RETURNING balance_key` of [`decrease_balances`]; `guard`: more of
+/// its `WHERE`.
+fn push_decrease(sql: &mut Sql, changes: &[(String, Quantity)], guard: &str) {
     // `key IN (...)` so both backends go through the primary key; the CASE picks each row's delta.
     // Padded to a power of two with NULL keys, which match no row (one statement text per size
     // class: see `insert_rows`).
     let padded = changes.len().next_power_of_two();
     let key = |i: usize| Value::MaybeText(changes.get(i).map(|(key, _)| key.clone()));
-    let mut sql = Sql::new(conn);
     let delta = |sql: &mut Sql| {
         sql.push("(CASE balance_key");
         for i in 0..padded {
@@ -385,26 +504,17 @@ async fn decrease_balances(conn: &mut AnyConnection, changes: &[(String, Quantit
         sql.push(" END)");
     };
     sql.push("UPDATE inventory_balances SET quantity = quantity + ");
-    delta(&mut sql);
+    delta(sql);
     sql.push(" WHERE balance_key IN (");
     for i in 0..padded {
         sql.push(if i == 0 { "" } else { ", " });
         sql.param(key(i));
     }
     sql.push(") AND quantity + ");
-    delta(&mut sql);
-    sql.push(" >= 0 RETURNING balance_key");
-    let (text, values) = (sql.text, sql.values);
-    let rows = bind(sqlx::query(&text), values).fetch_all(&mut *conn).await.map_err(StoreError::from)?;
-    if rows.len() == changes.len() {
-        return Ok(());
-    }
-    let mut done = std::collections::BTreeSet::new();
-    for row in &rows {
-        done.insert(row.try_get::<String, _>(0).map_err(StoreError::from)?);
-    }
-    let (balance, delta) = changes.iter().find(|(key, _)| !done.contains(key)).cloned().unwrap_or_default();
-    Err(InventoryError::Overdrawn { balance, delta })
+    delta(sql);
+    sql.push(" >= 0");
+    sql.push(guard);
+    sql.push(" RETURNING balance_key");
 }
 
 /// The columns of `inventory_movements` a movement is read from, in the order
@@ -697,28 +807,35 @@ async fn insert_rows(
     while rows.peek().is_some() {
         let take = left.min(ROWS_PER_STATEMENT);
         left -= take;
-        let padded = take.next_power_of_two();
         let mut sql = Sql::new(conn);
-        let _ = write!(sql.text, "INSERT INTO {table} ({}) SELECT * FROM (VALUES ", columns.join(", "));
-        let mut nulls = Vec::new();
-        for i in 0..padded {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            let row = if i < take { rows.next().unwrap_or_default() } else { nulls.clone() };
-            if i == 0 {
-                nulls = row.iter().map(Value::null_of).collect();
-            }
-            for (column, value) in row.into_iter().enumerate() {
-                sql.push(if column == 0 { "" } else { ", " });
-                sql.param(value);
-            }
-            sql.push(")");
-        }
-        sql.push(") AS v WHERE column1 IS NOT NULL");
+        push_insert(&mut sql, table, columns, rows.by_ref().take(take).collect(), "");
         sql.push(tail);
         let (text, values) = (sql.text, sql.values);
         bind(sqlx::query(&text), values).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `INSERT INTO table (columns) SELECT * FROM (VALUES ...) AS v WHERE column1 IS NOT NULL`, the
+/// rows padded to a power of two with NULL rows ([`insert_rows`]); `guard`: more of the `WHERE`.
+/// `rows` must not be empty.
+fn push_insert(sql: &mut Sql, table: &str, columns: &[&str], rows: Vec<Vec<Value>>, guard: &str) {
+    let take = rows.len();
+    let padded = take.next_power_of_two();
+    let _ = write!(sql.text, "INSERT INTO {table} ({}) SELECT * FROM (VALUES ", columns.join(", "));
+    let nulls: Vec<Value> = rows.first().map(|row| row.iter().map(Value::null_of).collect()).unwrap_or_default();
+    let mut rows = rows.into_iter();
+    for i in 0..padded {
+        sql.push(if i == 0 { "(" } else { ", (" });
+        let row = if i < take { rows.next().unwrap_or_default() } else { nulls.clone() };
+        for (column, value) in row.into_iter().enumerate() {
+            sql.push(if column == 0 { "" } else { ", " });
+            sql.param(value);
+        }
+        sql.push(")");
+    }
+    sql.push(") AS v WHERE column1 IS NOT NULL");
+    sql.push(guard);
 }
 
 /// Decodes the JSON body of every row of a one-column query.
