@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    dermis_core::process::no_transparent_huge_pages();
     let cli = cli::Cli::parse();
     let config = cli.load_config()?;
     dermis_server::init_tracing(&config.log);

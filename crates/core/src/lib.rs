@@ -8,6 +8,7 @@
 //! - [`page`]: cursor pagination ([`Cursor`], [`Limit`], [`Page`]).
 //! - [`ids`] and [`clock`]: identifiers and time as the domains store them.
 //! - [`patch`]: JSON merge-patch fields (absent / `null` / value).
+//! - [`process`]: settings of the process (transparent huge pages off).
 //!
 //! This crate owns no tables and no routes; it must not depend on any domain.
 
@@ -17,6 +18,7 @@ pub mod ids;
 pub mod page;
 pub mod patch;
 pub mod problem;
+pub mod process;
 
 pub use extract::{ApiJson, ApiJsonBytes, ApiPath, ApiQuery, IdempotencyKey, IfMatch, etag};
 pub use page::{Cursor, Limit, Page};

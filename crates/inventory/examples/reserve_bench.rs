@@ -142,6 +142,8 @@ fn us(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `dermis` binary does.
+    dermis_core::process::no_transparent_huge_pages();
     let args = Args::parse();
     let skus = args.skus.max(1);
     let (db, scratch) = open(&args).await?;

@@ -364,8 +364,13 @@ impl Ledger {
     fn record(&mut self, movement: Movement) {
         let position = self.journal.len();
         self.balances.apply(&movement);
-        let seq = self.sku_seq.entry(movement.sku.clone()).or_insert(0);
-        *seq = (*seq).max(movement.sku_seq);
+        // `get_mut` first: the SKU is almost always known, and `entry` would copy its id.
+        match self.sku_seq.get_mut(&movement.sku) {
+            Some(seq) => *seq = (*seq).max(movement.sku_seq),
+            None => {
+                self.sku_seq.insert(movement.sku.clone(), movement.sku_seq);
+            }
+        }
         if let Some(lot) = &movement.lot {
             self.by_lot.entry((movement.sku.clone(), lot.clone())).or_default().push(position);
         }

@@ -206,16 +206,27 @@ struct Writer {
     max_batch: usize,
 }
 
+/// Most yields of the writer waiting for the last batch's callers to submit again.
+const MAX_YIELDS: usize = 8;
+
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(self.max_batch);
+        let mut last = 0;
         loop {
-            // The callers the last batch answered usually submit again at once: one yield lets
-            // them queue before the next batch is taken, so batches stay large when busy.
-            if queue.len() < self.max_batch {
+            // The callers the last batch answered usually submit again at once: yielding lets
+            // them queue before the next batch is taken, so batches stay large when busy. It
+            // yields until as many submissions wait as the last batch had (at most
+            // [`MAX_YIELDS`] times: no timer, a yield costs microseconds); when idle the last
+            // batch was small and nothing waits.
+            for _ in 0..MAX_YIELDS {
+                if queue.len() >= last.min(self.max_batch) && !queue.is_empty() {
+                    break;
+                }
                 tokio::task::yield_now().await;
             }
-            if queue.recv_many(&mut jobs, self.max_batch).await == 0 {
+            last = queue.recv_many(&mut jobs, self.max_batch).await;
+            if last == 0 {
                 break;
             }
             let mut batch = Vec::new();
@@ -336,8 +347,11 @@ impl Writer {
         head: u64,
         now_ms: i64,
     ) -> Result<(), InventoryError> {
-        let mut tx = self.db.begin().await?;
-        store::persist(&mut tx, applied, head, self.batches, now_ms).await?;
+        // The rows are encoded while the `BEGIN` is on its way (the first poll sends it).
+        let (tx, prepared) =
+            tokio::join!(self.db.begin(), async { store::prepare(applied, head, self.batches, now_ms) });
+        let mut tx = tx?;
+        store::write(&mut tx, prepared?).await?;
         tx.commit().await.map_err(dermis_store::StoreError::from)?;
         Ok(())
     }

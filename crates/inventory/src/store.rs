@@ -182,6 +182,24 @@ pub async fn persist(
     batches: u64,
     now_ms: i64,
 ) -> Result<(), InventoryError> {
+    write(conn, prepare(applied, head, batches, now_ms)?).await
+}
+
+/// A batch's rows, encoded ([`prepare`]) and ready to [`write`].
+pub struct Prepared {
+    cas: Head,
+    decreases: Vec<(String, Quantity)>,
+    inserts: Vec<Insert>,
+}
+
+/// The first half of [`persist`]: encodes a batch's rows, touching no connection (so it can run
+/// while the transaction's `BEGIN` is on its way).
+pub fn prepare(
+    applied: &[(&Command, &Outcome)],
+    head: u64,
+    batches: u64,
+    now_ms: i64,
+) -> Result<Prepared, InventoryError> {
     let mut movements = Vec::new();
     let mut last = head;
     let mut deltas: BTreeMap<BalanceKey, Quantity> = BTreeMap::new();
@@ -354,6 +372,13 @@ pub async fn persist(
         tail: "",
     });
     let cas = Head { last: as_i64(last)?, head: as_i64(head)?, batches: as_i64(batches)? };
+    Ok(Prepared { cas, decreases, inserts })
+}
+
+/// The second half of [`persist`], inside the caller's transaction.
+pub async fn write(conn: &mut AnyConnection, prepared: Prepared) -> Result<(), InventoryError> {
+    let Prepared { cas, decreases, inserts } = prepared;
+    let head = u64::try_from(cas.head).unwrap_or_default();
     let fits = decreases.len() <= ROWS_PER_STATEMENT && inserts.iter().all(|i| i.rows.len() <= ROWS_PER_STATEMENT);
     if Sql::new(conn).numbered && fits {
         return write_as_one_statement(conn, &cas, &decreases, inserts).await;
