@@ -17,8 +17,9 @@
 //! that may still be rolled back. The price is applying each batch twice and holding the ledger
 //! twice in memory.
 //!
-//! Batches are as large as the queue allows: before taking the next batch the writer yields once,
-//! so the callers it just answered, who usually submit again at once, make it into that batch.
+//! Batches are as large as the queue allows: before taking the next batch the writer yields (up
+//! to `MAX_YIELDS` times) until as many requests wait as the last batch had, so the callers it
+//! just answered, who usually submit again at once, make it into that batch.
 //!
 //! # One writer per database
 //! There is one writer task for all SKUs of a process, and the service assumes it is the only
