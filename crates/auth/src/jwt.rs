@@ -93,6 +93,10 @@ pub struct JwtVerifier {
     /// checks `exp` and `nbf` against the clock; a reload of the JWKS forgets them all (a key
     /// taken out of the set stops vouching at once). Failures are never kept.
     verified: moka::sync::Cache<String, Verified>,
+    /// Moves with every reload of the key set (under its lock). A token is kept only if no
+    /// reload happened while it was checked, and a kept one counts only under the key set it
+    /// was checked with: a reload racing a verification cannot leave a removed key vouching.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// How long a verified token is kept before it is verified in full again.
@@ -109,6 +113,8 @@ struct Verified {
     expires: u64,
     /// `nbf`, if given.
     not_before: Option<u64>,
+    /// The key set's generation it was checked under.
+    generation: u64,
 }
 
 impl Verified {
@@ -119,13 +125,13 @@ impl Verified {
     }
 
     /// What to keep of a token verified in full, if its times are whole seconds.
-    fn of(principal: &Principal, claims: &Map<String, Value>) -> Option<Self> {
+    fn of(principal: &Principal, claims: &Map<String, Value>, generation: u64) -> Option<Self> {
         let expires = claims.get("exp")?.as_u64()?;
         let not_before = match claims.get("nbf") {
             None => None,
             Some(nbf) => Some(nbf.as_u64()?),
         };
-        Some(Self { principal: principal.clone(), expires, not_before })
+        Some(Self { principal: principal.clone(), expires, not_before, generation })
     }
 }
 
@@ -156,6 +162,7 @@ impl JwtVerifier {
             http,
             last_fetch: tokio::sync::Mutex::new(None),
             verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(VERIFIED_TTL).build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         if v.cfg.jwks.is_some() {
             v.refresh().await?;
@@ -167,7 +174,7 @@ impl JwtVerifier {
     pub async fn refresh(&self) -> Result<usize, String> {
         let text = match &self.cfg.jwks {
             None => {
-                self.verified.invalidate_all();
+                self.forget_verified();
                 return Ok(0);
             }
             Some(JwksSource::File(path)) => {
@@ -194,9 +201,19 @@ impl JwtVerifier {
             }
         }
         let n = keys.len();
-        *self.keys.write().expect("jwks lock") = keys;
+        {
+            let mut held = self.keys.write().expect("jwks lock");
+            *held = keys;
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         self.verified.invalidate_all();
         Ok(n)
+    }
+
+    /// Forgets every kept token (a reload without a key set).
+    fn forget_verified(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.verified.invalidate_all();
     }
 
     fn key_for(&self, kid: Option<&str>) -> Option<DecodingKey> {
@@ -210,11 +227,13 @@ impl JwtVerifier {
 
     /// Verifies a token and returns the caller it names.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        // Read before the key is chosen: a reload after this point makes the token not kept.
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         if let Some(kept) = self.verified.get(token) {
-            if kept.valid_at(unix_now()) {
+            if kept.generation == generation && kept.valid_at(unix_now()) {
                 return Ok(kept.principal);
             }
-            // Expired since: the full check below says so in its own words.
+            // Expired since, or checked under another key set: the full check below decides.
             self.verified.invalidate(token);
         }
         let bad = |m: String| AuthError::InvalidToken(m);
@@ -250,7 +269,8 @@ impl JwtVerifier {
         check_issued_at(&data.claims, unix_now())?;
         let principal = self.principal(&data.claims)?;
         if token.len() <= MAX_KEPT_TOKEN
-            && let Some(kept) = Verified::of(&principal, &data.claims)
+            && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+            && let Some(kept) = Verified::of(&principal, &data.claims, generation)
         {
             self.verified.insert(token.to_owned(), kept);
         }
@@ -481,13 +501,17 @@ mod tests {
         // Reloading the key set forgets every kept token.
         assert_eq!(v.refresh().await.unwrap(), 0);
         assert!(v.verified.get(&t).is_none());
+        // A token kept under the key set before a reload (a verification that raced it) no
+        // longer counts: the unsigned one from above is refused now.
+        v.verified.insert("kept.but.unsigned".into(), kept.clone());
+        assert!(v.verify("kept.but.unsigned").await.is_err());
         // Failures are never kept.
         let other = SecretString::from("another-secret-another-secret-xx".to_owned());
         let forged = issue(&other, Role::Admin, "kept", None, Duration::from_secs(60)).unwrap();
         assert!(v.verify(&forged).await.is_err());
         assert!(v.verified.get(&forged).is_none());
         // The times as the full check reads them, with its leeway.
-        let at = Verified { principal: kept.principal, expires: 1000, not_before: Some(900) };
+        let at = Verified { principal: kept.principal.clone(), expires: 1000, not_before: Some(900), generation: 0 };
         assert!(at.valid_at(1000 + LEEWAY_SECS) && !at.valid_at(1001 + LEEWAY_SECS));
         assert!(at.valid_at(900 - LEEWAY_SECS) && !at.valid_at(899 - LEEWAY_SECS));
     }

@@ -334,30 +334,64 @@ impl Ledger {
             let balance = self.balances.get(&key);
             assert!(balance >= 0 || movement.from.may_go_negative(), "balance {key:?} went negative: {balance}");
         }
-        let mut changes = Changes::default();
-        for ((sku, _), lot) in staged.lots {
-            self.lots.insert((sku.clone(), lot.code.clone()), lot.clone());
-            changes.lots.push(SkuLot { sku, lot });
+        let changes = Changes {
+            lots: staged.lots.into_iter().map(|((sku, _), lot)| SkuLot { sku, lot }).collect(),
+            reservations: staged.reservations.into_values().collect(),
+            transfers: staged.transfers.into_values().collect(),
+            purchase_orders: staged.purchase_orders.into_values().collect(),
+        };
+        self.keep(changes.clone());
+        Outcome { key: request.key.clone(), replayed: false, movements, changes, effect }
+    }
+
+    /// Takes a command's changed records into the ledger (and a hold's deadline into the
+    /// sweeper's queue).
+    fn keep(&mut self, changes: Changes) {
+        for lot in changes.lots {
+            self.lots.insert((lot.sku, lot.lot.code.clone()), lot.lot);
         }
-        for (id, reservation) in staged.reservations {
-            if let Some(old) = self.reservations.get(&id) {
-                self.deadlines.remove(&(old.expires_at_ms, id.clone()));
+        for reservation in changes.reservations {
+            if let Some(old) = self.reservations.get(&reservation.id) {
+                self.deadlines.remove(&(old.expires_at_ms, reservation.id.clone()));
             }
             if reservation.status == ReservationStatus::Held {
-                self.deadlines.insert((reservation.expires_at_ms, id.clone()));
+                self.deadlines.insert((reservation.expires_at_ms, reservation.id.clone()));
             }
-            self.reservations.insert(id, reservation.clone());
-            changes.reservations.push(reservation);
+            self.reservations.insert(reservation.id.clone(), reservation);
         }
-        for (id, transfer) in staged.transfers {
-            self.transfers.insert(id, transfer.clone());
-            changes.transfers.push(transfer);
+        for transfer in changes.transfers {
+            self.transfers.insert(transfer.id.clone(), transfer);
         }
-        for (id, order) in staged.purchase_orders {
-            self.purchase_orders.insert(id, order.clone());
-            changes.purchase_orders.push(order);
+        for order in changes.purchase_orders {
+            self.purchase_orders.insert(order.id.clone(), order);
         }
-        Outcome { key: request.key.clone(), replayed: false, movements, changes, effect }
+    }
+
+    /// Brings this ledger to the state [`Self::apply`] of `batch` at `now_ms` would, from the
+    /// `results` that apply gave on another ledger in the same state as this one, without running
+    /// the commands' rules again: a command's draft only reads the ledger, and all it changes is
+    /// in its outcome (its movements, its changed records, its key). This is how the readers'
+    /// copy catches up with the writer's (`service`); the simulation test (`tests/simulation.rs`)
+    /// holds it to that over every kind of command.
+    pub fn replay(&mut self, batch: Vec<Request>, results: Vec<Result<Outcome, Rejection>>, now_ms: TimestampMs) {
+        assert_eq!(batch.len(), results.len(), "a result for every request");
+        self.clock_ms = self.clock_ms.max(now_ms);
+        for (request, result) in batch.into_iter().zip(results) {
+            let Ok(outcome) = result else { continue };
+            if outcome.replayed {
+                continue;
+            }
+            let applied = Applied::new(request.command, &outcome);
+            for movement in outcome.movements {
+                assert_eq!(movement.id, self.journal.len() as u64 + 1, "replay out of step with the journal");
+                self.record(movement);
+            }
+            self.keep(outcome.changes);
+            assert!(self.applied.insert(request.key, applied).is_none(), "replayed a key applied before");
+        }
+        if cfg!(debug_assertions) {
+            self.check().unwrap_or_else(|violation| panic!("{violation}"));
+        }
     }
 
     /// Appends a movement to the journal and its projections.

@@ -375,7 +375,8 @@ pub fn prepare(
     Ok(Prepared { cas, decreases, inserts })
 }
 
-/// The second half of [`persist`], inside the caller's transaction.
+/// The second half of [`persist`], inside the caller's transaction. On `Err` rows may already be
+/// written: the caller must roll the transaction back (drop it), as the service does.
 pub async fn write(conn: &mut AnyConnection, prepared: Prepared) -> Result<(), InventoryError> {
     let Prepared { cas, decreases, inserts } = prepared;
     let head = u64::try_from(cas.head).unwrap_or_default();
@@ -391,6 +392,11 @@ pub async fn write(conn: &mut AnyConnection, prepared: Prepared) -> Result<(), I
     let moved = bind(sqlx::query(&sql.text), sql.values).execute(&mut *conn).await.map_err(StoreError::from)?;
     if moved.rows_affected() != 1 {
         return Err(InventoryError::StaleLedger { expected: head });
+    }
+    // The journal first, then the guarded decreases, then the rest.
+    let mut inserts = inserts.into_iter();
+    if let Some(movements) = inserts.next() {
+        insert_rows(conn, movements.table, movements.columns, movements.rows, movements.tail).await?;
     }
     for chunk in decreases.chunks(ROWS_PER_STATEMENT) {
         decrease_balances(conn, chunk).await?;

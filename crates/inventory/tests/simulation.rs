@@ -109,6 +109,9 @@ struct Sim {
     seed: u64,
     rng: StdRng,
     ledger: Ledger,
+    /// A second ledger kept by [`Ledger::replay`] of the first one's outcomes, as the service
+    /// keeps its readers' copy: it must reach the same state.
+    replica: Ledger,
     now: TimestampMs,
     counter: u64,
     /// What the simulation itself counted as received, per SKU.
@@ -133,6 +136,7 @@ impl Sim {
             seed,
             rng: StdRng::seed_from_u64(seed),
             ledger: Ledger::new(setup()).unwrap(),
+            replica: Ledger::new(setup()).unwrap(),
             now: 20_000 * MS_PER_DAY,
             counter: 0,
             received: BTreeMap::new(),
@@ -180,6 +184,13 @@ impl Sim {
     fn apply(&mut self, batch: Vec<Request>) -> Vec<Result<Outcome, Rejection>> {
         let results = self.ledger.apply(batch.clone(), self.now);
         assert_eq!(results.len(), batch.len());
+        self.replica.replay(batch.clone(), results.clone(), self.now);
+        assert_eq!(
+            self.replica.journal().len(),
+            self.ledger.journal().len(),
+            "seed {}: the replica's journal",
+            self.seed
+        );
         for (request, result) in batch.into_iter().zip(&results) {
             let Ok(outcome) = result else { continue };
             if outcome.replayed {
@@ -367,6 +378,7 @@ impl Sim {
         assert_eq!(restored.all_balances(), self.ledger.all_balances());
         assert_eq!(restored.records(), self.ledger.records());
         self.ledger = restored;
+        self.replica = self.ledger.clone();
         self.rebuild_check("a restart");
     }
 
@@ -605,6 +617,13 @@ impl Sim {
             &Balances::rebuild(self.ledger.journal()),
             self.ledger.all_balances(),
             "seed {}, {context}: the journal does not rebuild the balances",
+            self.seed
+        );
+        // The replica, every field of it (its `Debug` prints them all: journal, balances,
+        // records, indexes, deadlines, applied keys, clock).
+        assert!(
+            format!("{:?}", self.replica) == format!("{:?}", self.ledger),
+            "seed {}, {context}: replaying the outcomes did not reach the state of applying the commands",
             self.seed
         );
     }
