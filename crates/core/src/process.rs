@@ -4,10 +4,10 @@
 ///
 /// The allocator (mimalloc) asks the kernel for huge pages for its arenas, and a process whose
 /// memory grows quickly then spends its time in the kernel zeroing 2 MiB pages it touches only
-/// in part: a third of the inventory writer's CPU under a rush of holds. With huge pages off,
-/// holds on one hot SKU went from about 13,400 to 16,300 per second on PostgreSQL, and the p99
-/// from 16 ms to 7 ms (docs/benchmarks.md); recommendations and `/healthz` did not move. The
-/// setting is inherited by child processes. Returns whether it took effect.
+/// in part: a third of the reservation bench's CPU samples under a rush of holds. With huge
+/// pages off, holds on one hot SKU went from about 13,400 to 16,300 per second on PostgreSQL,
+/// and the p99 from 16 ms to 7 ms (docs/benchmarks.md); recommendations and `/healthz` did not
+/// move. The setting is inherited by child processes. Returns whether it took effect.
 pub fn no_transparent_huge_pages() -> bool {
     #[cfg(target_os = "linux")]
     {

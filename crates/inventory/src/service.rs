@@ -353,11 +353,8 @@ impl Writer {
         head: u64,
         now_ms: i64,
     ) -> Result<(), InventoryError> {
-        // The rows are encoded while the `BEGIN` is on its way (the first poll sends it).
-        let (tx, prepared) =
-            tokio::join!(self.db.begin(), async { store::prepare(applied, head, self.batches, now_ms) });
-        let mut tx = tx?;
-        store::write(&mut tx, prepared?).await?;
+        let mut tx = self.db.begin().await?;
+        store::persist(&mut tx, applied, head, self.batches, now_ms).await?;
         tx.commit().await.map_err(dermis_store::StoreError::from)?;
         Ok(())
     }

@@ -174,7 +174,8 @@ pub async fn save_setup(
 ///
 /// On PostgreSQL a batch whose tables each fit one statement is written as ONE statement
 /// ([`write_as_one_statement`]); otherwise, and on SQLite (where a statement costs no round
-/// trip), one statement per table.
+/// trip), one statement per table. On `Err` rows may already be written: the caller must roll
+/// the transaction back (drop it), as the service does.
 pub async fn persist(
     conn: &mut AnyConnection,
     applied: &[(&Command, &Outcome)],
@@ -186,20 +187,14 @@ pub async fn persist(
 }
 
 /// A batch's rows, encoded ([`prepare`]) and ready to [`write`].
-pub struct Prepared {
+struct Prepared {
     cas: Head,
     decreases: Vec<(String, Quantity)>,
     inserts: Vec<Insert>,
 }
 
-/// The first half of [`persist`]: encodes a batch's rows, touching no connection (so it can run
-/// while the transaction's `BEGIN` is on its way).
-pub fn prepare(
-    applied: &[(&Command, &Outcome)],
-    head: u64,
-    batches: u64,
-    now_ms: i64,
-) -> Result<Prepared, InventoryError> {
+/// The first half of [`persist`]: encodes a batch's rows, touching no connection.
+fn prepare(applied: &[(&Command, &Outcome)], head: u64, batches: u64, now_ms: i64) -> Result<Prepared, InventoryError> {
     let mut movements = Vec::new();
     let mut last = head;
     let mut deltas: BTreeMap<BalanceKey, Quantity> = BTreeMap::new();
@@ -375,9 +370,8 @@ pub fn prepare(
     Ok(Prepared { cas, decreases, inserts })
 }
 
-/// The second half of [`persist`], inside the caller's transaction. On `Err` rows may already be
-/// written: the caller must roll the transaction back (drop it), as the service does.
-pub async fn write(conn: &mut AnyConnection, prepared: Prepared) -> Result<(), InventoryError> {
+/// The second half of [`persist`], inside the caller's transaction.
+async fn write(conn: &mut AnyConnection, prepared: Prepared) -> Result<(), InventoryError> {
     let Prepared { cas, decreases, inserts } = prepared;
     let head = u64::try_from(cas.head).unwrap_or_default();
     let fits = decreases.len() <= ROWS_PER_STATEMENT && inserts.iter().all(|i| i.rows.len() <= ROWS_PER_STATEMENT);
