@@ -120,13 +120,31 @@ fn ada() -> Value {
 /// What must never appear in an audit entry: Ada's values.
 const VALUES: &[&str] = &["Ada", "Lovelace", "example.com", "7946", "limonene", "shop-ada", "dry"];
 
+/// The chain's hashes and random ids (`cus_…`, `exp_…`: a prefix and 26 base32 characters) are left out of the search: hex and base32 text can hold
+/// "7946" or "dry" by chance (a CI run once failed on a hash holding "7946"). A subject that is not an id
+/// (a user id, an email) stays in, and so is still caught.
 fn no_values(records: &[Record]) {
     for r in records {
-        let text = serde_json::to_string(r).unwrap();
+        let mut entry = serde_json::to_value(r).unwrap();
+        let fields = entry.as_object_mut().unwrap();
+        fields.remove("hash");
+        fields.remove("prev_hash");
+        if fields.get("subject").and_then(Value::as_str).is_some_and(is_random_id) {
+            fields.remove("subject");
+        }
+        let text = entry.to_string();
         for v in VALUES {
             assert!(!text.contains(v), "an audit entry holds the value {v:?}: {text}");
         }
     }
+}
+
+fn is_random_id(s: &str) -> bool {
+    s.split_once('_').is_some_and(|(prefix, rest)| {
+        prefix.bytes().all(|b| b.is_ascii_lowercase())
+            && rest.len() == 26
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
 }
 
 fn actions(records: &[Record]) -> Vec<&str> {
