@@ -15,6 +15,11 @@
 //! ([`Ledger::check`]: no balance negative, conservation per SKU), and the store restores to the
 //! same balances. It prints one line of `name=value` pairs (what `scripts/bench-inventory.sh`
 //! reads) and exits non-zero if a check fails.
+//!
+//! `--writers N` opens N services on the same store, each with its own connection pool, ledger
+//! and writer, as N Dermis processes sharing one database would be, and spreads the tasks over
+//! them: what the fenced journal head and the catching up by replay cost when several processes
+//! write (`scripts/bench-inventory-writers.sh`). Every writer must end in the store's state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +77,9 @@ struct Args {
     /// How reservation ids and idempotency keys are made.
     #[arg(long, value_enum, default_value = "ulid")]
     keys: Keys,
+    /// Services (each its own pool, ledger and writer) sharing the store, as that many processes.
+    #[arg(long, default_value_t = 1)]
+    writers: usize,
     /// A PostgreSQL server (any database on it): the scratch database is created there.
     #[arg(long, env = "DERMIS_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
@@ -147,8 +155,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let skus = args.skus.max(1);
     let (db, scratch) = open(&args).await?;
-    let result = run(&args, skus, &db).await;
-    db.close().await;
+    let mut pools = vec![db.clone()];
+    for _ in 1..args.writers.max(1) {
+        pools.push(match &scratch {
+            Scratch::Sqlite(dir) => Db::open_data_dir(dir, PoolSize::default()).await?,
+            Scratch::Postgres { admin, name } => {
+                Db::connect(&dermis_store::testing::with_database(admin, name), PoolSize::default()).await?
+            }
+        });
+    }
+    let result = run(&args, skus, &pools).await;
+    for pool in pools {
+        pool.close().await;
+    }
     remove(scratch).await?;
     let line = result?;
     println!("{line}");
@@ -158,9 +177,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::error::Error>> {
+async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn std::error::Error>> {
     let clock = clock::system();
     let options = WriterOptions { max_batch: args.max_batch, ..WriterOptions::default() };
+    let db = &pools[0];
     let inventory = Inventory::open_with(db.clone(), clock.clone(), options).await?;
     inventory
         .extend_setup(Setup {
@@ -187,6 +207,12 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
         return Err(format!("the receipt was refused: {rejection}").into());
     }
 
+    // The other writers open once the setup and the stock are there, as processes started later.
+    let mut writers = vec![inventory.clone()];
+    for pool in &pools[1..] {
+        writers.push(Inventory::open_with(pool.clone(), clock.clone(), options).await?);
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (inventory, stop) = (inventory.clone(), stop.clone());
@@ -208,7 +234,7 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
     let until = started + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for task in 0..args.tasks {
-        let inventory = inventory.clone();
+        let inventory = writers[task % writers.len()].clone();
         let clock = clock.clone();
         let keys = args.keys;
         tasks.push(tokio::spawn(async move {
@@ -236,7 +262,12 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
                 match answer {
                     Ok(Ok(_)) => {}
                     Ok(Err(_)) => refused += 1,
-                    Err(_) => failed += 1,
+                    Err(e) => {
+                        if failed < 3 {
+                            eprintln!("task {task}: {e}");
+                        }
+                        failed += 1
+                    }
                 }
             }
             (latencies, refused, failed)
@@ -255,6 +286,18 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
     latencies.sort();
     reads.sort();
     let held = latencies.len() as i64 - refused as i64 - failed as i64;
+    // How the writers kept up with each other, then every one of them brought up to the store.
+    let (mut replayed, mut reloads) = (0, 0);
+    for writer in &writers {
+        let stats = writer.sync_stats();
+        (replayed, reloads) = (replayed + stats.replayed_batches, reloads + stats.reloads);
+    }
+    let mut writers_agree = true;
+    for writer in &writers[1..] {
+        inventory.refresh().await?;
+        writer.refresh().await?;
+        writers_agree &= writer.read(|l| l.all_balances().clone()) == inventory.read(|l| l.all_balances().clone());
+    }
 
     // Zero oversell: every success holds one unit, the reserved balances say the same, on hand
     // never went negative (check), units are conserved per SKU (check).
@@ -282,6 +325,7 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
         && held_units == held
         && on_hand + reserved_units == received
         && stored_ok
+        && writers_agree
         && failed == 0;
     if let Err(violation) = &checked {
         eprintln!("{violation}");
@@ -289,7 +333,8 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
     Ok(format!(
         "dermis backend={} skus={skus} tasks={} seconds={elapsed:.1} reservations={held} refused={refused} \
          failed={failed} rps={:.0} p50_ms={} p99_ms={} max_ms={} reads={} read_p50_us={} read_p99_us={} \
-         read_max_us={} keys={:?} held_units={held_units} reserved_balance={reserved_units} stored_matches={} ok={}",
+         read_max_us={} keys={:?} held_units={held_units} reserved_balance={reserved_units} stored_matches={} \
+         writers={} replayed_batches={replayed} reloads={reloads} ok={}",
         match args.backend {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
@@ -305,6 +350,7 @@ async fn run(args: &Args, skus: usize, db: &Db) -> Result<String, Box<dyn std::e
         us(reads.last().copied().unwrap_or_default()),
         args.keys,
         u8::from(stored_ok),
+        writers.len(),
         u8::from(ok),
     ))
 }

@@ -24,8 +24,9 @@ pub enum InventoryError {
         /// The change refused.
         delta: Quantity,
     },
-    /// Another writer appended to the journal since this one loaded it: the batch was refused.
-    #[error("the journal's head is not movement {expected}: another writer changed the store")]
+    /// Another writer appended to the journal since this one loaded it, or (PostgreSQL) holds
+    /// the writers' turn: the batch was refused.
+    #[error("the journal's head is not movement {expected}, or another writer holds the turn: the batch was refused")]
     StaleLedger {
         /// The last movement id this writer knows.
         expected: u64,

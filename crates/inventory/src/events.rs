@@ -151,7 +151,8 @@ impl OutboxSource for InventoryOutbox {
 }
 
 /// Keeps this node's ledger up with what other nodes sharing the database wrote: a movement
-/// beyond this node's journal reloads the ledger (once per batch of messages). Reads on this
+/// beyond this node's journal makes it catch up (once per batch of messages) by replaying the
+/// batches committed since ([`Inventory::refresh`]). Reads on this
 /// node then reflect another node's reservation within the relay's delay; writes never needed
 /// it (every batch is fenced by the journal's head).
 #[derive(Debug, Clone)]

@@ -254,6 +254,11 @@ impl Ledger {
         Some(self.applied.get(key)?.request(key, &self.journal))
     }
 
+    /// Whether a command was applied under `key`.
+    pub fn is_applied(&self, key: &IdempotencyKey) -> bool {
+        self.applied.contains_key(key)
+    }
+
     /// Whether `sku` is in the setup (a plain SKU or a kit).
     pub fn knows_sku(&self, sku: &SkuId) -> bool {
         self.catalog.components(sku).is_some()

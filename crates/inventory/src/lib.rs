@@ -22,7 +22,8 @@
 //! - `allocation`: which locations and lots a channel draws on (FEFO, shelf life, safety stock).
 //! - [`kits`]: kits move their components; a kit is as available as its scarcest component.
 //! - `catalog`: the validated [`Setup`].
-//! - [`store`]: the tables ([`MIGRATIONS`]), [`store::persist`] of a batch, [`store::load`].
+//! - [`store`]: the tables ([`MIGRATIONS`]), [`store::persist`] of a batch, [`store::load`], and
+//!   [`store::load_since`] (the batches other processes committed, to replay).
 //! - [`service`]: [`Inventory`], the batching writer and in-memory reads.
 //! - [`events`]: movements on the bus (`inventory.movement`) from the journal, and the
 //!   [`events::Follower`] that keeps other nodes' ledgers up.
@@ -65,7 +66,7 @@ pub use model::{PurchaseOrderId, Quantity, Reason, Reference, ReservationId, Set
 pub use model::{TimestampMs, TransferId, day_of};
 pub use records::{Allocation, ComponentAllocation, PurchaseOrder, PurchaseOrderLine, Reservation};
 pub use records::{ReservationLine, ReservationStatus, SkuLot, Transfer, TransferStatus};
-pub use service::{Inventory, WriterOptions};
+pub use service::{Inventory, SyncStats, WriterOptions};
 
 /// Migrations of the inventory tables (journal, balances, records, applied commands, setup; the
 /// relay's mark and webhooks).
@@ -90,5 +91,12 @@ pub const MIGRATIONS: &[dermis_store::Migration] = &[
         name: "batches counted on the journal's head",
         sqlite: include_str!("../migrations/0003_inventory_head_batches.sql"),
         postgres: include_str!("../migrations/0003_inventory_head_batches.sql"),
+    },
+    dermis_store::Migration {
+        domain: "inventory",
+        version: 4,
+        name: "applied commands by batch, the setup's version (catching up by replay)",
+        sqlite: include_str!("../migrations/0004_inventory_applied_batches.sql"),
+        postgres: include_str!("../migrations/0004_inventory_applied_batches.sql"),
     },
 ];

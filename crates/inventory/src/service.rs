@@ -23,22 +23,29 @@
 //! wait as the last batch had, so the callers it just answered, who usually submit again at
 //! once, make it into that batch.
 //!
-//! # One writer per database
-//! There is one writer task for all SKUs of a process, and the service assumes it is the only
-//! writer of the inventory tables of its database: it keeps the ledger in memory and does not
-//! read back what others write, so a second process would make it refuse writes often. It stays
-//! safe, though: every batch moves the journal's head row from the last movement and the batch
-//! count this writer knows (a compare-and-set), so a stale writer's batch is refused ([`InventoryError::StaleLedger`])
-//! and it reloads; balances only decrease through guarded updates and `CHECK` constraints; journal
-//! ids and idempotency keys are unique. The setup is not fenced this way (each writer stores the
-//! whole setup it knows). Making several processes share one PostgreSQL well (SKU shards owned by
-//! one process each, by hash of the SKU, with a lease; a journal head per shard) is the next step;
-//! so is one writer task per shard inside a process.
+//! # One writer per database, others catching up
+//! There is one writer task for all SKUs of a process, and it keeps its ledger in memory. Several
+//! processes may share one database safely: every batch moves the journal's head row from the
+//! last movement and the batch count this writer knows (a compare-and-set), so a stale writer's
+//! batch is refused ([`InventoryError::StaleLedger`]); balances only decrease through guarded
+//! updates and `CHECK` constraints; journal ids and idempotency keys are unique. A refused writer
+//! catches up by replaying the batches the others committed since ([`store::load_since`]: their
+//! applied commands and outcomes, numbered by batch) on both of its ledgers, and applies its
+//! batch again; [`Inventory::refresh`] (called by [`crate::events::Follower`] when the bus shows
+//! another process's movements) does the same for reads. Only a changed setup, or rows stored by
+//! a version before batches were numbered, make it reload the whole ledger. A batch that writes
+//! nothing (all refused) is not fenced by the head, so once another writer has been seen it is
+//! answered only after the head shows this ledger is current: no false "out of stock" from a
+//! release the process has not seen. Several processes writing the same SKUs still take turns
+//! on the head row: it is correct, not fast (figures in `docs/benchmarks.md`). Routing each
+//! SKU shard's writes to one process (a lease per shard, a head per shard) is the next step.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use dermis_core::clock::SharedClock;
-use dermis_store::Db;
+use dermis_store::sqlx::{Any, Transaction};
+use dermis_store::{Backend, Db};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Outcome, Rejection, Request};
@@ -72,6 +79,24 @@ pub struct Inventory {
     jobs: mpsc::Sender<Job>,
     committed: Arc<RwLock<Ledger>>,
     clock: SharedClock,
+    sync: Arc<SyncCounters>,
+}
+
+/// How this process's ledger kept up with what other processes sharing the database wrote
+/// ([`Inventory::sync_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Batches of other processes replayed from the store (the cheap way: their rows only).
+    pub replayed_batches: u64,
+    /// Whole reloads of the ledger from the store (after a failed transaction, a changed setup,
+    /// or rows that could not be replayed).
+    pub reloads: u64,
+}
+
+#[derive(Debug, Default)]
+struct SyncCounters {
+    replayed_batches: AtomicU64,
+    reloads: AtomicU64,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -104,7 +129,9 @@ impl Inventory {
     pub async fn open_with(db: Db, clock: SharedClock, options: WriterOptions) -> Result<Self, InventoryError> {
         let stored = store::load(&db).await?;
         let batches = stored.batches;
+        let setup_version = stored.setup_version;
         let ledger = stored.restore()?;
+        let sync = Arc::new(SyncCounters::default());
         let committed = Arc::new(RwLock::new(ledger.clone()));
         let (jobs, queue) = mpsc::channel(options.queue.max(1));
         let writer = Writer {
@@ -114,10 +141,13 @@ impl Inventory {
             committed: committed.clone(),
             stale: false,
             batches,
+            setup_version,
+            shared: false,
             max_batch: options.max_batch.max(1),
+            sync: sync.clone(),
         };
         tokio::spawn(writer.run(queue));
-        Ok(Self { jobs, committed, clock })
+        Ok(Self { jobs, committed, clock, sync })
     }
 
     /// Applies one request durably: its outcome or rejection once the batch it went in is
@@ -172,8 +202,10 @@ impl Inventory {
         }
     }
 
-    /// Reloads the ledger from the store: what another process sharing the database wrote
-    /// becomes visible to this one's reads (its writes see it anyway: they are fenced).
+    /// Brings the ledger up to the store: what another process sharing the database wrote
+    /// becomes visible to this one's reads (its writes see it anyway: they are fenced). The
+    /// batches committed since are replayed from their rows; only when they cannot be (the
+    /// setup changed, rows from an older version) is the whole ledger reloaded.
     pub async fn refresh(&self) -> Result<(), InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job::Refresh { reply }).await.map_err(|_| InventoryError::WriterStopped)?;
@@ -185,6 +217,14 @@ impl Inventory {
     pub fn available(&self, sku: &SkuId, channel: &Channel) -> Result<Availability, Rejection> {
         let now_ms = self.clock.now_ms();
         self.read(|ledger| ledger.available(sku, channel, now_ms))
+    }
+
+    /// How often this process caught up with other processes' batches, and how.
+    pub fn sync_stats(&self) -> SyncStats {
+        SyncStats {
+            replayed_batches: self.sync.replayed_batches.load(Ordering::Relaxed),
+            reloads: self.sync.reloads.load(Ordering::Relaxed),
+        }
     }
 
     /// Reads the committed ledger (balances, records, journal, recall, expiry...). `read` holds a
@@ -206,7 +246,13 @@ struct Writer {
     stale: bool,
     /// Batches committed to the store, as this writer knows it (the head row's counter).
     batches: u64,
+    /// The stored setup's version this writer's setup is.
+    setup_version: i64,
+    /// Another process has been seen writing the same tables (its batches replayed here, or this
+    /// writer fenced out by it).
+    shared: bool,
     max_batch: usize,
+    sync: Arc<SyncCounters>,
 }
 
 /// Most yields of the writer waiting for the last batch's callers to submit again.
@@ -270,18 +316,28 @@ impl Writer {
             requests.extend(submitted);
         }
         // Another process writing the same tables makes this writer's ledger stale: its batch is
-        // refused by the journal's head row (or a balance guard), the ledger is reloaded, and
-        // the batch is applied again to what the store now holds, a few times at most.
+        // refused by the journal's head row (or a balance guard), the ledger catches up (or is
+        // reloaded), and the batch is applied again to what the store now holds, a few times at
+        // most. Once another writer has been seen, on PostgreSQL, the batch's transaction first
+        // waits for the writers' turn and catches up inside it, so it is not refused at all.
         let mut attempts = 0;
         loop {
             attempts += 1;
-            if let Err(e) = self.ensure_fresh().await {
-                let reason = format!("the ledger could not be reloaded from the store: {e}");
-                for reply in replies {
-                    let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
+            let turn = match self.ensure_fresh().await {
+                Ok(()) if self.shared && self.db.backend() == Backend::Postgres => self.take_turn().await,
+                Ok(()) => Ok(None),
+                Err(e) => Err(e),
+            };
+            let turn = match turn {
+                Ok(turn) => turn,
+                Err(e) => {
+                    let reason = format!("the ledger could not be brought up to the store: {e}");
+                    for reply in replies {
+                        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
+                    }
+                    return;
                 }
-                return;
-            }
+            };
             let now_ms = self.clock.now_ms();
             let head = self.working.journal().len() as u64;
             let results = self.working.apply(requests.clone(), now_ms);
@@ -293,8 +349,39 @@ impl Writer {
                     _ => None,
                 })
                 .collect();
-            let persisted =
-                if applied.is_empty() { Ok(false) } else { self.persist(&applied, head, now_ms).await.map(|()| true) };
+            // A batch that writes nothing is not fenced by the head: on a database another
+            // process writes too, a refusal read from a ledger behind the store (a release it has
+            // not seen) would be a false "out of stock". So, once another writer has been seen,
+            // such a batch is answered only after the head shows the ledger is current.
+            if applied.is_empty()
+                && self.shared
+                && turn.is_none()
+                && results.iter().any(Result::is_err)
+                && attempts < MAX_ATTEMPTS
+            {
+                match store::head(&self.db).await {
+                    Ok(stored) if stored == (head, self.batches) => {}
+                    Ok(_) => {
+                        self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
+                        if let Err(e) = self.catch_up().await {
+                            tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
+                            self.stale = true;
+                        }
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "inventory head not read; answering from this ledger"),
+                }
+            }
+            let persisted = match (applied.is_empty(), turn) {
+                (true, Some(tx)) => {
+                    // Nothing to write: the turn is given back at once (see `persist_in`).
+                    let _ = tx.rollback().await;
+                    Ok(false)
+                }
+                (true, None) => Ok(false),
+                (false, Some(tx)) => self.persist_in(tx, &applied, head, now_ms).await.map(|()| true),
+                (false, None) => self.persist(&applied, head, now_ms).await.map(|()| true),
+            };
             drop(applied);
             match persisted {
                 Ok(wrote) => {
@@ -319,9 +406,20 @@ impl Writer {
                     self.working.replay(requests, results, now_ms);
                     return;
                 }
-                Err(e @ (InventoryError::StaleLedger { .. } | InventoryError::Overdrawn { .. }))
-                    if attempts < MAX_ATTEMPTS =>
-                {
+                Err(e @ InventoryError::StaleLedger { .. }) if attempts < MAX_ATTEMPTS => {
+                    // Another process committed first. The working ledger holds the refused batch:
+                    // it starts again from the readers' copy (what this writer committed), both
+                    // catch up with the store by replaying the other's batches, and the batch is
+                    // applied again to that.
+                    tracing::debug!(error = %e, attempts, "inventory batch refused by the store; catching up and retrying");
+                    self.shared = true;
+                    self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
+                    if let Err(e) = self.catch_up().await {
+                        tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
+                        self.stale = true;
+                    }
+                }
+                Err(e @ InventoryError::Overdrawn { .. }) if attempts < MAX_ATTEMPTS => {
                     tracing::debug!(error = %e, attempts, "inventory batch refused by the store; reloading and retrying");
                     self.stale = true;
                 }
@@ -341,10 +439,59 @@ impl Writer {
         }
     }
 
-    /// Reloads both ledgers from the store now (another process wrote to it).
+    /// Brings both ledgers up to the store now (another process wrote to it).
     async fn refresh(&mut self) -> Result<(), InventoryError> {
-        self.stale = true;
+        self.ensure_fresh().await?;
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
+            self.stale = true;
+        }
         self.ensure_fresh().await
+    }
+
+    /// Replays on both ledgers, which must both hold exactly this writer's committed batches,
+    /// the batches other processes committed since ([`store::load_since`]); marks the ledger
+    /// stale (for a whole reload) when the store cannot give them as batches to replay.
+    async fn catch_up(&mut self) -> Result<(), InventoryError> {
+        let movements = self.working.journal().len() as u64;
+        let read = store::load_since(&self.db, movements, self.batches, self.setup_version).await?;
+        if !read.is_some_and(|batches| self.replay_committed(batches)) {
+            self.stale = true;
+        }
+        Ok(())
+    }
+
+    /// Replays `batches` (committed by others, in order) on both ledgers; `false`, changing
+    /// nothing, when one holds a key this ledger applied itself (rows not trusted to replay).
+    fn replay_committed(&mut self, batches: Vec<store::CommittedBatch>) -> bool {
+        if batches.is_empty() {
+            return true;
+        }
+        // Rows from the store that would not replay cleanly (a key this ledger applied itself)
+        // are not trusted to: reload instead.
+        let known = batches.iter().flat_map(|b| &b.applied).any(|(request, _)| self.working.is_applied(&request.key));
+        if known {
+            return false;
+        }
+        self.shared = true;
+        let count = batches.len() as u64;
+        for batch in &batches {
+            let (requests, results) =
+                batch.applied.iter().cloned().map(|(request, outcome)| (request, Ok(outcome))).unzip();
+            self.working.replay(requests, results, batch.at_ms);
+        }
+        // The readers get the caught-up copy by a swap, as after a commit; the other copy then
+        // replays the same batches.
+        std::mem::swap(&mut *self.committed.write().unwrap_or_else(PoisonError::into_inner), &mut self.working);
+        for batch in batches {
+            let (requests, results) =
+                batch.applied.into_iter().map(|(request, outcome)| (request, Ok(outcome))).unzip();
+            self.working.replay(requests, results, batch.at_ms);
+        }
+        self.batches += count;
+        self.sync.replayed_batches.fetch_add(count, Ordering::Relaxed);
+        tracing::debug!(batches = count, "inventory ledger caught up with the store");
+        true
     }
 
     async fn persist(
@@ -353,10 +500,52 @@ impl Writer {
         head: u64,
         now_ms: i64,
     ) -> Result<(), InventoryError> {
-        let mut tx = self.db.begin().await?;
-        store::persist(&mut tx, applied, head, self.batches, now_ms).await?;
+        self.persist_in(self.db.begin().await?, applied, head, now_ms).await
+    }
+
+    async fn persist_in(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        applied: &[(&crate::Command, &Outcome)],
+        head: u64,
+        now_ms: i64,
+    ) -> Result<(), InventoryError> {
+        if let Err(e) = store::persist(&mut tx, applied, head, self.batches, now_ms).await {
+            // Rolled back now, not when the pool next uses the connection: until then the
+            // transaction would keep the writers' turn (taken by the head's update on
+            // PostgreSQL) and every other batch would be refused or wait.
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
         tx.commit().await.map_err(dermis_store::StoreError::from)?;
         Ok(())
+    }
+
+    /// Opens the batch's transaction in the writers' turn ([`store::take_writers_turn`]) and
+    /// catches up inside it with what the others committed, so the batch about to be applied
+    /// sees the store as it is and no other writer commits before it. `None` (no turn) when the
+    /// rows cannot be replayed: the ledger is marked stale and the batch goes the refused way.
+    async fn take_turn(&mut self) -> Result<Option<Transaction<'static, Any>>, InventoryError> {
+        let mut tx = self.db.begin().await?;
+        let movements = self.working.journal().len() as u64;
+        let read = match store::take_writers_turn(&mut tx).await {
+            Ok(()) => store::read_since(&mut tx, movements, self.batches, self.setup_version).await,
+            Err(e) => Err(e),
+        };
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e.into());
+            }
+        };
+        if read.is_some_and(|batches| self.replay_committed(batches)) {
+            return Ok(Some(tx));
+        }
+        let _ = tx.rollback().await;
+        self.stale = true;
+        self.ensure_fresh().await?;
+        Ok(None)
     }
 
     async fn extend_setup(&mut self, more: Setup) -> Result<(), InventoryError> {
@@ -372,13 +561,14 @@ impl Writer {
             }
             .await;
             match saved {
-                Ok(true) => {
+                Ok(Some(version)) => {
+                    self.setup_version = version;
                     let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
                     committed.extend_setup(more)?;
                     return Ok(());
                 }
                 // Another process changed the setup first: reload it and extend that.
-                Ok(false) => self.stale = true,
+                Ok(None) => self.stale = true,
                 Err(e) => {
                     self.stale = true;
                     let _ = self.ensure_fresh().await;
@@ -396,7 +586,9 @@ impl Writer {
         }
         let stored = store::load(&self.db).await?;
         self.batches = stored.batches;
+        self.setup_version = stored.setup_version;
         let ledger = stored.restore()?;
+        self.sync.reloads.fetch_add(1, Ordering::Relaxed);
         *self.committed.write().unwrap_or_else(PoisonError::into_inner) = ledger.clone();
         self.working = ledger;
         self.stale = false;

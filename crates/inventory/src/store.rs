@@ -5,7 +5,10 @@
 //! (`inventory_head`, which every batch moves by compare-and-set, fencing out a stale writer).
 //!
 //! [`persist`] writes what one batch of [`crate::Ledger::apply`] returned, inside the caller's
-//! transaction; [`load`] reads everything back for [`crate::Ledger::restore`]. Records are stored
+//! transaction; [`load`] reads everything back for [`crate::Ledger::restore`]; [`load_since`]
+//! (and [`read_since`]) read the batches committed after a given one, numbered on their applied
+//! rows, for a process sharing the database to replay; [`take_writers_turn`] orders writers that
+//! share one PostgreSQL. Records are stored
 //! as the JSON the ledger's types serialize to, with columns beside them for indexes and readers.
 //! Two rows are written compactly, so a hot SKU's holds cost less each: a movement's `body` holds
 //! only what its columns do not (accounts, reference, actor, channel), and an applied command's
@@ -24,7 +27,7 @@ use dermis_store::{Backend, Db, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Changes, Command, Effect, Outcome, ReservationEffect};
+use crate::command::{Changes, Command, Effect, Outcome, Request, ReservationEffect};
 use crate::error::InventoryError;
 use crate::ledger::{AppliedRequest, Ledger, Records, RestoreError};
 use crate::model::{Account, Actor, BalanceKey, Channel, IdempotencyKey, LotCode, Movement, Quantity, Reference};
@@ -46,6 +49,8 @@ pub struct Stored {
     pub journal: Vec<Movement>,
     /// Batches committed so far (the journal head's counter, see [`persist`]).
     pub batches: u64,
+    /// The stored setup's version (moved by every [`save_setup`]; 0 before the first).
+    pub setup_version: i64,
 }
 
 impl Stored {
@@ -63,10 +68,11 @@ pub async fn load(db: &Db) -> Result<Stored, StoreError> {
         Backend::Postgres => db.reader().begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
     };
     let conn = &mut *tx;
-    let setup = match sqlx::query("SELECT body FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await? {
-        Some(row) => decode(&row.try_get::<String, _>(0)?, "setup")?,
-        None => Setup::default(),
-    };
+    let (setup, setup_version) =
+        match sqlx::query("SELECT body, version FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await? {
+            Some(row) => (decode(&row.try_get::<String, _>(0)?, "setup")?, row.try_get(1)?),
+            None => (Setup::default(), 0),
+        };
     let journal = read_movements(conn, "ORDER BY id", None).await?;
     let mut lots = Vec::new();
     for row in sqlx::query("SELECT sku, body FROM inventory_lots").fetch_all(&mut *conn).await? {
@@ -91,13 +97,128 @@ pub async fn load(db: &Db) -> Result<Stored, StoreError> {
         let key = IdempotencyKey::new(row.try_get::<String, _>(0)?);
         let command: Command = decode(&row.try_get::<String, _>(1)?, "applied command")?;
         let stored: StoredOutcome = decode(&row.try_get::<String, _>(2)?, "applied outcome")?;
-        let outcome = stored.outcome(key.clone(), &journal)?;
+        let outcome = stored.outcome(key.clone(), &journal, 0)?;
         applied.insert(key, AppliedRequest { command, outcome });
     }
     let batches = sqlx::query("SELECT batches FROM inventory_head WHERE id = 1").fetch_one(&mut *conn).await?;
     let batches = from_i64(batches.try_get(0)?)?;
     tx.commit().await?;
-    Ok(Stored { setup, records: Records { lots, reservations, transfers, purchase_orders, applied }, journal, batches })
+    let records = Records { lots, reservations, transfers, purchase_orders, applied };
+    Ok(Stored { setup, records, journal, batches, setup_version })
+}
+
+/// Waits, inside the caller's transaction, for the writers' turn: an advisory lock (PostgreSQL
+/// only) that writers sharing the database take once they have seen each other, so one at a time
+/// catches up and commits instead of all of them racing for the journal's head and most being
+/// refused. It orders them and nothing more: correctness never rests on it (the head's
+/// compare-and-set and the balance guards still decide). Released at commit or rollback.
+pub async fn take_writers_turn(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITERS_TURN).execute(conn).await?;
+    Ok(())
+}
+
+/// The advisory lock key of the writers' turn: a constant of Dermis's own.
+const WRITERS_TURN: i64 = 0x1d3e_7a11_5eed_0015;
+
+/// The journal head as stored: the last movement's id and the batches committed.
+pub async fn head(db: &Db) -> Result<(u64, u64), StoreError> {
+    let row =
+        sqlx::query("SELECT last_movement, batches FROM inventory_head WHERE id = 1").fetch_one(db.reader()).await?;
+    Ok((from_i64(row.try_get(0)?)?, from_i64(row.try_get(1)?)?))
+}
+
+/// A batch another writer committed, as [`load_since`] reads it back: what [`Ledger::replay`]
+/// takes.
+#[derive(Debug, Clone)]
+pub struct CommittedBatch {
+    /// The time the batch was applied at.
+    pub at_ms: i64,
+    /// Its applied commands in order, each with its first outcome.
+    pub applied: Vec<(Request, Outcome)>,
+}
+
+/// The batches committed after the first `batches` (whose movements end at `movements`), in
+/// order, in one consistent snapshot: how a writer whose ledger is behind the store (another
+/// process sharing the database committed since) catches up without reloading everything.
+/// `None` when they cannot be replayed and the whole ledger must be loaded instead: the setup
+/// is no longer the one at `setup_version`, a batch's commands were stored by a version before
+/// they were numbered, or the rows do not add up to the head (the store went back, or lost rows).
+pub async fn load_since(
+    db: &Db,
+    movements: u64,
+    batches: u64,
+    setup_version: i64,
+) -> Result<Option<Vec<CommittedBatch>>, StoreError> {
+    let mut tx = match db.backend() {
+        Backend::Sqlite => db.reader().begin().await?,
+        Backend::Postgres => db.reader().begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+    };
+    let read = read_since(&mut tx, movements, batches, setup_version).await?;
+    tx.commit().await?;
+    Ok(read)
+}
+
+/// [`load_since`] on the caller's connection, whose transaction must see one consistent state
+/// (a snapshot, or the writers' turn lock held: see the service).
+pub async fn read_since(
+    conn: &mut AnyConnection,
+    movements: u64,
+    batches: u64,
+    setup_version: i64,
+) -> Result<Option<Vec<CommittedBatch>>, StoreError> {
+    let head =
+        sqlx::query("SELECT last_movement, batches FROM inventory_head WHERE id = 1").fetch_one(&mut *conn).await?;
+    let (last, committed) = (from_i64(head.try_get(0)?)?, from_i64(head.try_get(1)?)?);
+    if committed == batches && last == movements {
+        return Ok(Some(Vec::new()));
+    }
+    if committed < batches || last < movements {
+        return Ok(None);
+    }
+    let version = sqlx::query("SELECT version FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await?;
+    if version.map(|row| row.try_get::<i64, _>(0)).transpose()?.unwrap_or(0) != setup_version {
+        return Ok(None);
+    }
+    // Bounded by the head just read: on a connection without a snapshot a writer may commit
+    // between these statements, and its rows are not part of what the head says.
+    let sql = format!("SELECT {MOVEMENT_COLUMNS} FROM inventory_movements WHERE id > $1 AND id <= $2 ORDER BY id");
+    let rows = sqlx::query(&sql).bind(as_i64(movements)?).bind(as_i64(last)?).fetch_all(&mut *conn).await?;
+    let journal = rows.iter().map(movement_from_row).collect::<Result<Vec<_>, _>>()?;
+    let dense = journal.iter().zip(movements + 1..).all(|(m, id)| m.id == id);
+    if !dense || journal.len() as u64 != last - movements {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT idempotency_key, command, outcome, applied_at, batch FROM inventory_applied \
+         WHERE batch > $1 AND batch <= $2 ORDER BY batch, batch_index",
+    )
+    .bind(as_i64(batches)?)
+    .bind(as_i64(committed)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut read: Vec<CommittedBatch> = Vec::new();
+    for row in rows {
+        let key = IdempotencyKey::new(row.try_get::<String, _>(0)?);
+        let command: Command = decode(&row.try_get::<String, _>(1)?, "applied command")?;
+        let stored: StoredOutcome = decode(&row.try_get::<String, _>(2)?, "applied outcome")?;
+        let outcome = stored.outcome(key.clone(), &journal, movements)?;
+        let at_ms: i64 = row.try_get(3)?;
+        let batch = from_i64(row.try_get(4)?)?;
+        let request = Request::new(key, "store", command);
+        // Batches are numbered densely from `batches + 1`: a missing number is a batch whose
+        // commands this snapshot cannot replay.
+        let last_read = batches + read.len() as u64;
+        match read.last_mut() {
+            Some(current) if batch == last_read => current.applied.push((request, outcome)),
+            _ if batch == last_read + 1 => read.push(CommittedBatch { at_ms, applied: vec![(request, outcome)] }),
+            _ => return Ok(None),
+        }
+    }
+    let replayed_movements: usize = read.iter().flat_map(|b| &b.applied).map(|(_, o)| o.movements.len()).sum();
+    if read.len() as u64 != committed - batches || replayed_movements != journal.len() {
+        return Ok(None);
+    }
+    Ok(Some(read))
 }
 
 /// Every non-zero balance row, in key order: what `dermis inventory rebuild` compares with the
@@ -117,43 +238,51 @@ pub async fn balances(db: &Db) -> Result<Vec<(BalanceKey, Quantity)>, StoreError
 /// Stores the whole setup in force in place of `previous` (what this writer loaded or last
 /// saved), inside the caller's transaction: a compare-and-set on the stored document, so a
 /// writer whose setup is stale (another process extended it since) changes nothing and gets
-/// `Ok(false)`; it reloads and tries again.
+/// `Ok(None)`; it reloads and tries again. Saved, it answers the setup's new version.
 pub async fn save_setup(
     conn: &mut AnyConnection,
     previous: &Setup,
     setup: &Setup,
     now_ms: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let body = encode(setup, "setup")?;
-    let stored = sqlx::query("SELECT body FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await?;
-    let done = match stored {
+    let stored =
+        sqlx::query("SELECT body, version FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await?;
+    let (done, version) = match stored {
         None if *previous == Setup::default() => {
-            sqlx::query(
-                "INSERT INTO inventory_setup (id, body, updated_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+            let done = sqlx::query(
+                "INSERT INTO inventory_setup (id, body, updated_at, version) VALUES (1, $1, $2, 1) \
+                 ON CONFLICT (id) DO NOTHING",
             )
             .bind(&body)
             .bind(now_ms)
             .execute(&mut *conn)
-            .await?
+            .await?;
+            (done, 1)
         }
-        None => return Ok(false),
+        None => return Ok(None),
         Some(row) => {
             // Compared as setups, not as text: a document written by an older version (without
             // a field added since) is the same setup when it reads back the same. The update is
             // conditional on the exact text just read, so a writer in between makes it miss.
             let text: String = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
             if decode::<Setup>(&text, "setup")? != *previous {
-                return Ok(false);
+                return Ok(None);
             }
-            sqlx::query("UPDATE inventory_setup SET body = $1, updated_at = $2 WHERE id = 1 AND body = $3")
-                .bind(&body)
-                .bind(now_ms)
-                .bind(text)
-                .execute(&mut *conn)
-                .await?
+            let done = sqlx::query(
+                "UPDATE inventory_setup SET body = $1, updated_at = $2, version = $3 WHERE id = 1 AND body = $4",
+            )
+            .bind(&body)
+            .bind(now_ms)
+            .bind(version + 1)
+            .bind(text)
+            .execute(&mut *conn)
+            .await?;
+            (done, version + 1)
         }
     };
-    Ok(done.rows_affected() == 1)
+    Ok((done.rows_affected() == 1).then_some(version))
 }
 
 /// Persists the commands of one batch that the ledger applied, inside the caller's transaction.
@@ -204,6 +333,7 @@ fn prepare(applied: &[(&Command, &Outcome)], head: u64, batches: u64, now_ms: i6
     let mut transfers = BTreeMap::new();
     let mut purchase_orders = BTreeMap::new();
     let mut keys = Vec::new();
+    let batch = as_i64(batches.checked_add(1).ok_or_else(|| StoreError::Other("batch counter overflow".into()))?)?;
     for (command, outcome) in applied.iter().filter(|(_, outcome)| !outcome.replayed) {
         for movement in &outcome.movements {
             last = last.max(movement.id);
@@ -248,6 +378,8 @@ fn prepare(applied: &[(&Command, &Outcome)], head: u64, batches: u64, now_ms: i6
             Value::Text(encode(command, "command")?),
             Value::Text(applied_outcome),
             Value::Int(now_ms),
+            Value::Int(batch),
+            Value::Int(as_i64(keys.len() as u64)?),
         ]);
     }
 
@@ -362,7 +494,7 @@ fn prepare(applied: &[(&Command, &Outcome)], head: u64, batches: u64, now_ms: i6
     // A key stored twice is a second writer (or a bug): the primary key fails the batch.
     inserts.push(Insert {
         table: "inventory_applied",
-        columns: &["idempotency_key", "command", "outcome", "applied_at"],
+        columns: &["idempotency_key", "command", "outcome", "applied_at", "batch", "batch_index"],
         rows: keys,
         tail: "",
     });
@@ -420,6 +552,13 @@ impl Head {
         sql.param(Value::Int(self.head));
         sql.push(" AND batches = ");
         sql.param(Value::Int(self.batches));
+        if sql.numbered {
+            // PostgreSQL: a writer that does not take turns (it has not seen another) is refused
+            // while one that does holds the turn, so it learns of the others at once instead of
+            // committing between their catching up and their commit for ever. Free, the turn is
+            // taken for the rest of this transaction (re-entrant for a writer that holds it).
+            let _ = write!(sql.text, " AND pg_try_advisory_xact_lock({WRITERS_TURN})");
+        }
         if returning {
             sql.push(" RETURNING 1");
         }
@@ -698,8 +837,9 @@ struct AppliedOutcome {
 }
 
 impl StoredOutcome {
-    /// The outcome as first answered, its movements taken from `journal`.
-    fn outcome(self, key: IdempotencyKey, journal: &[Movement]) -> Result<Outcome, StoreError> {
+    /// The outcome as first answered, its movements taken from `journal`, which starts after the
+    /// first `base` movements.
+    fn outcome(self, key: IdempotencyKey, journal: &[Movement], base: u64) -> Result<Outcome, StoreError> {
         let stored = match self {
             Self::Full(outcome) => return Ok(outcome),
             Self::Compact(stored) => stored,
@@ -708,7 +848,8 @@ impl StoredOutcome {
         let movements = match stored.movements {
             0 => Vec::new(),
             n => {
-                let first = usize::try_from(stored.first_movement).map_err(|_| corrupt())?;
+                let first = stored.first_movement.checked_sub(base).ok_or_else(corrupt)?;
+                let first = usize::try_from(first).map_err(|_| corrupt())?;
                 let slice = first.checked_sub(1).and_then(|start| journal.get(start..start.checked_add(n)?));
                 let slice = slice.ok_or_else(corrupt)?;
                 // The positions must name this key's own movements (`{key}#{index}`, as the

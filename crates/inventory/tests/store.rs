@@ -24,6 +24,7 @@ dermis_store::backend_tests!(ALL;
     rows_in_the_older_whole_document_format_still_load,
     an_applied_outcome_pointing_at_another_commands_movements_is_corrupt,
     a_new_deadline_fences_a_writer_that_has_not_seen_it,
+    a_writer_reloads_only_when_the_setup_changed_or_rows_cannot_be_replayed,
 );
 
 const DAY: i64 = MS_PER_DAY;
@@ -390,6 +391,17 @@ async fn a_stale_writer_is_refused_and_reloads(db: Db) {
     first.refresh().await.unwrap();
     assert_store_matches(&db, &first).await;
     assert_store_matches(&db, &second).await;
+    // Both kept up by replaying the other's batches from the store, never by reloading it all.
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 2, reloads: 0 });
+    assert_eq!(first.sync_stats(), SyncStats { replayed_batches: 1, reloads: 0 });
+    // And both write on from the replayed ledgers: the first releases the second's hold, the
+    // second (refused, caught up) sees the units back.
+    ok(&first, "k5", Command::Release { reservation: "r2".into() }).await;
+    assert_eq!(available(&first, "serum", "app"), 5);
+    ok(&second, "k6", reserve("r3", "app", &[("serum", 5)], START + 15 * MINUTE)).await;
+    assert_eq!(available(&second, "serum", "app"), 0);
+    assert_store_matches(&db, &second).await;
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 3, reloads: 0 });
 }
 
 async fn a_repeated_key_replays_its_first_outcome_and_stores_it_once(db: Db) {
@@ -515,4 +527,35 @@ async fn a_new_deadline_fences_a_writer_that_has_not_seen_it(db: Db) {
     assert_store_matches(&db, &second).await;
     first.refresh().await.unwrap();
     assert_store_matches(&db, &first).await;
+}
+
+/// Catching up by replay stops where it would be unsafe: another process changed the setup (a
+/// new SKU), or a command's row has no batch number (stored by a version before them). There the
+/// whole ledger is reloaded; numbered batches after that replay again.
+async fn a_writer_reloads_only_when_the_setup_changed_or_rows_cannot_be_replayed(db: Db) {
+    let (first, clock) = open_new(&db).await;
+    ok(&first, "rcv", receive("wh", "serum", "S1", 10)).await;
+    let second = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    first.extend_setup(Setup { skus: vec!["toner".into()], ..Default::default() }).await.unwrap();
+    ok(&first, "rcv-t", receive("wh", "toner", "T1", 4)).await;
+    second.refresh().await.unwrap();
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 0, reloads: 1 });
+    assert_eq!(available(&second, "toner", "app"), 4, "the reload brought the new SKU and its stock");
+
+    ok(&first, "k1", reserve("r1", "app", &[("toner", 1)], START + 15 * MINUTE)).await;
+    db.writer().execute("UPDATE inventory_applied SET batch = NULL WHERE idempotency_key = 'k1'").await.unwrap();
+    second.refresh().await.unwrap();
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 0, reloads: 2 });
+    assert_eq!(available(&second, "toner", "app"), 3);
+
+    ok(&first, "k2", reserve("r2", "app", &[("toner", 1)], START + 15 * MINUTE)).await;
+    ok(&first, "k3", Command::Confirm { reservation: "r2".into(), lines: None }).await;
+    second.refresh().await.unwrap();
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 2, reloads: 2 });
+    assert_eq!(available(&second, "toner", "app"), 2);
+    assert_store_matches(&db, &second).await;
+    ok(&second, "k4", reserve("r3", "app", &[("toner", 2)], START + 15 * MINUTE)).await;
+    assert_eq!(available(&second, "toner", "app"), 0);
+    assert_store_matches(&db, &second).await;
+    assert_eq!(second.sync_stats().reloads, 2, "its own batch needed no catching up");
 }
