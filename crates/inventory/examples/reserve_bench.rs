@@ -292,11 +292,8 @@ async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn s
         let stats = writer.sync_stats();
         (replayed, reloads) = (replayed + stats.replayed_batches, reloads + stats.reloads);
     }
-    let mut writers_agree = true;
-    for writer in &writers[1..] {
-        inventory.refresh().await?;
+    for writer in &writers {
         writer.refresh().await?;
-        writers_agree &= writer.read(|l| l.all_balances().clone()) == inventory.read(|l| l.all_balances().clone());
     }
 
     // Zero oversell: every success holds one unit, the reserved balances say the same, on hand
@@ -314,11 +311,18 @@ async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn s
         (ledger.check(), reserved(StockState::Reserved), held_units, reserved(StockState::OnHand))
     });
     let received = STOCK * skus as i64;
-    let stored_ok = {
+    let (stored_ok, writers_agree) = {
         let restored = store::load(db).await?.restore()?;
         let rows = store::balances(db).await?;
         let memory = inventory.read(|l| l.all_balances().clone());
-        restored.all_balances() == &memory && rows == memory.iter().map(|(k, q)| (k.clone(), q)).collect::<Vec<_>>()
+        let stored_ok = restored.all_balances() == &memory
+            && rows == memory.iter().map(|(k, q)| (k.clone(), q)).collect::<Vec<_>>();
+        // Every writer's ledger, caught up, holds the store's balances, records and journal.
+        let (records, journal) = (restored.records(), restored.journal());
+        let agree = writers.iter().all(|w| {
+            w.read(|l| l.all_balances() == restored.all_balances() && l.records() == records && l.journal() == journal)
+        });
+        (stored_ok, agree)
     };
     let ok = checked.is_ok()
         && reserved_units == held

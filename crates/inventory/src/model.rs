@@ -264,6 +264,27 @@ pub struct Setup {
     pub channels: Vec<ChannelPolicy>,
 }
 
+impl Setup {
+    /// What `self` adds to `older` when `self` is `older` extended ([`crate::Ledger::extend_setup`]
+    /// appends SKUs, kits and locations, and adds or replaces channel policies): `None` when
+    /// `self` lost or changed anything else `older` defines.
+    pub fn added_since(&self, older: &Setup) -> Option<Setup> {
+        if !(self.skus.starts_with(&older.skus)
+            && self.kits.starts_with(&older.kits)
+            && self.locations.starts_with(&older.locations)
+            && older.channels.iter().all(|p| self.channels.iter().any(|q| q.channel == p.channel)))
+        {
+            return None;
+        }
+        Some(Setup {
+            skus: self.skus[older.skus.len()..].to_vec(),
+            kits: self.kits[older.kits.len()..].to_vec(),
+            locations: self.locations[older.locations.len()..].to_vec(),
+            channels: self.channels.iter().filter(|p| !older.channels.contains(p)).cloned().collect(),
+        })
+    }
+}
+
 /// A manufacturing batch of one SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {

@@ -32,11 +32,15 @@
 //! catches up by replaying the batches the others committed since ([`store::load_since`]: their
 //! applied commands and outcomes, numbered by batch) on both of its ledgers, and applies its
 //! batch again; [`Inventory::refresh`] (called by [`crate::events::Follower`] when the bus shows
-//! another process's movements) does the same for reads. Only a changed setup, or rows stored by
-//! a version before batches were numbered, make it reload the whole ledger. A batch that writes
-//! nothing (all refused) is not fenced by the head, so once another writer has been seen it is
-//! answered only after the head shows this ledger is current: no false "out of stock" from a
-//! release the process has not seen. Several processes writing the same SKUs still take turns
+//! another process's movements) does the same for reads, taking the setup in force first when
+//! another process extended it. It reloads the whole ledger only when replaying is not safe
+//! (rows stored by a version before batches were numbered, rows that do not follow the journal,
+//! a stored setup that is not this one extended) and, as before, after a failed transaction or a
+//! balance guard's refusal. On PostgreSQL, writers that have seen each other take turns (see
+//! [`store::take_writers_turn`]). A batch that writes nothing (all refused) is not fenced by the
+//! head, so once another writer has been seen it is answered only after the head shows this
+//! ledger is current, and as "not persisted" when that cannot be shown: no false "out of stock"
+//! from a release the process has not seen. Several processes writing the same SKUs still take turns
 //! on the head row: it is correct, not fast (figures in `docs/benchmarks.md`). Routing each
 //! SKU shard's writes to one process (a lease per shard, a head per shard) is the next step.
 
@@ -352,16 +356,12 @@ impl Writer {
             // A batch that writes nothing is not fenced by the head: on a database another
             // process writes too, a refusal read from a ledger behind the store (a release it has
             // not seen) would be a false "out of stock". So, once another writer has been seen,
-            // such a batch is answered only after the head shows the ledger is current.
-            if applied.is_empty()
-                && self.shared
-                && turn.is_none()
-                && results.iter().any(Result::is_err)
-                && attempts < MAX_ATTEMPTS
-            {
-                match store::head(&self.db).await {
-                    Ok(stored) if stored == (head, self.batches) => {}
-                    Ok(_) => {
+            // such a batch is answered only after the head shows the ledger is current; when
+            // that cannot be shown, its callers are told nothing was done rather than refused.
+            if applied.is_empty() && self.shared && turn.is_none() && results.iter().any(Result::is_err) {
+                let unshown = match store::head(&self.db).await {
+                    Ok(stored) if stored == (head, self.batches) => None,
+                    Ok(_) if attempts < MAX_ATTEMPTS => {
                         self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
                         if let Err(e) = self.catch_up().await {
                             tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
@@ -369,7 +369,17 @@ impl Writer {
                         }
                         continue;
                     }
-                    Err(e) => tracing::warn!(error = %e, "inventory head not read; answering from this ledger"),
+                    Ok(_) => Some("the store kept moving while the refusals were checked".to_owned()),
+                    Err(e) => Some(format!("the refusals could not be checked against the store: {e}")),
+                };
+                if let Some(reason) = unshown {
+                    // The working copy applied refusals only (no change but its clock): it starts
+                    // again from the readers' copy all the same.
+                    self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
+                    for reply in replies {
+                        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
+                    }
+                    return;
                 }
             }
             let persisted = match (applied.is_empty(), turn) {
@@ -455,39 +465,56 @@ impl Writer {
     async fn catch_up(&mut self) -> Result<(), InventoryError> {
         let movements = self.working.journal().len() as u64;
         let read = store::load_since(&self.db, movements, self.batches, self.setup_version).await?;
-        if !read.is_some_and(|batches| self.replay_committed(batches)) {
+        if !read.is_some_and(|since| self.replay_committed(since)) {
             self.stale = true;
         }
         Ok(())
     }
 
-    /// Replays `batches` (committed by others, in order) on both ledgers; `false`, changing
-    /// nothing, when one holds a key this ledger applied itself (rows not trusted to replay).
-    fn replay_committed(&mut self, batches: Vec<store::CommittedBatch>) -> bool {
-        if batches.is_empty() {
+    /// Brings both ledgers to what other processes committed since (`since`, from the store):
+    /// the setup in force first (it only ever grows), then their batches replayed in order.
+    /// `false` when that is not safe, and then the caller reloads everything: the stored setup is
+    /// not this one extended, or a batch holds a key this ledger applied itself.
+    fn replay_committed(&mut self, since: store::Since) -> bool {
+        let store::Since { setup, batches } = since;
+        if setup.is_none() && batches.is_empty() {
             return true;
         }
-        // Rows from the store that would not replay cleanly (a key this ledger applied itself)
-        // are not trusted to: reload instead.
         let known = batches.iter().flat_map(|b| &b.applied).any(|(request, _)| self.working.is_applied(&request.key));
         if known {
             return false;
         }
+        let more = match &setup {
+            None => None,
+            Some((stored, _)) => match stored.added_since(self.working.setup()) {
+                Some(more) => Some(more),
+                None => return false,
+            },
+        };
         self.shared = true;
+        // One copy, then the other: the readers get the caught-up copy by a swap, as after a
+        // commit. A setup that does not extend cleanly leaves the copies to the reload.
+        for copy in 0..2 {
+            if let Some(more) = &more {
+                let extended = self.working.extend_setup(more.clone());
+                if extended.is_err() || setup.as_ref().is_some_and(|(stored, _)| self.working.setup() != stored) {
+                    tracing::warn!("inventory setup in the store does not extend this one; reloading");
+                    return false;
+                }
+            }
+            for batch in &batches {
+                let (requests, results) =
+                    batch.applied.iter().cloned().map(|(request, outcome)| (request, Ok(outcome))).unzip();
+                self.working.replay(requests, results, batch.at_ms);
+            }
+            if copy == 0 {
+                std::mem::swap(&mut *self.committed.write().unwrap_or_else(PoisonError::into_inner), &mut self.working);
+            }
+        }
+        if let Some((_, version)) = setup {
+            self.setup_version = version;
+        }
         let count = batches.len() as u64;
-        for batch in &batches {
-            let (requests, results) =
-                batch.applied.iter().cloned().map(|(request, outcome)| (request, Ok(outcome))).unzip();
-            self.working.replay(requests, results, batch.at_ms);
-        }
-        // The readers get the caught-up copy by a swap, as after a commit; the other copy then
-        // replays the same batches.
-        std::mem::swap(&mut *self.committed.write().unwrap_or_else(PoisonError::into_inner), &mut self.working);
-        for batch in batches {
-            let (requests, results) =
-                batch.applied.into_iter().map(|(request, outcome)| (request, Ok(outcome))).unzip();
-            self.working.replay(requests, results, batch.at_ms);
-        }
         self.batches += count;
         self.sync.replayed_batches.fetch_add(count, Ordering::Relaxed);
         tracing::debug!(batches = count, "inventory ledger caught up with the store");
@@ -511,9 +538,9 @@ impl Writer {
         now_ms: i64,
     ) -> Result<(), InventoryError> {
         if let Err(e) = store::persist(&mut tx, applied, head, self.batches, now_ms).await {
-            // Rolled back now, not when the pool next uses the connection: until then the
-            // transaction would keep the writers' turn (taken by the head's update on
-            // PostgreSQL) and every other batch would be refused or wait.
+            // Rolled back before the next batch, not by the pool's background task when the
+            // connection goes back to it: until then the transaction keeps the writers' turn
+            // (taken by the head's update on PostgreSQL), and a test saw the next batch refused.
             let _ = tx.rollback().await;
             return Err(e);
         }
@@ -535,11 +562,13 @@ impl Writer {
         let read = match read {
             Ok(read) => read,
             Err(e) => {
+                // As after a failed catch-up: the next batch starts from a reload.
                 let _ = tx.rollback().await;
+                self.stale = true;
                 return Err(e.into());
             }
         };
-        if read.is_some_and(|batches| self.replay_committed(batches)) {
+        if read.is_some_and(|since| self.replay_committed(since)) {
             return Ok(Some(tx));
         }
         let _ = tx.rollback().await;

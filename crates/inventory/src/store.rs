@@ -112,19 +112,35 @@ pub async fn load(db: &Db) -> Result<Stored, StoreError> {
 /// catches up and commits instead of all of them racing for the journal's head and most being
 /// refused. It orders them and nothing more: correctness never rests on it (the head's
 /// compare-and-set and the balance guards still decide). Released at commit or rollback.
+/// Waiting for the turn ends after [`TURN_TIMEOUT`] (PostgreSQL's `lock_timeout`, for this
+/// transaction only) with an error, and the batch fails as not persisted: a holder that hangs
+/// (a partition, a stalled node) must not stall every other writer's callers for ever.
 pub async fn take_writers_turn(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITERS_TURN).execute(conn).await?;
+    let sql = format!("SELECT set_config('lock_timeout', '{TURN_TIMEOUT}', true), pg_advisory_xact_lock($1)");
+    sqlx::query(&sql).bind(WRITERS_TURN).execute(conn).await?;
     Ok(())
 }
 
 /// The advisory lock key of the writers' turn: a constant of Dermis's own.
-const WRITERS_TURN: i64 = 0x1d3e_7a11_5eed_0015;
+pub const WRITERS_TURN: i64 = 0x1d3e_7a11_5eed_0015;
+
+/// Longest wait for the writers' turn.
+pub const TURN_TIMEOUT: &str = "5s";
 
 /// The journal head as stored: the last movement's id and the batches committed.
 pub async fn head(db: &Db) -> Result<(u64, u64), StoreError> {
     let row =
         sqlx::query("SELECT last_movement, batches FROM inventory_head WHERE id = 1").fetch_one(db.reader()).await?;
     Ok((from_i64(row.try_get(0)?)?, from_i64(row.try_get(1)?)?))
+}
+
+/// What other writers committed after a known point, as [`load_since`] reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Since {
+    /// The setup in force and its version, when it is not the version known.
+    pub setup: Option<(Setup, i64)>,
+    /// The batches, in order.
+    pub batches: Vec<CommittedBatch>,
 }
 
 /// A batch another writer committed, as [`load_since`] reads it back: what [`Ledger::replay`]
@@ -140,15 +156,16 @@ pub struct CommittedBatch {
 /// The batches committed after the first `batches` (whose movements end at `movements`), in
 /// order, in one consistent snapshot: how a writer whose ledger is behind the store (another
 /// process sharing the database committed since) catches up without reloading everything.
-/// `None` when they cannot be replayed and the whole ledger must be loaded instead: the setup
-/// is no longer the one at `setup_version`, a batch's commands were stored by a version before
-/// they were numbered, or the rows do not add up to the head (the store went back, or lost rows).
+/// The setup comes with them when it is no longer the one at `setup_version`. `None` when they
+/// cannot be replayed and the whole ledger must be loaded instead: a batch's commands were
+/// stored by a version before they were numbered, or the rows do not add up to the head (the
+/// store went back, or lost rows).
 pub async fn load_since(
     db: &Db,
     movements: u64,
     batches: u64,
     setup_version: i64,
-) -> Result<Option<Vec<CommittedBatch>>, StoreError> {
+) -> Result<Option<Since>, StoreError> {
     let mut tx = match db.backend() {
         Backend::Sqlite => db.reader().begin().await?,
         Backend::Postgres => db.reader().begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
@@ -165,19 +182,30 @@ pub async fn read_since(
     movements: u64,
     batches: u64,
     setup_version: i64,
-) -> Result<Option<Vec<CommittedBatch>>, StoreError> {
-    let head =
-        sqlx::query("SELECT last_movement, batches FROM inventory_head WHERE id = 1").fetch_one(&mut *conn).await?;
+) -> Result<Option<Since>, StoreError> {
+    // The head and the setup's version in one round trip: a writer taking its turn reads this
+    // before every batch.
+    let head = sqlx::query(
+        "SELECT last_movement, batches, COALESCE((SELECT version FROM inventory_setup WHERE id = 1), 0) \
+         FROM inventory_head WHERE id = 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let (last, committed) = (from_i64(head.try_get(0)?)?, from_i64(head.try_get(1)?)?);
-    if committed == batches && last == movements {
-        return Ok(Some(Vec::new()));
-    }
+    let version: i64 = head.try_get(2)?;
     if committed < batches || last < movements {
         return Ok(None);
     }
-    let version = sqlx::query("SELECT version FROM inventory_setup WHERE id = 1").fetch_optional(&mut *conn).await?;
-    if version.map(|row| row.try_get::<i64, _>(0)).transpose()?.unwrap_or(0) != setup_version {
-        return Ok(None);
+    let setup = match version == setup_version {
+        true => None,
+        false => {
+            let row =
+                sqlx::query("SELECT body, version FROM inventory_setup WHERE id = 1").fetch_one(&mut *conn).await?;
+            Some((decode::<Setup>(&row.try_get::<String, _>(0)?, "setup")?, row.try_get::<i64, _>(1)?))
+        }
+    };
+    if committed == batches && last == movements {
+        return Ok(Some(Since { setup, batches: Vec::new() }));
     }
     // Bounded by the head just read: on a connection without a snapshot a writer may commit
     // between these statements, and its rows are not part of what the head says.
@@ -197,11 +225,18 @@ pub async fn read_since(
     .fetch_all(&mut *conn)
     .await?;
     let mut read: Vec<CommittedBatch> = Vec::new();
+    let mut next_movement = movements + 1;
     for row in rows {
         let key = IdempotencyKey::new(row.try_get::<String, _>(0)?);
         let command: Command = decode(&row.try_get::<String, _>(1)?, "applied command")?;
         let stored: StoredOutcome = decode(&row.try_get::<String, _>(2)?, "applied outcome")?;
         let outcome = stored.outcome(key.clone(), &journal, movements)?;
+        // The outcomes' movements must follow each other through the journal as they are
+        // replayed (the replay asserts it): rows that disagree are reloaded, never replayed.
+        if outcome.movements.first().is_some_and(|m| m.id != next_movement) {
+            return Ok(None);
+        }
+        next_movement += outcome.movements.len() as u64;
         let at_ms: i64 = row.try_get(3)?;
         let batch = from_i64(row.try_get(4)?)?;
         let request = Request::new(key, "store", command);
@@ -218,7 +253,7 @@ pub async fn read_since(
     if read.len() as u64 != committed - batches || replayed_movements != journal.len() {
         return Ok(None);
     }
-    Ok(Some(read))
+    Ok(Some(Since { setup, batches: read }))
 }
 
 /// Every non-zero balance row, in key order: what `dermis inventory rebuild` compares with the
@@ -264,19 +299,21 @@ pub async fn save_setup(
         Some(row) => {
             // Compared as setups, not as text: a document written by an older version (without
             // a field added since) is the same setup when it reads back the same. The update is
-            // conditional on the exact text just read, so a writer in between makes it miss.
+            // conditional on the exact text and version just read, so a writer in between makes
+            // it miss (even one that saved the same text: the version moved).
             let text: String = row.try_get(0)?;
             let version: i64 = row.try_get(1)?;
             if decode::<Setup>(&text, "setup")? != *previous {
                 return Ok(None);
             }
             let done = sqlx::query(
-                "UPDATE inventory_setup SET body = $1, updated_at = $2, version = $3 WHERE id = 1 AND body = $4",
+                "UPDATE inventory_setup SET body = $1, updated_at = $2, version = version + 1 \
+                 WHERE id = 1 AND body = $3 AND version = $4",
             )
             .bind(&body)
             .bind(now_ms)
-            .bind(version + 1)
             .bind(text)
+            .bind(version)
             .execute(&mut *conn)
             .await?;
             (done, version + 1)

@@ -19,12 +19,13 @@ dermis_store::backend_tests!(ALL;
     a_failed_transaction_answers_nothing_and_changes_nothing,
     a_second_writer_cannot_drive_a_balance_negative,
     one_overdrawn_balance_among_several_fails_the_whole_batch,
-    a_stale_writer_is_refused_and_reloads,
+    a_stale_writer_is_refused_and_catches_up,
     a_repeated_key_replays_its_first_outcome_and_stores_it_once,
     rows_in_the_older_whole_document_format_still_load,
     an_applied_outcome_pointing_at_another_commands_movements_is_corrupt,
     a_new_deadline_fences_a_writer_that_has_not_seen_it,
-    a_writer_reloads_only_when_the_setup_changed_or_rows_cannot_be_replayed,
+    a_writer_catches_up_with_a_new_setup_and_reloads_only_when_rows_cannot_be_replayed,
+    writers_that_have_seen_each_other_take_turns,
 );
 
 const DAY: i64 = MS_PER_DAY;
@@ -366,21 +367,21 @@ async fn one_overdrawn_balance_among_several_fails_the_whole_batch(db: Db) {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_applied WHERE idempotency_key IN ('k1', 'k2')").await, 0);
 }
 
-async fn a_stale_writer_is_refused_and_reloads(db: Db) {
+async fn a_stale_writer_is_refused_and_catches_up(db: Db) {
     let (first, clock) = open_new(&db).await;
     ok(&first, "rcv", receive("wh", "serum", "S1", 10)).await;
     let second = Inventory::open(db.clone(), clock.clone()).await.unwrap();
     ok(&first, "k1", reserve("r1", "web", &[("serum", 5)], START + 15 * MINUTE)).await;
     let journal = count(&db, "SELECT COUNT(*) FROM inventory_movements").await;
     // The second writer still believes 10 units are free: the store refuses its batch (the
-    // journal's head moved), it reloads and applies the request to what the store holds.
+    // journal's head moved), it catches up and applies the request to what the store holds.
     let greedy = request("k2", reserve("r2", "app", &[("serum", 8)], START + 15 * MINUTE));
     match second.submit(greedy).await.unwrap() {
         Err(Rejection::InsufficientStock { shortages }) => assert_eq!(shortages[0].available, 5),
         other => panic!("the stale writer answered {other:?}"),
     }
     assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements").await, journal, "nothing of it was stored");
-    // What fits is applied, after the same reload.
+    // What fits is applied.
     ok(&second, "k2b", reserve("r2", "app", &[("serum", 5)], START + 15 * MINUTE)).await;
     // A command that moves no stock is fenced too: the hold was confirmed meanwhile.
     ok(&first, "k3", Command::Confirm { reservation: "r1".into(), lines: None }).await;
@@ -529,33 +530,86 @@ async fn a_new_deadline_fences_a_writer_that_has_not_seen_it(db: Db) {
     assert_store_matches(&db, &first).await;
 }
 
-/// Catching up by replay stops where it would be unsafe: another process changed the setup (a
-/// new SKU), or a command's row has no batch number (stored by a version before them). There the
-/// whole ledger is reloaded; numbered batches after that replay again.
-async fn a_writer_reloads_only_when_the_setup_changed_or_rows_cannot_be_replayed(db: Db) {
+/// Catching up takes another process's new setup (a new SKU) and its batches, without a reload;
+/// it stops where replaying would be unsafe: a command's row without a batch number (stored by a
+/// version before them). There the whole ledger is reloaded; numbered batches replay again after.
+async fn a_writer_catches_up_with_a_new_setup_and_reloads_only_when_rows_cannot_be_replayed(db: Db) {
     let (first, clock) = open_new(&db).await;
     ok(&first, "rcv", receive("wh", "serum", "S1", 10)).await;
     let second = Inventory::open(db.clone(), clock.clone()).await.unwrap();
     first.extend_setup(Setup { skus: vec!["toner".into()], ..Default::default() }).await.unwrap();
     ok(&first, "rcv-t", receive("wh", "toner", "T1", 4)).await;
     second.refresh().await.unwrap();
-    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 0, reloads: 1 });
-    assert_eq!(available(&second, "toner", "app"), 4, "the reload brought the new SKU and its stock");
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 1, reloads: 0 });
+    assert_eq!(available(&second, "toner", "app"), 4, "the new SKU and its stock, replayed");
+    assert_store_matches(&db, &second).await;
+    // Its next setup change starts from the one it caught up with.
+    second
+        .extend_setup(Setup { skus: vec!["mask".into()], ..Default::default() })
+        .await
+        .expect("the second extends the setup it caught up with");
+    first.refresh().await.unwrap();
+    assert_eq!(first.sync_stats(), SyncStats { replayed_batches: 0, reloads: 0 });
+    assert!(first.read(|l| l.knows_sku(&"mask".into())), "the first took the second's SKU");
 
     ok(&first, "k1", reserve("r1", "app", &[("toner", 1)], START + 15 * MINUTE)).await;
     db.writer().execute("UPDATE inventory_applied SET batch = NULL WHERE idempotency_key = 'k1'").await.unwrap();
     second.refresh().await.unwrap();
-    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 0, reloads: 2 });
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 1, reloads: 1 });
     assert_eq!(available(&second, "toner", "app"), 3);
 
     ok(&first, "k2", reserve("r2", "app", &[("toner", 1)], START + 15 * MINUTE)).await;
     ok(&first, "k3", Command::Confirm { reservation: "r2".into(), lines: None }).await;
     second.refresh().await.unwrap();
-    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 2, reloads: 2 });
+    assert_eq!(second.sync_stats(), SyncStats { replayed_batches: 3, reloads: 1 });
     assert_eq!(available(&second, "toner", "app"), 2);
     assert_store_matches(&db, &second).await;
     ok(&second, "k4", reserve("r3", "app", &[("toner", 2)], START + 15 * MINUTE)).await;
     assert_eq!(available(&second, "toner", "app"), 0);
     assert_store_matches(&db, &second).await;
-    assert_eq!(second.sync_stats().reloads, 2, "its own batch needed no catching up");
+    assert_eq!(second.sync_stats().reloads, 1, "its own batch needed no catching up");
+}
+
+/// PostgreSQL: a writer that has not seen another yet is refused while another holds the writers'
+/// turn (the head's update tries the turn's lock), learns of it, and from then on waits for the
+/// turn instead of racing: its batch is written once the holder lets go, not refused.
+async fn writers_that_have_seen_each_other_take_turns(db: Db) {
+    if db.backend() != Backend::Postgres {
+        // The turn is a PostgreSQL advisory lock; SQLite serializes writers by its own lock.
+        return;
+    }
+    let (inventory, _clock) = open_new(&db).await;
+    ok(&inventory, "rcv", receive("wh", "serum", "S1", 10)).await;
+    assert_eq!(inventory.sync_stats(), SyncStats::default());
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(store::WRITERS_TURN).execute(&mut *holder).await.unwrap();
+    let submit = {
+        let inventory = inventory.clone();
+        tokio::spawn(async move {
+            inventory.submit(request("k1", reserve("r1", "web", &[("serum", 2)], START + MINUTE))).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!submit.is_finished(), "the batch waits for the turn (it was refused once, and learned)");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 0);
+    holder.commit().await.unwrap();
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(10), submit).await.expect("written once the turn is free");
+    assert!(matches!(answer.unwrap(), Ok(Ok(_))), "the hold was made");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 1);
+    assert_eq!(available(&inventory, "serum", "web"), 8);
+    // A failed batch gives the turn back at once: the next one is not refused for it.
+    db.writer().execute("UPDATE inventory_balances SET quantity = 0 WHERE state = 'on_hand'").await.unwrap();
+    let overdrawn = inventory.submit(request("k2", reserve("r2", "web", &[("serum", 3)], START + MINUTE))).await;
+    assert!(matches!(overdrawn, Err(InventoryError::NotPersisted { .. })), "{overdrawn:?}");
+    let mut other = db.begin().await.unwrap();
+    let free: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(store::WRITERS_TURN)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(free, "the failed batch's transaction still holds the turn");
+    other.rollback().await.unwrap();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 1);
 }
