@@ -441,7 +441,9 @@ mod nats {
                 return;
             }
         };
-        let stream = format!("DERMIS_T{}", std::process::id());
+        // A name of its own (a pid repeats across runs on a server that outlives them).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let stream = format!("DERMIS_T{}_{nanos}", std::process::id());
         let app = crate::helpers::spawn_with(crate::helpers::Backend::Sqlite, |c| {
             c.bus_url = Some(secrecy::SecretString::from(url.clone()));
             c.bus_stream = stream.clone();

@@ -317,7 +317,13 @@ mod projections {
         let settings =
             Settings { node_id: "n1".into(), lag_alert: 1000, lag_every: Duration::from_millis(50), batch: 100 };
         let running = Projections::start(bus.clone(), vec![covering.clone(), replaying.clone()], settings);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Published once both are rebuilt (each read the head before its rebuild), not after a
+        // guess at how long that takes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !running.health().iter().all(|h| h.rebuilt) {
+            assert!(std::time::Instant::now() < deadline, "the projections never rebuilt");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         bus.publish("catalog.product.updated", "p", "new", "{}").await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while replaying.applied.lock().unwrap().len() < 4 || covering.applied.lock().unwrap().is_empty() {

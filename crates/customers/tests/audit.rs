@@ -120,7 +120,8 @@ fn ada() -> Value {
 /// What must never appear in an audit entry: Ada's values.
 const VALUES: &[&str] = &["Ada", "Lovelace", "example.com", "7946", "limonene", "shop-ada", "dry"];
 
-/// The chain's hashes and random ids (`cus_…`, `exp_…`: a prefix and 26 base32 characters) are left out of the search: hex and base32 text can hold
+/// The chain's hashes and random ids (`cus_…`, `exp_…`: a prefix and 26 base32 characters, as a
+/// subject or as a customer acting) are left out of the search: hex and base32 text can hold
 /// "7946" or "dry" by chance (a CI run once failed on a hash holding "7946"). A subject that is not an id
 /// (a user id, an email) stays in, and so is still caught.
 fn no_values(records: &[Record]) {
@@ -129,8 +130,10 @@ fn no_values(records: &[Record]) {
         let fields = entry.as_object_mut().unwrap();
         fields.remove("hash");
         fields.remove("prev_hash");
-        if fields.get("subject").and_then(Value::as_str).is_some_and(is_random_id) {
-            fields.remove("subject");
+        for random in ["subject", "actor"] {
+            if fields.get(random).and_then(Value::as_str).is_some_and(is_random_id) {
+                fields.remove(random);
+            }
         }
         let text = entry.to_string();
         for v in VALUES {
@@ -260,7 +263,8 @@ async fn when_the_log_is_down_nothing_is_answered(db: Db) {
 }
 
 async fn wait_for(api: &Api, location: &str, as_: &str) -> Answer {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         let a = api.call("GET", location, as_, None, &[]).await;
         if a.body["status"] != "pending" {
             return a;
@@ -302,7 +306,8 @@ async fn exports_are_made_in_the_background_sealed_owned_and_gone_with_the_erasu
         .fetch_one(db.reader())
         .await
         .unwrap();
-    for v in ["Ada", "example", "limonene", "shop-ada"] {
+    // (Needles base64 cannot hold by chance: "Ada" alone is in about 1% of sealed documents.)
+    for v in ["Lovelace", "Ada@Example.com", "example.com", "limonene", "shop-ada"] {
         assert!(!row.contains(v), "the stored document holds {v:?}");
     }
     // Another customer's token cannot read it; admins can.

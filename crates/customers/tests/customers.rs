@@ -406,7 +406,8 @@ impl PersonalDataSource for Recorder {
 }
 
 async fn wait_for(c: &Customers, erasure: &str, state: ErasureState) {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         if c.erasure(erasure).await.unwrap().status == state {
             return;
         }

@@ -94,7 +94,8 @@ fn consent(granted: bool) -> dermis_customers::input::NewConsent {
 
 /// Polls until `f` holds (Redis writes land from a queue, within milliseconds).
 async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         if f().await {
             return;
         }

@@ -352,7 +352,8 @@ async fn a_customer_exports_and_erases_their_data(db: Db) {
     is_problem(&api.call("DELETE", &format!("/v1/customers/{id}"), &admin_token(), None, &[]).await, 404);
     // The customer follows their erasure; nobody else of their kind can.
     let mut status = Value::Null;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         status = api.call("GET", &location, &own, None, &[]).await.body;
         if status["status"] == "completed" {
             break;
@@ -555,7 +556,10 @@ async fn analysts_see_pseudonymous_profiles_only(db: Db) {
     assert!(item["analytics_id"].as_str().unwrap().starts_with("anl_"));
     assert_eq!((item["skin_type"].as_str(), item["loyalty_tier"].as_str()), (Some("dry"), Some("gold")));
     assert_eq!(item["channels"], json!(["pos"]));
-    let text = page.body.to_string();
+    // Searched without the pseudonym itself: 32 hex digits can hold "1990" by chance.
+    let mut searched = page.body.clone();
+    searched["items"][0]["analytics_id"] = Value::Null;
+    let text = searched.to_string();
     let id = ana.body["id"].as_str().unwrap();
     for direct in [id, "Ana", "ana@example.org", "shop-ana", "1990", "L-shop-ana", "R-shop-ana", "linalool", "+336"] {
         assert!(!text.contains(direct), "{direct} reached an analyst: {text}");
