@@ -336,9 +336,7 @@ impl Writer {
                 Ok(turn) => turn,
                 Err(e) => {
                     let reason = format!("the ledger could not be brought up to the store: {e}");
-                    for reply in replies {
-                        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
-                    }
+                    not_persisted(replies, &reason);
                     return;
                 }
             };
@@ -362,11 +360,8 @@ impl Writer {
                 let unshown = match store::head(&self.db).await {
                     Ok(stored) if stored == (head, self.batches) => None,
                     Ok(_) if attempts < MAX_ATTEMPTS => {
-                        self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
-                        if let Err(e) = self.catch_up().await {
-                            tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
-                            self.stale = true;
-                        }
+                        self.start_over();
+                        self.catch_up_or_reload().await;
                         continue;
                     }
                     Ok(_) => Some("the store kept moving while the refusals were checked".to_owned()),
@@ -375,10 +370,8 @@ impl Writer {
                 if let Some(reason) = unshown {
                     // The working copy applied refusals only (no change but its clock): it starts
                     // again from the readers' copy all the same.
-                    self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
-                    for reply in replies {
-                        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
-                    }
+                    self.start_over();
+                    not_persisted(replies, &reason);
                     return;
                 }
             }
@@ -423,11 +416,8 @@ impl Writer {
                     // applied again to that.
                     tracing::debug!(error = %e, attempts, "inventory batch refused by the store; catching up and retrying");
                     self.shared = true;
-                    self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
-                    if let Err(e) = self.catch_up().await {
-                        tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
-                        self.stale = true;
-                    }
+                    self.start_over();
+                    self.catch_up_or_reload().await;
                 }
                 Err(e @ InventoryError::Overdrawn { .. }) if attempts < MAX_ATTEMPTS => {
                     tracing::debug!(error = %e, attempts, "inventory batch refused by the store; reloading and retrying");
@@ -440,9 +430,7 @@ impl Writer {
                         tracing::warn!(error = %reload, "inventory ledger not reloaded; writes wait for the store");
                     }
                     let reason = e.to_string();
-                    for reply in replies {
-                        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.clone() }));
-                    }
+                    not_persisted(replies, &reason);
                     return;
                 }
             }
@@ -452,11 +440,23 @@ impl Writer {
     /// Brings both ledgers up to the store now (another process wrote to it).
     async fn refresh(&mut self) -> Result<(), InventoryError> {
         self.ensure_fresh().await?;
+        self.catch_up_or_reload().await;
+        self.ensure_fresh().await
+    }
+
+    /// The working copy starts again from the readers' copy (what this writer committed): after
+    /// a batch was refused, or answered without being written.
+    fn start_over(&mut self) {
+        self.working = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
+    }
+
+    /// [`Writer::catch_up`], or, when the store could not be read, the ledger marked for a whole
+    /// reload before the next batch.
+    async fn catch_up_or_reload(&mut self) {
         if let Err(e) = self.catch_up().await {
             tracing::warn!(error = %e, "inventory ledger could not catch up; reloading it");
             self.stale = true;
         }
-        self.ensure_fresh().await
     }
 
     /// Replays on both ledgers, which must both hold exactly this writer's committed batches,
@@ -608,7 +608,8 @@ impl Writer {
         Err(InventoryError::NotPersisted { reason: "the setup kept changing under this writer".into() })
     }
 
-    /// After a failed transaction, rebuilds both ledgers from the store.
+    /// When the ledger is marked stale (a failed transaction, rows that could not be replayed),
+    /// rebuilds both copies from the store.
     async fn ensure_fresh(&mut self) -> Result<(), InventoryError> {
         if !self.stale {
             return Ok(());
@@ -623,5 +624,12 @@ impl Writer {
         self.stale = false;
         tracing::info!("inventory ledger reloaded from the store");
         Ok(())
+    }
+}
+
+/// Tells every caller of a batch that nothing of it was done.
+fn not_persisted(replies: Vec<Reply>, reason: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(InventoryError::NotPersisted { reason: reason.to_owned() }));
     }
 }
