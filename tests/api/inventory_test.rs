@@ -48,6 +48,12 @@ fn channel<'a>(stock: &'a Value, name: &str) -> &'a Value {
     stock["channels"].as_array().unwrap().iter().find(|c| c["channel"] == name).unwrap_or(&Value::Null)
 }
 
+async fn stock_at(client: &reqwest::Client, base: &str, sku: &str) -> Value {
+    let token = crate::helpers::token(Role::Service);
+    let res = client.get(format!("{base}/v1/inventory/{sku}")).bearer_auth(&token).send().await.unwrap();
+    json_of(res, 200).await
+}
+
 async fn reserve(app: &TestApp, body: &Value) -> Response {
     app.post_json("/v1/reservations", Role::Service, body).await
 }
@@ -339,6 +345,71 @@ mod multi_node {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
             let (won, short) = rush(&client, &bases, "HOT-3", 1_000).await;
             assert_eq!((won, short), (100, 900), "exactly the 100 units were held across three nodes");
+            b.stop().await;
+            c.stop().await;
+        }
+
+        /// The same with a cluster secret: the nodes keep one writer (a lease) and forward their
+        /// writes to it; when its node stops, the others go on writing.
+        #[tokio::test]
+        async fn three_nodes_forwarding_to_one_writer_share_the_hundred_units() {
+            let secret = secrecy::SecretString::from("a-cluster-secret-for-the-api-tests".to_owned());
+            // The default lease (10 s): every node of a test shares one thread, and a lease
+            // renewed late expires in the others' view, who then write themselves.
+            let Some(mut app) = crate::helpers::spawn_with(crate::helpers::Backend::Postgres, |c| {
+                c.inventory.cluster_secret = Some(secret)
+            })
+            .await
+            else {
+                return;
+            };
+            app.product_with_sku("HOT-4").await;
+            location(&app, &warehouse("WH-4")).await;
+            location(&app, &store("ST-4", 52.0, 13.0)).await;
+            json_of(receive(&app, "WH-4", "HOT-4", 80, "L1", "2031-01-01").await, 201).await;
+            json_of(receive(&app, "ST-4", "HOT-4", 20, "L2", "2031-01-01").await, 201).await;
+            let (mut b, mut c) = (app.peer("node-b").await, app.peer("node-c").await);
+            // One node holds the writer's lease, advertised at the address it listens on.
+            let db = app.test_db.db().clone();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let holder = loop {
+                let row = dermis_store::sqlx::query("SELECT node_id, url FROM inventory_writer_lease")
+                    .fetch_optional(db.reader())
+                    .await
+                    .unwrap();
+                if let Some(row) = row {
+                    use dermis_store::sqlx::Row;
+                    break (row.get::<String, _>(0), row.get::<String, _>(1));
+                }
+                assert!(std::time::Instant::now() < deadline, "no node took the writer's lease");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let bases = [app.base.clone(), b.base.clone(), c.base.clone()];
+            assert!(bases.contains(&holder.1), "the holder {holder:?} is one of {bases:?}");
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+            let (won, short) = rush(&client, &bases, "HOT-4", 1_000).await;
+            assert_eq!((won, short), (100, 900), "exactly the 100 units were held through one writer");
+            for base in &bases {
+                let s = stock_at(&client, base, "HOT-4").await;
+                assert_eq!(channel(&s, "web")["available"], 0, "every node reads the writer's holds: {s}");
+            }
+            // The two other nodes forwarded their holds, and none had to write itself (the
+            // counters are the test process's: no other test forwards).
+            let metrics = client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+            let counter = |name: &str| {
+                metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+            };
+            assert!(counter("inventory_forwarded_total") >= 600.0, "{metrics}");
+            assert_eq!(counter("inventory_forward_fallbacks_total"), 0.0, "{metrics}");
+            // The first node stops (it gives the lease up if it held it): the others go on.
+            let token = crate::helpers::token(Role::Service);
+            let more = json!({"location_id": "WH-4", "lines": [{"sku_id": "HOT-4", "quantity": 10, "lot": {"code": "L3", "expires_on": "2031-01-01"}}]});
+            app.stop().await;
+            let res =
+                client.post(b.url("/v1/inventory/receipts")).bearer_auth(&token).json(&more).send().await.unwrap();
+            json_of(res, 201).await;
+            let (won, short) = rush(&client, &bases[1..], "HOT-4", 100).await;
+            assert_eq!((won, short), (10, 90), "the two nodes left held exactly the 10 new units");
             b.stop().await;
             c.stop().await;
         }

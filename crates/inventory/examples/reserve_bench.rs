@@ -20,6 +20,9 @@
 //! and writer, as N Dermis processes sharing one database would be, and spreads the tasks over
 //! them: what the fenced journal head and the catching up by replay cost when several processes
 //! write (`scripts/bench-inventory-writers.sh`). Every writer must end in the store's state.
+//! With `--forward`, the first writer holds the writer's lease and serves the forwarded-writes
+//! route over HTTP on 127.0.0.1, and the others send their requests to it
+//! ([`dermis_inventory::forward`]), as nodes with a cluster secret do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use dermis_core::clock;
+use dermis_inventory::forward::Forwarding;
 use dermis_inventory::{
     Account, Channel, ChannelPolicy, Command, Inventory, Ledger, Line, Location, LocationKind, Lot, ReceiptLine,
     Request, Setup, SkuId, StockState, WriterOptions, day_of, store,
@@ -80,6 +84,9 @@ struct Args {
     /// Services (each its own pool, ledger and writer) sharing the store, as that many processes.
     #[arg(long, default_value_t = 1)]
     writers: usize,
+    /// The other writers forward to the first (the lease holder) over HTTP instead of writing.
+    #[arg(long)]
+    forward: bool,
     /// A PostgreSQL server (any database on it): the scratch database is created there.
     #[arg(long, env = "DERMIS_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
@@ -212,6 +219,8 @@ async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn s
     for pool in &pools[1..] {
         writers.push(Inventory::open_with(pool.clone(), clock.clone(), options).await?);
     }
+    let server =
+        if args.forward && writers.len() > 1 { Some(forward_to_first(&writers, pools, &clock).await?) } else { None };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -295,6 +304,11 @@ async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn s
     for writer in &writers {
         writer.refresh().await?;
     }
+    let (forwarded, fallbacks) =
+        writers.iter().map(Inventory::forwarding_stats).fold((0, 0), |(f, b), s| (f + s.forwarded, b + s.fallbacks));
+    if let Some(server) = server {
+        server.abort();
+    }
 
     // Zero oversell: every success holds one unit, the reserved balances say the same, on hand
     // never went negative (check), units are conserved per SKU (check).
@@ -338,7 +352,8 @@ async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn s
         "dermis backend={} skus={skus} tasks={} seconds={elapsed:.1} reservations={held} refused={refused} \
          failed={failed} rps={:.0} p50_ms={} p99_ms={} max_ms={} reads={} read_p50_us={} read_p99_us={} \
          read_max_us={} keys={:?} held_units={held_units} reserved_balance={reserved_units} stored_matches={} \
-         writers={} replayed_batches={replayed} reloads={reloads} ok={}",
+         writers={} forward={} forwarded={forwarded} fallbacks={fallbacks} replayed_batches={replayed} \
+         reloads={reloads} ok={}",
         match args.backend {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
@@ -355,6 +370,31 @@ async fn run(args: &Args, skus: usize, pools: &[Db]) -> Result<String, Box<dyn s
         args.keys,
         u8::from(stored_ok),
         writers.len(),
+        u8::from(args.forward),
         u8::from(ok),
     ))
+}
+
+/// The first writer takes the lease and serves forwarded writes on a free local port; the others
+/// forward to it. Returns the server task.
+async fn forward_to_first(
+    writers: &[Inventory],
+    pools: &[Db],
+    clock: &clock::SharedClock,
+) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error>> {
+    const SECRET: &str = "a-cluster-secret-for-the-bench";
+    let ttl = Duration::from_secs(60);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let router = dermis_inventory::routes::internal::router(writers[0].clone(), clock.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    for (i, (writer, pool)) in writers.iter().zip(pools).enumerate() {
+        let forwarding =
+            Arc::new(Forwarding::new(pool.clone(), clock.clone(), &format!("node-{i}"), &url, SECRET, ttl));
+        forwarding.renew().await?;
+        writer.forward_through(forwarding);
+    }
+    Ok(server)
 }

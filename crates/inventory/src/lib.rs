@@ -25,6 +25,8 @@
 //! - [`store`]: the tables ([`MIGRATIONS`]), [`store::persist`] of a batch, [`store::load`], and
 //!   [`store::load_since`] (the batches other processes committed, to replay).
 //! - [`service`]: [`Inventory`], the batching writer and in-memory reads.
+//! - [`forward`]: the writer's lease, and writes forwarded to the node holding it when several
+//!   nodes share one database.
 //! - [`events`]: movements on the bus (`inventory.movement`) from the journal, and the
 //!   [`events::Follower`] that keeps other nodes' ledgers up.
 //! - [`webhooks`]: channel availability pushed to subscribers, signed, retried, dead-lettered.
@@ -41,6 +43,7 @@ pub mod directory;
 mod draft;
 pub mod error;
 pub mod events;
+pub mod forward;
 pub mod kits;
 pub mod ledger;
 pub mod model;
@@ -98,5 +101,12 @@ pub const MIGRATIONS: &[dermis_store::Migration] = &[
         name: "applied commands by batch, the setup's version (catching up by replay)",
         sqlite: include_str!("../migrations/0004_inventory_applied_batches.sql"),
         postgres: include_str!("../migrations/0004_inventory_applied_batches.sql"),
+    },
+    dermis_store::Migration {
+        domain: "inventory",
+        version: 5,
+        name: "the writer's lease (writes forwarded to one node)",
+        sqlite: include_str!("../migrations/0005_inventory_writer_lease.sql"),
+        postgres: include_str!("../migrations/0005_inventory_writer_lease.sql"),
     },
 ];

@@ -45,7 +45,7 @@
 //! SKU shard's writes to one process (a lease per shard, a head per shard) is the next step.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use dermis_core::clock::SharedClock;
 use dermis_store::sqlx::{Any, Transaction};
@@ -54,6 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Outcome, Rejection, Request};
 use crate::error::InventoryError;
+use crate::forward::{ForwardStats, Forwarding};
 use crate::ledger::{Availability, Ledger};
 use crate::model::{Channel, Setup, SkuId};
 use crate::store;
@@ -84,6 +85,9 @@ pub struct Inventory {
     committed: Arc<RwLock<Ledger>>,
     clock: SharedClock,
     sync: Arc<SyncCounters>,
+    /// Set when this node shares the database with others and routes its writes to the lease
+    /// holder ([`Inventory::forward_through`]).
+    forwarding: Arc<OnceLock<Arc<Forwarding>>>,
 }
 
 /// How this process's ledger kept up with what other processes sharing the database wrote
@@ -117,9 +121,19 @@ type Reply = oneshot::Sender<Result<Answers, InventoryError>>;
 
 /// What callers ask the writer.
 enum Job {
-    Apply { requests: Vec<Request>, reply: Reply },
-    ExtendSetup { more: Setup, reply: oneshot::Sender<Result<(), InventoryError>> },
-    Refresh { reply: oneshot::Sender<Result<(), InventoryError>> },
+    Apply {
+        requests: Vec<Request>,
+        reply: Reply,
+    },
+    ExtendSetup {
+        more: Setup,
+        reply: oneshot::Sender<Result<(), InventoryError>>,
+    },
+    /// Catch up with the store; with `at_least`, only when the journal is shorter than that.
+    Refresh {
+        at_least: Option<u64>,
+        reply: oneshot::Sender<Result<(), InventoryError>>,
+    },
 }
 
 impl Inventory {
@@ -151,7 +165,7 @@ impl Inventory {
             sync: sync.clone(),
         };
         tokio::spawn(writer.run(queue));
-        Ok(Self { jobs, committed, clock, sync })
+        Ok(Self { jobs, committed, clock, sync, forwarding: Arc::default() })
     }
 
     /// Applies one request durably: its outcome or rejection once the batch it went in is
@@ -163,7 +177,38 @@ impl Inventory {
 
     /// Applies several requests in order, in the same batch and so in the same transaction (a POS
     /// sync's receipts): all are durable, or the call fails and none was applied.
+    ///
+    /// When another node holds the writer's lease ([`crate::forward`]), they are sent to it, and
+    /// this node catches up with what it committed before answering (a caller reads its own write
+    /// at once here too); when it cannot be reached, they are applied here.
     pub async fn submit_all(&self, requests: Vec<Request>) -> Result<Answers, InventoryError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(forwarding) = self.forwarding.get()
+            && let Some(url) = forwarding.leader()
+        {
+            match forwarding.send(&url, &requests).await {
+                Ok(forwarded) => {
+                    if let Err(e) = self.catch_up_to(forwarded.movements).await {
+                        // Durable on the holder all the same: the answer stands, and this node's
+                        // reads catch up with the next refresh.
+                        tracing::warn!(error = %e, "inventory reads not caught up after a forwarded write");
+                    }
+                    return Ok(forwarded.answers);
+                }
+                Err(reason) => {
+                    forwarding.fell_back();
+                    tracing::warn!(%reason, "inventory write not forwarded; writing it here");
+                }
+            }
+        }
+        self.submit_here(requests).await
+    }
+
+    /// Applies requests with this node's own writer, never forwarding them (what the lease holder
+    /// does with requests forwarded to it).
+    pub async fn submit_here(&self, requests: Vec<Request>) -> Result<Answers, InventoryError> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
@@ -189,7 +234,9 @@ impl Inventory {
         loop {
             tick.tick().await;
             let now_ms = self.clock.now_ms();
-            if self.read(|l| l.next_deadline()).is_none_or(|at| at > now_ms) {
+            // Another node holds the writer's lease: its sweeper does the sweeping.
+            let elsewhere = self.forwarding.get().is_some_and(|f| f.leader().is_some());
+            if elsewhere || self.read(|l| l.next_deadline()).is_none_or(|at| at > now_ms) {
                 continue;
             }
             let key = format!("sweep:{now_ms}:{}", ulid::Ulid::new());
@@ -212,8 +259,44 @@ impl Inventory {
     /// setup changed, rows from an older version) is the whole ledger reloaded.
     pub async fn refresh(&self) -> Result<(), InventoryError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Refresh { reply }).await.map_err(|_| InventoryError::WriterStopped)?;
+        self.jobs.send(Job::Refresh { at_least: None, reply }).await.map_err(|_| InventoryError::WriterStopped)?;
         answer.await.map_err(|_| InventoryError::WriterStopped)?
+    }
+
+    /// [`Inventory::refresh`] unless the readers' journal already holds `movements` movements
+    /// (many forwarded answers arriving together cost one read of the store).
+    async fn catch_up_to(&self, movements: u64) -> Result<(), InventoryError> {
+        if self.movements() >= movements {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Refresh { at_least: Some(movements), reply })
+            .await
+            .map_err(|_| InventoryError::WriterStopped)?;
+        answer.await.map_err(|_| InventoryError::WriterStopped)?
+    }
+
+    /// How many movements the readers' journal holds.
+    pub fn movements(&self) -> u64 {
+        self.read(|l| l.journal().len() as u64)
+    }
+
+    /// Routes this node's writes to the holder of the writer's lease from now on (set once; the
+    /// caller runs [`Forwarding::run`] to keep the lease). `false` when already set.
+    pub fn forward_through(&self, forwarding: Arc<Forwarding>) -> bool {
+        self.forwarding.set(forwarding).is_ok()
+    }
+
+    /// This node's forwarding, when it shares the database with others.
+    pub fn forwarding(&self) -> Option<&Arc<Forwarding>> {
+        self.forwarding.get()
+    }
+
+    /// How many submissions went to the lease holder, and how many were written here because it
+    /// could not be reached (zeros without forwarding).
+    pub fn forwarding_stats(&self) -> ForwardStats {
+        self.forwarding.get().map(|f| f.stats()).unwrap_or_default()
     }
 
     /// What `channel` can sell of `sku` now, from memory (no database access). Reflects every
@@ -296,9 +379,12 @@ impl Writer {
                         self.apply(std::mem::take(&mut batch)).await;
                         let _ = reply.send(self.extend_setup(more).await);
                     }
-                    Job::Refresh { reply } => {
+                    Job::Refresh { at_least, reply } => {
                         self.apply(std::mem::take(&mut batch)).await;
-                        let _ = reply.send(self.refresh().await);
+                        // Several forwarded answers catching up at once: the first one's read
+                        // brings the ledger past the others'.
+                        let current = at_least.is_some_and(|n| self.working.journal().len() as u64 >= n && !self.stale);
+                        let _ = reply.send(if current { Ok(()) } else { self.refresh().await });
                     }
                 }
             }

@@ -22,9 +22,7 @@ use dermis_bus::projection::Projection;
 use dermis_core::clock::SharedClock;
 use dermis_store::sqlx::{self, Row};
 use dermis_store::{Db, StoreError};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::events::{MovementMessage, TOPIC};
 use crate::model::{Channel, Quantity, SkuId};
@@ -301,9 +299,7 @@ impl Projection for WebhookFeed {
 
 /// The signature header's value for `body` sent at `unix_seconds`.
 pub fn signature(secret: &str, unix_seconds: i64, body: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(format!("{unix_seconds}.{body}").as_bytes());
-    format!("t={unix_seconds},v1={}", hex::encode(mac.finalize().into_bytes()))
+    crate::forward::sign(secret, unix_seconds, body.as_bytes())
 }
 
 /// Sends due deliveries.

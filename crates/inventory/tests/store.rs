@@ -26,6 +26,8 @@ dermis_store::backend_tests!(ALL;
     a_new_deadline_fences_a_writer_that_has_not_seen_it,
     a_writer_catches_up_with_a_new_setup_and_reloads_only_when_rows_cannot_be_replayed,
     writers_that_have_seen_each_other_take_turns,
+    a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once,
+    the_lease_changes_hands_only_when_it_expires_or_is_given_up,
 );
 
 const DAY: i64 = MS_PER_DAY;
@@ -612,4 +614,123 @@ async fn writers_that_have_seen_each_other_take_turns(db: Db) {
     assert!(free, "the failed batch's transaction still holds the turn");
     other.rollback().await.unwrap();
     assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 1);
+}
+
+const CLUSTER_SECRET: &str = "a-cluster-secret-for-tests";
+
+/// Serves `inventory`'s forwarded-writes route on a free port: its base URL and the server task.
+async fn serve_forwarded(inventory: &Inventory, clock: Arc<ManualClock>) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = routes::internal::router(inventory.clone(), clock);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (url, server)
+}
+
+fn forwarding(db: &Db, clock: &Arc<ManualClock>, node: &str, url: &str) -> Arc<forward::Forwarding> {
+    let ttl = std::time::Duration::from_secs(10);
+    Arc::new(forward::Forwarding::new(db.clone(), clock.clone(), node, url, CLUSTER_SECRET, ttl))
+}
+
+async fn a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once(db: Db) {
+    let (a, clock) = open_new(&db).await;
+    let b = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    let (url_a, server_a) = serve_forwarded(&a, clock.clone()).await;
+    let (fa, fb) = (forwarding(&db, &clock, "node-a", &url_a), forwarding(&db, &clock, "node-b", "http://127.0.0.1:9"));
+    assert!(a.forward_through(fa.clone()) && b.forward_through(fb.clone()));
+    assert_eq!(fa.renew().await.unwrap().node_id, "node-a");
+    assert_eq!(fb.renew().await.unwrap().node_id, "node-a", "the lease is held");
+    assert_eq!((fa.leader(), fb.leader()), (None, Some(url_a.clone())));
+
+    // Written through B, applied by A's writer, read on B at once.
+    ok(&b, "rcv", receive("wh", "serum", "S1", 50)).await;
+    ok(&b, "k1", reserve("r1", "web", &[("serum", 3)], START + 15 * MINUTE)).await;
+    assert_eq!(available(&b, "serum", "web"), 47, "B reads its own write");
+    assert_eq!(available(&a, "serum", "web"), 47, "A applied it");
+    // A retried request is one command, wherever it is retried.
+    let again = b.submit(request("k1", reserve("r1", "web", &[("serum", 3)], START + 15 * MINUTE))).await;
+    assert!(matches!(again, Ok(Ok(ref outcome)) if outcome.replayed), "{again:?}");
+    let again = a.submit(request("k1", reserve("r1", "web", &[("serum", 3)], START + 15 * MINUTE))).await;
+    assert!(matches!(again, Ok(Ok(ref outcome)) if outcome.replayed), "{again:?}");
+
+    // 400 one-unit holds spread over both nodes on the 47 left: exactly 47 are held.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let hold =
+                request(&format!("rush-{i}"), reserve(&format!("h{i}"), "web", &[("serum", 1)], START + 15 * MINUTE));
+            node.submit(hold).await.unwrap().is_ok()
+        });
+    }
+    let mut held = 0;
+    while let Some(done) = tasks.join_next().await {
+        held += usize::from(done.unwrap());
+    }
+    assert_eq!(held, 47, "no unit held twice, none refused while free");
+    assert_eq!(available(&b, "serum", "web"), 0);
+    // A alone wrote: it never caught up with another writer, and B never fell back.
+    assert_eq!(a.sync_stats().replayed_batches, 0);
+    assert_eq!(a.sync_stats().reloads, 0);
+    let stats = b.forwarding_stats();
+    assert_eq!(stats.fallbacks, 0);
+    assert!(stats.forwarded >= 4, "{stats:?}");
+    assert_store_matches(&db, &a).await;
+    assert_store_matches(&db, &b).await;
+
+    // Only a node with the secret can write through A.
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&[request("evil", receive("wh", "serum", "S9", 1_000))]).unwrap();
+    let now_s = START / 1000;
+    for signature in [
+        None,
+        Some(forward::sign("not-the-secret", now_s, &body)),
+        Some(forward::sign(CLUSTER_SECRET, now_s - 3_600, &body)),
+    ] {
+        let mut post = client.post(format!("{url_a}{}", forward::PATH)).body(body.clone());
+        if let Some(signature) = signature {
+            post = post.header(forward::SIGNATURE_HEADER, signature);
+        }
+        let res = post.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+    assert_eq!(available(&a, "serum", "web"), 0, "nothing was received");
+
+    // A is gone: B writes itself at once (the head keeps the two correct), and A catches up.
+    server_a.abort();
+    let _ = server_a.await;
+    ok(&b, "rcv2", receive("wh", "serum", "S2", 5)).await;
+    assert_eq!(b.forwarding_stats().fallbacks, 1);
+    assert_eq!(available(&b, "serum", "web"), 5);
+    a.refresh().await.unwrap();
+    assert_eq!(available(&a, "serum", "web"), 5);
+    assert_store_matches(&db, &a).await;
+    assert_store_matches(&db, &b).await;
+}
+
+async fn the_lease_changes_hands_only_when_it_expires_or_is_given_up(db: Db) {
+    let clock = ManualClock::at(START);
+    let (fa, fb) = (forwarding(&db, &clock, "node-a", "http://a:1"), forwarding(&db, &clock, "node-b", "http://b:1"));
+    let first = fa.renew().await.unwrap();
+    assert_eq!((first.node_id.as_str(), first.term, first.expires_at_ms), ("node-a", 1, START + 10_000));
+    clock.advance(6_000);
+    assert_eq!(fb.renew().await.unwrap(), first, "B cannot take a live lease");
+    assert_eq!(fb.leader().as_deref(), Some("http://a:1"));
+    // Renewing keeps the term and moves the deadline.
+    let renewed = fa.renew().await.unwrap();
+    assert_eq!((renewed.term, renewed.expires_at_ms), (1, START + 16_000));
+    // Expired: B takes it.
+    clock.advance(11_000);
+    assert_eq!(fb.leader(), None, "B does not forward to an expired holder");
+    let taken = fb.renew().await.unwrap();
+    assert_eq!((taken.node_id.as_str(), taken.term), ("node-b", 2));
+    assert_eq!(fa.renew().await.unwrap().node_id, "node-b");
+    assert_eq!(fa.leader().as_deref(), Some("http://b:1"));
+    // Given up: A takes it at once.
+    fb.step_down().await;
+    let back = fa.renew().await.unwrap();
+    assert_eq!((back.node_id.as_str(), back.term), ("node-a", 3));
 }

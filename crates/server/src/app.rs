@@ -451,6 +451,15 @@ impl Application {
         let monitor = Arc::new(OnceLock::new());
         let router = build_router(&config, db.clone(), auth, domains, monitor.clone())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        // Nodes sharing the database keep one writer of the ledger and forward writes to it.
+        if let Some(forwarding) = inventory_forwarding(&config, &db, &clock, &listener)? {
+            // Who holds the lease is known before the first request (then renewed in the
+            // background): a node that does not know writes itself, correct but contending.
+            if let Err(e) = forwarding.renew().await {
+                tracing::warn!(error = %e, "inventory writer lease not read; writing here until it is");
+            }
+            inventory.forward_through(forwarding);
+        }
         Ok(Self {
             listener,
             router,
@@ -555,6 +564,8 @@ impl Application {
         };
         let deliverer = Deliverer::new(webhooks, inventory.clone(), policy);
         let deliveries = tokio::spawn(deliverer.run(Duration::from_millis(500)));
+        let forwarding = inventory.forwarding().cloned();
+        let lease = forwarding.clone().map(|f| tokio::spawn(async move { f.run().await }));
         let sweeper = tokio::spawn(inventory.run_sweeper(Duration::from_secs(config.inventory.sweep_secs.max(1))));
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -581,11 +592,55 @@ impl Application {
         trainer.abort();
         sweeper.abort();
         deliveries.abort();
+        if let Some(lease) = lease {
+            lease.abort();
+        }
+        if let Some(forwarding) = forwarding {
+            // Another node takes the writer's lease now rather than after its time to live.
+            forwarding.step_down().await;
+        }
         background.stop().await;
         db.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The inventory's forwarding to the writer's lease holder, when `inventory.cluster_secret` is
+/// set: this node advertised at `inventory.advertise_url`, or at the address it listens on.
+fn inventory_forwarding(
+    config: &Config,
+    db: &Db,
+    clock: &SharedClock,
+    listener: &TcpListener,
+) -> anyhow::Result<Option<Arc<dermis_inventory::forward::Forwarding>>> {
+    let Some(secret) = &config.inventory.cluster_secret else { return Ok(None) };
+    let secret = secret.expose_secret();
+    if secret.chars().count() < 16 {
+        anyhow::bail!("inventory.cluster_secret (DERMIS_INVENTORY__CLUSTER_SECRET) must be at least 16 characters");
+    }
+    let url = match &config.inventory.advertise_url {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
+        Some(url) => anyhow::bail!("inventory.advertise_url must be an http:// or https:// URL, not {url:?}"),
+        None => {
+            let bound = listener.local_addr().context("reading the bound address")?;
+            if bound.ip().is_unspecified() {
+                anyhow::bail!(
+                    "inventory.advertise_url (DERMIS_INVENTORY__ADVERTISE_URL) is needed with a cluster secret when listening on {bound}: other nodes must know where to reach this one"
+                );
+            }
+            format!("http://{bound}")
+        }
+    };
+    let ttl = Duration::from_millis(config.inventory.lease_ttl_ms.max(300));
+    Ok(Some(Arc::new(dermis_inventory::forward::Forwarding::new(
+        db.clone(),
+        clock.clone(),
+        &config.node_id,
+        &url,
+        secret,
+        ttl,
+    ))))
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -72,6 +72,19 @@ pub struct InventoryConfig {
     pub webhook_attempts: u32,
     /// The pause after a webhook delivery's first failure, in ms; it doubles after each.
     pub webhook_first_backoff_ms: u64,
+    /// A secret shared by the nodes of one deployment (`DERMIS_INVENTORY__CLUSTER_SECRET`, at
+    /// least 16 characters). With it, nodes sharing a database keep one writer of the ledger (a
+    /// lease) and forward their writes to it, instead of taking turns; unset, each node writes
+    /// itself (correct, slower when several write).
+    pub cluster_secret: Option<SecretString>,
+    /// The base URL other nodes reach this one at (`DERMIS_INVENTORY__ADVERTISE_URL`). Needed
+    /// with a cluster secret when listening on all addresses; otherwise `http://` the listening
+    /// address and port.
+    pub advertise_url: Option<String>,
+    /// The writer lease's time to live, in ms; renewed every third of it. A holder that stops
+    /// gives it up at once; one that dies is replaced after this (its peers write themselves
+    /// meanwhile).
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for InventoryConfig {
@@ -83,6 +96,9 @@ impl Default for InventoryConfig {
             sweep_secs: 5,
             webhook_attempts: 8,
             webhook_first_backoff_ms: 2_000,
+            cluster_secret: None,
+            advertise_url: None,
+            lease_ttl_ms: 10_000,
         }
     }
 }

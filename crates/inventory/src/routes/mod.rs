@@ -39,6 +39,7 @@ use crate::model::{
 use crate::records::{Reservation, ReservationStatus};
 use crate::service::Inventory;
 
+pub mod internal;
 mod locations;
 mod movements;
 mod reservations;
@@ -141,6 +142,7 @@ pub fn router() -> OpenApiRouter<InventoryState> {
         .merge(stock::router())
         .merge(reservations::router())
         .merge(webhooks::router())
+        .route(crate::forward::PATH, axum::routing::post(internal::apply))
 }
 
 // ---- errors -------------------------------------------------------------------------------
