@@ -401,6 +401,10 @@ mod multi_node {
             };
             assert!(counter("inventory_forwarded_total") >= 600.0, "{metrics}");
             assert_eq!(counter("inventory_forward_fallbacks_total"), 0.0, "{metrics}");
+            // The route between nodes takes bodies larger than the public limit, and only signed.
+            let big = vec![b' '; 2 * 1024 * 1024];
+            let res = client.post(format!("{}/internal/inventory/apply", app.base)).body(big).send().await.unwrap();
+            assert_problem(res, 401).await;
             // The first node stops (it gives the lease up if it held it): the others go on.
             let token = crate::helpers::token(Role::Service);
             let more = json!({"location_id": "WH-4", "lines": [{"sku_id": "HOT-4", "quantity": 10, "lot": {"code": "L3", "expires_on": "2031-01-01"}}]});

@@ -8,8 +8,8 @@ use crate::ledger::RestoreError;
 use crate::model::Quantity;
 
 /// What went wrong around the ledger: storage, the setup, a stored ledger that does not restore,
-/// or the writer. When a submission ends in an error, nothing of it was applied: retry it with the
-/// same idempotency keys.
+/// or the writer. When a submission ends in an error, nothing of it was applied (but after
+/// [`InventoryError::Unconfirmed`], which may have been): retry it with the same idempotency keys.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// The database failed (outage, constraint, corrupt row).
@@ -42,6 +42,16 @@ pub enum InventoryError {
     #[error("not persisted, nothing was applied: {reason}")]
     NotPersisted {
         /// The underlying failure.
+        reason: String,
+    },
+    /// The submission was sent to the node holding the writer's lease, which did not answer (a
+    /// timeout, an error after it was sent): it may or may not have been applied. Retry with the
+    /// same keys: a key applied before answers its first outcome.
+    #[error(
+        "not confirmed by the ledger's writer; it may have been applied, retry with the same idempotency keys: {reason}"
+    )]
+    Unconfirmed {
+        /// What happened.
         reason: String,
     },
     /// The writer task has stopped (the runtime is shutting down).

@@ -8,21 +8,24 @@
 //! given a cluster secret compete for a lease on the ledger (a row in `inventory_writer_lease`,
 //! renewed every third of its time to live); the holder's writer applies every batch, and the
 //! other nodes send their requests to it (`POST /internal/inventory/apply`, signed with the
-//! secret) and catch up with what it committed before they answer, so a caller still reads its own
-//! write at once on the node it wrote through.
+//! secret; what waits while a request is in flight goes together in the next) and catch up with
+//! what it committed before they answer, so a caller still reads its own write at once on the
+//! node it wrote through.
 //!
-//! The lease only routes; it guards nothing. When the holder cannot be reached (down, restarting,
-//! partitioned) a node writes itself at once, as it did before leases, and the head's
+//! The lease only routes; it guards nothing. When the holder provably did not take the requests
+//! (no connection, a 4xx) a node writes them itself, as it did before leases, and the head's
 //! compare-and-set keeps the writers from overselling while two of them write; a holder that lost
-//! its lease is fenced the same way. A request forwarded and then written here again (the answer
-//! was lost) is one command: its idempotency key makes the second an answer of the first.
+//! its lease is fenced the same way. When it may have taken them (a timeout, a 5xx) they are sent
+//! again under the same keys (a key applied before answers its first outcome), and then, still
+//! unanswered, the callers are told it is unconfirmed ([`Forward::Unknown`]) rather than
+//! answered from this node's ledger: a refusal read here could contradict a success there.
 //!
 //! The ledger is one shard ([`SHARD`]): the lease is keyed by shard so the ledger could be split,
 //! but one serialized state machine is what keeps a cart's lines and a kit's components atomic
 //! without a protocol between writers (the reasons are in `docs/ARCHITECTURE.md`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use dermis_core::clock::SharedClock;
@@ -31,6 +34,7 @@ use dermis_store::{Db, StoreError};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::command::{Outcome, Rejection, Request};
 
@@ -96,14 +100,50 @@ pub async fn give_up(db: &Db, node_id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// What the lease holder answers a forwarded submission.
+/// What a node sends the lease holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardedRequests {
+    /// The requests, applied in order in one batch of the holder's writer.
+    pub requests: Vec<Request>,
+    /// The stored setup's version the sender has: a holder with an older one catches up first
+    /// (a location or SKU just added on the sender is known when its requests are applied).
+    pub setup_version: i64,
+}
+
+/// What the lease holder answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Forwarded {
     /// One answer per request, in order.
     pub answers: Vec<Result<Outcome, Rejection>>,
-    /// The holder's journal length once they were committed: the forwarding node catches up to
-    /// at least this before it answers.
-    pub movements: u64,
+    /// The store's batches the holder's ledger held once they were committed: the forwarding
+    /// node catches up to at least this before it answers.
+    pub batches: u64,
+}
+
+/// What became of a forwarded submission.
+#[derive(Debug, Clone)]
+pub enum Forward {
+    /// The holder applied it (or answered a key's first outcome).
+    Done(Forwarded),
+    /// It never reached the holder, or the holder turned it away unapplied (unreachable, a
+    /// refused signature, too large): the sender writes it itself.
+    NotSent(String),
+    /// Sent, but not answered (a timeout, a server error): the holder may have applied it.
+    Unknown(String),
+}
+
+/// Most forwarded HTTP requests in flight from one node; submissions arriving meanwhile wait
+/// and go together in the next one.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Most submissions sent in one HTTP request.
+const MAX_SUBMISSIONS: usize = 256;
+
+/// A submission waiting to be forwarded.
+struct Pending {
+    requests: Vec<Request>,
+    setup_version: i64,
+    reply: oneshot::Sender<Forward>,
 }
 
 /// A signature of `body` at `unix_seconds` with `secret`.
@@ -127,7 +167,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now_secs: i64) -> bool {
         }
     }
     let (Some(at), Some(tag)) = (at, tag) else { return false };
-    if (now_secs - at).abs() > SIGNATURE_WINDOW_SECS {
+    if now_secs.abs_diff(at) > SIGNATURE_WINDOW_SECS.unsigned_abs() {
         return false;
     }
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
@@ -148,8 +188,15 @@ pub struct Forwarding {
     ttl_ms: i64,
     client: reqwest::Client,
     holder: RwLock<Option<Holder>>,
+    /// Until when (ms) the holder is taken as unreachable after it could not be reached or did
+    /// not answer: this node writes itself meanwhile instead of waiting on it for every write.
+    unreachable_until: AtomicI64,
+    queue: mpsc::Sender<Pending>,
+    /// The queue's other end, until the task sending what it holds starts.
+    waiting: Mutex<Option<mpsc::Receiver<Pending>>>,
     forwarded: AtomicU64,
     fallbacks: AtomicU64,
+    unknown: AtomicU64,
 }
 
 impl std::fmt::Debug for Forwarding {
@@ -171,18 +218,37 @@ pub struct ForwardStats {
     pub forwarded: u64,
     /// Submissions written here after forwarding failed.
     pub fallbacks: u64,
+    /// Submissions sent and not answered (the caller was told to retry).
+    pub unknown: u64,
 }
 
 impl Forwarding {
     /// A node `node_id`, reached by other nodes at `url` (its base URL), sharing `secret` with
     /// them; its lease lives `ttl` unless renewed. Nothing runs until [`Forwarding::run`].
     pub fn new(db: Db, clock: SharedClock, node_id: &str, url: &str, secret: &str, ttl: Duration) -> Self {
+        Self::with_timeout(db, clock, node_id, url, secret, ttl, Duration::from_secs(10))
+    }
+
+    /// [`Forwarding::new`] waiting at most `timeout` for the holder's answer.
+    pub fn with_timeout(
+        db: Db,
+        clock: SharedClock,
+        node_id: &str,
+        url: &str,
+        secret: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(64)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(2).min(timeout))
+            // Under the server's idle limit (`http.header_read_timeout_secs`, 20 s), so a kept
+            // connection is not reused just as the holder closes it.
+            .pool_idle_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .build()
             .expect("a reqwest client with timeouts builds");
+        let (queue, waiting) = mpsc::channel(4096);
         Self {
             db,
             clock,
@@ -192,15 +258,23 @@ impl Forwarding {
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1),
             client,
             holder: RwLock::new(None),
+            unreachable_until: AtomicI64::new(0),
+            queue,
+            waiting: Mutex::new(Some(waiting)),
             forwarded: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            unknown: AtomicU64::new(0),
         }
     }
 
     /// Takes or renews the lease (or learns who holds it) once.
     pub async fn renew(&self) -> Result<Holder, StoreError> {
         let holder = hold_or_read(&self.db, &self.node_id, &self.url, self.clock.now_ms(), self.ttl_ms).await?;
-        *self.holder.write().unwrap_or_else(PoisonError::into_inner) = Some(holder.clone());
+        let previous = self.holder.write().unwrap_or_else(PoisonError::into_inner).replace(holder.clone());
+        if previous.is_some_and(|p| p.term != holder.term) {
+            // A new holder: reachable until shown otherwise.
+            self.unreachable_until.store(0, Ordering::Relaxed);
+        }
         Ok(holder)
     }
 
@@ -230,10 +304,21 @@ impl Forwarding {
 
     /// Where writes go now: another node's base URL while it holds an unexpired lease, `None` when
     /// this node writes itself (it holds the lease, nobody does, or it is unknown).
+    /// Also `None` for a while after the holder could not be reached or did not answer.
     pub fn leader(&self) -> Option<String> {
         let now_ms = self.clock.now_ms();
+        if self.unreachable_until.load(Ordering::Relaxed) > now_ms {
+            return None;
+        }
         let holder = self.holder.read().unwrap_or_else(PoisonError::into_inner);
         holder.as_ref().filter(|h| h.node_id != self.node_id && h.expires_at_ms > now_ms).map(|h| h.url.clone())
+    }
+
+    /// Takes the holder as unreachable for a third of the lease's time to live (the next renewal
+    /// may show another holder).
+    fn unreachable(&self) {
+        let until = self.clock.now_ms().saturating_add(self.ttl_ms / 3);
+        self.unreachable_until.store(until, Ordering::Relaxed);
     }
 
     /// The shared secret forwarded requests are signed with.
@@ -246,6 +331,7 @@ impl Forwarding {
         ForwardStats {
             forwarded: self.forwarded.load(Ordering::Relaxed),
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            unknown: self.unknown.load(Ordering::Relaxed),
         }
     }
 
@@ -255,11 +341,93 @@ impl Forwarding {
         metrics::counter!("inventory_forward_fallbacks_total").increment(1);
     }
 
-    /// Sends `requests` to the holder at `url` and returns its answers, one per request; an error
-    /// (unreachable, refused, not persisted there, an answer of the wrong shape) when the caller
-    /// should write them itself.
-    pub async fn send(&self, url: &str, requests: &[Request]) -> Result<Forwarded, String> {
-        let body = serde_json::to_vec(requests).map_err(|e| e.to_string())?;
+    /// Sends a submission to the holder (with others waiting at the same time, in one HTTP
+    /// request; at most [`MAX_IN_FLIGHT`] at once), `setup_version` being the sender's.
+    pub async fn forward(self: &Arc<Self>, requests: Vec<Request>, setup_version: i64) -> Forward {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(waiting) = waiting {
+            tokio::spawn(Arc::clone(self).pump(waiting));
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Pending { requests, setup_version, reply }).await.is_err() {
+            return Forward::NotSent("forwarding has stopped".into());
+        }
+        answer.await.unwrap_or_else(|_| Forward::Unknown("the forwarding task stopped".into()))
+    }
+
+    /// Sends what waits in the queue: once a request slot is free, everything waiting by then
+    /// goes in one HTTP request.
+    async fn pump(self: Arc<Self>, mut waiting: mpsc::Receiver<Pending>) {
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut batch = Vec::with_capacity(MAX_SUBMISSIONS);
+        loop {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+            if waiting.recv_many(&mut batch, MAX_SUBMISSIONS).await == 0 {
+                return;
+            }
+            let this = Arc::clone(&self);
+            let pending = std::mem::take(&mut batch);
+            tokio::spawn(async move {
+                this.send_all(pending).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Sends `pending` as one request (once more when it went unanswered: the same keys answer
+    /// their first outcome if it was applied) and answers each submission its part.
+    async fn send_all(&self, pending: Vec<Pending>) {
+        let Some(url) = self.leader() else {
+            for p in pending {
+                let _ = p.reply.send(Forward::NotSent("no other node holds the writer's lease now".into()));
+            }
+            return;
+        };
+        let sizes: Vec<usize> = pending.iter().map(|p| p.requests.len()).collect();
+        let setup_version = pending.iter().map(|p| p.setup_version).max().unwrap_or(0);
+        let (mut requests, mut replies) = (Vec::with_capacity(sizes.iter().sum()), Vec::with_capacity(pending.len()));
+        for p in pending {
+            requests.extend(p.requests);
+            replies.push(p.reply);
+        }
+        let body = ForwardedRequests { requests, setup_version };
+        let mut sent = self.send(&url, &body).await;
+        if let Forward::Unknown(reason) = &sent {
+            tracing::warn!(%reason, "inventory writes forwarded and not answered; sending them again");
+            sent = self.send(&url, &body).await;
+            if matches!(sent, Forward::Unknown(_)) {
+                self.unreachable();
+            }
+        }
+        match sent {
+            Forward::Done(Forwarded { answers, batches }) => {
+                self.forwarded.fetch_add(replies.len() as u64, Ordering::Relaxed);
+                metrics::counter!("inventory_forwarded_total").increment(replies.len() as u64);
+                let mut answers = answers.into_iter();
+                for (size, reply) in sizes.into_iter().zip(replies) {
+                    let part = answers.by_ref().take(size).collect();
+                    let _ = reply.send(Forward::Done(Forwarded { answers: part, batches }));
+                }
+            }
+            other => {
+                if matches!(other, Forward::Unknown(_)) {
+                    self.unknown.fetch_add(replies.len() as u64, Ordering::Relaxed);
+                    metrics::counter!("inventory_forward_unknown_total").increment(replies.len() as u64);
+                }
+                for reply in replies {
+                    let _ = reply.send(other.clone());
+                }
+            }
+        }
+    }
+
+    /// One HTTP request to the holder at `url`.
+    async fn send(&self, url: &str, body: &ForwardedRequests) -> Forward {
+        let expected = body.requests.len();
+        let body = match serde_json::to_vec(body) {
+            Ok(body) => body,
+            Err(e) => return Forward::NotSent(format!("the requests could not be serialized: {e}")),
+        };
         let signature = sign(&self.secret, self.clock.now_ms().div_euclid(1000), &body);
         let response = self
             .client
@@ -268,28 +436,33 @@ impl Forwarding {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
-            .await
-            .map_err(|e| format!("the lease holder at {url} could not be reached: {e}"))?;
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => {
+                self.unreachable();
+                return Forward::NotSent(format!("the lease holder at {url} could not be reached: {e}"));
+            }
+            Err(e) => return Forward::Unknown(format!("the lease holder at {url} did not answer: {e}")),
+        };
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!(
-                "the lease holder at {url} answered {status}: {}",
-                text.chars().take(300).collect::<String>()
-            ));
+            let said =
+                format!("the lease holder at {url} answered {status}: {}", text.chars().take(300).collect::<String>());
+            // A 4xx is the holder turning the request away before applying anything; a 408 (its
+            // own timeout) or a 5xx may come after its writer took the requests.
+            return if status.is_client_error() && status != reqwest::StatusCode::REQUEST_TIMEOUT {
+                Forward::NotSent(said)
+            } else {
+                Forward::Unknown(said)
+            };
         }
-        let forwarded: Forwarded =
-            response.json().await.map_err(|e| format!("the lease holder at {url} answered an unreadable body: {e}"))?;
-        if forwarded.answers.len() != requests.len() {
-            return Err(format!(
-                "the lease holder at {url} answered {} results for {} requests",
-                forwarded.answers.len(),
-                requests.len()
-            ));
+        match response.json::<Forwarded>().await {
+            Ok(forwarded) if forwarded.answers.len() == expected => Forward::Done(forwarded),
+            Ok(_) => Forward::Unknown(format!("the lease holder at {url} answered the wrong number of results")),
+            Err(e) => Forward::Unknown(format!("the lease holder at {url} answered an unreadable body: {e}")),
         }
-        self.forwarded.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("inventory_forwarded_total").increment(1);
-        Ok(forwarded)
     }
 }
 

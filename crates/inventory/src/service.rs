@@ -41,10 +41,10 @@
 //! head, so once another writer has been seen it is answered only after the head shows this
 //! ledger is current, and as "not persisted" when that cannot be shown: no false "out of stock"
 //! from a release the process has not seen. Several processes writing the same SKUs still take turns
-//! on the head row: it is correct, not fast (figures in `docs/benchmarks.md`). Routing each
-//! SKU shard's writes to one process (a lease per shard, a head per shard) is the next step.
+//! on the head row: it is correct, not fast (figures in `docs/benchmarks.md`); with a cluster
+//! secret they keep one writer instead and forward their writes to it ([`crate::forward`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use dermis_core::clock::SharedClock;
@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Outcome, Rejection, Request};
 use crate::error::InventoryError;
-use crate::forward::{ForwardStats, Forwarding};
+use crate::forward::{Forward, ForwardStats, Forwarding};
 use crate::ledger::{Availability, Ledger};
 use crate::model::{Channel, Setup, SkuId};
 use crate::store;
@@ -105,6 +105,13 @@ pub struct SyncStats {
 struct SyncCounters {
     replayed_batches: AtomicU64,
     reloads: AtomicU64,
+    /// The writer's count of committed batches (the head's), as of its last change.
+    batches: AtomicU64,
+    /// The writer's setup version, as of its last change.
+    setup_version: AtomicI64,
+    /// Check a batch of refusals against the head even before another writer was seen (set with
+    /// forwarding: a node that fell back may have written what this one has not seen).
+    check_refusals: AtomicBool,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -150,6 +157,8 @@ impl Inventory {
         let setup_version = stored.setup_version;
         let ledger = stored.restore()?;
         let sync = Arc::new(SyncCounters::default());
+        sync.batches.store(batches, Ordering::Relaxed);
+        sync.setup_version.store(setup_version, Ordering::Relaxed);
         let committed = Arc::new(RwLock::new(ledger.clone()));
         let (jobs, queue) = mpsc::channel(options.queue.max(1));
         let writer = Writer {
@@ -186,20 +195,29 @@ impl Inventory {
             return Ok(Vec::new());
         }
         if let Some(forwarding) = self.forwarding.get()
-            && let Some(url) = forwarding.leader()
+            && forwarding.leader().is_some()
         {
-            match forwarding.send(&url, &requests).await {
-                Ok(forwarded) => {
-                    if let Err(e) = self.catch_up_to(forwarded.movements).await {
+            let setup_version = self.sync.setup_version.load(Ordering::Acquire);
+            match forwarding.forward(requests.clone(), setup_version).await {
+                Forward::Done(forwarded) => {
+                    if let Err(e) = self.catch_up_to(forwarded.batches).await {
                         // Durable on the holder all the same: the answer stands, and this node's
                         // reads catch up with the next refresh.
                         tracing::warn!(error = %e, "inventory reads not caught up after a forwarded write");
                     }
                     return Ok(forwarded.answers);
                 }
-                Err(reason) => {
+                Forward::NotSent(reason) => {
+                    // The holder never applied them: this node writes them itself (the head's
+                    // compare-and-set keeps two writers correct).
                     forwarding.fell_back();
                     tracing::warn!(%reason, "inventory write not forwarded; writing it here");
+                }
+                Forward::Unknown(reason) => {
+                    // Sent, and not answered: the holder may have applied them. Written here too,
+                    // a refusal read from this node's ledger could contradict what the holder
+                    // did (refusals are not kept under their keys); the caller retries instead.
+                    return Err(InventoryError::Unconfirmed { reason });
                 }
             }
         }
@@ -263,28 +281,37 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::WriterStopped)?
     }
 
-    /// [`Inventory::refresh`] unless the readers' journal already holds `movements` movements
-    /// (many forwarded answers arriving together cost one read of the store).
-    async fn catch_up_to(&self, movements: u64) -> Result<(), InventoryError> {
-        if self.movements() >= movements {
+    /// [`Inventory::refresh`] unless the readers' ledger already holds the first `batches`
+    /// batches of the store (many forwarded answers arriving together cost one read of it).
+    pub async fn catch_up_to(&self, batches: u64) -> Result<(), InventoryError> {
+        if self.batches() >= batches {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Refresh { at_least: Some(movements), reply })
+            .send(Job::Refresh { at_least: Some(batches), reply })
             .await
             .map_err(|_| InventoryError::WriterStopped)?;
         answer.await.map_err(|_| InventoryError::WriterStopped)?
     }
 
-    /// How many movements the readers' journal holds.
-    pub fn movements(&self) -> u64 {
-        self.read(|l| l.journal().len() as u64)
+    /// How many batches of the store this node's ledger holds (the journal head's counter as the
+    /// writer knows it): a write answered by the writer is in the batches up to this.
+    pub fn batches(&self) -> u64 {
+        self.sync.batches.load(Ordering::Acquire)
+    }
+
+    /// The version of the stored setup this node's ledger has.
+    pub fn setup_version(&self) -> i64 {
+        self.sync.setup_version.load(Ordering::Acquire)
     }
 
     /// Routes this node's writes to the holder of the writer's lease from now on (set once; the
     /// caller runs [`Forwarding::run`] to keep the lease). `false` when already set.
     pub fn forward_through(&self, forwarding: Arc<Forwarding>) -> bool {
+        // Another node may write (one that could not reach the holder): a batch of refusals is
+        // checked against the store's head before it is answered.
+        self.sync.check_refusals.store(true, Ordering::Release);
         self.forwarding.set(forwarding).is_ok()
     }
 
@@ -383,7 +410,7 @@ impl Writer {
                         self.apply(std::mem::take(&mut batch)).await;
                         // Several forwarded answers catching up at once: the first one's read
                         // brings the ledger past the others'.
-                        let current = at_least.is_some_and(|n| self.working.journal().len() as u64 >= n && !self.stale);
+                        let current = at_least.is_some_and(|n| self.batches >= n && !self.stale);
                         let _ = reply.send(if current { Ok(()) } else { self.refresh().await });
                     }
                 }
@@ -442,7 +469,8 @@ impl Writer {
             // not seen) would be a false "out of stock". So, once another writer has been seen,
             // such a batch is answered only after the head shows the ledger is current; when
             // that cannot be shown, its callers are told nothing was done rather than refused.
-            if applied.is_empty() && self.shared && turn.is_none() && results.iter().any(Result::is_err) {
+            let others = self.shared || self.sync.check_refusals.load(Ordering::Acquire);
+            if applied.is_empty() && others && turn.is_none() && results.iter().any(Result::is_err) {
                 let unshown = match store::head(&self.db).await {
                     Ok(stored) if stored == (head, self.batches) => None,
                     Ok(_) if attempts < MAX_ATTEMPTS => {
@@ -486,6 +514,7 @@ impl Writer {
                         &mut *self.committed.write().unwrap_or_else(PoisonError::into_inner),
                         &mut self.working,
                     );
+                    self.publish();
                     let mut answers = results.clone().into_iter();
                     for (size, reply) in sizes.into_iter().zip(replies) {
                         let _ = reply.send(Ok(answers.by_ref().take(size).collect()));
@@ -602,6 +631,7 @@ impl Writer {
         }
         let count = batches.len() as u64;
         self.batches += count;
+        self.publish();
         self.sync.replayed_batches.fetch_add(count, Ordering::Relaxed);
         tracing::debug!(batches = count, "inventory ledger caught up with the store");
         true
@@ -678,6 +708,7 @@ impl Writer {
             match saved {
                 Ok(Some(version)) => {
                     self.setup_version = version;
+                    self.publish();
                     let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
                     committed.extend_setup(more)?;
                     return Ok(());
@@ -694,6 +725,13 @@ impl Writer {
         Err(InventoryError::NotPersisted { reason: "the setup kept changing under this writer".into() })
     }
 
+    /// Shows the batches and setup version this writer's ledger is at to [`Inventory::batches`]
+    /// and [`Inventory::setup_version`] (before the callers of a batch are answered).
+    fn publish(&self) {
+        self.sync.batches.store(self.batches, Ordering::Release);
+        self.sync.setup_version.store(self.setup_version, Ordering::Release);
+    }
+
     /// When the ledger is marked stale (a failed transaction, rows that could not be replayed),
     /// rebuilds both copies from the store.
     async fn ensure_fresh(&mut self) -> Result<(), InventoryError> {
@@ -703,6 +741,7 @@ impl Writer {
         let stored = store::load(&self.db).await?;
         self.batches = stored.batches;
         self.setup_version = stored.setup_version;
+        self.publish();
         let ledger = stored.restore()?;
         self.sync.reloads.fetch_add(1, Ordering::Relaxed);
         *self.committed.write().unwrap_or_else(PoisonError::into_inner) = ledger.clone();

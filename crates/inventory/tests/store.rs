@@ -28,6 +28,7 @@ dermis_store::backend_tests!(ALL;
     writers_that_have_seen_each_other_take_turns,
     a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once,
     the_lease_changes_hands_only_when_it_expires_or_is_given_up,
+    an_unanswered_forward_is_unconfirmed_not_written_twice,
 );
 
 const DAY: i64 = MS_PER_DAY;
@@ -649,6 +650,15 @@ async fn a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once(d
     ok(&b, "k1", reserve("r1", "web", &[("serum", 3)], START + 15 * MINUTE)).await;
     assert_eq!(available(&b, "serum", "web"), 47, "B reads its own write");
     assert_eq!(available(&a, "serum", "web"), 47, "A applied it");
+    // A write that moves no stock (a new deadline) is read at once too.
+    ok(&b, "k1x", Command::Extend { reservation: "r1".into(), expires_at_ms: START + 20 * MINUTE }).await;
+    let deadline = |node: &Inventory| node.read(|l| l.reservation(&"r1".into()).map(|r| r.expires_at_ms));
+    assert_eq!(deadline(&b), Some(START + 20 * MINUTE));
+    // A location B adds is known to A when B's receipt there arrives.
+    let lyon = location("lyon", LocationKind::Store, 45.76, 4.84, &["web", "pos"]);
+    b.extend_setup(Setup { locations: vec![lyon], ..Setup::default() }).await.unwrap();
+    ok(&b, "rcv-lyon", receive("lyon", "cream", "C1", 4)).await;
+    assert_eq!(available(&a, "cream", "web"), 4);
     // A retried request is one command, wherever it is retried.
     let again = b.submit(request("k1", reserve("r1", "web", &[("serum", 3)], START + 15 * MINUTE))).await;
     assert!(matches!(again, Ok(Ok(ref outcome)) if outcome.replayed), "{again:?}");
@@ -699,16 +709,55 @@ async fn a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once(d
     }
     assert_eq!(available(&a, "serum", "web"), 0, "nothing was received");
 
-    // A is gone: B writes itself at once (the head keeps the two correct), and A catches up.
+    // A is gone (it still holds the lease): C writes itself at once (the head keeps the writers
+    // correct), and does not try A again for every write.
     server_a.abort();
     let _ = server_a.await;
-    ok(&b, "rcv2", receive("wh", "serum", "S2", 5)).await;
-    assert_eq!(b.forwarding_stats().fallbacks, 1);
-    assert_eq!(available(&b, "serum", "web"), 5);
+    let c = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    let fc = forwarding(&db, &clock, "node-c", "http://127.0.0.1:9");
+    c.forward_through(fc.clone());
+    assert_eq!(fc.renew().await.unwrap().node_id, "node-a");
+    ok(&c, "rcv2", receive("wh", "serum", "S2", 5)).await;
+    ok(&c, "rcv3", receive("wh", "serum", "S3", 5)).await;
+    assert_eq!(c.forwarding_stats().fallbacks, 1, "one try, then A is left alone for a while");
+    assert_eq!(fc.leader(), None);
+    assert_eq!(available(&c, "serum", "web"), 10);
     a.refresh().await.unwrap();
-    assert_eq!(available(&a, "serum", "web"), 5);
+    assert_eq!(available(&a, "serum", "web"), 10);
     assert_store_matches(&db, &a).await;
-    assert_store_matches(&db, &b).await;
+    assert_store_matches(&db, &c).await;
+}
+
+/// A holder that takes requests and fails (here: answers 500) may have applied them: the sender
+/// neither writes them itself nor refuses them, it answers "unconfirmed" (retry with the key).
+async fn an_unanswered_forward_is_unconfirmed_not_written_twice(db: Db) {
+    let (a, clock) = open_new(&db).await;
+    ok(&a, "rcv", receive("wh", "serum", "S1", 10)).await;
+    let b = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let failing = axum::Router::new().route(
+        forward::PATH,
+        axum::routing::post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, failing).await.unwrap() });
+    let (fa, fb) = (forwarding(&db, &clock, "node-a", &url), forwarding(&db, &clock, "node-b", "http://127.0.0.1:9"));
+    fa.renew().await.unwrap();
+    b.forward_through(fb.clone());
+    assert_eq!(fb.renew().await.unwrap().node_id, "node-a");
+    let journal = count(&db, "SELECT COUNT(*) FROM inventory_movements").await;
+    let hold = request("k1", reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE));
+    match b.submit(hold).await {
+        Err(InventoryError::Unconfirmed { reason }) => assert!(reason.contains("500"), "{reason}"),
+        other => panic!("an unanswered forward answered {other:?}"),
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements").await, journal, "B wrote nothing itself");
+    assert_eq!(fb.stats().unknown, 1);
+    // The holder is left alone for a while: the retry is written here, once.
+    assert_eq!(fb.leader(), None);
+    ok(&b, "k1", reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE)).await;
+    assert_eq!(available(&b, "serum", "web"), 8);
+    server.abort();
 }
 
 async fn the_lease_changes_hands_only_when_it_expires_or_is_given_up(db: Db) {

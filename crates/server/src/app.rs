@@ -564,8 +564,10 @@ impl Application {
         };
         let deliverer = Deliverer::new(webhooks, inventory.clone(), policy);
         let deliveries = tokio::spawn(deliverer.run(Duration::from_millis(500)));
-        let forwarding = inventory.forwarding().cloned();
-        let lease = forwarding.clone().map(|f| tokio::spawn(async move { f.run().await }));
+        let lease = inventory.forwarding().cloned().map(|f| {
+            let renewing = f.clone();
+            (f, tokio::spawn(async move { renewing.run().await }))
+        });
         let sweeper = tokio::spawn(inventory.run_sweeper(Duration::from_secs(config.inventory.sweep_secs.max(1))));
         tracing::debug!(jobs = ?background.names(), "background jobs started");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -576,6 +578,14 @@ impl Application {
         let server = crate::listen::serve(listener, router, limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            if let Some((forwarding, renewing)) = lease {
+                // The listener closes now: another node takes the writer's lease at once rather
+                // than after its time to live (the renewal stopped first, so it cannot take the
+                // lease back). Requests still in flight here are written here, fenced as ever.
+                renewing.abort();
+                let _ = renewing.await;
+                forwarding.step_down().await;
+            }
             let _ = stopping_tx.send(());
         });
         let deadline = async move {
@@ -592,13 +602,6 @@ impl Application {
         trainer.abort();
         sweeper.abort();
         deliveries.abort();
-        if let Some(lease) = lease {
-            lease.abort();
-        }
-        if let Some(forwarding) = forwarding {
-            // Another node takes the writer's lease now rather than after its time to live.
-            forwarding.step_down().await;
-        }
         background.stop().await;
         db.close().await;
         tracing::info!("stopped");

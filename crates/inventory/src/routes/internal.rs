@@ -11,8 +11,7 @@ use dermis_core::clock::SharedClock;
 use dermis_core::{Problem, ProblemKind};
 
 use super::{InventoryState, failed};
-use crate::command::Request;
-use crate::forward::{self, Forwarded};
+use crate::forward::{self, Forwarded, ForwardedRequests};
 use crate::service::Inventory;
 
 /// What the route needs: the ledger and the clock signatures are checked against.
@@ -32,14 +31,23 @@ impl FromRef<InventoryState> for Internal {
 
 /// The route alone, for a process that serves nothing else of the inventory (benchmarks, tests).
 pub fn router(inventory: Inventory, clock: SharedClock) -> Router {
-    Router::new().route(forward::PATH, axum::routing::post(apply)).with_state(Internal { inventory, clock })
+    Router::new().route(forward::PATH, route()).with_state(Internal { inventory, clock })
 }
 
-pub(super) async fn apply(
-    State(s): State<Internal>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Forwarded>, Problem> {
+/// The most a forwarded body may hold: several nodes' submissions go in one request, each as
+/// large as the public body limit allows.
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The route's handler with its body limit.
+pub(super) fn route<S>() -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Internal: FromRef<S>,
+{
+    axum::routing::post(apply).layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+async fn apply(State(s): State<Internal>, headers: HeaderMap, body: Bytes) -> Result<Json<Forwarded>, Problem> {
     let Some(forwarding) = s.inventory.forwarding() else {
         return Err(Problem::not_found("this node takes no forwarded inventory writes"));
     };
@@ -50,10 +58,15 @@ pub(super) async fn apply(
             "a forwarded write must be signed with the cluster secret",
         ));
     }
-    let requests: Vec<Request> =
-        serde_json::from_slice(&body).map_err(|e| Problem::malformed(format!("not a list of ledger requests: {e}")))?;
+    let ForwardedRequests { requests, setup_version } =
+        serde_json::from_slice(&body).map_err(|e| Problem::malformed(format!("not forwarded ledger requests: {e}")))?;
+    // The sender knows a newer setup (a location or SKU it just added): this ledger takes it
+    // before applying, or its requests would name what this one does not know yet.
+    if setup_version > s.inventory.setup_version() {
+        s.inventory.refresh().await.map_err(|e| failed(&e))?;
+    }
     // Applied by this node's own writer, never forwarded again (two nodes that each think the
     // other holds the lease do not send a request back and forth).
     let answers = s.inventory.submit_here(requests).await.map_err(|e| failed(&e))?;
-    Ok(Json(Forwarded { answers, movements: s.inventory.movements() }))
+    Ok(Json(Forwarded { answers, batches: s.inventory.batches() }))
 }

@@ -142,7 +142,7 @@ pub fn router() -> OpenApiRouter<InventoryState> {
         .merge(stock::router())
         .merge(reservations::router())
         .merge(webhooks::router())
-        .route(crate::forward::PATH, axum::routing::post(internal::apply))
+        .route(crate::forward::PATH, internal::route())
 }
 
 // ---- errors -------------------------------------------------------------------------------
