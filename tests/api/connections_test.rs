@@ -61,7 +61,9 @@ async fn silent_slow_and_idle_connections_are_dropped() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_are_closed_at_once() {
-    let app = app_with_limits(2, 3).await;
+    // Idle connections live 5 s: closed "at once" is told from closed by that timeout with room
+    // to spare for a loaded machine.
+    let app = app_with_limits(5, 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(connect(&app).await);
@@ -71,7 +73,7 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     let mut extra = connect(&app).await;
     let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: dermis\r\n\r\n").await;
     let (sent, took) = until_closed(&mut extra, Duration::from_secs(10)).await;
-    assert!(sent.is_empty() && took < Duration::from_secs(1), "over the cap: {sent:?} after {took:?}");
+    assert!(sent.is_empty() && took < Duration::from_secs(3), "over the cap: {sent:?} after {took:?}");
     // Once the idle ones time out, there is room again.
     for mut h in held {
         until_closed(&mut h, Duration::from_secs(10)).await;
