@@ -48,6 +48,11 @@ pub const PATH: &str = "/internal/inventory/apply";
 /// of `t.body` with the cluster secret, as webhooks are signed).
 pub const SIGNATURE_HEADER: &str = "x-dermis-node-signature";
 
+/// On an error answer of the holder: nothing of the request is pending there (not applied, or its
+/// batch failed and the store holds what was committed), so the sender may write it itself, fenced
+/// by the head as any write. Without it, a 5xx may come while the holder's writer still has it.
+pub const NOT_APPLIED_HEADER: &str = "x-dermis-not-applied";
+
 /// How far a signature's time may be from the receiver's clock, in seconds.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 
@@ -211,7 +216,8 @@ impl std::fmt::Debug for Forwarding {
 
 /// How many submissions this node forwarded, and how many it wrote itself because the holder
 /// could not be reached ([`crate::Inventory::forwarding_stats`]; in `/metrics` as
-/// `inventory_forwarded_total` and `inventory_forward_fallbacks_total`).
+/// `inventory_forwarded_total`, `inventory_forward_fallbacks_total` and
+/// `inventory_forward_unknown_total`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ForwardStats {
     /// Submissions the lease holder applied for this node.
@@ -296,9 +302,21 @@ impl Forwarding {
 
     /// Gives the lease up if this node holds it (when stopping).
     pub async fn step_down(&self) {
-        *self.holder.write().unwrap_or_else(PoisonError::into_inner) = None;
-        if let Err(e) = give_up(&self.db, &self.node_id).await {
-            tracing::warn!(error = %e, "inventory writer lease not given up; it expires by itself");
+        let held = {
+            let mut holder = self.holder.write().unwrap_or_else(PoisonError::into_inner);
+            let held = holder.as_ref().is_some_and(|h| h.node_id == self.node_id);
+            if held {
+                // This node no longer writes as the holder; another holder is still forwarded to.
+                *holder = None;
+            }
+            held
+        };
+        // Given up in the store whatever the cache says (a no-op unless this node holds it).
+        let _ = held;
+        match tokio::time::timeout(Duration::from_secs(2), give_up(&self.db, &self.node_id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "inventory writer lease not given up; it expires by itself"),
+            Err(_) => tracing::warn!("inventory writer lease not given up in 2 s; it expires by itself"),
         }
     }
 
@@ -392,12 +410,14 @@ impl Forwarding {
         }
         let body = ForwardedRequests { requests, setup_version };
         let mut sent = self.send(&url, &body).await;
-        if let Forward::Unknown(reason) = &sent {
-            tracing::warn!(%reason, "inventory writes forwarded and not answered; sending them again");
-            sent = self.send(&url, &body).await;
-            if matches!(sent, Forward::Unknown(_)) {
-                self.unreachable();
-            }
+        if let Forward::Unknown(first) = &sent {
+            tracing::warn!(reason = %first, "inventory writes forwarded and not answered; sending them again");
+            sent = match self.send(&url, &body).await {
+                // The first try may still be applied there: once unknown, never "not sent" (a
+                // write here could answer a refusal the holder contradicts).
+                Forward::NotSent(again) => Forward::Unknown(format!("{first}; then {again}")),
+                other => other,
+            };
         }
         match sent {
             Forward::Done(Forwarded { answers, batches }) => {
@@ -446,13 +466,14 @@ impl Forwarding {
             Err(e) => return Forward::Unknown(format!("the lease holder at {url} did not answer: {e}")),
         };
         let status = response.status();
+        let not_applied = response.headers().contains_key(NOT_APPLIED_HEADER);
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
             let said =
                 format!("the lease holder at {url} answered {status}: {}", text.chars().take(300).collect::<String>());
             // A 4xx is the holder turning the request away before applying anything; a 408 (its
             // own timeout) or a 5xx may come after its writer took the requests.
-            return if status.is_client_error() && status != reqwest::StatusCode::REQUEST_TIMEOUT {
+            return if not_applied || (status.is_client_error() && status != reqwest::StatusCode::REQUEST_TIMEOUT) {
                 Forward::NotSent(said)
             } else {
                 Forward::Unknown(said)

@@ -136,7 +136,7 @@ enum Job {
         more: Setup,
         reply: oneshot::Sender<Result<(), InventoryError>>,
     },
-    /// Catch up with the store; with `at_least`, only when the journal is shorter than that.
+    /// Catch up with the store; with `at_least`, only when fewer batches than that are known.
     Refresh {
         at_least: Option<u64>,
         reply: oneshot::Sender<Result<(), InventoryError>>,
@@ -741,12 +741,14 @@ impl Writer {
         let stored = store::load(&self.db).await?;
         self.batches = stored.batches;
         self.setup_version = stored.setup_version;
-        self.publish();
         let ledger = stored.restore()?;
         self.sync.reloads.fetch_add(1, Ordering::Relaxed);
         *self.committed.write().unwrap_or_else(PoisonError::into_inner) = ledger.clone();
         self.working = ledger;
         self.stale = false;
+        // Only now: a forwarded answer's catching up must not take a count the readers' copy
+        // does not hold yet.
+        self.publish();
         tracing::info!("inventory ledger reloaded from the store");
         Ok(())
     }

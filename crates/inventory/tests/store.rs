@@ -692,7 +692,11 @@ async fn a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once(d
 
     // Only a node with the secret can write through A.
     let client = reqwest::Client::new();
-    let body = serde_json::to_vec(&[request("evil", receive("wh", "serum", "S9", 1_000))]).unwrap();
+    let evil = forward::ForwardedRequests {
+        requests: vec![request("evil", receive("wh", "serum", "S9", 1_000))],
+        setup_version: 0,
+    };
+    let body = serde_json::to_vec(&evil).unwrap();
     let now_s = START / 1000;
     for signature in [
         None,
@@ -728,36 +732,51 @@ async fn a_node_forwards_its_writes_to_the_lease_holder_and_reads_them_at_once(d
     assert_store_matches(&db, &c).await;
 }
 
-/// A holder that takes requests and fails (here: answers 500) may have applied them: the sender
-/// neither writes them itself nor refuses them, it answers "unconfirmed" (retry with the key).
+/// A holder that applies requests and then fails to answer (here: its answer replaced by a 500)
+/// may have applied them: the sender sends them once more (the key answers its first outcome
+/// there), then neither writes them itself nor refuses them: it answers "unconfirmed". A retry
+/// with the same key, written here once the holder is gone, is the same command.
 async fn an_unanswered_forward_is_unconfirmed_not_written_twice(db: Db) {
     let (a, clock) = open_new(&db).await;
     ok(&a, "rcv", receive("wh", "serum", "S1", 10)).await;
     let b = Inventory::open(db.clone(), clock.clone()).await.unwrap();
+    // C opens now: its ledger will not know what A applies.
+    let c = Inventory::open(db.clone(), clock.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let failing = axum::Router::new().route(
-        forward::PATH,
-        axum::routing::post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
-    );
+    let failing = routes::internal::router(a.clone(), clock.clone()).layer(axum::middleware::map_response(
+        |_: axum::response::Response| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") },
+    ));
     let server = tokio::spawn(async move { axum::serve(listener, failing).await.unwrap() });
-    let (fa, fb) = (forwarding(&db, &clock, "node-a", &url), forwarding(&db, &clock, "node-b", "http://127.0.0.1:9"));
+    let fa = forwarding(&db, &clock, "node-a", &url);
+    let fb = forwarding(&db, &clock, "node-b", "http://127.0.0.1:9");
+    assert!(a.forward_through(fa.clone()) && b.forward_through(fb.clone()));
     fa.renew().await.unwrap();
-    b.forward_through(fb.clone());
     assert_eq!(fb.renew().await.unwrap().node_id, "node-a");
-    let journal = count(&db, "SELECT COUNT(*) FROM inventory_movements").await;
-    let hold = request("k1", reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE));
-    match b.submit(hold).await {
+    let hold = || request("k1", reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE));
+    match b.submit(hold()).await {
         Err(InventoryError::Unconfirmed { reason }) => assert!(reason.contains("500"), "{reason}"),
         other => panic!("an unanswered forward answered {other:?}"),
     }
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_movements").await, journal, "B wrote nothing itself");
-    assert_eq!(fb.stats().unknown, 1);
-    // The holder is left alone for a while: the retry is written here, once.
-    assert_eq!(fb.leader(), None);
-    ok(&b, "k1", reserve("r1", "web", &[("serum", 2)], START + 15 * MINUTE)).await;
-    assert_eq!(available(&b, "serum", "web"), 8);
+    // Sent twice, applied once, by A; B wrote nothing itself.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 1);
+    assert_eq!(available(&a, "serum", "web"), 8);
+    assert_eq!(fb.stats(), forward::ForwardStats { forwarded: 0, fallbacks: 0, unknown: 1 });
+    // A is gone: the retry is written by C, whose ledger is behind (fenced by the head, it
+    // catches up and finds the key), and is the same command.
     server.abort();
+    let _ = server.await;
+    let fc = forwarding(&db, &clock, "node-c", "http://127.0.0.1:9");
+    c.forward_through(fc.clone());
+    fc.renew().await.unwrap();
+    match c.submit(hold()).await {
+        Ok(Ok(outcome)) => assert!(outcome.replayed, "{outcome:?}"),
+        other => panic!("the retry answered {other:?}"),
+    }
+    assert_eq!(c.forwarding_stats().fallbacks, 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM inventory_reservations").await, 1);
+    assert_eq!(available(&c, "serum", "web"), 8);
+    assert_store_matches(&db, &c).await;
 }
 
 async fn the_lease_changes_hands_only_when_it_expires_or_is_given_up(db: Db) {

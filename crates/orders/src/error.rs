@@ -86,7 +86,7 @@ impl From<OrdersError> for Problem {
                 other => dermis_inventory::routes::problem(&other),
             },
             OrdersError::Inventory(InventoryError::Setup(setup)) => Problem::conflict(setup.to_string()),
-            OrdersError::Inventory(e) => Problem::unavailable(&e),
+            OrdersError::Inventory(e) => dermis_inventory::routes::failed(&e),
             OrdersError::Lookup(LookupError::Unknown(_)) => {
                 Problem::validation(vec![FieldError::new("lines.sku_id", detail)])
             }

@@ -5,12 +5,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use dermis_core::clock::SharedClock;
 use dermis_core::{Problem, ProblemKind};
 
 use super::{InventoryState, failed};
+use crate::error::InventoryError;
 use crate::forward::{self, Forwarded, ForwardedRequests};
 use crate::service::Inventory;
 
@@ -47,26 +49,36 @@ where
     axum::routing::post(apply).layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-async fn apply(State(s): State<Internal>, headers: HeaderMap, body: Bytes) -> Result<Json<Forwarded>, Problem> {
+async fn apply(State(s): State<Internal>, headers: HeaderMap, body: Bytes) -> Result<Json<Forwarded>, Response> {
     let Some(forwarding) = s.inventory.forwarding() else {
-        return Err(Problem::not_found("this node takes no forwarded inventory writes"));
+        return Err(Problem::not_found("this node takes no forwarded inventory writes").into_response());
     };
     let signature = headers.get(forward::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !forward::verify(forwarding.secret(), signature, &body, s.clock.now_ms().div_euclid(1000)) {
-        return Err(Problem::new(
-            ProblemKind::Unauthenticated,
-            "a forwarded write must be signed with the cluster secret",
-        ));
+        let problem =
+            Problem::new(ProblemKind::Unauthenticated, "a forwarded write must be signed with the cluster secret");
+        return Err(problem.into_response());
     }
-    let ForwardedRequests { requests, setup_version } =
-        serde_json::from_slice(&body).map_err(|e| Problem::malformed(format!("not forwarded ledger requests: {e}")))?;
+    let ForwardedRequests { requests, setup_version } = serde_json::from_slice(&body)
+        .map_err(|e| Problem::malformed(format!("not forwarded ledger requests: {e}")).into_response())?;
     // The sender knows a newer setup (a location or SKU it just added): this ledger takes it
     // before applying, or its requests would name what this one does not know yet.
     if setup_version > s.inventory.setup_version() {
-        s.inventory.refresh().await.map_err(|e| failed(&e))?;
+        s.inventory.refresh().await.map_err(|e| not_applied(&e))?;
     }
     // Applied by this node's own writer, never forwarded again (two nodes that each think the
     // other holds the lease do not send a request back and forth).
-    let answers = s.inventory.submit_here(requests).await.map_err(|e| failed(&e))?;
+    let answers = s.inventory.submit_here(requests).await.map_err(|e| match e {
+        // The writer answers "not persisted" only when nothing of the batch was.
+        InventoryError::NotPersisted { .. } => not_applied(&e),
+        e => failed(&e).into_response(),
+    })?;
     Ok(Json(Forwarded { answers, batches: s.inventory.batches() }))
+}
+
+/// `e` as a problem that tells the sender nothing of its request was applied.
+fn not_applied(e: &InventoryError) -> Response {
+    let mut response = failed(e).into_response();
+    response.headers_mut().insert(forward::NOT_APPLIED_HEADER, HeaderValue::from_static("1"));
+    response
 }

@@ -207,9 +207,20 @@ pub fn problem(rejection: &Rejection) -> Problem {
     }
 }
 
-fn failed(e: &InventoryError) -> Problem {
+/// What failed around the ledger, as a problem: a setup conflict (409); a write the writer may
+/// have applied without confirming it (503 saying so: retry with the same `Idempotency-Key`);
+/// anything else unavailable (503).
+pub fn failed(e: &InventoryError) -> Problem {
     match e {
         InventoryError::Setup(setup) => Problem::conflict(setup.to_string()),
+        InventoryError::Unconfirmed { reason } => {
+            tracing::warn!(%reason, "inventory write unconfirmed");
+            Problem::new(
+                ProblemKind::Unavailable,
+                "the ledger's writer did not confirm this write in time; it may have been applied: retry with the same Idempotency-Key",
+            )
+            .with_retry_after(1)
+        }
         _ => Problem::unavailable(e),
     }
 }
