@@ -302,17 +302,14 @@ impl Forwarding {
 
     /// Gives the lease up if this node holds it (when stopping).
     pub async fn step_down(&self) {
-        let held = {
+        {
             let mut holder = self.holder.write().unwrap_or_else(PoisonError::into_inner);
-            let held = holder.as_ref().is_some_and(|h| h.node_id == self.node_id);
-            if held {
+            if holder.as_ref().is_some_and(|h| h.node_id == self.node_id) {
                 // This node no longer writes as the holder; another holder is still forwarded to.
                 *holder = None;
             }
-            held
-        };
+        }
         // Given up in the store whatever the cache says (a no-op unless this node holds it).
-        let _ = held;
         match tokio::time::timeout(Duration::from_secs(2), give_up(&self.db, &self.node_id)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "inventory writer lease not given up; it expires by itself"),
@@ -322,7 +319,7 @@ impl Forwarding {
 
     /// Where writes go now: another node's base URL while it holds an unexpired lease, `None` when
     /// this node writes itself (it holds the lease, nobody does, or it is unknown).
-    /// Also `None` for a while after the holder could not be reached or did not answer.
+    /// Also `None` for a while after the holder could not be reached.
     pub fn leader(&self) -> Option<String> {
         let now_ms = self.clock.now_ms();
         if self.unreachable_until.load(Ordering::Relaxed) > now_ms {
@@ -333,7 +330,7 @@ impl Forwarding {
     }
 
     /// Takes the holder as unreachable for a third of the lease's time to live (the next renewal
-    /// may show another holder).
+    /// may show another holder): after a connection to it failed.
     fn unreachable(&self) {
         let until = self.clock.now_ms().saturating_add(self.ttl_ms / 3);
         self.unreachable_until.store(until, Ordering::Relaxed);

@@ -185,7 +185,8 @@ impl Inventory {
     }
 
     /// Applies several requests in order, in the same batch and so in the same transaction (a POS
-    /// sync's receipts): all are durable, or the call fails and none was applied.
+    /// sync's receipts): all are durable, or the call fails and none was applied (but for
+    /// [`InventoryError::Unconfirmed`], which may have been: retry with the same keys).
     ///
     /// When another node holds the writer's lease ([`crate::forward`]), they are sent to it, and
     /// this node catches up with what it committed before answering (a caller reads its own write
