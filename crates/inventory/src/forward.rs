@@ -231,23 +231,11 @@ pub struct ForwardStats {
 impl Forwarding {
     /// A node `node_id`, reached by other nodes at `url` (its base URL), sharing `secret` with
     /// them; its lease lives `ttl` unless renewed. Nothing runs until [`Forwarding::run`].
+    /// The holder's answer is awaited 10 s at most.
     pub fn new(db: Db, clock: SharedClock, node_id: &str, url: &str, secret: &str, ttl: Duration) -> Self {
-        Self::with_timeout(db, clock, node_id, url, secret, ttl, Duration::from_secs(10))
-    }
-
-    /// [`Forwarding::new`] waiting at most `timeout` for the holder's answer.
-    pub fn with_timeout(
-        db: Db,
-        clock: SharedClock,
-        node_id: &str,
-        url: &str,
-        secret: &str,
-        ttl: Duration,
-        timeout: Duration,
-    ) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(2).min(timeout))
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2))
             // Under the server's idle limit (`http.header_read_timeout_secs`, 20 s), so a kept
             // connection is not reused just as the holder closes it.
             .pool_idle_timeout(Duration::from_secs(10))
